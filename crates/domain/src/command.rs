@@ -1,0 +1,101 @@
+//! Commands: the only way state changes. Each is replicated through the Raft
+//! log inside an `Envelope` stamped by the leader, and applied by every node
+//! with `State::apply`, a pure function of (state, revision, envelope).
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Cluster, Tenant, ZoneSpec};
+
+/// A command with what the leader stamped into it. Apply never reads the
+/// clock: `at_ms` is the only time it knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Envelope {
+    /// Milliseconds since the Unix epoch at the leader when it proposed the command.
+    pub at_ms: u64,
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Command {
+    /// Create or replace a zone.
+    PutZone {
+        zone: ZoneSpec,
+    },
+    DeleteZone {
+        apex: String,
+    },
+    /// Create or replace a cluster (its `revision` is ignored).
+    PutCluster {
+        cluster: Cluster,
+    },
+    /// Refused while the cluster holds tenants.
+    DeleteCluster {
+        id: String,
+    },
+    /// Create a tenant on `cluster` (pinned), or placed by hashing when `None`.
+    CreateTenant {
+        id: String,
+        cluster: Option<String>,
+    },
+    DeleteTenant {
+        id: String,
+    },
+    /// Set the tenant's cluster and its `pinned` flag.
+    PinTenant {
+        id: String,
+        cluster: String,
+    },
+    /// Clear the `pinned` flag; the tenant stays where it is.
+    UnpinTenant {
+        id: String,
+    },
+    /// Move the tenant, recording a tombstone. The `pinned` flag is kept.
+    MoveTenant {
+        id: String,
+        cluster: String,
+    },
+    AddAlias {
+        tenant: String,
+        alias: String,
+    },
+    RemoveAlias {
+        tenant: String,
+        alias: String,
+    },
+}
+
+impl Command {
+    /// Short name for logs and metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Command::PutZone { .. } => "put_zone",
+            Command::DeleteZone { .. } => "delete_zone",
+            Command::PutCluster { .. } => "put_cluster",
+            Command::DeleteCluster { .. } => "delete_cluster",
+            Command::CreateTenant { .. } => "create_tenant",
+            Command::DeleteTenant { .. } => "delete_tenant",
+            Command::PinTenant { .. } => "pin_tenant",
+            Command::UnpinTenant { .. } => "unpin_tenant",
+            Command::MoveTenant { .. } => "move_tenant",
+            Command::AddAlias { .. } => "add_alias",
+            Command::RemoveAlias { .. } => "remove_alias",
+        }
+    }
+}
+
+/// What a successful command produced, returned to the client with the revision.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Outcome {
+    Zone { apex: String },
+    Cluster(Cluster),
+    Tenant(Tenant),
+    Deleted,
+}
+
+/// Which stored entities a command changed, so storage can persist exactly those.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    Zone(String),
+    Cluster(String),
+    Tenant(String),
+}

@@ -1,0 +1,23 @@
+//! Switchboard's domain: the data model, validation, placement, the commands
+//! that change state, `apply`, and name → answer resolution over the
+//! in-memory state. Pure: no I/O, no clock, no async runtime. Every node runs
+//! the same code on the same log and reaches the same state.
+
+pub mod command;
+pub mod error;
+pub mod model;
+pub mod name;
+pub mod placement;
+pub mod record;
+pub mod resolve;
+pub mod state;
+
+#[cfg(test)]
+mod tests;
+
+pub use command::{Command, Envelope, Outcome, Touched};
+pub use error::{CommandError, ValidationError};
+pub use model::{Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
+pub use record::{RData, RType, Record};
+pub use resolve::{resolve, Answer, Rcode};
+pub use state::State;

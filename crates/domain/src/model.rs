@@ -1,0 +1,334 @@
+//! The replicated data model: zones (with their rules and static records),
+//! clusters and tenants. Specs are what clients send; `Zone` is a spec compiled
+//! into the form the resolver reads.
+
+use std::collections::BTreeMap;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::ValidationError;
+use crate::name;
+use crate::record::{self, RData, RType, Record};
+
+/// Most rules in one zone.
+pub const RULES_MAX: usize = 16;
+/// Most services in one `service-tenant` rule.
+pub const SERVICES_MAX: usize = 64;
+/// Most static records in one zone.
+pub const RECORDS_MAX: usize = 10_000;
+/// Most name servers at a zone apex.
+pub const NS_MAX: usize = 16;
+/// Most ingress addresses of each family per cluster.
+pub const INGRESS_ADDRESSES_MAX: usize = 16;
+/// Most aliases per tenant.
+pub const ALIASES_MAX: usize = 32;
+/// Placement history kept per tenant; older tombstones are dropped.
+pub const TOMBSTONES_MAX: usize = 16;
+/// Cluster weights for placement.
+pub const WEIGHT_MIN: u32 = 1;
+pub const WEIGHT_MAX: u32 = 10_000;
+pub const WEIGHT_DEFAULT: u32 = 100;
+/// Longest environment label.
+pub const ENVIRONMENT_LEN_MAX: usize = 32;
+
+/// SOA fields of a zone other than the serial, which Switchboard derives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Soa {
+    pub mname: String,
+    pub rname: String,
+    pub refresh: u32,
+    pub retry: u32,
+    pub expire: u32,
+    pub minimum: u32,
+}
+
+/// How names under a zone apex map to tenants.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Rule {
+    /// `{service}-{tenant}.<apex>` → CNAME to `target` with `{service}`,
+    /// `{cluster}` and `{tenant}` substituted.
+    ServiceTenant { services: Vec<String>, target: String, ttl: Option<u32> },
+    /// `{tenant}.<apex>` and every name below it → the cluster's ingress.
+    TenantHost { ttl: Option<u32> },
+}
+
+/// A static record as written by the operator (text data, names possibly relative).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordSpec {
+    pub name: String,
+    pub rtype: String,
+    pub ttl: Option<u32>,
+    pub data: String,
+}
+
+/// A zone as clients write it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSpec {
+    pub apex: String,
+    pub environment: String,
+    pub ttl: u32,
+    pub ns: Vec<String>,
+    pub soa: Soa,
+    pub rules: Vec<Rule>,
+    pub records: Vec<RecordSpec>,
+}
+
+/// A validated zone ready for lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Zone {
+    /// The spec, normalised (names lower-case and absolute).
+    pub spec: ZoneSpec,
+    /// Revision at which the zone was last written.
+    pub revision: u64,
+    /// Static records by owner, keyed by `name::tree_key` so that a name's
+    /// descendants follow it (empty non-terminals and delegations are range scans).
+    pub nodes: BTreeMap<String, Vec<Record>>,
+}
+
+impl Zone {
+    /// Validate a spec and build its lookup form. Every error names its field.
+    pub fn compile(spec: &ZoneSpec, revision: u64) -> Result<Zone, ValidationError> {
+        let apex = name::absolute("apex", &spec.apex)?;
+        let environment = spec.environment.to_ascii_lowercase();
+        name::label("environment", &environment)?;
+        if environment.len() > ENVIRONMENT_LEN_MAX {
+            return Err(ValidationError::new("environment", format!("longer than {ENVIRONMENT_LEN_MAX} characters")));
+        }
+        let ttl = record::ttl("ttl", spec.ttl)?;
+
+        if spec.ns.is_empty() {
+            return Err(ValidationError::new("ns", "a zone needs at least one name server"));
+        }
+        if spec.ns.len() > NS_MAX {
+            return Err(ValidationError::new("ns", format!("{} name servers, at most {NS_MAX}", spec.ns.len())));
+        }
+        let ns = spec.ns.iter().enumerate().map(|(i, n)| name::target(&format!("ns[{i}]"), n, &apex)).collect::<Result<Vec<_>, _>>()?;
+
+        let soa = Soa {
+            mname: name::target("soa.mname", &spec.soa.mname, &apex)?,
+            rname: name::target("soa.rname", &spec.soa.rname, &apex)?,
+            refresh: record::ttl("soa.refresh", spec.soa.refresh)?,
+            retry: record::ttl("soa.retry", spec.soa.retry)?,
+            expire: record::ttl("soa.expire", spec.soa.expire)?,
+            minimum: record::ttl("soa.minimum", spec.soa.minimum)?,
+        };
+
+        if spec.rules.len() > RULES_MAX {
+            return Err(ValidationError::new("rules", format!("{} rules, at most {RULES_MAX}", spec.rules.len())));
+        }
+        let rules = spec
+            .rules
+            .iter()
+            .enumerate()
+            .map(|(i, r)| compile_rule(r).map_err(|e| e.within(format!("rules[{i}]"))))
+            .collect::<Result<Vec<_>, _>>()?;
+
+        if spec.records.len() > RECORDS_MAX {
+            return Err(ValidationError::new("records", format!("{} records, at most {RECORDS_MAX}", spec.records.len())));
+        }
+        let mut nodes: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut records = Vec::with_capacity(spec.records.len());
+        for (i, r) in spec.records.iter().enumerate() {
+            let at = |f: &str| format!("records[{i}].{f}");
+            let owner = name::in_zone(&at("name"), &r.name, &apex)?;
+            let rtype = RType::parse_static(&at("type"), &r.rtype)?;
+            let rttl = record::ttl(&at("ttl"), r.ttl.unwrap_or(ttl))?;
+            let data = RData::parse(&at("data"), rtype, &r.data, &apex)?;
+            if owner == apex && matches!(rtype, RType::Cname | RType::Ns) {
+                return Err(ValidationError::new(
+                    at("name"),
+                    format!("{rtype} at the apex is not allowed (the apex NS set comes from `ns`)"),
+                ));
+            }
+            let node = nodes.entry(name::tree_key(&owner)).or_default();
+            // RFC 2181 §10.1: a CNAME owner has no other data, and one CNAME at most.
+            if rtype == RType::Cname && !node.is_empty() || node.iter().any(|x| x.rtype() == RType::Cname) {
+                return Err(ValidationError::new(at("name"), format!("{owner} has a CNAME and other records")));
+            }
+            if node.iter().any(|x| x.data == data) {
+                return Err(ValidationError::new(at("data"), format!("duplicate {rtype} record at {owner}")));
+            }
+            // One TTL per RRset (RFC 2181 §5.2): the first record's TTL rules.
+            let rttl = node.iter().find(|x| x.rtype() == rtype).map_or(rttl, |x| x.ttl);
+            let record = Record { name: owner.clone(), ttl: rttl, data };
+            node.push(record);
+            records.push(RecordSpec { name: owner, rtype: rtype.to_string(), ttl: Some(rttl), data: r.data.clone() });
+        }
+
+        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records };
+        Ok(Zone { spec, revision, nodes })
+    }
+
+    pub fn apex(&self) -> &str {
+        &self.spec.apex
+    }
+
+    /// Static records owned by `name`.
+    pub fn records_at(&self, name: &str) -> Option<&[Record]> {
+        self.nodes.get(&name::tree_key(name)).map(Vec::as_slice)
+    }
+
+    /// `name` has no records of its own but static records exist below it
+    /// (an empty non-terminal, RFC 8020).
+    pub fn has_descendants(&self, name: &str) -> bool {
+        let prefix = format!("{}.", name::tree_key(name));
+        self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// The closest delegation (static NS set below the apex) at or above `name`.
+    pub fn delegation_for(&self, name: &str) -> Option<&[Record]> {
+        let mut cur = name;
+        while cur != self.apex() {
+            if let Some(node) = self.records_at(cur) {
+                if node.iter().any(|r| r.rtype() == RType::Ns) {
+                    return Some(node);
+                }
+            }
+            cur = name::parent(cur)?;
+        }
+        None
+    }
+}
+
+fn compile_rule(rule: &Rule) -> Result<Rule, ValidationError> {
+    match rule {
+        Rule::ServiceTenant { services, target, ttl } => {
+            if services.is_empty() {
+                return Err(ValidationError::new("services", "at least one service is needed"));
+            }
+            if services.len() > SERVICES_MAX {
+                return Err(ValidationError::new("services", format!("{} services, at most {SERVICES_MAX}", services.len())));
+            }
+            let services =
+                services.iter().enumerate().map(|(i, s)| name::label(&format!("services[{i}]"), s)).collect::<Result<Vec<_>, _>>()?;
+            let target = target.to_ascii_lowercase();
+            if !target.contains("{cluster}") {
+                return Err(ValidationError::new("target", "must contain {cluster}"));
+            }
+            let sample = expand_target(&target, "s", "c", "t");
+            if sample.contains('{') || sample.contains('}') {
+                return Err(ValidationError::new("target", "unknown placeholder (only {service}, {cluster} and {tenant} are allowed)"));
+            }
+            // Long ids can still make a too-long name; such tenants get no
+            // answer from this rule (see `resolve`), the template itself is fine.
+            name::absolute("target", &sample).map_err(|e| ValidationError::new("target", e.reason))?;
+            let ttl = ttl.map(|t| record::ttl("ttl", t)).transpose()?;
+            Ok(Rule::ServiceTenant { services, target, ttl })
+        }
+        Rule::TenantHost { ttl } => Ok(Rule::TenantHost { ttl: ttl.map(|t| record::ttl("ttl", t)).transpose()? }),
+    }
+}
+
+/// Fill a `service-tenant` target template.
+pub fn expand_target(template: &str, service: &str, cluster: &str, tenant: &str) -> String {
+    template.replace("{service}", service).replace("{cluster}", cluster).replace("{tenant}", tenant)
+}
+
+/// Whether a cluster takes traffic and new tenants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClusterState {
+    /// Serves its tenants and receives new ones.
+    Active,
+    /// Serves its tenants, receives no new ones.
+    Draining,
+    /// Receives no new tenants; its tenants are still answered with its ingress.
+    Down,
+}
+
+impl ClusterState {
+    pub fn parse(field: &str, text: &str) -> Result<Self, ValidationError> {
+        match text.to_ascii_lowercase().as_str() {
+            "active" => Ok(ClusterState::Active),
+            "draining" => Ok(ClusterState::Draining),
+            "down" => Ok(ClusterState::Down),
+            _ => Err(ValidationError::new(field, format!("{text:?} is not one of active, draining, down"))),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClusterState::Active => "active",
+            ClusterState::Draining => "draining",
+            ClusterState::Down => "down",
+        }
+    }
+}
+
+/// A scale unit tenants are placed on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cluster {
+    pub id: String,
+    pub ipv4: Vec<Ipv4Addr>,
+    pub ipv6: Vec<Ipv6Addr>,
+    /// Ingress host name; answered as a CNAME by `tenant-host` rules when the
+    /// cluster has no addresses.
+    pub hostname: Option<String>,
+    pub dedicated: bool,
+    pub weight: u32,
+    pub state: ClusterState,
+    /// Revision of the last change.
+    pub revision: u64,
+}
+
+impl Cluster {
+    /// Validate and normalise a cluster as a client sent it.
+    pub fn validate(mut self) -> Result<Cluster, ValidationError> {
+        self.id = name::label("cluster.id", &self.id)?;
+        if self.ipv4.len() > INGRESS_ADDRESSES_MAX {
+            return Err(ValidationError::new("cluster.ipv4", format!("at most {INGRESS_ADDRESSES_MAX} addresses")));
+        }
+        if self.ipv6.len() > INGRESS_ADDRESSES_MAX {
+            return Err(ValidationError::new("cluster.ipv6", format!("at most {INGRESS_ADDRESSES_MAX} addresses")));
+        }
+        for (i, a) in self.ipv4.iter().enumerate() {
+            if a.is_unspecified() || a.is_broadcast() || a.is_multicast() {
+                return Err(ValidationError::new(format!("cluster.ipv4[{i}]"), format!("{a} is not a unicast address")));
+            }
+        }
+        for (i, a) in self.ipv6.iter().enumerate() {
+            if a.is_unspecified() || a.is_multicast() {
+                return Err(ValidationError::new(format!("cluster.ipv6[{i}]"), format!("{a} is not a unicast address")));
+            }
+        }
+        self.ipv4.sort();
+        self.ipv4.dedup();
+        self.ipv6.sort();
+        self.ipv6.dedup();
+        if let Some(h) = &self.hostname {
+            self.hostname = Some(name::absolute("cluster.hostname", h)?);
+        }
+        if !(WEIGHT_MIN..=WEIGHT_MAX).contains(&self.weight) {
+            return Err(ValidationError::new("cluster.weight", format!("{} is outside {WEIGHT_MIN}..={WEIGHT_MAX}", self.weight)));
+        }
+        Ok(self)
+    }
+
+    /// Can receive tenants by hashed placement.
+    pub fn placeable(&self) -> bool {
+        self.state == ClusterState::Active && !self.dedicated
+    }
+}
+
+/// One move of a tenant, kept so the old cluster's proxies can forward
+/// traffic that still arrives there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tombstone {
+    pub from: String,
+    pub to: String,
+    pub revision: u64,
+    /// Milliseconds since the Unix epoch, stamped by the leader.
+    pub at_ms: u64,
+}
+
+/// A tenant and where it lives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tenant {
+    pub id: String,
+    pub cluster: String,
+    pub pinned: bool,
+    pub aliases: Vec<String>,
+    /// Newest last; at most `TOMBSTONES_MAX`.
+    pub history: Vec<Tombstone>,
+    pub revision: u64,
+}

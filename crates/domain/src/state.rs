@@ -1,0 +1,310 @@
+//! The replicated state and `apply`, the pure function that changes it.
+//!
+//! `State` is built from persistent maps (`imbl`): cloning it is O(1) and
+//! shares structure, so the state machine can publish a fresh immutable
+//! snapshot to the DNS path after every batch of entries while it keeps
+//! applying. Readers never wait for a writer.
+
+use std::sync::Arc;
+
+use imbl::OrdMap;
+
+use crate::command::{Command, Envelope, Outcome, Touched};
+use crate::error::CommandError;
+use crate::model::{self, Cluster, Tenant, Tombstone, Zone};
+use crate::name;
+use crate::placement;
+
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Log index of the last applied entry (of any kind).
+    revision: u64,
+    /// Revision of the last change to any cluster or tenant; the SOA serial of
+    /// a zone with rules follows it, since such changes alter its answers.
+    data_revision: u64,
+    zones: OrdMap<String, Arc<Zone>>,
+    clusters: OrdMap<String, Arc<Cluster>>,
+    tenants: OrdMap<String, Arc<Tenant>>,
+    /// alias → tenant id. Aliases and tenant ids share one namespace.
+    aliases: OrdMap<String, String>,
+}
+
+impl State {
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn data_revision(&self) -> u64 {
+        self.data_revision
+    }
+
+    pub fn zone(&self, apex: &str) -> Option<&Arc<Zone>> {
+        self.zones.get(apex)
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.zones.values()
+    }
+
+    pub fn cluster(&self, id: &str) -> Option<&Arc<Cluster>> {
+        self.clusters.get(id)
+    }
+
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.clusters.values()
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(id)
+    }
+
+    /// Tenants in id order, starting after `after` (for paging).
+    pub fn tenants_after<'a>(&'a self, after: Option<&str>) -> Box<dyn Iterator<Item = &'a Arc<Tenant>> + 'a> {
+        match after {
+            None => Box::new(self.tenants.values()),
+            Some(a) => Box::new(self.tenants.range::<_, str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, t)| t)),
+        }
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tenants.len()
+    }
+
+    /// A tenant by its id or one of its aliases.
+    pub fn tenant_by_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        self.tenants.get(key).or_else(|| self.aliases.get(key).and_then(|id| self.tenants.get(id)))
+    }
+
+    /// The served zone with the longest apex containing `qname` (lower-case, absolute).
+    pub fn zone_for(&self, qname: &str) -> Option<&Arc<Zone>> {
+        let mut cur = qname;
+        loop {
+            if let Some(z) = self.zones.get(cur) {
+                return Some(z);
+            }
+            cur = name::parent(cur)?;
+        }
+    }
+
+    /// SOA serial of a zone: the revision of the last change that can alter its answers.
+    pub fn serial(&self, zone: &Zone) -> u32 {
+        let rev = if zone.spec.rules.is_empty() { zone.revision } else { zone.revision.max(self.data_revision) };
+        // RFC 1982 serial arithmetic tolerates the wrap at 2^32.
+        rev as u32
+    }
+
+    /// Note an entry that carries no command (membership change, leader blank).
+    pub fn advance(&mut self, revision: u64) {
+        debug_assert!(revision > self.revision || revision == 0);
+        self.revision = revision;
+    }
+
+    /// Apply one command at `revision`. On error nothing but the revision
+    /// changes. Returns the outcome and the entities to persist.
+    pub fn apply(&mut self, revision: u64, env: &Envelope) -> (Result<Outcome, CommandError>, Vec<Touched>) {
+        self.revision = revision;
+        match self.apply_inner(revision, env) {
+            Ok((outcome, touched)) => (Ok(outcome), touched),
+            Err(e) => (Err(e), Vec::new()),
+        }
+    }
+
+    fn apply_inner(&mut self, rev: u64, env: &Envelope) -> Result<(Outcome, Vec<Touched>), CommandError> {
+        match &env.command {
+            Command::PutZone { zone } => {
+                let z = Zone::compile(zone, rev)?;
+                let apex = z.apex().to_string();
+                self.zones.insert(apex.clone(), Arc::new(z));
+                Ok((Outcome::Zone { apex: apex.clone() }, vec![Touched::Zone(apex)]))
+            }
+            Command::DeleteZone { apex } => {
+                let apex = name::absolute("apex", apex)?;
+                if self.zones.remove(&apex).is_none() {
+                    return Err(CommandError::not_found("zone", &apex, "apex"));
+                }
+                Ok((Outcome::Deleted, vec![Touched::Zone(apex)]))
+            }
+            Command::PutCluster { cluster } => {
+                let mut c = cluster.clone().validate()?;
+                c.revision = rev;
+                let id = c.id.clone();
+                self.clusters.insert(id.clone(), Arc::new(c.clone()));
+                self.data_revision = rev;
+                Ok((Outcome::Cluster(c), vec![Touched::Cluster(id)]))
+            }
+            Command::DeleteCluster { id } => {
+                let id = name::label("id", id)?;
+                if !self.clusters.contains_key(&id) {
+                    return Err(CommandError::not_found("cluster", &id, "id"));
+                }
+                // A linear scan: deleting clusters is rare and never on the query path.
+                let held = self.tenants.values().filter(|t| t.cluster == id).count();
+                if held > 0 {
+                    return Err(CommandError::precondition("id", format!("cluster {id:?} still holds {held} tenant(s); move them first")));
+                }
+                self.clusters.remove(&id);
+                self.data_revision = rev;
+                Ok((Outcome::Deleted, vec![Touched::Cluster(id)]))
+            }
+            Command::CreateTenant { id, cluster } => {
+                let id = name::label("id", id)?;
+                if self.tenants.contains_key(&id) {
+                    return Err(CommandError::exists("tenant", &id, "id"));
+                }
+                if self.aliases.contains_key(&id) {
+                    return Err(CommandError::precondition("id", format!("{id:?} is already an alias of tenant {:?}", self.aliases[&id])));
+                }
+                let (cluster, pinned) = match cluster {
+                    Some(c) => {
+                        let c = name::label("cluster", c)?;
+                        self.check_target_cluster(&c, "cluster", true)?;
+                        (c, true)
+                    }
+                    None => match placement::place(&id, self.clusters.values().map(|c| &**c)) {
+                        Some(c) => (c.id.clone(), false),
+                        None => return Err(CommandError::precondition("cluster", "no active, shared cluster to place the tenant on")),
+                    },
+                };
+                let t = Tenant { id: id.clone(), cluster, pinned, aliases: Vec::new(), history: Vec::new(), revision: rev };
+                self.tenants.insert(id.clone(), Arc::new(t.clone()));
+                self.data_revision = rev;
+                Ok((Outcome::Tenant(t), vec![Touched::Tenant(id)]))
+            }
+            Command::DeleteTenant { id } => {
+                let id = name::label("id", id)?;
+                let Some(t) = self.tenants.remove(&id) else {
+                    return Err(CommandError::not_found("tenant", &id, "id"));
+                };
+                for a in &t.aliases {
+                    self.aliases.remove(a);
+                }
+                self.data_revision = rev;
+                Ok((Outcome::Deleted, vec![Touched::Tenant(id)]))
+            }
+            Command::PinTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, Some(true), true),
+            Command::MoveTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, None, false),
+            Command::UnpinTenant { id } => {
+                let mut t = self.tenant_for_update(id)?;
+                t.pinned = false;
+                t.revision = rev;
+                Ok(self.store_tenant(rev, t))
+            }
+            Command::AddAlias { tenant, alias } => {
+                let mut t = self.tenant_for_update(tenant)?;
+                let alias = name::label("alias", alias)?;
+                if self.tenants.contains_key(&alias) {
+                    return Err(CommandError::precondition("alias", format!("{alias:?} is a tenant id")));
+                }
+                match self.aliases.get(&alias) {
+                    Some(owner) if *owner == t.id => return Ok((Outcome::Tenant((*self.tenants[&t.id]).clone()), Vec::new())),
+                    Some(owner) => {
+                        return Err(CommandError::precondition("alias", format!("{alias:?} is already an alias of tenant {owner:?}")))
+                    }
+                    None => {}
+                }
+                if t.aliases.len() >= model::ALIASES_MAX {
+                    return Err(CommandError::precondition(
+                        "alias",
+                        format!("tenant already has {} aliases, the most allowed", model::ALIASES_MAX),
+                    ));
+                }
+                t.aliases.push(alias.clone());
+                t.aliases.sort();
+                t.revision = rev;
+                self.aliases.insert(alias, t.id.clone());
+                Ok(self.store_tenant(rev, t))
+            }
+            Command::RemoveAlias { tenant, alias } => {
+                let mut t = self.tenant_for_update(tenant)?;
+                let alias = name::label("alias", alias)?;
+                let Some(pos) = t.aliases.iter().position(|a| *a == alias) else {
+                    return Err(CommandError::not_found("alias", &alias, "alias"));
+                };
+                t.aliases.remove(pos);
+                t.revision = rev;
+                self.aliases.remove(&alias);
+                Ok(self.store_tenant(rev, t))
+            }
+        }
+    }
+
+    fn tenant_for_update(&self, id: &str) -> Result<Tenant, CommandError> {
+        let id = name::label("id", id)?;
+        self.tenants.get(&id).map(|t| (**t).clone()).ok_or_else(|| CommandError::not_found("tenant", &id, "id"))
+    }
+
+    fn store_tenant(&mut self, rev: u64, t: Tenant) -> (Outcome, Vec<Touched>) {
+        let id = t.id.clone();
+        self.tenants.insert(id.clone(), Arc::new(t.clone()));
+        self.data_revision = rev;
+        (Outcome::Tenant(t), vec![Touched::Tenant(id)])
+    }
+
+    /// Can a tenant be put on `id` by an operator? Dedicated clusters take
+    /// tenants only by pin; draining and down clusters take none.
+    fn check_target_cluster(&self, id: &str, field: &str, pin: bool) -> Result<(), CommandError> {
+        let Some(c) = self.clusters.get(id) else {
+            return Err(CommandError::not_found("cluster", id, field));
+        };
+        if c.state != model::ClusterState::Active {
+            return Err(CommandError::precondition(field, format!("cluster {id:?} is {} and takes no new tenants", c.state.as_str())));
+        }
+        if c.dedicated && !pin {
+            return Err(CommandError::precondition(field, format!("cluster {id:?} is dedicated: use pin to place a tenant there")));
+        }
+        Ok(())
+    }
+
+    fn relocate(
+        &mut self,
+        rev: u64,
+        at_ms: u64,
+        id: &str,
+        cluster: &str,
+        pinned: Option<bool>,
+        pin: bool,
+    ) -> Result<(Outcome, Vec<Touched>), CommandError> {
+        let mut t = self.tenant_for_update(id)?;
+        let cluster = name::label("cluster", cluster)?;
+        if t.cluster != cluster {
+            self.check_target_cluster(&cluster, "cluster", pin)?;
+            t.history.push(Tombstone { from: t.cluster.clone(), to: cluster.clone(), revision: rev, at_ms });
+            if t.history.len() > model::TOMBSTONES_MAX {
+                let excess = t.history.len() - model::TOMBSTONES_MAX;
+                t.history.drain(..excess);
+            }
+            t.cluster = cluster;
+        } else if !self.clusters.contains_key(&cluster) {
+            return Err(CommandError::not_found("cluster", &cluster, "cluster"));
+        }
+        if let Some(p) = pinned {
+            t.pinned = p;
+        }
+        t.revision = rev;
+        Ok(self.store_tenant(rev, t))
+    }
+
+    /// Rebuild a state from persisted parts (restart, snapshot install).
+    pub fn from_parts(
+        revision: u64,
+        data_revision: u64,
+        zones: impl IntoIterator<Item = Zone>,
+        clusters: impl IntoIterator<Item = Cluster>,
+        tenants: impl IntoIterator<Item = Tenant>,
+    ) -> State {
+        let mut s = State { revision, data_revision, ..State::default() };
+        for z in zones {
+            s.zones.insert(z.apex().to_string(), Arc::new(z));
+        }
+        for c in clusters {
+            s.clusters.insert(c.id.clone(), Arc::new(c));
+        }
+        for t in tenants {
+            for a in &t.aliases {
+                s.aliases.insert(a.clone(), t.id.clone());
+            }
+            s.tenants.insert(t.id.clone(), Arc::new(t));
+        }
+        s
+    }
+}

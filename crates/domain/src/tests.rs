@@ -1,0 +1,272 @@
+//! Behaviour of apply and resolve together: what a client writes, what DNS answers.
+
+use std::net::Ipv4Addr;
+
+use crate::command::{Command, Envelope, Outcome};
+use crate::error::CommandError;
+use crate::model::{Cluster, ClusterState, RecordSpec, Rule, Soa, ZoneSpec};
+use crate::record::{RData, RType};
+use crate::resolve::{resolve, Rcode};
+use crate::state::State;
+
+const APEX: &str = "apps.example.test.";
+
+fn zone() -> ZoneSpec {
+    ZoneSpec {
+        apex: APEX.into(),
+        environment: "prod".into(),
+        ttl: 300,
+        ns: vec!["ns1.apps.example.test.".into(), "ns2.example.test.".into()],
+        soa: Soa {
+            mname: "ns1.example.test.".into(),
+            rname: "hostmaster.example.test.".into(),
+            refresh: 3600,
+            retry: 600,
+            expire: 604_800,
+            minimum: 60,
+        },
+        rules: vec![
+            Rule::ServiceTenant {
+                services: vec!["ws".into(), "api".into()],
+                target: "{service}-{cluster}.example.test.".into(),
+                ttl: Some(300),
+            },
+            Rule::TenantHost { ttl: Some(60) },
+        ],
+        records: vec![
+            RecordSpec { name: "www".into(), rtype: "A".into(), ttl: None, data: "192.0.2.80".into() },
+            RecordSpec { name: "ns1".into(), rtype: "A".into(), ttl: None, data: "192.0.2.53".into() },
+            RecordSpec { name: "a.b.deep".into(), rtype: "TXT".into(), ttl: None, data: "\"x\"".into() },
+            RecordSpec { name: "alias-www".into(), rtype: "CNAME".into(), ttl: None, data: "www".into() },
+            RecordSpec { name: "sub".into(), rtype: "NS".into(), ttl: None, data: "ns.sub".into() },
+            RecordSpec { name: "ns.sub".into(), rtype: "A".into(), ttl: None, data: "192.0.2.99".into() },
+        ],
+    }
+}
+
+fn cluster(id: &str, last_octet: u8) -> Cluster {
+    Cluster {
+        id: id.into(),
+        ipv4: vec![Ipv4Addr::new(198, 51, 100, last_octet)],
+        ipv6: vec![],
+        hostname: None,
+        dedicated: false,
+        weight: 100,
+        state: ClusterState::Active,
+        revision: 0,
+    }
+}
+
+struct World {
+    state: State,
+    rev: u64,
+}
+
+impl World {
+    fn new() -> World {
+        let mut w = World { state: State::default(), rev: 0 };
+        w.ok(Command::PutZone { zone: zone() });
+        w.ok(Command::PutCluster { cluster: cluster("mt1", 1) });
+        w.ok(Command::PutCluster { cluster: cluster("mt2", 2) });
+        w
+    }
+
+    fn run(&mut self, command: Command) -> Result<Outcome, CommandError> {
+        self.rev += 1;
+        self.state.apply(self.rev, &Envelope { at_ms: 1_000 * self.rev, command }).0
+    }
+
+    fn ok(&mut self, command: Command) -> Outcome {
+        match self.run(command.clone()) {
+            Ok(o) => o,
+            Err(e) => panic!("{command:?} failed: {e}"),
+        }
+    }
+}
+
+fn cname_target(a: &crate::resolve::Answer) -> Option<String> {
+    a.answers.iter().find_map(|r| match &r.data {
+        RData::Cname(t) => Some(t.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn service_tenant_answers_cname_with_rule_ttl() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "123456".into(), cluster: Some("mt1".into()) });
+    let a = resolve(&w.state, "ws-123456.apps.example.test.", RType::Cname);
+    assert_eq!(a.rcode, Rcode::NoError);
+    assert!(a.authoritative);
+    assert_eq!(cname_target(&a).as_deref(), Some("ws-mt1.example.test."));
+    assert_eq!(a.answers[0].ttl, 300);
+    let a = resolve(&w.state, "api-123456.apps.example.test.", RType::A);
+    assert_eq!(cname_target(&a).as_deref(), Some("api-mt1.example.test."));
+}
+
+#[test]
+fn tenant_host_answers_for_tenant_and_any_name_below() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "replbot".into(), cluster: Some("mt2".into()) });
+    for q in ["replbot.apps.example.test.", "blog.replbot.apps.example.test.", "a.b.replbot.apps.example.test."] {
+        let a = resolve(&w.state, q, RType::A);
+        assert_eq!(a.rcode, Rcode::NoError, "{q}");
+        assert_eq!(a.answers.len(), 1, "{q}");
+        assert_eq!(a.answers[0].data, RData::A(Ipv4Addr::new(198, 51, 100, 2)));
+        assert_eq!(a.answers[0].ttl, 60);
+        assert_eq!(a.answers[0].name, q);
+    }
+    // No IPv6 ingress: NODATA with the SOA, negative TTL = min(300, 60).
+    let a = resolve(&w.state, "replbot.apps.example.test.", RType::Aaaa);
+    assert_eq!(a.rcode, Rcode::NoError);
+    assert!(a.answers.is_empty());
+    assert_eq!(a.authority[0].rtype(), RType::Soa);
+    assert_eq!(a.authority[0].ttl, 60);
+}
+
+#[test]
+fn aliases_resolve_as_the_tenant() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "replbot".into(), cluster: Some("mt2".into()) });
+    w.ok(Command::AddAlias { tenant: "replbot".into(), alias: "rb".into() });
+    let a = resolve(&w.state, "www.rb.apps.example.test.", RType::A);
+    assert_eq!(a.answers[0].data, RData::A(Ipv4Addr::new(198, 51, 100, 2)));
+    w.ok(Command::RemoveAlias { tenant: "replbot".into(), alias: "rb".into() });
+    assert_eq!(resolve(&w.state, "rb.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+}
+
+#[test]
+fn unknown_names_are_nxdomain_with_soa_and_outside_names_refused() {
+    let w = World::new();
+    let a = resolve(&w.state, "nobody.apps.example.test.", RType::A);
+    assert_eq!(a.rcode, Rcode::NxDomain);
+    assert_eq!(a.authority.len(), 1);
+    assert_eq!(a.authority[0].rtype(), RType::Soa);
+    assert_eq!(a.authority[0].ttl, 60);
+    let a = resolve(&w.state, "example.org.", RType::A);
+    assert_eq!(a.rcode, Rcode::Refused);
+    assert!(!a.authoritative);
+}
+
+#[test]
+fn static_records_win_and_empty_non_terminals_are_nodata() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "www".into(), cluster: Some("mt1".into()) });
+    let a = resolve(&w.state, "www.apps.example.test.", RType::A);
+    assert_eq!(a.answers[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 80)));
+    let a = resolve(&w.state, "b.deep.apps.example.test.", RType::A);
+    assert_eq!((a.rcode, a.answers.len(), a.authority.len()), (Rcode::NoError, 0, 1));
+    assert_eq!(resolve(&w.state, "c.deep.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+}
+
+#[test]
+fn apex_has_soa_and_ns_with_glue() {
+    let w = World::new();
+    let a = resolve(&w.state, APEX, RType::Soa);
+    assert_eq!(a.answers.len(), 1);
+    let a = resolve(&w.state, APEX, RType::Ns);
+    assert_eq!(a.answers.len(), 2);
+    assert_eq!(a.additional.len(), 1, "glue only for the in-zone name server");
+}
+
+#[test]
+fn static_cname_is_chased_within_served_zones() {
+    let w = World::new();
+    let a = resolve(&w.state, "alias-www.apps.example.test.", RType::A);
+    assert_eq!(a.answers.len(), 2);
+    assert_eq!(a.answers[1].data, RData::A(Ipv4Addr::new(192, 0, 2, 80)));
+    let a = resolve(&w.state, "alias-www.apps.example.test.", RType::Cname);
+    assert_eq!(a.answers.len(), 1);
+}
+
+#[test]
+fn delegations_refer_without_aa() {
+    let w = World::new();
+    let a = resolve(&w.state, "host.sub.apps.example.test.", RType::A);
+    assert!(!a.authoritative);
+    assert!(a.answers.is_empty());
+    assert_eq!(a.authority[0].rtype(), RType::Ns);
+    assert_eq!(a.additional[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 99)));
+}
+
+#[test]
+fn move_changes_answer_and_records_tombstone() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "123456".into(), cluster: Some("mt1".into()) });
+    let serial_before = w.state.serial(w.state.zone(APEX).unwrap());
+    let Outcome::Tenant(t) = w.ok(Command::MoveTenant { id: "123456".into(), cluster: "mt2".into() }) else { panic!() };
+    assert_eq!(t.cluster, "mt2");
+    assert_eq!(t.history.len(), 1);
+    assert_eq!((t.history[0].from.as_str(), t.history[0].to.as_str(), t.history[0].revision), ("mt1", "mt2", w.rev));
+    assert_eq!(t.history[0].at_ms, 1_000 * w.rev, "time comes from the envelope, not the clock");
+    let a = resolve(&w.state, "ws-123456.apps.example.test.", RType::Cname);
+    assert_eq!(cname_target(&a).as_deref(), Some("ws-mt2.example.test."));
+    assert!(w.state.serial(w.state.zone(APEX).unwrap()) > serial_before, "serial advances with the change");
+}
+
+#[test]
+fn rejected_commands_change_nothing() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) });
+    let before = format!("{:?}", w.state.tenant("t1"));
+    let data_rev = w.state.data_revision();
+    let cases = [
+        Command::CreateTenant { id: "t1".into(), cluster: None },
+        Command::CreateTenant { id: "bad id".into(), cluster: None },
+        Command::CreateTenant { id: "t2".into(), cluster: Some("nope".into()) },
+        Command::MoveTenant { id: "t1".into(), cluster: "nope".into() },
+        Command::DeleteCluster { id: "mt1".into() },
+        Command::AddAlias { tenant: "t1".into(), alias: "mt1-".into() },
+        Command::PutCluster { cluster: Cluster { weight: 0, ..cluster("mt3", 3) } },
+    ];
+    for c in cases {
+        assert!(w.run(c.clone()).is_err(), "{c:?} should fail");
+    }
+    assert_eq!(format!("{:?}", w.state.tenant("t1")), before);
+    assert_eq!(w.state.data_revision(), data_rev);
+    assert!(w.state.cluster("mt3").is_none());
+    assert!(w.state.tenant("t2").is_none());
+}
+
+#[test]
+fn dedicated_clusters_take_tenants_only_by_pin() {
+    let mut w = World::new();
+    w.ok(Command::PutCluster { cluster: Cluster { dedicated: true, ..cluster("iso", 9) } });
+    w.ok(Command::CreateTenant { id: "noisy".into(), cluster: Some("mt1".into()) });
+    assert!(matches!(
+        w.run(Command::MoveTenant { id: "noisy".into(), cluster: "iso".into() }),
+        Err(CommandError::FailedPrecondition { .. })
+    ));
+    let Outcome::Tenant(t) = w.ok(Command::PinTenant { id: "noisy".into(), cluster: "iso".into() }) else { panic!() };
+    assert!(t.pinned);
+    assert_eq!(t.cluster, "iso");
+    for i in 0..200 {
+        let Outcome::Tenant(t) = w.ok(Command::CreateTenant { id: format!("auto{i}"), cluster: None }) else { panic!() };
+        assert!(!t.pinned);
+        assert_ne!(t.cluster, "iso");
+    }
+}
+
+#[test]
+fn zone_validation_names_the_field() {
+    let mut w = World::new();
+    let mut z = zone();
+    z.records[2].data = "\"unterminated".into();
+    match w.run(Command::PutZone { zone: z }) {
+        Err(CommandError::Invalid(e)) => assert_eq!(e.field, "records[2].data"),
+        other => panic!("{other:?}"),
+    }
+    let mut z = zone();
+    z.rules[0] = Rule::ServiceTenant { services: vec!["ws".into()], target: "{service}-{nope}.example.test.".into(), ttl: None };
+    match w.run(Command::PutZone { zone: z }) {
+        Err(CommandError::Invalid(e)) => assert_eq!(e.field, "rules[0].target"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn names_match_case_insensitively_via_lowercase_input() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "ReplBot".into(), cluster: Some("MT1".into()) });
+    assert!(w.state.tenant("replbot").is_some());
+}
