@@ -1,0 +1,275 @@
+//! RocksDB persistence for Switchboard: the Raft log, Raft metadata (vote,
+//! purge point, snapshot) and the applied state, in one database so that a
+//! synced write also makes every earlier write durable (one shared WAL).
+//!
+//! Raft types are opaque bytes here; the consensus crate encodes them. The
+//! applied state is stored one entity per key so that applying a command
+//! writes only what it changed.
+
+mod image;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchboard_domain::{Cluster, State, Tenant, Touched, Zone, ZoneSpec};
+
+pub use image::{decode_state, encode_state};
+
+const CF_META: &str = "meta";
+const CF_LOG: &str = "log";
+const CF_STATE: &str = "state";
+
+/// Key of the applied state's revisions in `meta`.
+const KEY_REVISIONS: &[u8] = b"sm/revisions";
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StorageError {
+    #[error("rocksdb: {0}")]
+    Rocks(#[from] rocksdb::Error),
+    #[error("encoding {what}: {source}")]
+    Encode { what: String, source: bincode::error::EncodeError },
+    #[error("decoding {what}: {source}")]
+    Decode { what: String, source: bincode::error::DecodeError },
+    #[error("corrupt store: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T, E = StorageError> = std::result::Result<T, E>;
+
+fn config() -> bincode::config::Configuration {
+    bincode::config::standard()
+}
+
+/// Encode a value with the store's encoding (bincode, standard config).
+pub fn encode<T: Serialize>(what: &str, value: &T) -> Result<Vec<u8>> {
+    bincode::serde::encode_to_vec(value, config()).map_err(|source| StorageError::Encode { what: what.into(), source })
+}
+
+/// Decode a value written by `encode`; trailing bytes are corruption.
+pub fn decode<T: DeserializeOwned>(what: &str, bytes: &[u8]) -> Result<T> {
+    let (v, n) = bincode::serde::decode_from_slice(bytes, config()).map_err(|source| StorageError::Decode { what: what.into(), source })?;
+    if n != bytes.len() {
+        return Err(StorageError::Corrupt(format!("{what}: {} trailing bytes", bytes.len() - n)));
+    }
+    Ok(v)
+}
+
+/// The database. Cheap to clone; all handles share one RocksDB instance.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<DB>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("path", &self.db.path()).finish()
+    }
+}
+
+fn log_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn state_key(t: &Touched) -> Vec<u8> {
+    match t {
+        Touched::Zone(apex) => format!("z/{apex}").into_bytes(),
+        Touched::Cluster(id) => format!("c/{id}").into_bytes(),
+        Touched::Tenant(id) => format!("t/{id}").into_bytes(),
+    }
+}
+
+impl Store {
+    /// Open (creating if needed) the database in `dir`.
+    pub fn open(dir: &Path) -> Result<Store> {
+        let mut opts = Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        // Durability comes from synced WAL writes; keep the WAL on.
+        opts.set_manual_wal_flush(false);
+        let cfs = [CF_META, CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
+        self.db.cf_handle(name).ok_or_else(|| StorageError::Corrupt(format!("column family {name} missing")))
+    }
+
+    fn synced() -> WriteOptions {
+        let mut w = WriteOptions::default();
+        w.set_sync(true);
+        w
+    }
+
+    // --- Raft metadata -------------------------------------------------------
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.db.get_cf(self.cf(CF_META)?, key)?)
+    }
+
+    /// Write a metadata value without waiting for the disk.
+    pub fn put_meta(&self, key: &str, value: &[u8]) -> Result<()> {
+        self.db.put_cf(self.cf(CF_META)?, key, value)?;
+        Ok(())
+    }
+
+    /// Write a metadata value and fsync before returning (votes, snapshots).
+    pub fn put_meta_synced(&self, key: &str, value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META)?, key, value);
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    // --- Log ------------------------------------------------------------------
+
+    /// Append entries (index, bytes) in one batch, fsynced before returning.
+    pub fn append_log(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+        let cf = self.cf(CF_LOG)?;
+        let mut b = WriteBatch::default();
+        for (i, bytes) in entries {
+            b.put_cf(cf, log_key(i), bytes);
+        }
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    /// Entries with index in `[start, end)`, in order.
+    pub fn log_range(&self, start: u64, end: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        if start >= end {
+            return Ok(out);
+        }
+        let it = self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::From(&log_key(start), Direction::Forward));
+        for item in it {
+            let (k, v) = item?;
+            let i = index_of(&k)?;
+            if i >= end {
+                break;
+            }
+            out.push((i, v.to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// The entry with the highest index.
+    pub fn last_log(&self) -> Result<Option<(u64, Vec<u8>)>> {
+        match self.db.iterator_cf(self.cf(CF_LOG)?, IteratorMode::End).next() {
+            None => Ok(None),
+            Some(item) => {
+                let (k, v) = item?;
+                Ok(Some((index_of(&k)?, v.to_vec())))
+            }
+        }
+    }
+
+    /// Delete entries with index ≥ `from`, fsynced.
+    pub fn truncate_log(&self, from: u64) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(self.cf(CF_LOG)?, log_key(from), log_key(u64::MAX));
+        b.delete_cf(self.cf(CF_LOG)?, log_key(u64::MAX));
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    /// Delete entries with index ≤ `upto` and record the purge point in the
+    /// same synced batch.
+    pub fn purge_log(&self, upto: u64, meta_key: &str, meta_value: &[u8]) -> Result<()> {
+        let mut b = WriteBatch::default();
+        b.put_cf(self.cf(CF_META)?, meta_key, meta_value);
+        b.delete_range_cf(self.cf(CF_LOG)?, log_key(0), log_key(upto.saturating_add(1)));
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    // --- Applied state ----------------------------------------------------------
+
+    /// Persist what a batch of applied entries changed, with the state
+    /// machine's own metadata (`sm_meta` under `sm_key`), atomically. Not
+    /// fsynced: the log is, and a lost tail of applies is replayed from it.
+    pub fn write_applied(&self, state: &State, touched: &[Touched], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
+        let cf = self.cf(CF_STATE)?;
+        let mut b = WriteBatch::default();
+        for t in touched {
+            let key = state_key(t);
+            let value = match t {
+                Touched::Zone(apex) => state.zone(apex).map(|z| encode("zone", &(&z.spec, z.revision))).transpose()?,
+                Touched::Cluster(id) => state.cluster(id).map(|c| encode("cluster", &**c)).transpose()?,
+                Touched::Tenant(id) => state.tenant(id).map(|t| encode("tenant", &**t)).transpose()?,
+            };
+            match value {
+                Some(v) => b.put_cf(cf, key, v),
+                None => b.delete_cf(cf, key),
+            }
+        }
+        b.put_cf(self.cf(CF_META)?, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
+        b.put_cf(self.cf(CF_META)?, sm_key, sm_meta);
+        self.db.write(b)?;
+        Ok(())
+    }
+
+    /// Replace the whole applied state (snapshot install) in one synced batch:
+    /// a crash leaves either the old state or the new one, never a mix.
+    pub fn replace_state(&self, state: &State, sm_key: &str, sm_meta: &[u8], extra_meta: &[(&str, &[u8])]) -> Result<()> {
+        let cf = self.cf(CF_STATE)?;
+        let mut b = WriteBatch::default();
+        b.delete_range_cf(cf, b"".as_slice(), &[0xffu8; 1][..]);
+        for z in state.zones() {
+            b.put_cf(cf, state_key(&Touched::Zone(z.apex().into())), encode("zone", &(&z.spec, z.revision))?);
+        }
+        for c in state.clusters() {
+            b.put_cf(cf, state_key(&Touched::Cluster(c.id.clone())), encode("cluster", &**c)?);
+        }
+        for t in state.tenants_after(None) {
+            b.put_cf(cf, state_key(&Touched::Tenant(t.id.clone())), encode("tenant", &**t)?);
+        }
+        let meta = self.cf(CF_META)?;
+        b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
+        b.put_cf(meta, sm_key, sm_meta);
+        for (k, v) in extra_meta {
+            b.put_cf(meta, k, v);
+        }
+        self.db.write_opt(b, &Self::synced())?;
+        Ok(())
+    }
+
+    /// Load the applied state and the state machine's metadata.
+    pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
+        let (revision, data_revision): (u64, u64) = match self.db.get_cf(self.cf(CF_META)?, KEY_REVISIONS)? {
+            Some(v) => decode("revisions", &v)?,
+            None => (0, 0),
+        };
+        let mut zones = Vec::new();
+        let mut clusters = Vec::new();
+        let mut tenants = Vec::new();
+        for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
+            let (k, v) = item?;
+            match k.first() {
+                Some(b'z') => {
+                    let (spec, rev): (ZoneSpec, u64) = decode("zone", &v)?;
+                    // Stored zones were valid when written; a failure here is corruption.
+                    let zone = Zone::compile(&spec, rev).map_err(|e| StorageError::Corrupt(format!("stored zone {}: {e}", spec.apex)))?;
+                    zones.push(zone);
+                }
+                Some(b'c') => clusters.push(decode::<Cluster>("cluster", &v)?),
+                Some(b't') => tenants.push(decode::<Tenant>("tenant", &v)?),
+                _ => return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k)))),
+            }
+        }
+        let state = State::from_parts(revision, data_revision, zones, clusters, tenants);
+        let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
+        Ok((state, sm_meta))
+    }
+}
+
+fn index_of(key: &[u8]) -> Result<u64> {
+    let bytes: [u8; 8] = key.try_into().map_err(|_| StorageError::Corrupt(format!("log key of {} bytes", key.len())))?;
+    Ok(u64::from_be_bytes(bytes))
+}
+
+#[cfg(test)]
+mod tests;
