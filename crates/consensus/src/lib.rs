@@ -1,0 +1,86 @@
+//! Consensus for Switchboard: openraft's type configuration, the log and
+//! state machine stored in RocksDB, and the peer network over tonic.
+//!
+//! The state machine publishes an immutable `State` after every applied
+//! batch through an `ArcSwap` (`Published`); the DNS front end and API reads
+//! load it without locks and never wait for consensus.
+
+// openraft's trait signatures fix `StorageError` (over 200 bytes) as the error
+// type; our helpers return what the traits must.
+#![allow(clippy::result_large_err)]
+
+mod log_store;
+mod network;
+mod node;
+mod state_machine;
+
+pub mod peer_proto {
+    //! Generated code of `proto/switchboard/raft/v1/peer.proto`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("switchboard.raft.v1");
+}
+
+use std::io::Cursor;
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use switchboard_domain::{CommandError, Envelope, Outcome, State};
+
+pub use log_store::LogStore;
+pub use network::{PeerNetwork, PeerService};
+pub use node::{Node, NodeError, RaftSettings, Written};
+pub use state_machine::StateMachine;
+
+/// Where a node can be reached.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    /// Peer (Raft) address, `host:port`.
+    pub peer: String,
+    /// Public gRPC API address, `host:port`.
+    pub api: String,
+}
+
+impl std::fmt::Display for NodeInfo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "peer={} api={}", self.peer, self.api)
+    }
+}
+
+/// The result of applying one log entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The log index of the entry: the write's revision.
+    pub revision: u64,
+    /// `None` for entries that carry no command (blank, membership).
+    pub outcome: Option<Result<Outcome, CommandError>>,
+}
+
+pub type NodeId = u64;
+
+openraft::declare_raft_types!(
+    /// Switchboard's Raft types: commands in envelopes, responses with revisions.
+    pub TypeConfig:
+        D = Envelope,
+        R = Response,
+        NodeId = NodeId,
+        Node = NodeInfo,
+        Entry = openraft::Entry<TypeConfig>,
+        SnapshotData = Cursor<Vec<u8>>,
+        AsyncRuntime = openraft::TokioRuntime,
+);
+
+pub type Raft = openraft::Raft<TypeConfig>;
+pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
+
+/// The state the query path reads: swapped whole after each applied batch.
+pub type Published = Arc<ArcSwap<State>>;
+
+/// Map any displayable error into openraft's storage error for `subject`.
+fn io_err(
+    subject: openraft::ErrorSubject<NodeId>,
+    verb: openraft::ErrorVerb,
+    e: &(impl std::error::Error + 'static),
+) -> openraft::StorageError<NodeId> {
+    openraft::StorageIOError::new(subject, verb, openraft::AnyError::new(e)).into()
+}

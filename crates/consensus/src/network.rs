@@ -1,0 +1,200 @@
+//! The Raft peer network over tonic: a client per target node (one HTTP/2
+//! connection, reused, reconnected by tonic on failure) and the server side
+//! that hands requests to the local `Raft`.
+//!
+//! Every request names the node id it is meant for and the cluster name; a
+//! node refuses traffic for another id or cluster, so a misrouted address
+//! (a recycled IP, a wrong config) cannot join two clusters' logs.
+
+use std::time::Duration;
+
+use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
+use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, InstallSnapshotRequest, InstallSnapshotResponse, VoteRequest, VoteResponse,
+};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use switchboard_storage::{decode, encode};
+use tonic::transport::{Channel, Endpoint};
+
+use crate::peer_proto::raft_peer_client::RaftPeerClient;
+use crate::peer_proto::raft_peer_server::RaftPeer;
+use crate::peer_proto::{PeerReply, PeerRequest};
+use crate::{NodeId, NodeInfo, Raft, TypeConfig};
+
+/// Largest peer message, either way. Snapshot chunks and append batches are
+/// sized well below it (see `RaftSettings`).
+pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Time to establish a connection to a peer.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Creates peer clients for openraft.
+#[derive(Debug, Clone)]
+pub struct PeerNetwork {
+    id: NodeId,
+    cluster: String,
+}
+
+impl PeerNetwork {
+    pub fn new(id: NodeId, cluster: String) -> PeerNetwork {
+        PeerNetwork { id, cluster }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
+    type Network = PeerClient;
+
+    async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
+        let endpoint = Endpoint::from_shared(format!("http://{}", node.peer)).map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true));
+        let client = endpoint.map(|e| {
+            RaftPeerClient::new(e.connect_lazy())
+                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+        });
+        PeerClient { from: self.id, target, node: node.clone(), cluster: self.cluster.clone(), client: client.map_err(|e| e.to_string()) }
+    }
+}
+
+/// One target node.
+pub struct PeerClient {
+    from: NodeId,
+    target: NodeId,
+    node: NodeInfo,
+    cluster: String,
+    /// `Err` when the node's peer address is not a valid URI.
+    client: Result<RaftPeerClient<Channel>, String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct PeerFailure(String);
+
+enum Call {
+    Append,
+    Vote,
+    Snapshot,
+}
+
+impl PeerClient {
+    async fn call<Req, Resp, E>(
+        &mut self,
+        call: Call,
+        req: &Req,
+        option: &RPCOption,
+    ) -> Result<Resp, RPCError<NodeId, NodeInfo, RaftError<NodeId, E>>>
+    where
+        Req: Serialize,
+        Resp: DeserializeOwned,
+        E: std::error::Error + DeserializeOwned,
+    {
+        let client = match &mut self.client {
+            Ok(c) => c,
+            Err(e) => {
+                return Err(RPCError::Unreachable(Unreachable::new(&PeerFailure(format!("bad peer address {:?}: {e}", self.node.peer)))))
+            }
+        };
+        let payload = encode("peer request", req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let mut request = tonic::Request::new(PeerRequest { from: self.from, to: self.target, cluster: self.cluster.clone(), payload });
+        // Honour openraft's deadline on the wire too, so the server can give up.
+        request.set_timeout(option.hard_ttl());
+        let reply = match call {
+            Call::Append => client.append_entries(request).await,
+            Call::Vote => client.vote(request).await,
+            Call::Snapshot => client.install_snapshot(request).await,
+        };
+        let reply = reply.map_err(|status| match status.code() {
+            tonic::Code::Unavailable | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&PeerFailure(status.to_string()))),
+            _ => RPCError::Network(NetworkError::new(&PeerFailure(status.to_string()))),
+        })?;
+        let result: Result<Resp, RaftError<NodeId, E>> =
+            decode("peer reply", &reply.into_inner().payload).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new_with_node(self.target, self.node.clone(), e)))
+    }
+}
+
+impl RaftNetwork<TypeConfig> for PeerClient {
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Call::Append, &rpc, &option).await
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        rpc: InstallSnapshotRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<InstallSnapshotResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId, InstallSnapshotError>>> {
+        self.call(Call::Snapshot, &rpc, &option).await
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<NodeId>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
+        self.call(Call::Vote, &rpc, &option).await
+    }
+}
+
+/// The server side of the peer protocol.
+pub struct PeerService {
+    id: NodeId,
+    cluster: String,
+    raft: Raft,
+}
+
+impl PeerService {
+    pub fn new(id: NodeId, cluster: String, raft: Raft) -> PeerService {
+        PeerService { id, cluster, raft }
+    }
+
+    /// The tonic service, with the message limits set.
+    pub fn into_server(self) -> crate::peer_proto::raft_peer_server::RaftPeerServer<PeerService> {
+        crate::peer_proto::raft_peer_server::RaftPeerServer::new(self)
+            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
+            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
+    }
+
+    fn check<T: DeserializeOwned>(&self, req: tonic::Request<PeerRequest>) -> Result<T, tonic::Status> {
+        let req = req.into_inner();
+        if req.to != self.id {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this is node {}, not node {} (from node {})",
+                self.id, req.to, req.from
+            )));
+        }
+        if req.cluster != self.cluster {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                self.cluster, req.cluster
+            )));
+        }
+        decode("peer request", &req.payload).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+    }
+}
+
+fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+    let payload = encode("peer reply", result).map_err(|e| tonic::Status::internal(e.to_string()))?;
+    Ok(tonic::Response::new(PeerReply { payload }))
+}
+
+#[tonic::async_trait]
+impl RaftPeer for PeerService {
+    async fn append_entries(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> = self.check(req)?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let rpc: VoteRequest<NodeId> = self.check(req)?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    async fn install_snapshot(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let rpc: InstallSnapshotRequest<TypeConfig> = self.check(req)?;
+        reply(&self.raft.install_snapshot(rpc).await)
+    }
+}
