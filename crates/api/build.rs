@@ -1,0 +1,13 @@
+//! Compile the public API protos with protox (pure Rust, no system protoc).
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    let files: Vec<_> =
+        ["common", "zones", "clusters", "tenants", "node"].iter().map(|f| root.join(format!("switchboard/v1/{f}.proto"))).collect();
+    for f in &files {
+        println!("cargo:rerun-if-changed={}", f.display());
+    }
+    let fds = protox::compile(&files, [&root])?;
+    tonic_prost_build::configure().build_client(true).build_server(true).compile_fds(fds)?;
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! Conversions between generated API types and domain types, one family per
+//! section. Inbound conversions validate and name the field at fault.
+
+use switchboard_domain::model::{ZoneSpec, WEIGHT_DEFAULT};
+use switchboard_domain::{name, Cluster, ClusterState, RecordSpec, Rule, Soa, State, Tenant, ValidationError, Zone};
+
+use crate::proto;
+
+/// Zone TTL when a request leaves it out.
+pub const ZONE_TTL_DEFAULT: u32 = 300;
+pub const SOA_REFRESH_DEFAULT: u32 = 3600;
+pub const SOA_RETRY_DEFAULT: u32 = 600;
+pub const SOA_EXPIRE_DEFAULT: u32 = 604_800;
+pub const SOA_MINIMUM_DEFAULT: u32 = 60;
+
+// --- zones ---------------------------------------------------------------------
+
+/// A zone from the API, validated as the state machine will (so bad input is
+/// refused before it reaches the log).
+pub fn zone_in(z: proto::Zone) -> Result<ZoneSpec, ValidationError> {
+    let apex = name::absolute("zone.apex", &z.apex)?;
+    let soa = z.soa.unwrap_or_default();
+    let mname = if soa.mname.is_empty() {
+        z.ns.first().cloned().ok_or_else(|| ValidationError::new("zone.ns", "a zone needs at least one name server"))?
+    } else {
+        soa.mname
+    };
+    let rname = if soa.rname.is_empty() { format!("hostmaster.{apex}") } else { soa.rname };
+    let rules = z
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r.kind {
+            Some(proto::rule::Kind::ServiceTenant(s)) => Ok(Rule::ServiceTenant { services: s.services, target: s.target, ttl: s.ttl }),
+            Some(proto::rule::Kind::TenantHost(h)) => Ok(Rule::TenantHost { ttl: h.ttl }),
+            None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant or tenant_host)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = ZoneSpec {
+        apex,
+        environment: z.environment,
+        ttl: z.ttl.unwrap_or(ZONE_TTL_DEFAULT),
+        ns: z.ns,
+        soa: Soa {
+            mname,
+            rname,
+            refresh: soa.refresh.unwrap_or(SOA_REFRESH_DEFAULT),
+            retry: soa.retry.unwrap_or(SOA_RETRY_DEFAULT),
+            expire: soa.expire.unwrap_or(SOA_EXPIRE_DEFAULT),
+            minimum: soa.minimum.unwrap_or(SOA_MINIMUM_DEFAULT),
+        },
+        rules,
+        records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
+    };
+    // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
+    let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
+    Ok(compiled.spec)
+}
+
+pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
+    let s = &z.spec;
+    proto::Zone {
+        apex: s.apex.clone(),
+        environment: s.environment.clone(),
+        ttl: Some(s.ttl),
+        ns: s.ns.clone(),
+        soa: Some(proto::Soa {
+            mname: s.soa.mname.clone(),
+            rname: s.soa.rname.clone(),
+            refresh: Some(s.soa.refresh),
+            retry: Some(s.soa.retry),
+            expire: Some(s.soa.expire),
+            minimum: Some(s.soa.minimum),
+        }),
+        rules: s
+            .rules
+            .iter()
+            .map(|r| proto::Rule {
+                kind: Some(match r {
+                    Rule::ServiceTenant { services, target, ttl } => proto::rule::Kind::ServiceTenant(proto::ServiceTenantRule {
+                        services: services.clone(),
+                        target: target.clone(),
+                        ttl: *ttl,
+                    }),
+                    Rule::TenantHost { ttl } => proto::rule::Kind::TenantHost(proto::TenantHostRule { ttl: *ttl }),
+                }),
+            })
+            .collect(),
+        records: s
+            .records
+            .iter()
+            .map(|r| proto::StaticRecord { name: r.name.clone(), r#type: r.rtype.clone(), ttl: r.ttl, data: r.data.clone() })
+            .collect(),
+        revision: z.revision,
+        serial: state.serial(z),
+    }
+}
+
+// --- clusters ------------------------------------------------------------------
+
+pub fn cluster_in(c: proto::Cluster) -> Result<Cluster, ValidationError> {
+    let ipv4 = c
+        .ipv4
+        .iter()
+        .enumerate()
+        .map(|(i, a)| a.parse().map_err(|_| ValidationError::new(format!("cluster.ipv4[{i}]"), format!("{a:?} is not an IPv4 address"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let ipv6 = c
+        .ipv6
+        .iter()
+        .enumerate()
+        .map(|(i, a)| a.parse().map_err(|_| ValidationError::new(format!("cluster.ipv6[{i}]"), format!("{a:?} is not an IPv6 address"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let state = match proto::ClusterState::try_from(c.state) {
+        Ok(proto::ClusterState::Unspecified | proto::ClusterState::Active) => ClusterState::Active,
+        Ok(proto::ClusterState::Draining) => ClusterState::Draining,
+        Ok(proto::ClusterState::Down) => ClusterState::Down,
+        Err(_) => return Err(ValidationError::new("cluster.state", format!("{} is not a cluster state", c.state))),
+    };
+    Cluster {
+        id: c.id,
+        ipv4,
+        ipv6,
+        hostname: (!c.hostname.is_empty()).then_some(c.hostname),
+        dedicated: c.dedicated,
+        weight: c.weight.unwrap_or(WEIGHT_DEFAULT),
+        state,
+        revision: 0,
+    }
+    .validate()
+}
+
+pub fn cluster_out(c: &Cluster, tenants: u64) -> proto::Cluster {
+    proto::Cluster {
+        id: c.id.clone(),
+        ipv4: c.ipv4.iter().map(ToString::to_string).collect(),
+        ipv6: c.ipv6.iter().map(ToString::to_string).collect(),
+        hostname: c.hostname.clone().unwrap_or_default(),
+        dedicated: c.dedicated,
+        weight: Some(c.weight),
+        state: match c.state {
+            ClusterState::Active => proto::ClusterState::Active,
+            ClusterState::Draining => proto::ClusterState::Draining,
+            ClusterState::Down => proto::ClusterState::Down,
+        } as i32,
+        revision: c.revision,
+        tenants,
+    }
+}
+
+// --- tenants -------------------------------------------------------------------
+
+pub fn tenant_out(t: &Tenant) -> proto::Tenant {
+    proto::Tenant {
+        id: t.id.clone(),
+        cluster: t.cluster.clone(),
+        pinned: t.pinned,
+        aliases: t.aliases.clone(),
+        history: t
+            .history
+            .iter()
+            .map(|h| proto::Tombstone { from: h.from.clone(), to: h.to.clone(), revision: h.revision, at_ms: h.at_ms })
+            .collect(),
+        revision: t.revision,
+    }
+}
+
+/// An identifier field that must be one DNS label.
+pub fn label(field: &str, value: &str) -> Result<String, ValidationError> {
+    name::label(field, value)
+}

@@ -1,0 +1,22 @@
+//! Switchboard's public gRPC API: the generated types of `proto/switchboard/v1`,
+//! their conversion to and from domain types (the domain never sees
+//! generated code), and the service implementations over a consensus `Node`.
+
+pub mod convert;
+mod service;
+mod status;
+
+pub mod proto {
+    //! Generated code of `proto/switchboard/v1/*.proto`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("switchboard.v1");
+}
+
+pub use service::Api;
+pub use status::{LEADER_API_METADATA, LEADER_ID_METADATA};
+
+/// Largest API message either way.
+pub const API_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;
+/// Tenants per `ListTenants` page: default and most.
+pub const PAGE_SIZE_DEFAULT: u32 = 1_000;
+pub const PAGE_SIZE_MAX: u32 = 10_000;

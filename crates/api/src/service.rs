@@ -1,0 +1,255 @@
+//! The API services. Writes go through consensus and answer with their
+//! revision; reads are served from this node's applied state.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use switchboard_consensus::Node;
+use switchboard_domain::{Command, Outcome};
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, cluster_out, tenant_out, zone_out};
+use crate::proto::{self, clusters_server, node_server, tenants_server, zones_server};
+use crate::status;
+use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+
+/// The API over one node. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Api {
+    node: Arc<Node>,
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+impl Api {
+    pub fn new(node: Arc<Node>) -> Api {
+        Api { node }
+    }
+
+    /// The services to mount on a tonic server, with message limits set.
+    pub fn services(
+        &self,
+    ) -> (
+        zones_server::ZonesServer<Api>,
+        clusters_server::ClustersServer<Api>,
+        tenants_server::TenantsServer<Api>,
+        node_server::NodeServer<Api>,
+    ) {
+        (
+            zones_server::ZonesServer::new(self.clone())
+                .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            clusters_server::ClustersServer::new(self.clone()).max_decoding_message_size(API_MESSAGE_BYTES_MAX),
+            tenants_server::TenantsServer::new(self.clone())
+                .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            node_server::NodeServer::new(self.clone()),
+        )
+    }
+
+    /// Commit a command; a refused command becomes its gRPC status.
+    async fn write(&self, command: Command) -> Result<(u64, Outcome), Status> {
+        let kind = command.kind();
+        let written = self.node.write(command).await.map_err(status::node)?;
+        match written.result {
+            Ok(outcome) => {
+                tracing::debug!(kind, revision = written.revision, "write committed");
+                Ok((written.revision, outcome))
+            }
+            Err(e) => Err(status::command(e)),
+        }
+    }
+
+    async fn tenant_write(&self, command: Command) -> Reply<proto::TenantResponse> {
+        match self.write(command).await? {
+            (revision, Outcome::Tenant(t)) => Ok(Response::new(proto::TenantResponse { revision, tenant: Some(tenant_out(&t)) })),
+            (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl zones_server::Zones for Api {
+    async fn put_zone(&self, req: Request<proto::PutZoneRequest>) -> Reply<proto::PutZoneResponse> {
+        let zone = req.into_inner().zone.ok_or_else(|| Status::invalid_argument("zone: required"))?;
+        let spec = convert::zone_in(zone).map_err(status::invalid)?;
+        let (revision, outcome) = self.write(Command::PutZone { zone: spec }).await?;
+        let Outcome::Zone { apex } = outcome else {
+            return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
+        };
+        let state = self.node.state();
+        let zone = state.zone(&apex).map(|z| zone_out(&state, z));
+        Ok(Response::new(proto::PutZoneResponse { revision, zone }))
+    }
+
+    async fn get_zone(&self, req: Request<proto::GetZoneRequest>) -> Reply<proto::Zone> {
+        let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
+        let state = self.node.state();
+        let z = state.zone(&apex).ok_or_else(|| Status::not_found(format!("zone {apex:?} not found")))?;
+        Ok(Response::new(zone_out(&state, z)))
+    }
+
+    async fn list_zones(&self, _req: Request<proto::ListZonesRequest>) -> Reply<proto::ListZonesResponse> {
+        let state = self.node.state();
+        Ok(Response::new(proto::ListZonesResponse { zones: state.zones().map(|z| zone_out(&state, z)).collect() }))
+    }
+
+    async fn delete_zone(&self, req: Request<proto::DeleteZoneRequest>) -> Reply<proto::DeleteResponse> {
+        let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteZone { apex }).await?;
+        Ok(Response::new(proto::DeleteResponse { revision }))
+    }
+}
+
+#[tonic::async_trait]
+impl clusters_server::Clusters for Api {
+    async fn put_cluster(&self, req: Request<proto::PutClusterRequest>) -> Reply<proto::PutClusterResponse> {
+        let c = req.into_inner().cluster.ok_or_else(|| Status::invalid_argument("cluster: required"))?;
+        let cluster = convert::cluster_in(c).map_err(status::invalid)?;
+        let (revision, outcome) = self.write(Command::PutCluster { cluster }).await?;
+        let Outcome::Cluster(c) = outcome else {
+            return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
+        };
+        let held = self.node.state().tenants_after(None).filter(|t| t.cluster == c.id).count() as u64;
+        Ok(Response::new(proto::PutClusterResponse { revision, cluster: Some(cluster_out(&c, held)) }))
+    }
+
+    async fn get_cluster(&self, req: Request<proto::GetClusterRequest>) -> Reply<proto::Cluster> {
+        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        let state = self.node.state();
+        let c = state.cluster(&id).ok_or_else(|| Status::not_found(format!("cluster {id:?} not found")))?;
+        let held = state.tenants_after(None).filter(|t| t.cluster == id).count() as u64;
+        Ok(Response::new(cluster_out(c, held)))
+    }
+
+    async fn list_clusters(&self, _req: Request<proto::ListClustersRequest>) -> Reply<proto::ListClustersResponse> {
+        let state = self.node.state();
+        let mut held: HashMap<&str, u64> = HashMap::new();
+        for t in state.tenants_after(None) {
+            *held.entry(t.cluster.as_str()).or_default() += 1;
+        }
+        let clusters = state.clusters().map(|c| cluster_out(c, held.get(c.id.as_str()).copied().unwrap_or(0))).collect();
+        Ok(Response::new(proto::ListClustersResponse { clusters }))
+    }
+
+    async fn delete_cluster(&self, req: Request<proto::DeleteClusterRequest>) -> Reply<proto::DeleteResponse> {
+        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteCluster { id }).await?;
+        Ok(Response::new(proto::DeleteResponse { revision }))
+    }
+}
+
+#[tonic::async_trait]
+impl tenants_server::Tenants for Api {
+    async fn create_tenant(&self, req: Request<proto::CreateTenantRequest>) -> Reply<proto::TenantResponse> {
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
+        self.tenant_write(Command::CreateTenant { id, cluster }).await
+    }
+
+    async fn get_tenant(&self, req: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
+        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        let state = self.node.state();
+        let t = state.tenant(&id).ok_or_else(|| Status::not_found(format!("tenant {id:?} not found")))?;
+        Ok(Response::new(tenant_out(t)))
+    }
+
+    async fn list_tenants(&self, req: Request<proto::ListTenantsRequest>) -> Reply<proto::ListTenantsResponse> {
+        let r = req.into_inner();
+        let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
+        let after =
+            if r.page_token.is_empty() { None } else { Some(convert::label("page_token", &r.page_token).map_err(status::invalid)?) };
+        let size = match r.page_size {
+            0 => PAGE_SIZE_DEFAULT,
+            n if n > PAGE_SIZE_MAX => return Err(Status::invalid_argument(format!("page_size: {n} exceeds {PAGE_SIZE_MAX}"))),
+            n => n,
+        } as usize;
+        let state = self.node.state();
+        let mut tenants = Vec::with_capacity(size.min(1024));
+        let mut more = false;
+        for t in state.tenants_after(after.as_deref()).filter(|t| cluster.as_ref().is_none_or(|c| t.cluster == *c)) {
+            if tenants.len() == size {
+                more = true;
+                break;
+            }
+            tenants.push(tenant_out(t));
+        }
+        let next_page_token = if more { tenants.last().map(|t| t.id.clone()).unwrap_or_default() } else { String::new() };
+        Ok(Response::new(proto::ListTenantsResponse { tenants, next_page_token }))
+    }
+
+    async fn delete_tenant(&self, req: Request<proto::DeleteTenantRequest>) -> Reply<proto::DeleteResponse> {
+        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteTenant { id }).await?;
+        Ok(Response::new(proto::DeleteResponse { revision }))
+    }
+
+    async fn pin_tenant(&self, req: Request<proto::PinTenantRequest>) -> Reply<proto::TenantResponse> {
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
+        self.tenant_write(Command::PinTenant { id, cluster }).await
+    }
+
+    async fn unpin_tenant(&self, req: Request<proto::UnpinTenantRequest>) -> Reply<proto::TenantResponse> {
+        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        self.tenant_write(Command::UnpinTenant { id }).await
+    }
+
+    async fn move_tenant(&self, req: Request<proto::MoveTenantRequest>) -> Reply<proto::TenantResponse> {
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
+        self.tenant_write(Command::MoveTenant { id, cluster }).await
+    }
+
+    async fn add_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
+        let r = req.into_inner();
+        let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
+        let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
+        self.tenant_write(Command::AddAlias { tenant, alias }).await
+    }
+
+    async fn remove_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
+        let r = req.into_inner();
+        let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
+        let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
+        self.tenant_write(Command::RemoveAlias { tenant, alias }).await
+    }
+}
+
+#[tonic::async_trait]
+impl node_server::Node for Api {
+    async fn status(&self, _req: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
+        let m = self.node.metrics();
+        let state = self.node.state();
+        let membership = m.membership_config.membership();
+        let voters: Vec<u64> = membership.voter_ids().collect();
+        let members = membership
+            .nodes()
+            .map(|(id, info)| proto::Member { id: *id, peer: info.peer.clone(), api: info.api.clone(), voter: voters.contains(id) })
+            .collect();
+        let leader_api = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.api.clone()).unwrap_or_default();
+        let role = match m.state {
+            openraft::ServerState::Leader => "leader",
+            openraft::ServerState::Follower => "follower",
+            openraft::ServerState::Candidate => "candidate",
+            openraft::ServerState::Learner => "learner",
+            openraft::ServerState::Shutdown => "shutdown",
+        };
+        Ok(Response::new(proto::StatusResponse {
+            node_id: m.id,
+            role: role.into(),
+            leader_id: m.current_leader.unwrap_or(0),
+            leader_api,
+            term: m.current_term,
+            last_log_index: m.last_log_index.unwrap_or(0),
+            applied_revision: state.revision(),
+            members,
+            zones: state.zones().count() as u64,
+            clusters: state.clusters().count() as u64,
+            tenants: state.tenant_count() as u64,
+        }))
+    }
+}
