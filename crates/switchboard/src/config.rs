@@ -1,0 +1,294 @@
+//! The node config file (SPEC §6): one TOML file per node, every field with a
+//! default, unknown fields refused, cross-field rules checked by `validate`.
+//! Errors name the file, and the line and key where TOML knows them.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default = "default_node_id")]
+    pub node_id: u64,
+    #[serde(default = "default_data_dir")]
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub listen: Listen,
+    #[serde(default)]
+    pub cluster: Cluster,
+    #[serde(default)]
+    pub raft: Raft,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listen {
+    #[serde(default = "default_dns")]
+    pub dns: SocketAddr,
+    #[serde(default = "default_api")]
+    pub api: SocketAddr,
+    #[serde(default = "default_peer")]
+    pub peer: SocketAddr,
+    #[serde(default = "default_http")]
+    pub http: SocketAddr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    Voter,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Name shared by every node of one cluster; peers of another are refused.
+    #[serde(default = "default_cluster_name")]
+    pub name: String,
+    #[serde(default = "default_role")]
+    pub role: Role,
+    /// Past this long without hearing from a leader, /readyz reports not ready.
+    #[serde(default = "default_max_stale_ms")]
+    pub max_stale_ms: u64,
+    /// The initial voter set; empty means this node alone.
+    #[serde(default)]
+    pub voters: Vec<Voter>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Voter {
+    pub id: u64,
+    pub peer: String,
+    pub api: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Raft {
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    #[serde(default = "default_election_timeout_min_ms")]
+    pub election_timeout_min_ms: u64,
+    #[serde(default = "default_election_timeout_max_ms")]
+    pub election_timeout_max_ms: u64,
+    #[serde(default = "default_snapshot_every_entries")]
+    pub snapshot_every_entries: u64,
+    #[serde(default = "default_keep_entries_after_snapshot")]
+    pub keep_entries_after_snapshot: u64,
+    #[serde(default = "default_install_snapshot_timeout_ms")]
+    pub install_snapshot_timeout_ms: u64,
+}
+
+fn default_node_id() -> u64 {
+    1
+}
+fn default_data_dir() -> PathBuf {
+    PathBuf::from("./switchboard-data")
+}
+fn default_dns() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 1053))
+}
+fn default_api() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50051))
+}
+fn default_peer() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 50052))
+}
+fn default_http() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 9153))
+}
+fn default_cluster_name() -> String {
+    "switchboard".into()
+}
+fn default_role() -> Role {
+    Role::Voter
+}
+fn default_max_stale_ms() -> u64 {
+    30_000
+}
+fn default_heartbeat_ms() -> u64 {
+    switchboard_consensus::RaftSettings::default().heartbeat_ms
+}
+fn default_election_timeout_min_ms() -> u64 {
+    switchboard_consensus::RaftSettings::default().election_timeout_min_ms
+}
+fn default_election_timeout_max_ms() -> u64 {
+    switchboard_consensus::RaftSettings::default().election_timeout_max_ms
+}
+fn default_snapshot_every_entries() -> u64 {
+    switchboard_consensus::RaftSettings::default().snapshot_every_entries
+}
+fn default_keep_entries_after_snapshot() -> u64 {
+    switchboard_consensus::RaftSettings::default().keep_entries_after_snapshot
+}
+fn default_install_snapshot_timeout_ms() -> u64 {
+    switchboard_consensus::RaftSettings::default().install_snapshot_timeout_ms
+}
+
+impl Default for Listen {
+    fn default() -> Self {
+        Listen { dns: default_dns(), api: default_api(), peer: default_peer(), http: default_http() }
+    }
+}
+
+impl Default for Cluster {
+    fn default() -> Self {
+        Cluster { name: default_cluster_name(), role: default_role(), max_stale_ms: default_max_stale_ms(), voters: Vec::new() }
+    }
+}
+
+impl Default for Raft {
+    fn default() -> Self {
+        Raft {
+            heartbeat_ms: default_heartbeat_ms(),
+            election_timeout_min_ms: default_election_timeout_min_ms(),
+            election_timeout_max_ms: default_election_timeout_max_ms(),
+            snapshot_every_entries: default_snapshot_every_entries(),
+            keep_entries_after_snapshot: default_keep_entries_after_snapshot(),
+            install_snapshot_timeout_ms: default_install_snapshot_timeout_ms(),
+        }
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            node_id: default_node_id(),
+            data_dir: default_data_dir(),
+            listen: Listen::default(),
+            cluster: Cluster::default(),
+            raft: Raft::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Read, parse and validate a config file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("config file {}", path.display()))
+    }
+
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Cross-field rules; each error names its key.
+    pub fn validate(&self) -> anyhow::Result<()> {
+        if self.node_id == 0 {
+            bail!("node_id: must be at least 1");
+        }
+        if self.cluster.name.is_empty() || self.cluster.name.len() > 64 {
+            bail!("cluster.name: must be 1 to 64 characters");
+        }
+        let mut ids = BTreeSet::new();
+        for (i, v) in self.cluster.voters.iter().enumerate() {
+            if v.id == 0 {
+                bail!("cluster.voters[{i}].id: must be at least 1");
+            }
+            if !ids.insert(v.id) {
+                bail!("cluster.voters[{i}].id: node {} is listed twice", v.id);
+            }
+            for (key, addr) in [("peer", &v.peer), ("api", &v.api)] {
+                if addr.parse::<SocketAddr>().is_err() && !addr.contains(':') {
+                    bail!("cluster.voters[{i}].{key}: {addr:?} is not host:port");
+                }
+            }
+        }
+        if !self.cluster.voters.is_empty() && !ids.contains(&self.node_id) {
+            bail!("cluster.voters: node_id {} is a voter but not among the listed voters", self.node_id);
+        }
+        let r = &self.raft;
+        if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
+            bail!("raft.election_timeout_min_ms: must exceed raft.heartbeat_ms ({} <= {})", r.election_timeout_min_ms, r.heartbeat_ms);
+        }
+        if r.election_timeout_max_ms <= r.election_timeout_min_ms {
+            bail!("raft.election_timeout_max_ms: must exceed raft.election_timeout_min_ms");
+        }
+        if r.snapshot_every_entries == 0 {
+            bail!("raft.snapshot_every_entries: must be at least 1");
+        }
+        if self.cluster.max_stale_ms == 0 {
+            bail!("cluster.max_stale_ms: must be at least 1");
+        }
+        let l = &self.listen;
+        let addrs = [("listen.dns", l.dns), ("listen.api", l.api), ("listen.peer", l.peer), ("listen.http", l.http)];
+        for (i, (ka, a)) in addrs.iter().enumerate() {
+            for (kb, b) in &addrs[i + 1..] {
+                // DNS uses UDP and TCP; the others TCP: any shared TCP port clashes.
+                if a == b && a.port() != 0 {
+                    bail!("{kb}: {b} is already used by {ka}");
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub fn raft_settings(&self) -> switchboard_consensus::RaftSettings {
+        switchboard_consensus::RaftSettings {
+            cluster_name: self.cluster.name.clone(),
+            heartbeat_ms: self.raft.heartbeat_ms,
+            election_timeout_min_ms: self.raft.election_timeout_min_ms,
+            election_timeout_max_ms: self.raft.election_timeout_max_ms,
+            snapshot_every_entries: self.raft.snapshot_every_entries,
+            keep_entries_after_snapshot: self.raft.keep_entries_after_snapshot,
+            install_snapshot_timeout_ms: self.raft.install_snapshot_timeout_ms,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_file_in_config_parses() -> anyhow::Result<()> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&root)? {
+            let path = entry?.path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                Config::load(&path)?;
+                seen += 1;
+            }
+        }
+        for entry in std::fs::read_dir(root.join("zones"))? {
+            let path = entry?.path();
+            crate::zonefile::load(&path)?;
+            seen += 1;
+        }
+        assert!(seen >= 2, "config/ should hold working examples");
+        Ok(())
+    }
+
+    #[test]
+    fn empty_file_is_the_embedded_default() -> anyhow::Result<()> {
+        let c = Config::parse("")?;
+        assert_eq!(c.listen.dns, default_dns());
+        assert_eq!(c.data_dir, default_data_dir());
+        Ok(())
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_naming_line_and_key() {
+        let e = Config::parse("node_id = 1\n[listen]\ndnz = \"127.0.0.1:53\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 3") && e.contains("dnz"), "{e}");
+    }
+
+    #[test]
+    fn cross_field_errors_name_the_key() {
+        let e = Config::parse("node_id = 2\n[[cluster.voters]]\nid = 1\npeer = \"127.0.0.1:1\"\napi = \"127.0.0.1:2\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("cluster.voters"), "{e}");
+        let e = Config::parse("[listen]\napi = \"127.0.0.1:9153\"\n").unwrap_err().to_string();
+        assert!(e.contains("listen.http"), "{e}");
+    }
+}

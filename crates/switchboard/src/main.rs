@@ -1,0 +1,179 @@
+//! The `switchboard` binary: `serve` runs a node; every other subcommand is a
+//! client of the gRPC API. The only place that reads config files, signals
+//! and the environment.
+
+mod client;
+mod config;
+mod http;
+mod serve;
+mod zonefile;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "switchboard", version, about = "Tenant-aware authoritative DNS on a Raft-replicated map")]
+struct Cli {
+    /// API address of the node to talk to.
+    #[arg(long, global = true, env = "SWITCHBOARD_SERVER", default_value = "http://127.0.0.1:50051")]
+    server: String,
+    /// Print JSON instead of tables.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Run a node (with no config: a single node on loopback, data in ./switchboard-data).
+    Serve {
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Zones: put FILE, list, get APEX, delete APEX.
+    #[command(subcommand)]
+    Zone(ZoneCmd),
+    /// Clusters (scale units).
+    #[command(subcommand)]
+    Cluster(ClusterCmd),
+    /// Tenants and their placement.
+    #[command(subcommand)]
+    Tenant(TenantCmd),
+    /// The node's role, leader, applied revision and members.
+    Status,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ZoneCmd {
+    /// Create or replace a zone from a TOML zone file.
+    Put {
+        file: PathBuf,
+    },
+    List,
+    Get {
+        apex: String,
+    },
+    Delete {
+        apex: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ClusterCmd {
+    /// Create or replace a cluster.
+    Put(ClusterPut),
+    List,
+    Get {
+        id: String,
+    },
+    /// Refused while the cluster holds tenants.
+    Delete {
+        id: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct ClusterPut {
+    pub id: String,
+    /// Ingress IPv4 address (repeat for several).
+    #[arg(long)]
+    pub ipv4: Vec<String>,
+    /// Ingress IPv6 address (repeat for several).
+    #[arg(long)]
+    pub ipv6: Vec<String>,
+    /// Ingress host name (answered as CNAME when there are no addresses).
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Receives tenants only by pin.
+    #[arg(long)]
+    pub dedicated: bool,
+    /// Placement weight, 1..=10000 (default 100).
+    #[arg(long)]
+    pub weight: Option<u32>,
+    /// active, draining or down (default active).
+    #[arg(long, default_value = "active")]
+    pub state: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCmd {
+    /// Create a tenant; placed by hashing unless --cluster pins it. Prints its cluster.
+    Create {
+        id: String,
+        #[arg(long)]
+        cluster: Option<String>,
+    },
+    Get {
+        id: String,
+    },
+    /// List tenants, paging through all of them.
+    List {
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Stop after this many.
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+    Delete {
+        id: String,
+    },
+    /// Set the tenant's cluster and pin it there.
+    Pin {
+        id: String,
+        cluster: String,
+    },
+    Unpin {
+        id: String,
+    },
+    /// Move the tenant, recording a tombstone.
+    Move {
+        id: String,
+        cluster: String,
+    },
+    /// Aliases: add ID ALIAS, remove ID ALIAS.
+    #[command(subcommand)]
+    Alias(AliasCmd),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AliasCmd {
+    Add { id: String, alias: String },
+    Remove { id: String, alias: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Serve { config } => {
+            init_logging();
+            let config = match config {
+                Some(path) => config::Config::load(&path),
+                None => Ok(config::Config::default()),
+            };
+            config.and_then(serve::run)
+        }
+        command => client::run(&cli.server, cli.json, command),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first.
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,openraft=warn"));
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+}

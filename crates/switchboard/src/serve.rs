@@ -1,0 +1,116 @@
+//! `switchboard serve`: open storage, start Raft, then serve DNS, the API,
+//! peer traffic and HTTP until SIGINT or SIGTERM.
+//!
+//! DNS runs on its own Tokio runtime so that applying a burst of writes or a
+//! slow API call cannot take worker threads from queries.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use anyhow::Context;
+use switchboard_api::Api;
+use switchboard_consensus::{Node, NodeInfo, PeerService};
+use switchboard_storage::Store;
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+
+use crate::config::Config;
+use crate::http;
+
+/// Worker threads of the DNS runtime.
+const DNS_THREADS: usize = 2;
+
+pub fn run(config: Config) -> anyhow::Result<()> {
+    let dns_runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(DNS_THREADS)
+        .thread_name("dns")
+        .enable_all()
+        .build()
+        .context("starting the DNS runtime")?;
+    let control =
+        tokio::runtime::Builder::new_multi_thread().thread_name("control").enable_all().build().context("starting the control runtime")?;
+    let result = control.block_on(serve(config, dns_runtime.handle().clone()));
+    // Dropping the runtimes stops every task; Raft has been shut down by then.
+    drop(control);
+    dns_runtime.shutdown_background();
+    result
+}
+
+async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
+    let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
+    let node = Arc::new(Node::start(config.node_id, &config.raft_settings(), store).await.context("starting raft")?);
+    tracing::info!(node_id = config.node_id, revision = node.state().revision(), "state loaded");
+
+    // DNS first: it answers from the state on disk before consensus is up.
+    let handler = switchboard_dns::Handler::new(node.published());
+    let dns_addr = config.listen.dns;
+    let (dns_server, dns_bound) = dns_runtime.spawn(async move { switchboard_dns::serve(dns_addr, handler).await }).await??;
+
+    let peer_listener = TcpListener::bind(config.listen.peer).await.with_context(|| format!("binding peer on {}", config.listen.peer))?;
+    let api_listener = TcpListener::bind(config.listen.api).await.with_context(|| format!("binding API on {}", config.listen.api))?;
+    let http_listener = http::bind(config.listen.http).await?;
+    tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+
+    let peer = PeerService::new(config.node_id, config.cluster.name.clone(), node.raft().clone()).into_server();
+    let peer_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(peer)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone())),
+    );
+
+    let api = Api::new(node.clone());
+    let (zones, clusters, tenants, node_svc) = api.services();
+    let api_task = tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(zones)
+            .add_service(clusters)
+            .add_service(tenants)
+            .add_service(node_svc)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx.clone())),
+    );
+
+    let health = Arc::new(http::Health { node: node.clone(), max_stale_ms: config.cluster.max_stale_ms });
+    let http_task = tokio::spawn(http::serve(http_listener, health));
+
+    // First start of a new cluster: the lowest-id voter initialises it.
+    let me = NodeInfo { peer: config.listen.peer.to_string(), api: config.listen.api.to_string() };
+    let voters: BTreeMap<u64, NodeInfo> = if config.cluster.voters.is_empty() {
+        BTreeMap::from([(config.node_id, me)])
+    } else {
+        config.cluster.voters.iter().map(|v| (v.id, NodeInfo { peer: v.peer.clone(), api: v.api.clone() })).collect()
+    };
+    let initialiser = match config.cluster.role {
+        crate::config::Role::Voter => voters.keys().next() == Some(&config.node_id),
+    };
+    if initialiser && node.initialize_if_new(voters).await.context("initialising the cluster")? {
+        tracing::info!("initialised a new cluster");
+    }
+
+    shutdown_signal().await?;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    node.shutdown().await;
+    http_task.abort();
+    for task in [peer_task, api_task] {
+        if let Ok(Err(e)) = task.await {
+            tracing::warn!(error = %e, "server stopped with an error");
+        }
+    }
+    drop(dns_server);
+    Ok(())
+}
+
+async fn shutdown_signal() -> anyhow::Result<()> {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).context("installing SIGTERM handler")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("waiting for SIGINT")?,
+        _ = term.recv() => {}
+    }
+    Ok(())
+}

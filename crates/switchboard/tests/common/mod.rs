@@ -1,0 +1,206 @@
+//! Test harness: real `switchboard` processes on loopback with temp data
+//! dirs, driven through the CLI, checked with real DNS packets.
+
+#![allow(dead_code)]
+
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
+use hickory_proto::rr::{Name, RecordType};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
+
+/// A TCP and UDP port both free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
+    loop {
+        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else { continue };
+        let Ok(addr) = tcp.local_addr() else { continue };
+        if UdpSocket::bind(addr).is_ok() {
+            return addr.port();
+        }
+    }
+}
+
+pub struct Ports {
+    pub dns: u16,
+    pub api: u16,
+    pub peer: u16,
+    pub http: u16,
+}
+
+impl Ports {
+    pub fn new() -> Ports {
+        Ports { dns: free_port(), api: free_port(), peer: free_port(), http: free_port() }
+    }
+}
+
+/// One node process and its files.
+pub struct Node {
+    pub dir: PathBuf,
+    pub ports: Ports,
+    pub config: PathBuf,
+    child: Option<Child>,
+}
+
+impl Node {
+    /// Write a single-voter config under `dir` and start the node.
+    pub fn start_single(dir: &Path) -> anyhow::Result<Node> {
+        let ports = Ports::new();
+        let config = dir.join("node.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "node_id = 1\ndata_dir = {data:?}\n[listen]\ndns = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
+                ports.dns,
+                ports.api,
+                ports.peer,
+                ports.http,
+                data = dir.join("data"),
+            ),
+        )?;
+        let mut node = Node { dir: dir.to_path_buf(), ports, config, child: None };
+        node.spawn()?;
+        Ok(node)
+    }
+
+    pub fn spawn(&mut self) -> anyhow::Result<()> {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.dir.join("node.log"))?;
+        let child = Command::new(BIN)
+            .args(["serve", "--config"])
+            .arg(&self.config)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("spawning switchboard serve")?;
+        self.child = Some(child);
+        self.wait_leader(Duration::from_secs(30))
+    }
+
+    pub fn server(&self) -> String {
+        format!("http://127.0.0.1:{}", self.ports.api)
+    }
+
+    pub fn dns(&self) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports.dns))
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
+    }
+
+    /// Wait until the node reports itself leader through the API.
+    pub fn wait_leader(&mut self, within: Duration) -> anyhow::Result<()> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    bail!("node exited with {status}; log:\n{}", self.log());
+                }
+            }
+            if let Ok(out) = self.cli(&["status", "--json"]) {
+                let v: serde_json::Value = serde_json::from_str(&out)?;
+                if v["role"] == "leader" {
+                    return Ok(());
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node did not become leader within {within:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Run a CLI command against this node; Ok(stdout) on exit 0, Err(stderr) otherwise.
+    pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
+        let out = Command::new(BIN).arg("--server").arg(self.server()).args(args).output()?;
+        if out.status.success() {
+            Ok(String::from_utf8(out.stdout)?)
+        } else {
+            Err(anyhow!("{}", String::from_utf8_lossy(&out.stderr).trim()))
+        }
+    }
+
+    /// `cli(args)` with `--json`, parsed.
+    pub fn json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let mut a = args.to_vec();
+        a.push("--json");
+        Ok(serde_json::from_str(&self.cli(&a)?)?)
+    }
+
+    /// SIGKILL: no chance to flush or shut down.
+    pub fn kill9(&mut self) -> anyhow::Result<()> {
+        if let Some(mut child) = self.child.take() {
+            child.kill()?;
+            child.wait()?;
+        }
+        Ok(())
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        let _ = self.kill9();
+    }
+}
+
+/// Send one query over UDP and return the parsed response.
+pub fn query(server: SocketAddr, name: &str, rtype: RecordType) -> anyhow::Result<Message> {
+    query_with(server, name, rtype, None)
+}
+
+pub fn query_with(server: SocketAddr, name: &str, rtype: RecordType, edns_payload: Option<u16>) -> anyhow::Result<Message> {
+    let mut msg = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(name)?, rtype));
+    if let Some(size) = edns_payload {
+        let mut e = Edns::new();
+        e.set_max_payload(size);
+        msg.set_edns(e);
+    }
+    let bytes = msg.to_vec()?;
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_secs(2)))?;
+    let mut buf = [0u8; 65535];
+    // UDP may drop on a busy machine: retry a few times.
+    for _ in 0..5 {
+        sock.send_to(&bytes, server)?;
+        if let Ok((n, _)) = sock.recv_from(&mut buf) {
+            let resp = Message::from_vec(&buf[..n]).map_err(|e| anyhow!("{e}"))?;
+            if resp.metadata.id == msg.metadata.id {
+                return Ok(resp);
+            }
+        }
+    }
+    bail!("no DNS answer from {server} for {name} {rtype}")
+}
+
+/// Send raw bytes over UDP; the response bytes, or None if the server stayed silent.
+pub fn raw_udp(server: SocketAddr, bytes: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+    sock.send_to(bytes, server)?;
+    let mut buf = [0u8; 65535];
+    match sock.recv_from(&mut buf) {
+        Ok((n, _)) => Ok(Some(buf[..n].to_vec())),
+        Err(_) => Ok(None),
+    }
+}
+
+fn rand_id() -> u16 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    (t ^ (t >> 16)) as u16
+}
+
+/// The answer section as "name type data" strings, sorted.
+pub fn answers(m: &Message) -> Vec<String> {
+    let mut v: Vec<String> = m.answers.iter().map(|r| format!("{} {} {}", r.name, r.record_type(), r.data)).collect();
+    v.sort();
+    v
+}

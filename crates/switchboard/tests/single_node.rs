@@ -1,0 +1,209 @@
+//! One real node: writes through the CLI, answers checked with DNS packets,
+//! state checked across kill -9 and restart.
+
+mod common;
+
+use common::{answers, query, raw_udp, Node};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+
+const ZONE: &str = r#"
+apex = "apps.example.test."
+environment = "prod"
+ttl = 300
+ns = ["ns1.example.test.", "ns2.example.test."]
+
+[soa]
+mname = "ns1.example.test."
+rname = "hostmaster.example.test."
+minimum = 60
+
+[[rules]]
+kind = "service-tenant"
+services = ["ws", "api"]
+target = "{service}-{cluster}.example.test."
+ttl = 300
+
+[[rules]]
+kind = "tenant-host"
+ttl = 60
+
+[[records]]
+name = "www"
+type = "A"
+data = "192.0.2.80"
+"#;
+
+fn setup() -> anyhow::Result<(tempfile::TempDir, Node)> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_single(dir.path())?;
+    let zone = dir.path().join("zone.toml");
+    std::fs::write(&zone, ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    node.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1", "--ipv6", "2001:db8::1"])?;
+    node.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2"])?;
+    Ok((dir, node))
+}
+
+/// Everything the vertical slice promises, in one life of a node and a restart.
+#[test]
+fn writes_are_answered_by_dns_and_survive_kill_9() -> anyhow::Result<()> {
+    let (_dir, mut node) = setup()?;
+
+    // --- create a tenant pinned to mt1
+    let created = node.json(&["tenant", "create", "123456", "--cluster", "mt1"])?;
+    assert_eq!(created["tenant"]["cluster"], "mt1");
+    assert!(created["revision"].as_u64().unwrap_or(0) > 0, "every write returns its revision");
+    node.cli(&["tenant", "create", "replbot", "--cluster", "mt2"])?;
+
+    // --- service-tenant: CNAME with the rule's TTL
+    let m = query(node.dns(), "ws-123456.apps.example.test.", RecordType::CNAME)?;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert!(m.metadata.authoritative);
+    assert_eq!(answers(&m), vec!["ws-123456.apps.example.test. CNAME ws-mt1.example.test."]);
+    assert_eq!(m.answers[0].ttl, 300);
+
+    // --- tenant-host: the tenant and any name below it get the ingress addresses
+    for name in ["123456.apps.example.test.", "x.123456.apps.example.test."] {
+        let m = query(node.dns(), name, RecordType::A)?;
+        assert_eq!(answers(&m), vec![format!("{name} A 198.51.100.1")]);
+        assert_eq!(m.answers[0].ttl, 60);
+        let m = query(node.dns(), name, RecordType::AAAA)?;
+        assert_eq!(answers(&m), vec![format!("{name} AAAA 2001:db8::1")]);
+    }
+
+    // --- unknown tenant: NXDOMAIN with the SOA; outside every zone: REFUSED
+    let m = query(node.dns(), "nobody.apps.example.test.", RecordType::A)?;
+    assert_eq!(m.metadata.response_code, ResponseCode::NXDomain);
+    assert!(m.metadata.authoritative);
+    assert_eq!(m.authorities.len(), 1);
+    assert_eq!(m.authorities[0].record_type(), RecordType::SOA);
+    assert_eq!(m.authorities[0].ttl, 60, "negative TTL = min(SOA TTL, minimum)");
+    let m = query(node.dns(), "www.example.org.", RecordType::A)?;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+
+    // --- static records win, apex answers SOA and NS
+    assert_eq!(answers(&query(node.dns(), "www.apps.example.test.", RecordType::A)?), vec!["www.apps.example.test. A 192.0.2.80"]);
+    assert_eq!(query(node.dns(), "apps.example.test.", RecordType::NS)?.answers.len(), 2);
+    let soa_before = query(node.dns(), "apps.example.test.", RecordType::SOA)?;
+
+    // --- move: the answer changes and the tombstone is recorded
+    let moved = node.json(&["tenant", "move", "123456", "mt2"])?;
+    let move_revision = moved["revision"].as_u64().unwrap_or(0);
+    let m = query(node.dns(), "ws-123456.apps.example.test.", RecordType::CNAME)?;
+    assert_eq!(answers(&m), vec!["ws-123456.apps.example.test. CNAME ws-mt2.example.test."]);
+    let t = node.json(&["tenant", "get", "123456"])?;
+    assert_eq!(t["cluster"], "mt2");
+    assert_eq!(t["history"][0]["from"], "mt1");
+    assert_eq!(t["history"][0]["to"], "mt2");
+    assert_eq!(t["history"][0]["revision"].as_u64(), Some(move_revision));
+    let soa_after = query(node.dns(), "apps.example.test.", RecordType::SOA)?;
+    assert_ne!(format!("{:?}", soa_before.answers[0].data), format!("{:?}", soa_after.answers[0].data), "serial advances");
+
+    // --- kill -9 and restart: the same answers come back
+    let before: Vec<Vec<String>> = ["ws-123456.apps.example.test.", "blog.replbot.apps.example.test.", "www.apps.example.test."]
+        .iter()
+        .map(|n| query(node.dns(), n, RecordType::A).map(|m| answers(&m)))
+        .collect::<anyhow::Result<_>>()?;
+    node.kill9()?;
+    node.spawn()?;
+    let after: Vec<Vec<String>> = ["ws-123456.apps.example.test.", "blog.replbot.apps.example.test.", "www.apps.example.test."]
+        .iter()
+        .map(|n| query(node.dns(), n, RecordType::A).map(|m| answers(&m)))
+        .collect::<anyhow::Result<_>>()?;
+    assert_eq!(before, after);
+    assert_eq!(node.json(&["tenant", "get", "123456"])?["history"][0]["to"], "mt2");
+
+    // --- and it keeps taking writes
+    node.cli(&["tenant", "pin", "replbot", "mt1"])?;
+    assert_eq!(
+        answers(&query(node.dns(), "replbot.apps.example.test.", RecordType::A)?),
+        vec!["replbot.apps.example.test. A 198.51.100.1"]
+    );
+    assert!(node.is_running());
+    Ok(())
+}
+
+/// Every refused call says which field is wrong and leaves the state as it was.
+#[test]
+fn rejected_calls_change_nothing() -> anyhow::Result<()> {
+    let (dir, node) = setup()?;
+    node.cli(&["tenant", "create", "t1", "--cluster", "mt1"])?;
+    let tenants_before = node.cli(&["tenant", "list", "--json"])?;
+    let clusters_before = node.cli(&["cluster", "list", "--json"])?;
+    let zones_before = node.cli(&["zone", "list", "--json"])?;
+
+    let bad_zone = dir.path().join("bad.toml");
+    std::fs::write(&bad_zone, ZONE.replace("192.0.2.80", "192.0.2.300"))?;
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["tenant", "create", "bad_id"], "id"),
+        (vec!["tenant", "create", "t2", "--cluster", "nope"], "NotFound"),
+        (vec!["tenant", "create", "t1"], "AlreadyExists"),
+        (vec!["tenant", "move", "t1", "nope"], "NotFound"),
+        (vec!["tenant", "pin", "ghost", "mt1"], "NotFound"),
+        (vec!["cluster", "delete", "mt1"], "FailedPrecondition"),
+        (vec!["cluster", "put", "mt3", "--ipv4", "not-an-ip"], "cluster.ipv4[0]"),
+        (vec!["cluster", "put", "mt3", "--weight", "0"], "cluster.weight"),
+        (vec!["cluster", "put", "bad_id"], "cluster.id"),
+        (vec!["zone", "put", bad_zone.to_str().unwrap_or_default()], "records[0].data"),
+        (vec!["zone", "delete", "nothere.test."], "NotFound"),
+        (vec!["tenant", "alias", "add", "t1", "t1"], "FailedPrecondition"),
+    ];
+    for (args, expect) in cases {
+        let err = node.cli(&args).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.starts_with("error:") && err.contains(expect), "{args:?}: expected an error naming {expect:?}, got {err:?}");
+        assert_eq!(err.lines().count(), 1, "one-line error: {err}");
+    }
+    assert_eq!(node.cli(&["tenant", "list", "--json"])?, tenants_before);
+    assert_eq!(node.cli(&["cluster", "list", "--json"])?, clusters_before);
+    assert_eq!(node.cli(&["zone", "list", "--json"])?, zones_before);
+    Ok(())
+}
+
+/// Garbage and odd packets neither crash the server nor stop it answering.
+#[test]
+fn malformed_packets_do_not_stop_the_server() -> anyhow::Result<()> {
+    let (_dir, mut node) = setup()?;
+    let junk: Vec<Vec<u8>> = vec![
+        vec![],
+        vec![0u8; 5],
+        vec![0xff; 12],
+        vec![0xff; 512],
+        // Header claiming 1 question with no question bytes.
+        vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0],
+        // A name with a compression pointer to itself.
+        vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1],
+    ];
+    for j in &junk {
+        let _ = raw_udp(node.dns(), j)?;
+    }
+    // Two questions: FORMERR.
+    let two =
+        [0x12, 0x34, 0x01, 0x00, 0x00, 0x02, 0, 0, 0, 0, 0, 0, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1, 3, b'w', b'w', b'w', 0, 0, 1, 0, 1];
+    if let Some(resp) = raw_udp(node.dns(), &two)? {
+        assert_eq!(resp[3] & 0x0f, 1, "FORMERR for two questions");
+    }
+    assert!(node.is_running());
+    assert_eq!(query(node.dns(), "www.apps.example.test.", RecordType::A)?.metadata.response_code, ResponseCode::NoError);
+    Ok(())
+}
+
+/// /healthz, /readyz and /metrics answer on the HTTP listener.
+#[test]
+fn health_and_metrics_endpoints() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let (_dir, node) = setup()?;
+    let get = |path: &str| -> anyhow::Result<String> {
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.ports.http))?;
+        write!(s, "GET {path} HTTP/1.0\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        Ok(out)
+    };
+    assert!(get("/healthz")?.starts_with("HTTP/1.0 200"));
+    assert!(get("/readyz")?.starts_with("HTTP/1.0 200"));
+    let metrics = get("/metrics")?;
+    assert!(metrics.contains("switchboard_clusters 2"), "{metrics}");
+    assert!(get("/nope")?.starts_with("HTTP/1.0 404"));
+    Ok(())
+}
