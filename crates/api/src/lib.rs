@@ -5,6 +5,7 @@
 pub mod convert;
 mod service;
 mod status;
+mod wait;
 
 pub mod proto {
     //! Generated code of `proto/switchboard/v1/*.proto`.
@@ -12,7 +13,7 @@ pub mod proto {
     tonic::include_proto!("switchboard.v1");
 }
 
-pub use service::Api;
+pub use service::{Api, Services};
 pub use status::{LEADER_API_METADATA, LEADER_ID_METADATA};
 
 /// Largest API message either way.

@@ -9,59 +9,83 @@ use switchboard_domain::{Command, Outcome};
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, cluster_out, tenant_out, zone_out};
-use crate::proto::{self, clusters_server, node_server, tenants_server, zones_server};
-use crate::status;
+use switchboard_consensus::{NodeId, Proposal};
+
+use crate::proto::{self, clusters_server, membership_server, node_server, tenants_server, zones_server};
+use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
     node: Arc<Node>,
+    max_stale_ms: u64,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
 
+/// Every API service, ready to add to a tonic server.
+pub struct Services {
+    pub zones: zones_server::ZonesServer<Api>,
+    pub clusters: clusters_server::ClustersServer<Api>,
+    pub tenants: tenants_server::TenantsServer<Api>,
+    pub node: node_server::NodeServer<Api>,
+    pub membership: membership_server::MembershipServer<Api>,
+}
+
 impl Api {
-    pub fn new(node: Arc<Node>) -> Api {
-        Api { node }
+    pub fn new(node: Arc<Node>, max_stale_ms: u64) -> Api {
+        Api { node, max_stale_ms }
     }
 
     /// The services to mount on a tonic server, with message limits set.
-    pub fn services(
-        &self,
-    ) -> (
-        zones_server::ZonesServer<Api>,
-        clusters_server::ClustersServer<Api>,
-        tenants_server::TenantsServer<Api>,
-        node_server::NodeServer<Api>,
-    ) {
-        (
-            zones_server::ZonesServer::new(self.clone())
+    pub fn services(&self) -> Services {
+        Services {
+            zones: zones_server::ZonesServer::new(self.clone())
                 .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
-            clusters_server::ClustersServer::new(self.clone()).max_decoding_message_size(API_MESSAGE_BYTES_MAX),
-            tenants_server::TenantsServer::new(self.clone())
+            clusters: clusters_server::ClustersServer::new(self.clone()).max_decoding_message_size(API_MESSAGE_BYTES_MAX),
+            tenants: tenants_server::TenantsServer::new(self.clone())
                 .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
                 .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
-            node_server::NodeServer::new(self.clone()),
-        )
-    }
-
-    /// Commit a command; a refused command becomes its gRPC status.
-    async fn write(&self, command: Command) -> Result<(u64, Outcome), Status> {
-        let kind = command.kind();
-        let written = self.node.write(command).await.map_err(status::node)?;
-        match written.result {
-            Ok(outcome) => {
-                tracing::debug!(kind, revision = written.revision, "write committed");
-                Ok((written.revision, outcome))
-            }
-            Err(e) => Err(status::command(e)),
+            node: node_server::NodeServer::new(self.clone()),
+            membership: membership_server::MembershipServer::new(self.clone()),
         }
     }
 
-    async fn tenant_write(&self, command: Command) -> Reply<proto::TenantResponse> {
-        match self.write(command).await? {
+    fn members(&self) -> Vec<proto::Member> {
+        let m = self.node.metrics();
+        let membership = m.membership_config.membership();
+        let voters: Vec<NodeId> = membership.voter_ids().collect();
+        membership
+            .nodes()
+            .map(|(id, info)| proto::Member { id: *id, peer: info.peer.clone(), api: info.api.clone(), voter: voters.contains(id) })
+            .collect()
+    }
+
+    async fn change(&self, proposal: Proposal) -> Reply<proto::MembershipResponse> {
+        let written = self.node.propose(proposal).await.map_err(status::node)?;
+        Ok(Response::new(proto::MembershipResponse { revision: written.revision, members: self.members() }))
+    }
+
+    /// Commit a command, then wait as `options` ask; a refused command
+    /// becomes its gRPC status. Options are checked before anything is written.
+    async fn write(&self, command: Command, options: Option<proto::WriteOptions>) -> Result<(u64, Outcome), Status> {
+        let wait = wait::Wait::parse(options)?;
+        let kind = command.kind();
+        let written = self.node.write(command).await.map_err(status::node)?;
+        let outcome = match written.result {
+            Ok(Some(outcome)) => outcome,
+            Ok(None) => return Err(Status::internal(format!("{kind} committed at {} without an outcome", written.revision))),
+            Err(e) => return Err(status::command(e)),
+        };
+        tracing::debug!(kind, revision = written.revision, "write committed");
+        wait.until_applied(&self.node, written.revision).await?;
+        Ok((written.revision, outcome))
+    }
+
+    async fn tenant_write(&self, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
+        match self.write(command, options).await? {
             (revision, Outcome::Tenant(t)) => Ok(Response::new(proto::TenantResponse { revision, tenant: Some(tenant_out(&t)) })),
             (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
@@ -71,9 +95,10 @@ impl Api {
 #[tonic::async_trait]
 impl zones_server::Zones for Api {
     async fn put_zone(&self, req: Request<proto::PutZoneRequest>) -> Reply<proto::PutZoneResponse> {
-        let zone = req.into_inner().zone.ok_or_else(|| Status::invalid_argument("zone: required"))?;
+        let r = req.into_inner();
+        let zone = r.zone.ok_or_else(|| Status::invalid_argument("zone: required"))?;
         let spec = convert::zone_in(zone).map_err(status::invalid)?;
-        let (revision, outcome) = self.write(Command::PutZone { zone: spec }).await?;
+        let (revision, outcome) = self.write(Command::PutZone { zone: spec }, r.options).await?;
         let Outcome::Zone { apex } = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
@@ -95,8 +120,9 @@ impl zones_server::Zones for Api {
     }
 
     async fn delete_zone(&self, req: Request<proto::DeleteZoneRequest>) -> Reply<proto::DeleteResponse> {
-        let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteZone { apex }).await?;
+        let r = req.into_inner();
+        let apex = switchboard_domain::name::absolute("apex", &r.apex).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteZone { apex }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 }
@@ -104,9 +130,10 @@ impl zones_server::Zones for Api {
 #[tonic::async_trait]
 impl clusters_server::Clusters for Api {
     async fn put_cluster(&self, req: Request<proto::PutClusterRequest>) -> Reply<proto::PutClusterResponse> {
-        let c = req.into_inner().cluster.ok_or_else(|| Status::invalid_argument("cluster: required"))?;
+        let r = req.into_inner();
+        let c = r.cluster.ok_or_else(|| Status::invalid_argument("cluster: required"))?;
         let cluster = convert::cluster_in(c).map_err(status::invalid)?;
-        let (revision, outcome) = self.write(Command::PutCluster { cluster }).await?;
+        let (revision, outcome) = self.write(Command::PutCluster { cluster }, r.options).await?;
         let Outcome::Cluster(c) = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
@@ -133,8 +160,9 @@ impl clusters_server::Clusters for Api {
     }
 
     async fn delete_cluster(&self, req: Request<proto::DeleteClusterRequest>) -> Reply<proto::DeleteResponse> {
-        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteCluster { id }).await?;
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteCluster { id }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 }
@@ -145,7 +173,7 @@ impl tenants_server::Tenants for Api {
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
-        self.tenant_write(Command::CreateTenant { id, cluster }).await
+        self.tenant_write(Command::CreateTenant { id, cluster }, r.options).await
     }
 
     async fn get_tenant(&self, req: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
@@ -180,8 +208,9 @@ impl tenants_server::Tenants for Api {
     }
 
     async fn delete_tenant(&self, req: Request<proto::DeleteTenantRequest>) -> Reply<proto::DeleteResponse> {
-        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteTenant { id }).await?;
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let (revision, _) = self.write(Command::DeleteTenant { id }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 
@@ -189,33 +218,34 @@ impl tenants_server::Tenants for Api {
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
-        self.tenant_write(Command::PinTenant { id, cluster }).await
+        self.tenant_write(Command::PinTenant { id, cluster }, r.options).await
     }
 
     async fn unpin_tenant(&self, req: Request<proto::UnpinTenantRequest>) -> Reply<proto::TenantResponse> {
-        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
-        self.tenant_write(Command::UnpinTenant { id }).await
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        self.tenant_write(Command::UnpinTenant { id }, r.options).await
     }
 
     async fn move_tenant(&self, req: Request<proto::MoveTenantRequest>) -> Reply<proto::TenantResponse> {
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
-        self.tenant_write(Command::MoveTenant { id, cluster }).await
+        self.tenant_write(Command::MoveTenant { id, cluster }, r.options).await
     }
 
     async fn add_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
         let r = req.into_inner();
         let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
         let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
-        self.tenant_write(Command::AddAlias { tenant, alias }).await
+        self.tenant_write(Command::AddAlias { tenant, alias }, r.options).await
     }
 
     async fn remove_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
         let r = req.into_inner();
         let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
         let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
-        self.tenant_write(Command::RemoveAlias { tenant, alias }).await
+        self.tenant_write(Command::RemoveAlias { tenant, alias }, r.options).await
     }
 }
 
@@ -225,11 +255,7 @@ impl node_server::Node for Api {
         let m = self.node.metrics();
         let state = self.node.state();
         let membership = m.membership_config.membership();
-        let voters: Vec<u64> = membership.voter_ids().collect();
-        let members = membership
-            .nodes()
-            .map(|(id, info)| proto::Member { id: *id, peer: info.peer.clone(), api: info.api.clone(), voter: voters.contains(id) })
-            .collect();
+        let members = self.members();
         let leader_api = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.api.clone()).unwrap_or_default();
         let role = match m.state {
             openraft::ServerState::Leader => "leader",
@@ -250,6 +276,46 @@ impl node_server::Node for Api {
             zones: state.zones().count() as u64,
             clusters: state.clusters().count() as u64,
             tenants: state.tenant_count() as u64,
+            staleness_ms: self.node.staleness_ms(),
+            ready: self.node.ready(self.max_stale_ms).is_ok(),
+            snapshot_revision: m.snapshot.map_or(0, |l| l.index),
+            purged_revision: m.purged.map_or(0, |l| l.index),
         }))
+    }
+}
+
+fn member_id(id: u64) -> Result<NodeId, Status> {
+    if id == 0 {
+        return Err(Status::invalid_argument("id: node ids start at 1"));
+    }
+    Ok(id)
+}
+
+fn host_port(field: &str, addr: &str) -> Result<String, Status> {
+    match addr.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => Ok(addr.to_string()),
+        _ => Err(Status::invalid_argument(format!("{field}: {addr:?} is not host:port"))),
+    }
+}
+
+#[tonic::async_trait]
+impl membership_server::Membership for Api {
+    async fn list_members(&self, _req: Request<proto::MembersRequest>) -> Reply<proto::MembersResponse> {
+        Ok(Response::new(proto::MembersResponse { members: self.members() }))
+    }
+
+    async fn add_learner(&self, req: Request<proto::AddLearnerRequest>) -> Reply<proto::MembershipResponse> {
+        let r = req.into_inner();
+        let id = member_id(r.id)?;
+        let info = switchboard_consensus::NodeInfo { peer: host_port("peer", &r.peer)?, api: host_port("api", &r.api)? };
+        self.change(Proposal::AddLearner { id, info }).await
+    }
+
+    async fn promote(&self, req: Request<proto::MemberIdRequest>) -> Reply<proto::MembershipResponse> {
+        self.change(Proposal::Promote { id: member_id(req.into_inner().id)? }).await
+    }
+
+    async fn remove_member(&self, req: Request<proto::MemberIdRequest>) -> Reply<proto::MembershipResponse> {
+        self.change(Proposal::Remove { id: member_id(req.into_inner().id)? }).await
     }
 }

@@ -39,6 +39,7 @@ pub fn node(e: NodeError) -> Status {
             s
         }
         NodeError::Unavailable(m) => Status::unavailable(m),
+        NodeError::Membership(m) => Status::failed_precondition(m),
         other => Status::internal(other.to_string()),
     }
 }

@@ -28,8 +28,8 @@ use serde::{Deserialize, Serialize};
 use switchboard_domain::{CommandError, Envelope, Outcome, State};
 
 pub use log_store::LogStore;
-pub use network::{PeerNetwork, PeerService};
-pub use node::{Node, NodeError, RaftSettings, Written};
+pub use network::{PeerNetwork, PeerPool, PeerService};
+pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
 pub use state_machine::StateMachine;
 
 /// Where a node can be reached.

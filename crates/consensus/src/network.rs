@@ -1,11 +1,14 @@
-//! The Raft peer network over tonic: a client per target node (one HTTP/2
-//! connection, reused, reconnected by tonic on failure) and the server side
-//! that hands requests to the local `Raft`.
+//! The Raft peer network over tonic: one HTTP/2 channel per peer address,
+//! shared by every replication stream and forwarded proposal to that peer and
+//! reconnected by tonic on failure (openraft backs off between failed RPCs),
+//! and the server side that hands requests to the local `Raft`.
 //!
 //! Every request names the node id it is meant for and the cluster name; a
 //! node refuses traffic for another id or cluster, so a misrouted address
 //! (a recycled IP, a wrong config) cannot join two clusters' logs.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
@@ -18,10 +21,11 @@ use serde::Serialize;
 use switchboard_storage::{decode, encode};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::node::{NodeError, Proposal, Written};
 use crate::peer_proto::raft_peer_client::RaftPeerClient;
 use crate::peer_proto::raft_peer_server::RaftPeer;
 use crate::peer_proto::{PeerReply, PeerRequest};
-use crate::{NodeId, NodeInfo, Raft, TypeConfig};
+use crate::{Node, NodeId, NodeInfo, TypeConfig};
 
 /// Largest peer message, either way. Snapshot chunks and append batches are
 /// sized well below it (see `RaftSettings`).
@@ -29,16 +33,67 @@ pub const PEER_MESSAGE_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Time to establish a connection to a peer.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Time a forwarded proposal may take at the leader.
+const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Channels to peers by address, so connections are reused across
+/// replication sessions and forwarded proposals.
+#[derive(Debug, Clone, Default)]
+pub struct PeerPool {
+    channels: Arc<Mutex<HashMap<String, Channel>>>,
+}
+
+impl PeerPool {
+    /// A client for `addr` (`host:port`), on a cached channel.
+    fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
+        let channel = {
+            let mut map = self.channels.lock().map_err(|_| "peer pool lock poisoned".to_string())?;
+            match map.get(addr) {
+                Some(c) => c.clone(),
+                None => {
+                    let endpoint =
+                        Endpoint::from_shared(format!("http://{addr}")).map_err(|e| format!("bad peer address {addr:?}: {e}"))?;
+                    let c = endpoint.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true).connect_lazy();
+                    map.insert(addr.to_string(), c.clone());
+                    c
+                }
+            }
+        };
+        Ok(RaftPeerClient::new(channel).max_decoding_message_size(PEER_MESSAGE_BYTES_MAX).max_encoding_message_size(PEER_MESSAGE_BYTES_MAX))
+    }
+
+    /// Send a proposal to the leader `to` and return its result.
+    pub(crate) async fn forward(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        leader: &NodeInfo,
+        cluster: &str,
+        proposal: &Proposal,
+    ) -> Result<Written, NodeError> {
+        let mut client = self.client(&leader.peer).map_err(NodeError::Unavailable)?;
+        let payload = encode("forwarded proposal", proposal).map_err(|e| NodeError::Raft(e.to_string()))?;
+        let mut request = tonic::Request::new(PeerRequest { from, to, cluster: cluster.to_string(), payload });
+        request.set_timeout(FORWARD_TIMEOUT);
+        let reply = client
+            .forward(request)
+            .await
+            .map_err(|s| NodeError::Unavailable(format!("forwarding to leader {to} at {}: {}", leader.peer, s.message())))?;
+        decode::<Result<Written, NodeError>>("forward reply", &reply.into_inner().payload).map_err(|e| NodeError::Raft(e.to_string()))?
+    }
+}
+
 /// Creates peer clients for openraft.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {
     id: NodeId,
     cluster: String,
+    pool: PeerPool,
 }
 
 impl PeerNetwork {
-    pub fn new(id: NodeId, cluster: String) -> PeerNetwork {
-        PeerNetwork { id, cluster }
+    pub fn new(id: NodeId, cluster: String, pool: PeerPool) -> PeerNetwork {
+        PeerNetwork { id, cluster, pool }
     }
 }
 
@@ -46,13 +101,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
-        let endpoint = Endpoint::from_shared(format!("http://{}", node.peer)).map(|e| e.connect_timeout(CONNECT_TIMEOUT).tcp_nodelay(true));
-        let client = endpoint.map(|e| {
-            RaftPeerClient::new(e.connect_lazy())
-                .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-                .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-        });
-        PeerClient { from: self.id, target, node: node.clone(), cluster: self.cluster.clone(), client: client.map_err(|e| e.to_string()) }
+        PeerClient { from: self.id, target, node: node.clone(), cluster: self.cluster.clone(), client: self.pool.client(&node.peer) }
     }
 }
 
@@ -143,12 +192,12 @@ impl RaftNetwork<TypeConfig> for PeerClient {
 pub struct PeerService {
     id: NodeId,
     cluster: String,
-    raft: Raft,
+    node: Arc<Node>,
 }
 
 impl PeerService {
-    pub fn new(id: NodeId, cluster: String, raft: Raft) -> PeerService {
-        PeerService { id, cluster, raft }
+    pub fn new(cluster: String, node: Arc<Node>) -> PeerService {
+        PeerService { id: node.id(), cluster, node }
     }
 
     /// The tonic service, with the message limits set.
@@ -185,16 +234,33 @@ fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<PeerReply>, tonic::
 impl RaftPeer for PeerService {
     async fn append_entries(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = self.check(req)?;
-        reply(&self.raft.append_entries(rpc).await)
+        let result = self.node.raft().append_entries(rpc).await;
+        // Staleness is time since the leader last reached us: any
+        // append-entries it sent that we accepted, heartbeats included.
+        if matches!(&result, Ok(r) if r.is_success()) {
+            self.node.note_leader_contact();
+        }
+        reply(&result)
     }
 
     async fn vote(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = self.check(req)?;
-        reply(&self.raft.vote(rpc).await)
+        reply(&self.node.raft().vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = self.check(req)?;
-        reply(&self.raft.install_snapshot(rpc).await)
+        let result = self.node.raft().install_snapshot(rpc).await;
+        if result.is_ok() {
+            self.node.note_leader_contact();
+        }
+        reply(&result)
+    }
+
+    async fn forward(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let proposal: Proposal = self.check(req)?;
+        // Propose here only: a proposal is forwarded at most once, so two
+        // nodes that each think the other leads cannot bounce it forever.
+        reply(&self.node.propose_local(proposal).await)
     }
 }

@@ -1,16 +1,20 @@
 //! A running Raft node: openraft wired to the RocksDB log and state machine
-//! and the peer network, plus the write path used by the API.
+//! and the peer network, plus the write path used by the API. A proposal made
+//! on a node that is not the leader is forwarded to the leader once.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
-use openraft::{Config, RaftMetrics, SnapshotPolicy};
+use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
+use serde::{Deserialize, Serialize};
 use switchboard_domain::{Command, CommandError, Envelope, Outcome, State};
 use switchboard_storage::Store;
 use tokio::sync::watch;
 
+use crate::network::PeerPool;
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
 
 /// Raft timing and log retention, from the node config.
@@ -37,8 +41,14 @@ impl Default for RaftSettings {
             heartbeat_ms: 100,
             election_timeout_min_ms: 500,
             election_timeout_max_ms: 1000,
-            snapshot_every_entries: 10_000,
-            keep_entries_after_snapshot: 1_000,
+            // A snapshot of a million tenants takes about a second to encode:
+            // not more often than every 100k writes.
+            snapshot_every_entries: 100_000,
+            // Entries written while a follower receives and installs a
+            // snapshot must still be in the leader's log afterwards, or the
+            // follower needs another snapshot (openraft#1706). 100k entries
+            // cover half a minute at 3k writes/s, for ~10 MB of log.
+            keep_entries_after_snapshot: 100_000,
             // openraft's 200 ms default is far too short for a large state.
             install_snapshot_timeout_ms: 30_000,
         }
@@ -46,29 +56,58 @@ impl Default for RaftSettings {
 }
 
 /// Errors of the write path, split into what a client may retry elsewhere
-/// and what it may not.
-#[derive(Debug, thiserror::Error)]
+/// and what it may not. Serialisable: a forwarded proposal returns it.
+#[derive(Debug, Clone, Serialize, Deserialize, thiserror::Error)]
 #[non_exhaustive]
 pub enum NodeError {
     /// This node is not the leader; `leader` is who is, when known.
     #[error("not the leader{}", .leader.as_ref().map(|(id, n)| format!(" (leader is node {id} at {})", n.api)).unwrap_or_default())]
     NotLeader { leader: Option<(NodeId, NodeInfo)> },
-    /// Consensus cannot make progress now (no quorum, shutting down).
+    /// Consensus cannot make progress now (no quorum, shutting down, leader unreachable).
     #[error("consensus unavailable: {0}")]
     Unavailable(String),
+    /// A membership change that cannot be made (unknown node, change in progress).
+    #[error("membership: {0}")]
+    Membership(String),
     #[error("storage: {0}")]
-    Storage(#[from] switchboard_storage::StorageError),
+    Storage(String),
     #[error("raft: {0}")]
     Raft(String),
 }
 
+impl From<switchboard_storage::StorageError> for NodeError {
+    fn from(e: switchboard_storage::StorageError) -> Self {
+        NodeError::Storage(e.to_string())
+    }
+}
+
+/// What the leader is asked to propose.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum Proposal {
+    Command(Command),
+    /// Add (or update the addresses of) a non-voting member.
+    AddLearner {
+        id: NodeId,
+        info: NodeInfo,
+    },
+    /// Make a learner a voter.
+    Promote {
+        id: NodeId,
+    },
+    /// Remove a voter or learner from the membership.
+    Remove {
+        id: NodeId,
+    },
+}
+
 /// A committed and applied write.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Written {
     /// Log index of the write.
     pub revision: u64,
-    /// What applying it did; `Err` when the command was refused (nothing changed).
-    pub result: Result<Outcome, CommandError>,
+    /// What applying it did; `Err` when the command was refused (nothing
+    /// changed). Membership changes have no outcome.
+    pub result: Result<Option<Outcome>, CommandError>,
 }
 
 pub struct Node {
@@ -76,12 +115,21 @@ pub struct Node {
     raft: Raft,
     published: Published,
     applied: watch::Receiver<u64>,
+    peers: PeerPool,
+    started: Instant,
+    /// Milliseconds after `started` at which a leader last reached this node
+    /// (set by the peer service on every append-entries, heartbeats included).
+    leader_contact_ms: AtomicU64,
 }
 
 impl std::fmt::Debug for Node {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Node").field("id", &self.id).finish()
     }
+}
+
+fn raft_err<E: std::fmt::Display>(e: E) -> NodeError {
+    NodeError::Raft(e.to_string())
 }
 
 impl Node {
@@ -100,10 +148,11 @@ impl Node {
             snapshot_max_chunk_size: 4 * 1024 * 1024,
             ..Config::default()
         };
-        let config = Arc::new(config.validate().map_err(|e| NodeError::Raft(e.to_string()))?);
-        let network = PeerNetwork::new(id, settings.cluster_name.clone());
-        let raft = Raft::new(id, config, network, LogStore::new(store), sm).await.map_err(|e| NodeError::Raft(e.to_string()))?;
-        Ok(Node { id, raft, published, applied })
+        let config = Arc::new(config.validate().map_err(raft_err)?);
+        let peers = PeerPool::default();
+        let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
+        let raft = Raft::new(id, config, network, LogStore::new(store), sm).await.map_err(raft_err)?;
+        Ok(Node { id, raft, published, applied, peers, started: Instant::now(), leader_contact_ms: AtomicU64::new(u64::MAX) })
     }
 
     pub fn id(&self) -> NodeId {
@@ -133,34 +182,107 @@ impl Node {
         self.raft.metrics().borrow().clone()
     }
 
+    pub(crate) fn note_leader_contact(&self) {
+        self.leader_contact_ms.store(self.started.elapsed().as_millis() as u64, Ordering::Relaxed);
+    }
+
+    /// How long ago this node last heard from a leader: for the leader, since
+    /// a quorum last acknowledged it; for others, since the leader's last
+    /// append-entries or heartbeat. `None` if never.
+    pub fn staleness_ms(&self) -> Option<u64> {
+        let m = self.metrics();
+        if m.state == ServerState::Leader {
+            return m.millis_since_quorum_ack;
+        }
+        match self.leader_contact_ms.load(Ordering::Relaxed) {
+            u64::MAX => None,
+            at => Some((self.started.elapsed().as_millis() as u64).saturating_sub(at)),
+        }
+    }
+
+    /// Ready to announce its anycast route: a leader is known and this node
+    /// heard from it (or, as leader, from a quorum) within `max_stale_ms`.
+    /// DNS answers from the last state either way.
+    pub fn ready(&self, max_stale_ms: u64) -> Result<(), String> {
+        if self.metrics().current_leader.is_none() {
+            return Err("no known leader".into());
+        }
+        match self.staleness_ms() {
+            Some(ms) if ms <= max_stale_ms => Ok(()),
+            Some(ms) => Err(format!("last heard from a leader {ms} ms ago (max_stale_ms {max_stale_ms})")),
+            None => Err("not yet heard from a leader".into()),
+        }
+    }
+
+    /// Whether this node's membership includes it (as voter or learner).
+    pub fn is_member(&self) -> bool {
+        self.metrics().membership_config.membership().get_node(&self.id).is_some()
+    }
+
     /// Initialise a new cluster with `voters` unless this node already has
     /// Raft state (a restart needs no action).
     pub async fn initialize_if_new(&self, voters: BTreeMap<NodeId, NodeInfo>) -> Result<bool, NodeError> {
-        if self.raft.is_initialized().await.map_err(|e| NodeError::Raft(e.to_string()))? {
+        if self.raft.is_initialized().await.map_err(raft_err)? {
             return Ok(false);
         }
         match self.raft.initialize(voters).await {
             Ok(()) => Ok(true),
             // Another start of the same node got there first.
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
-            Err(e) => Err(NodeError::Raft(e.to_string())),
+            Err(e) => Err(raft_err(e)),
         }
     }
 
-    /// Propose a command, stamped with this (leader) node's clock, and wait
-    /// until it is committed by a quorum and applied here.
+    /// Propose a command and wait until a quorum has committed it and the
+    /// leader applied it. Forwarded to the leader when this node is not it.
     pub async fn write(&self, command: Command) -> Result<Written, NodeError> {
-        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        match self.raft.client_write(Envelope { at_ms, command }).await {
+        self.propose(Proposal::Command(command)).await
+    }
+
+    /// Propose here, or at the leader if this node is not the leader.
+    pub async fn propose(&self, proposal: Proposal) -> Result<Written, NodeError> {
+        match self.propose_local(proposal.clone()).await {
+            Err(NodeError::NotLeader { leader: Some((id, info)) }) if id != self.id => {
+                tracing::debug!(leader = id, "forwarding proposal");
+                self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await
+            }
+            other => other,
+        }
+    }
+
+    /// Propose on this node only; `NotLeader` when it is not the leader.
+    /// Commands are stamped with this node's clock: the leader's.
+    pub async fn propose_local(&self, proposal: Proposal) -> Result<Written, NodeError> {
+        let response = match proposal {
+            Proposal::Command(command) => {
+                let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+                self.raft.client_write(Envelope { at_ms, command }).await
+            }
+            Proposal::AddLearner { id, info } => self.raft.add_learner(id, info, false).await,
+            Proposal::Promote { id } => self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await,
+            Proposal::Remove { id } => {
+                let membership = self.metrics().membership_config.membership().clone();
+                if membership.voter_ids().any(|v| v == id) {
+                    self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await
+                } else if membership.get_node(&id).is_some() {
+                    self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await
+                } else {
+                    return Err(NodeError::Membership(format!("node {id} is not a member")));
+                }
+            }
+        };
+        match response {
             Ok(resp) => {
-                let result = resp.data.outcome.ok_or_else(|| NodeError::Raft("a command entry produced no outcome".into()))?;
+                let result = match resp.data.outcome {
+                    Some(r) => r.map(Some),
+                    None => Ok(None),
+                };
                 Ok(Written { revision: resp.log_id.index, result })
             }
             Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                let leader = f.leader_id.zip(f.leader_node);
-                Err(NodeError::NotLeader { leader })
+                Err(NodeError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
             }
-            Err(RaftError::APIError(e)) => Err(NodeError::Raft(e.to_string())),
+            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(NodeError::Membership(e.to_string())),
             Err(RaftError::Fatal(e)) => Err(NodeError::Unavailable(e.to_string())),
         }
     }

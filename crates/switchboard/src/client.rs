@@ -4,17 +4,21 @@
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use switchboard_api::proto::{
-    self, clusters_client::ClustersClient, node_client::NodeClient, tenants_client::TenantsClient, zones_client::ZonesClient,
+    self, clusters_client::ClustersClient, membership_client::MembershipClient, node_client::NodeClient, tenants_client::TenantsClient,
+    zones_client::ZonesClient,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{AliasCmd, ClusterCmd, Cmd, TenantCmd, ZoneCmd};
+use crate::{AliasCmd, ClusterCmd, Cmd, MemberCmd, TenantCmd, ZoneCmd};
 
 /// Time to connect and to complete one call.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
-pub fn run(server: &str, json: bool, command: Cmd) -> anyhow::Result<()> {
+pub use proto::write_options::Wait;
+pub use proto::WriteOptions;
+
+pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the client runtime")?;
     rt.block_on(async move {
         let endpoint = Endpoint::from_shared(server.to_string())
@@ -22,7 +26,19 @@ pub fn run(server: &str, json: bool, command: Cmd) -> anyhow::Result<()> {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(CALL_TIMEOUT);
         let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to {server}: {}", source_text(&e)))?;
-        let out = execute(channel, command).await?;
+        let out = match execute(channel, command.clone(), &options).await {
+            // The node could neither lead nor reach the leader: ask the leader directly, once.
+            Err(e) if e.downcast_ref::<StatusError>().and_then(|s| s.leader.as_ref()).is_some() => {
+                let leader = e.downcast_ref::<StatusError>().and_then(|s| s.leader.clone()).unwrap_or_default();
+                let endpoint = Endpoint::from_shared(format!("http://{leader}"))
+                    .map_err(|e| anyhow!("leader address {leader:?}: {e}"))?
+                    .connect_timeout(CONNECT_TIMEOUT)
+                    .timeout(CALL_TIMEOUT);
+                let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to the leader at {leader}: {}", source_text(&e)))?;
+                execute(channel, command, &options).await?
+            }
+            other => other?,
+        };
         print(json, &out);
         Ok(())
     })
@@ -39,15 +55,30 @@ fn source_text(e: &dyn std::error::Error) -> String {
     s
 }
 
-/// A gRPC status as a one-line error: code and message.
+/// A failed call: its gRPC code and message, and the leader's API address
+/// when the node said it is not the leader.
+#[derive(Debug)]
+struct StatusError {
+    code: tonic::Code,
+    message: String,
+    leader: Option<String>,
+}
+
+impl std::fmt::Display for StatusError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for StatusError {}
+
 fn status(s: tonic::Status) -> anyhow::Error {
-    let leader = s
-        .metadata()
-        .get(switchboard_api::LEADER_API_METADATA)
-        .and_then(|v| v.to_str().ok())
-        .map(|l| format!(" (leader API: {l})"))
-        .unwrap_or_default();
-    anyhow!("{:?}: {}{leader}", s.code(), s.message())
+    let leader = if s.code() == tonic::Code::Unavailable {
+        s.metadata().get(switchboard_api::LEADER_API_METADATA).and_then(|v| v.to_str().ok()).map(str::to_string)
+    } else {
+        None
+    };
+    anyhow::Error::new(StatusError { code: s.code(), message: s.message().to_string(), leader })
 }
 
 /// What a command printed: a JSON value plus how to show it as a table.
@@ -57,6 +88,8 @@ struct Output {
 }
 
 struct Table {
+    /// A line printed above the table.
+    title: Option<String>,
     headers: Vec<&'static str>,
     rows: Vec<Vec<String>>,
 }
@@ -64,6 +97,9 @@ struct Table {
 fn print(json: bool, out: &Output) {
     match (&out.table, json) {
         (Some(t), false) => {
+            if let Some(title) = &t.title {
+                println!("{title}\n");
+            }
             let mut widths: Vec<usize> = t.headers.iter().map(|h| h.len()).collect();
             for r in &t.rows {
                 for (i, c) in r.iter().enumerate() {
@@ -92,48 +128,142 @@ fn print(json: bool, out: &Output) {
 fn kv(rows: Vec<(&'static str, String)>, value: Value) -> Output {
     Output {
         value,
-        table: Some(Table { headers: vec!["FIELD", "VALUE"], rows: rows.into_iter().map(|(k, v)| vec![k.to_string(), v]).collect() }),
+        table: Some(Table {
+            title: None,
+            headers: vec!["FIELD", "VALUE"],
+            rows: rows.into_iter().map(|(k, v)| vec![k.to_string(), v]).collect(),
+        }),
     }
 }
 
-async fn execute(channel: Channel, command: Cmd) -> anyhow::Result<Output> {
+async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyhow::Result<Output> {
     match command {
         Cmd::Serve { .. } => Err(anyhow!("serve is not a client command")),
-        Cmd::Zone(c) => zone(ZonesClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c).await,
-        Cmd::Cluster(c) => cluster(ClustersClient::new(channel), c).await,
-        Cmd::Tenant(c) => tenant(TenantsClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c).await,
-        Cmd::Status => {
-            let s = NodeClient::new(channel).status(proto::StatusRequest {}).await.map_err(status)?.into_inner();
-            let members: Vec<Value> =
-                s.members.iter().map(|m| json!({"id": m.id, "peer": m.peer, "api": m.api, "voter": m.voter})).collect();
-            let value = json!({
-                "node_id": s.node_id, "role": s.role, "leader_id": s.leader_id, "leader_api": s.leader_api, "term": s.term,
-                "last_log_index": s.last_log_index, "applied_revision": s.applied_revision, "members": members,
-                "zones": s.zones, "clusters": s.clusters, "tenants": s.tenants,
-            });
-            let member_text = s
-                .members
-                .iter()
-                .map(|m| format!("{}{}@{}", m.id, if m.voter { "" } else { "(learner)" }, m.peer))
-                .collect::<Vec<_>>()
-                .join(", ");
-            Ok(kv(
-                vec![
-                    ("node_id", s.node_id.to_string()),
-                    ("role", s.role),
-                    ("leader", if s.leader_id == 0 { "unknown".into() } else { format!("{} ({})", s.leader_id, s.leader_api) }),
-                    ("term", s.term.to_string()),
-                    ("last_log_index", s.last_log_index.to_string()),
-                    ("applied_revision", s.applied_revision.to_string()),
-                    ("members", member_text),
-                    ("zones", s.zones.to_string()),
-                    ("clusters", s.clusters.to_string()),
-                    ("tenants", s.tenants.to_string()),
-                ],
-                value,
-            ))
+        Cmd::Zone(c) => zone(ZonesClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c, options).await,
+        Cmd::Cluster(c) => cluster(ClustersClient::new(channel), c, options).await,
+        Cmd::Tenant(c) => {
+            tenant(TenantsClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c, options).await
+        }
+        Cmd::Status => status_all(channel).await,
+        Cmd::Member(c) => member(MembershipClient::new(channel), c).await,
+    }
+}
+
+fn members_json(members: &[proto::Member]) -> Value {
+    Value::Array(members.iter().map(|m| json!({"id": m.id, "peer": m.peer, "api": m.api, "voter": m.voter})).collect())
+}
+
+async fn member(mut c: MembershipClient<Channel>, cmd: MemberCmd) -> anyhow::Result<Output> {
+    let (revision, members) = match cmd {
+        MemberCmd::List => (None, c.list_members(proto::MembersRequest {}).await.map_err(status)?.into_inner().members),
+        MemberCmd::AddLearner { id, peer, api } => {
+            let r = c.add_learner(proto::AddLearnerRequest { id, peer, api }).await.map_err(status)?.into_inner();
+            (Some(r.revision), r.members)
+        }
+        MemberCmd::Promote { id } => {
+            let r = c.promote(proto::MemberIdRequest { id }).await.map_err(status)?.into_inner();
+            (Some(r.revision), r.members)
+        }
+        MemberCmd::Remove { id } => {
+            let r = c.remove_member(proto::MemberIdRequest { id }).await.map_err(status)?.into_inner();
+            (Some(r.revision), r.members)
+        }
+    };
+    let rows = members
+        .iter()
+        .map(|m| vec![m.id.to_string(), if m.voter { "voter" } else { "learner" }.into(), m.peer.clone(), m.api.clone()])
+        .collect();
+    let value = match revision {
+        Some(r) => json!({"revision": r, "members": members_json(&members)}),
+        None => members_json(&members),
+    };
+    Ok(Output { value, table: Some(Table { title: None, headers: vec!["ID", "KIND", "PEER", "API"], rows }) })
+}
+
+/// Status of one node by API address, or why it could not be had.
+async fn node_status(api: &str) -> Result<proto::StatusResponse, String> {
+    let endpoint = Endpoint::from_shared(format!("http://{api}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .timeout(std::time::Duration::from_secs(2));
+    let channel = endpoint.connect().await.map_err(|e| source_text(&e))?;
+    NodeClient::new(channel).status(proto::StatusRequest {}).await.map(tonic::Response::into_inner).map_err(|s| s.message().to_string())
+}
+
+fn status_json(s: &proto::StatusResponse) -> Value {
+    json!({
+        "node_id": s.node_id, "role": s.role, "leader_id": s.leader_id, "leader_api": s.leader_api, "term": s.term,
+        "last_log_index": s.last_log_index, "applied_revision": s.applied_revision, "staleness_ms": s.staleness_ms, "ready": s.ready,
+        "snapshot_revision": s.snapshot_revision, "purged_revision": s.purged_revision,
+        "zones": s.zones, "clusters": s.clusters, "tenants": s.tenants,
+    })
+}
+
+/// The node asked, then every member it knows, each asked directly.
+async fn status_all(channel: Channel) -> anyhow::Result<Output> {
+    let s = NodeClient::new(channel).status(proto::StatusRequest {}).await.map_err(status)?.into_inner();
+    let mut value = status_json(&s);
+    value["members"] = members_json(&s.members);
+    let mut per_member = Vec::new();
+    for m in &s.members {
+        per_member.push((m.clone(), node_status(&m.api).await));
+    }
+    // Lag is measured against the most advanced log any member reports.
+    let head = per_member.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.last_log_index)).max().unwrap_or(s.last_log_index);
+    let mut rows = Vec::new();
+    let mut member_values = Vec::new();
+    for (m, r) in &per_member {
+        match r {
+            Ok(ms) => {
+                rows.push(vec![
+                    m.id.to_string(),
+                    ms.role.clone(),
+                    if ms.leader_id == 0 { "-".into() } else { ms.leader_id.to_string() },
+                    ms.applied_revision.to_string(),
+                    head.saturating_sub(ms.applied_revision).to_string(),
+                    ms.staleness_ms.map(|x| format!("{x} ms")).unwrap_or_else(|| "never".into()),
+                    ms.ready.to_string(),
+                    m.api.clone(),
+                ]);
+                let mut v = status_json(ms);
+                v["lag"] = json!(head.saturating_sub(ms.applied_revision));
+                member_values.push(v);
+            }
+            Err(e) => {
+                rows.push(vec![
+                    m.id.to_string(),
+                    "unreachable".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "-".into(),
+                    "false".into(),
+                    m.api.clone(),
+                ]);
+                member_values.push(json!({"node_id": m.id, "error": e}));
+            }
         }
     }
+    value["member_status"] = Value::Array(member_values);
+    let title = format!(
+        "node {} ({}), leader {}, term {}, applied revision {}, {} zones, {} clusters, {} tenants",
+        s.node_id,
+        s.role,
+        if s.leader_id == 0 { "unknown".to_string() } else { format!("{} ({})", s.leader_id, s.leader_api) },
+        s.term,
+        s.applied_revision,
+        s.zones,
+        s.clusters,
+        s.tenants
+    );
+    Ok(Output {
+        value,
+        table: Some(Table {
+            title: Some(title),
+            headers: vec!["ID", "ROLE", "LEADER", "APPLIED", "LAG", "STALENESS", "READY", "API"],
+            rows,
+        }),
+    })
 }
 
 fn zone_json(z: &proto::Zone) -> Value {
@@ -152,6 +282,7 @@ fn zone_json(z: &proto::Zone) -> Value {
 
 fn zone_rows(zones: &[proto::Zone]) -> Table {
     Table {
+        title: None,
         headers: vec!["APEX", "ENVIRONMENT", "SERIAL", "RULES", "RECORDS", "REVISION"],
         rows: zones
             .iter()
@@ -169,11 +300,12 @@ fn zone_rows(zones: &[proto::Zone]) -> Table {
     }
 }
 
-async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd) -> anyhow::Result<Output> {
+async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+    let options = Some(*options);
     match cmd {
         ZoneCmd::Put { file } => {
             let zone = crate::zonefile::load(&file)?;
-            let r = c.put_zone(proto::PutZoneRequest { zone: Some(zone) }).await.map_err(status)?.into_inner();
+            let r = c.put_zone(proto::PutZoneRequest { zone: Some(zone), options }).await.map_err(status)?.into_inner();
             let z = r.zone.unwrap_or_default();
             Ok(kv(
                 vec![("apex", z.apex.clone()), ("revision", r.revision.to_string()), ("serial", z.serial.to_string())],
@@ -189,7 +321,7 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd) -> anyhow::Result<Outpu
             Ok(Output { value: zone_json(&z), table: None })
         }
         ZoneCmd::Delete { apex } => {
-            let r = c.delete_zone(proto::DeleteZoneRequest { apex: apex.clone() }).await.map_err(status)?.into_inner();
+            let r = c.delete_zone(proto::DeleteZoneRequest { apex: apex.clone(), options }).await.map_err(status)?.into_inner();
             Ok(kv(vec![("deleted", apex.clone()), ("revision", r.revision.to_string())], json!({"deleted": apex, "revision": r.revision})))
         }
     }
@@ -209,6 +341,7 @@ fn cluster_json(c: &proto::Cluster) -> Value {
 
 fn cluster_rows(cs: &[proto::Cluster]) -> Table {
     Table {
+        title: None,
         headers: vec!["ID", "STATE", "DEDICATED", "WEIGHT", "TENANTS", "INGRESS", "REVISION"],
         rows: cs
             .iter()
@@ -231,7 +364,8 @@ fn cluster_rows(cs: &[proto::Cluster]) -> Table {
     }
 }
 
-async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd) -> anyhow::Result<Output> {
+async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+    let options = Some(*options);
     match cmd {
         ClusterCmd::Put(p) => {
             let state = match p.state.to_ascii_lowercase().as_str() {
@@ -251,7 +385,7 @@ async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd) -> anyhow::Res
                 revision: 0,
                 tenants: 0,
             };
-            let r = c.put_cluster(proto::PutClusterRequest { cluster: Some(cluster) }).await.map_err(status)?.into_inner();
+            let r = c.put_cluster(proto::PutClusterRequest { cluster: Some(cluster), options }).await.map_err(status)?.into_inner();
             let cl = r.cluster.unwrap_or_default();
             let mut out = Output {
                 value: json!({"revision": r.revision, "cluster": cluster_json(&cl)}),
@@ -271,7 +405,7 @@ async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd) -> anyhow::Res
             Ok(Output { value: cluster_json(&cl), table: Some(cluster_rows(std::slice::from_ref(&cl))) })
         }
         ClusterCmd::Delete { id } => {
-            let r = c.delete_cluster(proto::DeleteClusterRequest { id: id.clone() }).await.map_err(status)?.into_inner();
+            let r = c.delete_cluster(proto::DeleteClusterRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
             Ok(kv(vec![("deleted", id.clone()), ("revision", r.revision.to_string())], json!({"deleted": id, "revision": r.revision})))
         }
     }
@@ -298,12 +432,13 @@ fn tenant_detail(t: &proto::Tenant, revision: Option<u64>) -> Output {
     kv(rows, value)
 }
 
-async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd) -> anyhow::Result<Output> {
+async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+    let options = Some(*options);
     let written = |r: proto::TenantResponse| -> Output { tenant_detail(&r.tenant.unwrap_or_default(), Some(r.revision)) };
     match cmd {
         TenantCmd::Create { id, cluster } => {
             let r = c
-                .create_tenant(proto::CreateTenantRequest { id, cluster: cluster.unwrap_or_default() })
+                .create_tenant(proto::CreateTenantRequest { id, cluster: cluster.unwrap_or_default(), options })
                 .await
                 .map_err(status)?
                 .into_inner();
@@ -350,25 +485,27 @@ async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd) -> anyhow::Result
                 .collect();
             Ok(Output {
                 value: Value::Array(all.iter().map(tenant_json).collect()),
-                table: Some(Table { headers: vec!["ID", "CLUSTER", "PINNED", "ALIASES", "MOVES", "REVISION"], rows }),
+                table: Some(Table { title: None, headers: vec!["ID", "CLUSTER", "PINNED", "ALIASES", "MOVES", "REVISION"], rows }),
             })
         }
         TenantCmd::Delete { id } => {
-            let r = c.delete_tenant(proto::DeleteTenantRequest { id: id.clone() }).await.map_err(status)?.into_inner();
+            let r = c.delete_tenant(proto::DeleteTenantRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
             Ok(kv(vec![("deleted", id.clone()), ("revision", r.revision.to_string())], json!({"deleted": id, "revision": r.revision})))
         }
         TenantCmd::Pin { id, cluster } => {
-            Ok(written(c.pin_tenant(proto::PinTenantRequest { id, cluster }).await.map_err(status)?.into_inner()))
+            Ok(written(c.pin_tenant(proto::PinTenantRequest { id, cluster, options }).await.map_err(status)?.into_inner()))
         }
-        TenantCmd::Unpin { id } => Ok(written(c.unpin_tenant(proto::UnpinTenantRequest { id }).await.map_err(status)?.into_inner())),
+        TenantCmd::Unpin { id } => {
+            Ok(written(c.unpin_tenant(proto::UnpinTenantRequest { id, options }).await.map_err(status)?.into_inner()))
+        }
         TenantCmd::Move { id, cluster } => {
-            Ok(written(c.move_tenant(proto::MoveTenantRequest { id, cluster }).await.map_err(status)?.into_inner()))
+            Ok(written(c.move_tenant(proto::MoveTenantRequest { id, cluster, options }).await.map_err(status)?.into_inner()))
         }
         TenantCmd::Alias(AliasCmd::Add { id, alias }) => {
-            Ok(written(c.add_alias(proto::AliasRequest { tenant: id, alias }).await.map_err(status)?.into_inner()))
+            Ok(written(c.add_alias(proto::AliasRequest { tenant: id, alias, options }).await.map_err(status)?.into_inner()))
         }
         TenantCmd::Alias(AliasCmd::Remove { id, alias }) => {
-            Ok(written(c.remove_alias(proto::AliasRequest { tenant: id, alias }).await.map_err(status)?.into_inner()))
+            Ok(written(c.remove_alias(proto::AliasRequest { tenant: id, alias, options }).await.map_err(status)?.into_inner()))
         }
     }
 }

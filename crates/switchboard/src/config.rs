@@ -40,7 +40,10 @@ pub struct Listen {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Role {
+    /// Votes; listed in `cluster.voters`.
     Voter,
+    /// Replicates and serves DNS without voting; joins through `cluster.join`.
+    Learner,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -57,6 +60,9 @@ pub struct Cluster {
     /// The initial voter set; empty means this node alone.
     #[serde(default)]
     pub voters: Vec<Voter>,
+    /// For learners: API URLs of voters to join through (any reachable one forwards to the leader).
+    #[serde(default)]
+    pub join: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -138,7 +144,13 @@ impl Default for Listen {
 
 impl Default for Cluster {
     fn default() -> Self {
-        Cluster { name: default_cluster_name(), role: default_role(), max_stale_ms: default_max_stale_ms(), voters: Vec::new() }
+        Cluster {
+            name: default_cluster_name(),
+            role: default_role(),
+            max_stale_ms: default_max_stale_ms(),
+            voters: Vec::new(),
+            join: Vec::new(),
+        }
     }
 }
 
@@ -202,8 +214,33 @@ impl Config {
                 }
             }
         }
-        if !self.cluster.voters.is_empty() && !ids.contains(&self.node_id) {
-            bail!("cluster.voters: node_id {} is a voter but not among the listed voters", self.node_id);
+        match self.cluster.role {
+            Role::Voter => {
+                if !self.cluster.voters.is_empty() && !ids.contains(&self.node_id) {
+                    bail!("cluster.voters: node_id {} is a voter but not among the listed voters", self.node_id);
+                }
+                if !self.cluster.join.is_empty() {
+                    bail!("cluster.join: only learners join; voters are listed in cluster.voters");
+                }
+            }
+            Role::Learner => {
+                if ids.contains(&self.node_id) {
+                    bail!("cluster.voters: node_id {} is a learner but listed as a voter", self.node_id);
+                }
+                if self.cluster.join.is_empty() {
+                    bail!("cluster.join: a learner needs at least one voter API URL to join through");
+                }
+                for (i, url) in self.cluster.join.iter().enumerate() {
+                    if !(url.starts_with("http://") || url.starts_with("https://")) {
+                        bail!("cluster.join[{i}]: {url:?} is not an http:// URL");
+                    }
+                }
+                for (key, addr) in [("listen.peer", self.listen.peer), ("listen.api", self.listen.api)] {
+                    if addr.ip().is_unspecified() || addr.port() == 0 {
+                        bail!("{key}: a learner announces this address to the cluster; {addr} cannot be reached");
+                    }
+                }
+            }
         }
         let r = &self.raft;
         if r.heartbeat_ms == 0 || r.election_timeout_min_ms <= r.heartbeat_ms {
@@ -252,11 +289,13 @@ mod tests {
     fn every_file_in_config_parses() -> anyhow::Result<()> {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../config");
         let mut seen = 0;
-        for entry in std::fs::read_dir(&root)? {
-            let path = entry?.path();
-            if path.extension().is_some_and(|e| e == "toml") {
-                Config::load(&path)?;
-                seen += 1;
+        for dir in [root.clone(), root.join("three-node")] {
+            for entry in std::fs::read_dir(&dir)? {
+                let path = entry?.path();
+                if path.extension().is_some_and(|e| e == "toml") {
+                    Config::load(&path)?;
+                    seen += 1;
+                }
             }
         }
         for entry in std::fs::read_dir(root.join("zones"))? {
@@ -264,7 +303,7 @@ mod tests {
             crate::zonefile::load(&path)?;
             seen += 1;
         }
-        assert!(seen >= 2, "config/ should hold working examples");
+        assert!(seen >= 6, "config/ should hold working examples");
         Ok(())
     }
 

@@ -28,22 +28,8 @@ pub struct Health {
 }
 
 impl Health {
-    /// Ready when a leader is known and, on the leader, a quorum answered
-    /// within `max_stale_ms`. DNS keeps answering either way.
     fn ready(&self) -> Result<(), String> {
-        let m = self.node.metrics();
-        let Some(leader) = m.current_leader else {
-            return Err("no known leader".into());
-        };
-        if leader == m.id {
-            match m.millis_since_quorum_ack {
-                Some(ms) if ms <= self.max_stale_ms => Ok(()),
-                Some(ms) => Err(format!("leader without quorum contact for {ms} ms")),
-                None => Err("leader has not heard from a quorum yet".into()),
-            }
-        } else {
-            Ok(())
-        }
+        self.node.ready(self.max_stale_ms)
     }
 
     fn metrics(&self) -> String {
@@ -58,6 +44,9 @@ impl Health {
         gauge("switchboard_raft_last_log_index", "Index of the last entry in the local log.", m.last_log_index.unwrap_or(0));
         gauge("switchboard_raft_is_leader", "1 when this node is the leader.", u64::from(m.current_leader == Some(m.id)));
         gauge("switchboard_ready", "1 when /readyz reports ready.", u64::from(self.ready().is_ok()));
+        if let Some(ms) = self.node.staleness_ms() {
+            gauge("switchboard_staleness_ms", "Milliseconds since this node last heard from a leader.", ms);
+        }
         gauge("switchboard_zones", "Zones served.", state.zones().count() as u64);
         gauge("switchboard_clusters", "Clusters known.", state.clusters().count() as u64);
         gauge("switchboard_tenants", "Tenants known.", state.tenant_count() as u64);

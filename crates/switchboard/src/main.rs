@@ -22,11 +22,18 @@ struct Cli {
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
+    /// Writes: also wait until the write is applied on the node asked
+    /// (`here`) or on every voter and learner (`everywhere`).
+    #[arg(long, global = true, value_parser = ["committed", "here", "everywhere"], default_value = "committed")]
+    wait: String,
+    /// Writes: how long --wait may take, in ms (default 5000, at most 60000).
+    #[arg(long, global = true, default_value_t = 0)]
+    wait_timeout_ms: u32,
     #[command(subcommand)]
     command: Cmd,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 enum Cmd {
     /// Run a node (with no config: a single node on loopback, data in ./switchboard-data).
     Serve {
@@ -42,11 +49,38 @@ enum Cmd {
     /// Tenants and their placement.
     #[command(subcommand)]
     Tenant(TenantCmd),
-    /// The node's role, leader, applied revision and members.
+    /// This node's role, leader and applied revision, and every member's
+    /// role, applied revision, lag and staleness.
     Status,
+    /// Cluster membership: list, add-learner, promote, remove.
+    #[command(subcommand)]
+    Member(MemberCmd),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
+pub enum MemberCmd {
+    List,
+    /// Add a non-voting member that replicates the log and serves DNS.
+    AddLearner {
+        id: u64,
+        /// host:port of its peer (Raft) listener.
+        #[arg(long)]
+        peer: String,
+        /// host:port of its API listener.
+        #[arg(long)]
+        api: String,
+    },
+    /// Make a learner a voter.
+    Promote {
+        id: u64,
+    },
+    /// Remove a voter or learner.
+    Remove {
+        id: u64,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
 pub enum ZoneCmd {
     /// Create or replace a zone from a TOML zone file.
     Put {
@@ -61,7 +95,7 @@ pub enum ZoneCmd {
     },
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum ClusterCmd {
     /// Create or replace a cluster.
     Put(ClusterPut),
@@ -75,7 +109,7 @@ pub enum ClusterCmd {
     },
 }
 
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClusterPut {
     pub id: String,
     /// Ingress IPv4 address (repeat for several).
@@ -98,7 +132,7 @@ pub struct ClusterPut {
     pub state: String,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum TenantCmd {
     /// Create a tenant; placed by hashing unless --cluster pins it. Prints its cluster.
     Create {
@@ -138,7 +172,7 @@ pub enum TenantCmd {
     Alias(AliasCmd),
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum AliasCmd {
     Add { id: String, alias: String },
     Remove { id: String, alias: String },
@@ -155,7 +189,15 @@ fn main() -> ExitCode {
             };
             config.and_then(serve::run)
         }
-        command => client::run(&cli.server, cli.json, command),
+        command => {
+            let wait = match cli.wait.as_str() {
+                "here" => client::Wait::AppliedHere,
+                "everywhere" => client::Wait::AppliedEverywhere,
+                _ => client::Wait::Committed,
+            };
+            let options = client::WriteOptions { wait: wait as i32, wait_timeout_ms: cli.wait_timeout_ms };
+            client::run(&cli.server, cli.json, options, command)
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

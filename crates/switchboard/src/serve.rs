@@ -14,7 +14,7 @@ use switchboard_storage::Store;
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
 
-use crate::config::Config;
+use crate::config::{Config, Role};
 use crate::http;
 
 /// Worker threads of the DNS runtime.
@@ -57,21 +57,22 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
         let _ = rx.wait_for(|s| *s).await;
     };
 
-    let peer = PeerService::new(config.node_id, config.cluster.name.clone(), node.raft().clone()).into_server();
+    let peer = PeerService::new(config.cluster.name.clone(), node.clone()).into_server();
     let peer_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(peer)
             .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone())),
     );
 
-    let api = Api::new(node.clone());
-    let (zones, clusters, tenants, node_svc) = api.services();
+    let api = Api::new(node.clone(), config.cluster.max_stale_ms);
+    let services = api.services();
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
-            .add_service(zones)
-            .add_service(clusters)
-            .add_service(tenants)
-            .add_service(node_svc)
+            .add_service(services.zones)
+            .add_service(services.clusters)
+            .add_service(services.tenants)
+            .add_service(services.node)
+            .add_service(services.membership)
             .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx.clone())),
     );
 
@@ -80,21 +81,28 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
 
     // First start of a new cluster: the lowest-id voter initialises it.
     let me = NodeInfo { peer: config.listen.peer.to_string(), api: config.listen.api.to_string() };
+    let me_for_join = me.clone();
     let voters: BTreeMap<u64, NodeInfo> = if config.cluster.voters.is_empty() {
         BTreeMap::from([(config.node_id, me)])
     } else {
         config.cluster.voters.iter().map(|v| (v.id, NodeInfo { peer: v.peer.clone(), api: v.api.clone() })).collect()
     };
-    let initialiser = match config.cluster.role {
-        crate::config::Role::Voter => voters.keys().next() == Some(&config.node_id),
+    let join_task = match config.cluster.role {
+        Role::Voter => {
+            if voters.keys().next() == Some(&config.node_id) && node.initialize_if_new(voters).await.context("initialising the cluster")? {
+                tracing::info!("initialised a new cluster");
+            }
+            None
+        }
+        Role::Learner => Some(tokio::spawn(join(node.clone(), config.node_id, me_for_join, config.cluster.join.clone()))),
     };
-    if initialiser && node.initialize_if_new(voters).await.context("initialising the cluster")? {
-        tracing::info!("initialised a new cluster");
-    }
 
     shutdown_signal().await?;
     tracing::info!("shutting down");
     let _ = stop_tx.send(true);
+    if let Some(t) = join_task {
+        t.abort();
+    }
     node.shutdown().await;
     http_task.abort();
     for task in [peer_task, api_task] {
@@ -104,6 +112,36 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
     }
     drop(dns_server);
     Ok(())
+}
+
+/// A learner adds itself through any reachable voter, retrying until the
+/// membership includes it. A restarted learner is already a member.
+async fn join(node: Arc<Node>, id: u64, me: NodeInfo, urls: Vec<String>) {
+    use switchboard_api::proto::{membership_client::MembershipClient, AddLearnerRequest};
+    let mut delay = std::time::Duration::from_millis(200);
+    loop {
+        if node.is_member() {
+            tracing::info!("member of the cluster");
+            return;
+        }
+        for url in &urls {
+            let request = AddLearnerRequest { id, peer: me.peer.clone(), api: me.api.clone() };
+            let result = async {
+                let mut client = MembershipClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
+                client.add_learner(request).await.map_err(|s| s.message().to_string())
+            }
+            .await;
+            match result {
+                Ok(r) => {
+                    tracing::info!(via = %url, revision = r.into_inner().revision, "joined as a learner");
+                    return;
+                }
+                Err(e) => tracing::warn!(via = %url, error = %e, "join failed; retrying"),
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(5));
+    }
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

@@ -107,6 +107,7 @@ fn writes_are_answered_by_dns_and_survive_kill_9() -> anyhow::Result<()> {
         .collect::<anyhow::Result<_>>()?;
     node.kill9()?;
     node.spawn()?;
+    node.wait_leader(std::time::Duration::from_secs(30))?;
     let after: Vec<Vec<String>> = ["ws-123456.apps.example.test.", "blog.replbot.apps.example.test.", "www.apps.example.test."]
         .iter()
         .map(|n| query(node.dns(), n, RecordType::A).map(|m| answers(&m)))

@@ -64,7 +64,60 @@ impl Node {
         )?;
         let mut node = Node { dir: dir.to_path_buf(), ports, config, child: None };
         node.spawn()?;
+        node.wait_leader(Duration::from_secs(30))?;
         Ok(node)
+    }
+
+    /// A node with its own ports and directory under `root`, not yet started.
+    pub fn prepare(root: &Path, id: u64) -> anyhow::Result<Node> {
+        let dir = root.join(format!("node{id}"));
+        std::fs::create_dir_all(&dir)?;
+        let config = dir.join("node.toml");
+        Ok(Node { dir, ports: Ports::new(), config, child: None })
+    }
+
+    /// Write this node's config: the listen section from its ports, then `rest`.
+    pub fn write_config(&self, id: u64, rest: &str) -> anyhow::Result<()> {
+        let p = &self.ports;
+        std::fs::write(
+            &self.config,
+            format!(
+                "node_id = {id}\ndata_dir = {data:?}\n[listen]\ndns = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n{rest}",
+                p.dns,
+                p.api,
+                p.peer,
+                p.http,
+                data = self.dir.join("data"),
+            ),
+        )?;
+        Ok(())
+    }
+
+    /// The node's status as JSON, if it answers.
+    pub fn status(&self) -> anyhow::Result<serde_json::Value> {
+        let out = self.cli(&["status", "--json"])?;
+        Ok(serde_json::from_str(&out)?)
+    }
+
+    /// Wait until the node answers status and knows a leader.
+    pub fn wait_leader_known(&mut self, within: Duration) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(child) = &mut self.child {
+                if let Some(status) = child.try_wait()? {
+                    bail!("node exited with {status}; log:\n{}", self.log());
+                }
+            }
+            if let Ok(v) = self.status() {
+                if let Some(l) = v["leader_id"].as_u64().filter(|l| *l != 0) {
+                    return Ok(l);
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("node knows no leader after {within:?}; log:\n{}", self.log());
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
     }
 
     pub fn spawn(&mut self) -> anyhow::Result<()> {
@@ -77,7 +130,7 @@ impl Node {
             .spawn()
             .context("spawning switchboard serve")?;
         self.child = Some(child);
-        self.wait_leader(Duration::from_secs(30))
+        Ok(())
     }
 
     pub fn server(&self) -> String {
@@ -101,8 +154,7 @@ impl Node {
                     bail!("node exited with {status}; log:\n{}", self.log());
                 }
             }
-            if let Ok(out) = self.cli(&["status", "--json"]) {
-                let v: serde_json::Value = serde_json::from_str(&out)?;
+            if let Ok(v) = self.status() {
                 if v["role"] == "leader" {
                     return Ok(());
                 }
@@ -149,6 +201,18 @@ impl Drop for Node {
     fn drop(&mut self) {
         let _ = self.kill9();
     }
+}
+
+/// Poll `check` every 50 ms until it returns true or `within` passes.
+pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if check() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("{what}: not within {within:?}")
 }
 
 /// Send one query over UDP and return the parsed response.

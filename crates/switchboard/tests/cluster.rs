@@ -1,0 +1,276 @@
+//! Three voters and two learners as separate processes on loopback: writes
+//! anywhere, leader failure, catch-up from the log and from a snapshot,
+//! membership changes, and a full restart, all checked through the public
+//! API and real DNS packets.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context};
+use common::{answers, eventually, query, Node};
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::RecordType;
+use switchboard_api::proto::{self, tenants_client::TenantsClient};
+
+const ZONE: &str = r#"
+apex = "apps.example.test."
+environment = "prod"
+ns = ["ns1.example.test."]
+[[rules]]
+kind = "service-tenant"
+services = ["ws"]
+target = "{service}-{cluster}.example.test."
+[[rules]]
+kind = "tenant-host"
+ttl = 60
+"#;
+
+/// Fast elections so failover fits a test; small snapshots so a late
+/// learner must catch up from one.
+const RAFT: &str = "[raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\nsnapshot_every_entries = 1000\nkeep_entries_after_snapshot = 100\n";
+
+struct Cluster {
+    _root: tempfile::TempDir,
+    nodes: Vec<Node>,
+}
+
+impl Cluster {
+    fn node(&self, id: u64) -> &Node {
+        &self.nodes[(id - 1) as usize]
+    }
+
+    fn node_mut(&mut self, id: u64) -> &mut Node {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    /// Nodes 1-3 vote; 4 and 5 are learners that join through the voters.
+    fn prepare() -> anyhow::Result<Cluster> {
+        let root = tempfile::tempdir()?;
+        let nodes: Vec<Node> = (1..=5).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
+        let mut voters = String::new();
+        for (i, n) in nodes.iter().take(3).enumerate() {
+            voters.push_str(&format!(
+                "[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n",
+                i + 1,
+                n.ports.peer,
+                n.ports.api
+            ));
+        }
+        let join: Vec<String> = nodes.iter().take(3).map(|n| format!("\"{}\"", n.server())).collect();
+        for (i, n) in nodes.iter().enumerate() {
+            let id = i as u64 + 1;
+            let cluster = if id <= 3 {
+                format!("[cluster]\nname = \"test\"\nrole = \"voter\"\n{voters}")
+            } else {
+                format!("[cluster]\nname = \"test\"\nrole = \"learner\"\njoin = [{}]\n", join.join(", "))
+            };
+            n.write_config(id, &format!("{RAFT}{cluster}"))?;
+        }
+        Ok(Cluster { _root: root, nodes })
+    }
+
+    fn start(&mut self, id: u64) -> anyhow::Result<()> {
+        self.node_mut(id).spawn()
+    }
+
+    fn leader(&mut self, among: &[u64]) -> anyhow::Result<u64> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            for id in among {
+                if let Ok(s) = self.node(*id).status() {
+                    if s["role"] == "leader" {
+                        return Ok(*id);
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("no leader among {among:?}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Wait until node `id` answers `name` with exactly `want`.
+    fn wait_answer(&self, id: u64, name: &str, rtype: RecordType, want: &[String], within: Duration) -> anyhow::Result<()> {
+        let dns = self.node(id).dns();
+        eventually(within, &format!("node {id} answering {name} with {want:?}"), || {
+            query(dns, name, rtype).is_ok_and(|m| answers(&m) == want)
+        })
+    }
+}
+
+fn cname(tenant: &str, cluster: &str) -> Vec<String> {
+    vec![format!("ws-{tenant}.apps.example.test. CNAME ws-{cluster}.example.test.")]
+}
+
+/// Create tenants `prefix0..prefix{n}` on `cluster` through `api`, `clients` at a time.
+fn create_tenants(api: &str, prefix: &str, n: usize, clients: usize, cluster: &str) -> anyhow::Result<Duration> {
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    rt.block_on(async {
+        let channel = tonic::transport::Endpoint::from_shared(api.to_string())?.connect().await?;
+        let next = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let start = Instant::now();
+        let mut tasks = Vec::new();
+        for _ in 0..clients {
+            let (next, mut client, prefix, cluster) =
+                (next.clone(), TenantsClient::new(channel.clone()), prefix.to_string(), cluster.to_string());
+            tasks.push(tokio::spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    if i >= n {
+                        return Ok::<_, anyhow::Error>(());
+                    }
+                    client
+                        .create_tenant(proto::CreateTenantRequest { id: format!("{prefix}{i}"), cluster: cluster.clone(), options: None })
+                        .await
+                        .map_err(|s| anyhow!("creating {prefix}{i}: {s}"))?;
+                }
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        Ok(start.elapsed())
+    })
+}
+
+#[test]
+fn three_voters_two_learners_survive_failures_and_restarts() -> anyhow::Result<()> {
+    let mut c = Cluster::prepare()?;
+    eprintln!("--- start three voters and one learner");
+    for id in 1..=4 {
+        c.start(id)?;
+    }
+    for id in 1..=4 {
+        c.node_mut(id).wait_leader_known(Duration::from_secs(30))?;
+    }
+    eventually(Duration::from_secs(20), "learner 4 joins", || {
+        c.node(1).cli(&["member", "list", "--json"]).is_ok_and(|o| o.contains("\"id\":4"))
+    })?;
+
+    eprintln!("--- writes sent to a learner are forwarded, acknowledged and answered everywhere");
+    let zone = c.node(1).dir.join("zone.toml");
+    std::fs::write(&zone, ZONE)?;
+    let learner = c.node(4);
+    learner.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    learner.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    learner.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2"])?;
+    let created = learner.json(&["tenant", "create", "alpha", "--cluster", "mt1"])?;
+    assert!(created["revision"].as_u64().unwrap_or(0) > 0);
+    for id in 1..=4 {
+        c.wait_answer(id, "ws-alpha.apps.example.test.", RecordType::CNAME, &cname("alpha", "mt1"), Duration::from_secs(5))?;
+    }
+
+    eprintln!("--- --wait everywhere returns only once every node answers with the write");
+    c.node(2).cli(&["--wait", "everywhere", "tenant", "create", "beta", "--cluster", "mt2"])?;
+    for id in 1..=4 {
+        let m = query(c.node(id).dns(), "ws-beta.apps.example.test.", RecordType::CNAME)?;
+        assert_eq!(answers(&m), cname("beta", "mt2"), "node {id} right after the acknowledgement");
+    }
+
+    eprintln!("--- kill -9 the leader; survivors keep answering DNS and elect a new leader");
+    let old = c.leader(&[1, 2, 3])?;
+    c.node_mut(old).kill9()?;
+    let survivors: Vec<u64> = (1..=4).filter(|id| *id != old).collect();
+    let killed_at = Instant::now();
+    let mut new_leader = None;
+    let mut queries = 0;
+    while killed_at.elapsed() < Duration::from_secs(15) {
+        for id in &survivors {
+            let m = query(c.node(*id).dns(), "ws-alpha.apps.example.test.", RecordType::CNAME)
+                .with_context(|| format!("node {id} during failover"))?;
+            assert_eq!(answers(&m), cname("alpha", "mt1"), "node {id} answers during failover");
+            queries += 1;
+        }
+        let voters: Vec<u64> = survivors.iter().copied().filter(|id| *id <= 3).collect();
+        if let Some(l) = voters.iter().find(|id| c.node(**id).status().is_ok_and(|s| s["role"] == "leader")) {
+            new_leader = Some(*l);
+            break;
+        }
+    }
+    let new_leader = new_leader.ok_or_else(|| anyhow!("no new leader within 15 s"))?;
+    eprintln!("new leader {new_leader} after {:?}, {queries} queries answered meanwhile", killed_at.elapsed());
+    // A write through any survivor is accepted (retrying while the election settles).
+    eventually(Duration::from_secs(10), "write after failover", || c.node(survivors[0]).cli(&["tenant", "move", "alpha", "mt2"]).is_ok())?;
+    for id in &survivors {
+        c.wait_answer(*id, "ws-alpha.apps.example.test.", RecordType::CNAME, &cname("alpha", "mt2"), Duration::from_secs(5))?;
+    }
+
+    eprintln!("--- with a node down, --wait everywhere times out naming it; the write stands");
+    let err = c
+        .node(survivors[0])
+        .cli(&["--wait", "everywhere", "--wait-timeout-ms", "1000", "tenant", "create", "gamma", "--cluster", "mt1"])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("DeadlineExceeded") && err.contains(&format!("node(s) {old}")), "{err}");
+    for id in &survivors {
+        c.wait_answer(*id, "ws-gamma.apps.example.test.", RecordType::CNAME, &cname("gamma", "mt1"), Duration::from_secs(5))?;
+    }
+
+    eprintln!("--- the killed node restarts and catches up");
+    c.start(old)?;
+    c.wait_answer(old, "ws-alpha.apps.example.test.", RecordType::CNAME, &cname("alpha", "mt2"), Duration::from_secs(20))?;
+
+    eprintln!("--- 10,000 writes, then a new learner catches up from a snapshot");
+    let took = create_tenants(&c.node(new_leader).server(), "bulk", 10_000, 32, "mt1")?;
+    eprintln!("10,000 creates in {took:?} ({:.0}/s)", 10_000.0 / took.as_secs_f64());
+    let leader_id = new_leader;
+    eventually(Duration::from_secs(20), "leader purges its log past a snapshot", || {
+        c.node(leader_id).status().is_ok_and(|s| s["purged_revision"].as_u64().unwrap_or(0) > 1_000)
+    })?;
+    c.start(5)?;
+    c.node_mut(5).wait_leader_known(Duration::from_secs(30))?;
+    eventually(Duration::from_secs(60), "learner 5 holds all tenants", || {
+        c.node(5).status().is_ok_and(|s| s["tenants"].as_u64() == Some(10_003))
+    })
+    .with_context(|| format!("node 5: {:?}\nlog:\n{}", c.node(5).status().ok(), c.node(5).log()))?;
+    for t in ["bulk0", "bulk4999", "bulk9999"] {
+        let m = query(c.node(5).dns(), &format!("{t}.apps.example.test."), RecordType::A)?;
+        assert_eq!(answers(&m), vec![format!("{t}.apps.example.test. A 198.51.100.1")]);
+    }
+    let s5 = c.node(5).status()?;
+    assert!(s5["snapshot_revision"].as_u64().unwrap_or(0) > 1_000, "learner 5 installed a snapshot: {s5}");
+    let log5 = c.node(5).log();
+    assert!(!log5.contains("panicked"), "{log5}");
+
+    eprintln!("--- remove a learner and add it back");
+    let via = c.node(new_leader);
+    via.cli(&["member", "remove", "5"])?;
+    assert!(!via.cli(&["member", "list", "--json"])?.contains("\"id\":5"));
+    let p5 = &c.node(5).ports;
+    via.cli(&["member", "add-learner", "5", "--peer", &format!("127.0.0.1:{}", p5.peer), "--api", &format!("127.0.0.1:{}", p5.api)])?;
+    via.cli(&["tenant", "create", "after-readd", "--cluster", "mt2"])?;
+    c.wait_answer(
+        5,
+        "after-readd.apps.example.test.",
+        RecordType::A,
+        &["after-readd.apps.example.test. A 198.51.100.2".to_string()],
+        Duration::from_secs(20),
+    )?;
+
+    eprintln!("--- full stop (kill -9 every node) and restart: nothing acknowledged is lost");
+    for id in 1..=5 {
+        c.node_mut(id).kill9()?;
+    }
+    for id in 1..=5 {
+        c.start(id)?;
+    }
+    c.leader(&[1, 2, 3])?;
+    for id in 1..=5 {
+        c.wait_answer(
+            id,
+            "after-readd.apps.example.test.",
+            RecordType::A,
+            &["after-readd.apps.example.test. A 198.51.100.2".to_string()],
+            Duration::from_secs(30),
+        )?;
+        c.wait_answer(id, "ws-alpha.apps.example.test.", RecordType::CNAME, &cname("alpha", "mt2"), Duration::from_secs(5))?;
+        let s = c.node(id).status()?;
+        assert_eq!(s["tenants"].as_u64(), Some(10_004), "node {id} holds every tenant");
+        let m = query(c.node(id).dns(), "bulk1234.apps.example.test.", RecordType::A)?;
+        assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    }
+    Ok(())
+}
