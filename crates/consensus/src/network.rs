@@ -75,10 +75,12 @@ impl PeerPool {
         let payload = encode("forwarded proposal", proposal).map_err(|e| NodeError::Raft(e.to_string()))?;
         let mut request = tonic::Request::new(PeerRequest { from, to, cluster: cluster.to_string(), payload });
         request.set_timeout(FORWARD_TIMEOUT);
-        let reply = client
-            .forward(request)
-            .await
-            .map_err(|s| NodeError::Unavailable(format!("forwarding to leader {to} at {}: {}", leader.peer, s.message())))?;
+        let reply = client.forward(request).await.map_err(|s| match s.code() {
+            // The leader could not be reached, so the proposal was not
+            // delivered: the client may take it to the leader itself.
+            tonic::Code::Unavailable => NodeError::NotLeader { leader: Some((to, leader.clone())) },
+            _ => NodeError::Unavailable(format!("forwarding to leader {to} at {}: {}", leader.peer, s.message())),
+        })?;
         decode::<Result<Written, NodeError>>("forward reply", &reply.into_inner().payload).map_err(|e| NodeError::Raft(e.to_string()))?
     }
 }
