@@ -272,6 +272,20 @@ pub struct Cluster {
 }
 
 impl Cluster {
+    /// An active, shared cluster of default weight with no ingress yet.
+    pub fn new(id: &str) -> Cluster {
+        Cluster {
+            id: id.to_string(),
+            ipv4: Vec::new(),
+            ipv6: Vec::new(),
+            hostname: None,
+            dedicated: false,
+            weight: WEIGHT_DEFAULT,
+            state: ClusterState::Active,
+            revision: 0,
+        }
+    }
+
     /// Validate and normalise a cluster as a client sent it.
     pub fn validate(mut self) -> Result<Cluster, ValidationError> {
         self.id = name::label("cluster.id", &self.id)?;

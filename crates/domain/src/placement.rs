@@ -79,16 +79,7 @@ mod tests {
     use proptest::prelude::*;
 
     fn cluster(id: &str, weight: u32) -> Cluster {
-        Cluster {
-            id: id.into(),
-            ipv4: vec![],
-            ipv6: vec![],
-            hostname: None,
-            dedicated: false,
-            weight,
-            state: ClusterState::Active,
-            revision: 0,
-        }
+        Cluster { weight, ..Cluster::new(id) }
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::net::Ipv4Addr;
 
 use crate::command::{Command, Envelope, Outcome};
 use crate::error::CommandError;
-use crate::model::{Cluster, ClusterState, RecordSpec, Rule, Soa, ZoneSpec};
+use crate::model::{Cluster, RecordSpec, Rule, Soa, ZoneSpec};
 use crate::record::{RData, RType};
 use crate::resolve::{resolve, Rcode};
 use crate::state::State;
@@ -45,16 +45,7 @@ fn zone() -> ZoneSpec {
 }
 
 fn cluster(id: &str, last_octet: u8) -> Cluster {
-    Cluster {
-        id: id.into(),
-        ipv4: vec![Ipv4Addr::new(198, 51, 100, last_octet)],
-        ipv6: vec![],
-        hostname: None,
-        dedicated: false,
-        weight: 100,
-        state: ClusterState::Active,
-        revision: 0,
-    }
+    Cluster { ipv4: vec![Ipv4Addr::new(198, 51, 100, last_octet)], ..Cluster::new(id) }
 }
 
 struct World {

@@ -1,21 +1,8 @@
 //! Round trips through a real RocksDB in a temp dir.
 
-use switchboard_domain::{Cluster, ClusterState, Command, Envelope, State};
+use switchboard_domain::{Cluster, Command, Envelope, State};
 
 use super::*;
-
-fn cluster(id: &str) -> Cluster {
-    Cluster {
-        id: id.into(),
-        ipv4: vec![],
-        ipv6: vec![],
-        hostname: None,
-        dedicated: false,
-        weight: 100,
-        state: ClusterState::Active,
-        revision: 0,
-    }
-}
 
 #[test]
 fn log_append_range_truncate_purge() -> Result<()> {
@@ -39,7 +26,7 @@ fn applied_state_survives_reopen() -> Result<()> {
     {
         let s = Store::open(dir.path())?;
         for (rev, cmd) in [
-            (1, Command::PutCluster { cluster: cluster("mt1") }),
+            (1, Command::PutCluster { cluster: Cluster::new("mt1") }),
             (2, Command::CreateTenant { id: "t1".into(), cluster: None }),
             (3, Command::AddAlias { tenant: "t1".into(), alias: "one".into() }),
         ] {

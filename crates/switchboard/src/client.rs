@@ -125,6 +125,10 @@ fn print(json: bool, out: &Output) {
     }
 }
 
+fn deleted(what: &str, revision: u64) -> Output {
+    kv(vec![("deleted", what.to_string()), ("revision", revision.to_string())], json!({"deleted": what, "revision": revision}))
+}
+
 fn kv(rows: Vec<(&'static str, String)>, value: Value) -> Output {
     Output {
         value,
@@ -322,7 +326,7 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
         }
         ZoneCmd::Delete { apex } => {
             let r = c.delete_zone(proto::DeleteZoneRequest { apex: apex.clone(), options }).await.map_err(status)?.into_inner();
-            Ok(kv(vec![("deleted", apex.clone()), ("revision", r.revision.to_string())], json!({"deleted": apex, "revision": r.revision})))
+            Ok(deleted(&apex, r.revision))
         }
     }
 }
@@ -406,7 +410,7 @@ async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &Writ
         }
         ClusterCmd::Delete { id } => {
             let r = c.delete_cluster(proto::DeleteClusterRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
-            Ok(kv(vec![("deleted", id.clone()), ("revision", r.revision.to_string())], json!({"deleted": id, "revision": r.revision})))
+            Ok(deleted(&id, r.revision))
         }
     }
 }
@@ -490,7 +494,7 @@ async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOp
         }
         TenantCmd::Delete { id } => {
             let r = c.delete_tenant(proto::DeleteTenantRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
-            Ok(kv(vec![("deleted", id.clone()), ("revision", r.revision.to_string())], json!({"deleted": id, "revision": r.revision})))
+            Ok(deleted(&id, r.revision))
         }
         TenantCmd::Pin { id, cluster } => {
             Ok(written(c.pin_tenant(proto::PinTenantRequest { id, cluster, options }).await.map_err(status)?.into_inner()))

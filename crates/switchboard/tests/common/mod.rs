@@ -99,8 +99,13 @@ impl Node {
         Ok(serde_json::from_str(&out)?)
     }
 
-    /// Wait until the node answers status and knows a leader.
-    pub fn wait_leader_known(&mut self, within: Duration) -> anyhow::Result<u64> {
+    /// Poll the node's status until `ready` holds; fails early if the process exits.
+    pub fn wait_status(
+        &mut self,
+        within: Duration,
+        what: &str,
+        ready: impl Fn(&serde_json::Value) -> bool,
+    ) -> anyhow::Result<serde_json::Value> {
         let deadline = Instant::now() + within;
         loop {
             if let Some(child) = &mut self.child {
@@ -109,15 +114,26 @@ impl Node {
                 }
             }
             if let Ok(v) = self.status() {
-                if let Some(l) = v["leader_id"].as_u64().filter(|l| *l != 0) {
-                    return Ok(l);
+                if ready(&v) {
+                    return Ok(v);
                 }
             }
             if Instant::now() > deadline {
-                bail!("node knows no leader after {within:?}; log:\n{}", self.log());
+                bail!("node: {what} not within {within:?}; log:\n{}", self.log());
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+
+    /// Wait until the node answers status and knows a leader; returns its id.
+    pub fn wait_leader_known(&mut self, within: Duration) -> anyhow::Result<u64> {
+        let v = self.wait_status(within, "knows a leader", |v| v["leader_id"].as_u64().is_some_and(|l| l != 0))?;
+        Ok(v["leader_id"].as_u64().unwrap_or(0))
+    }
+
+    /// Wait until the node reports itself leader through the API.
+    pub fn wait_leader(&mut self, within: Duration) -> anyhow::Result<()> {
+        self.wait_status(within, "becomes leader", |v| v["role"] == "leader").map(|_| ())
     }
 
     pub fn spawn(&mut self) -> anyhow::Result<()> {
@@ -143,27 +159,6 @@ impl Node {
 
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("node.log")).unwrap_or_default()
-    }
-
-    /// Wait until the node reports itself leader through the API.
-    pub fn wait_leader(&mut self, within: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(child) = &mut self.child {
-                if let Some(status) = child.try_wait()? {
-                    bail!("node exited with {status}; log:\n{}", self.log());
-                }
-            }
-            if let Ok(v) = self.status() {
-                if v["role"] == "leader" {
-                    return Ok(());
-                }
-            }
-            if Instant::now() > deadline {
-                bail!("node did not become leader within {within:?}; log:\n{}", self.log());
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
     }
 
     /// Run a CLI command against this node; Ok(stdout) on exit 0, Err(stderr) otherwise.
