@@ -47,21 +47,26 @@ impl std::fmt::Display for NodeInfo {
     }
 }
 
+/// The application data of one log entry: the commands the leader gathered
+/// while earlier entries were in flight (group commit), applied in order.
+pub type Batch = Vec<Envelope>;
+
 /// The result of applying one log entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Response {
-    /// The log index of the entry: the write's revision.
+    /// The log index of the entry: the revision of every write in it.
     pub revision: u64,
-    /// `None` for entries that carry no command (blank, membership).
-    pub outcome: Option<Result<Outcome, CommandError>>,
+    /// One per command of the batch, in order; empty for entries that carry
+    /// no command (blank, membership).
+    pub outcomes: Vec<Result<Outcome, CommandError>>,
 }
 
 pub type NodeId = u64;
 
 openraft::declare_raft_types!(
-    /// Switchboard's Raft types: commands in envelopes, responses with revisions.
+    /// Switchboard's Raft types: batches of commands, responses with revisions.
     pub TypeConfig:
-        D = Envelope,
+        D = Batch,
         R = Response,
         NodeId = NodeId,
         Node = NodeInfo,

@@ -12,7 +12,7 @@ use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{Command, CommandError, Envelope, Outcome, State};
 use switchboard_storage::Store;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::network::PeerPool;
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
@@ -116,6 +116,8 @@ pub struct Node {
     published: Published,
     applied: watch::Receiver<u64>,
     peers: PeerPool,
+    /// Commands for the group-commit batcher.
+    queue: mpsc::Sender<Queued>,
     started: Instant,
     /// Milliseconds after `started` at which a leader last reached this node
     /// (set by the peer service on every append-entries, heartbeats included).
@@ -130,6 +132,72 @@ impl std::fmt::Debug for Node {
 
 fn raft_err<E: std::fmt::Display>(e: E) -> NodeError {
     NodeError::Raft(e.to_string())
+}
+
+fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> NodeError {
+    match e {
+        RaftError::APIError(ClientWriteError::ForwardToLeader(f)) => NodeError::NotLeader { leader: f.leader_id.zip(f.leader_node) },
+        RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => NodeError::Membership(e.to_string()),
+        RaftError::Fatal(e) => NodeError::Unavailable(e.to_string()),
+    }
+}
+
+/// Commands waiting for the leader to propose them, each with its reply.
+type Queued = (Command, oneshot::Sender<Result<Written, NodeError>>);
+
+/// Most commands queued for proposal; more wait for room (backpressure).
+pub const WRITE_QUEUE_MAX: usize = 8192;
+/// Most commands in one log entry.
+pub const BATCH_COMMANDS_MAX: usize = 512;
+/// Entries in flight at once. While they are, arriving commands gather in
+/// the queue and go out together in the next entry: openraft appends (and
+/// fsyncs) every client write as its own entry, so this group commit is
+/// what lets many concurrent writers share one fsync and one replication.
+const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Group commit: take everything queued (up to `BATCH_COMMANDS_MAX`), stamp
+/// it with this node's clock and propose it as one entry, at most
+/// `BATCHES_IN_FLIGHT` entries at a time.
+async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
+    let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
+    while let Some(first) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let mut batch = vec![first];
+        while batch.len() < BATCH_COMMANDS_MAX {
+            match rx.try_recv() {
+                Ok(q) => batch.push(q),
+                Err(_) => break,
+            }
+        }
+        let raft = raft.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+            let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
+                batch.into_iter().map(|(command, tx)| (Envelope { at_ms, command }, tx)).unzip();
+            let n = envelopes.len();
+            match raft.client_write(envelopes).await {
+                Ok(resp) if resp.data.outcomes.len() == n => {
+                    let revision = resp.log_id.index;
+                    for (tx, outcome) in replies.into_iter().zip(resp.data.outcomes) {
+                        let _ = tx.send(Ok(Written { revision, result: outcome.map(Some) }));
+                    }
+                }
+                Ok(resp) => {
+                    let e = NodeError::Raft(format!("entry {} applied {} of {n} commands", resp.log_id.index, resp.data.outcomes.len()));
+                    for tx in replies {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+                Err(e) => {
+                    let e = write_error(e);
+                    for tx in replies {
+                        let _ = tx.send(Err(e.clone()));
+                    }
+                }
+            }
+        });
+    }
 }
 
 impl Node {
@@ -152,7 +220,9 @@ impl Node {
         let peers = PeerPool::default();
         let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
         let raft = Raft::new(id, config, network, LogStore::new(store), sm).await.map_err(raft_err)?;
-        Ok(Node { id, raft, published, applied, peers, started: Instant::now(), leader_contact_ms: AtomicU64::new(u64::MAX) })
+        let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
+        tokio::spawn(batcher(raft.clone(), rx));
+        Ok(Node { id, raft, published, applied, peers, queue, started: Instant::now(), leader_contact_ms: AtomicU64::new(u64::MAX) })
     }
 
     pub fn id(&self) -> NodeId {
@@ -251,12 +321,13 @@ impl Node {
     }
 
     /// Propose on this node only; `NotLeader` when it is not the leader.
-    /// Commands are stamped with this node's clock: the leader's.
+    /// Commands go through the group-commit queue (see `batcher`).
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Written, NodeError> {
         let response = match proposal {
             Proposal::Command(command) => {
-                let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-                self.raft.client_write(Envelope { at_ms, command }).await
+                let (tx, rx) = oneshot::channel();
+                self.queue.send((command, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
+                return rx.await.map_err(|_| NodeError::Unavailable("write queue dropped the command".into()))?;
             }
             Proposal::AddLearner { id, info } => self.raft.add_learner(id, info, false).await,
             Proposal::Promote { id } => self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await,
@@ -271,20 +342,7 @@ impl Node {
                 }
             }
         };
-        match response {
-            Ok(resp) => {
-                let result = match resp.data.outcome {
-                    Some(r) => r.map(Some),
-                    None => Ok(None),
-                };
-                Ok(Written { revision: resp.log_id.index, result })
-            }
-            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
-                Err(NodeError::NotLeader { leader: f.leader_id.zip(f.leader_node) })
-            }
-            Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(e))) => Err(NodeError::Membership(e.to_string())),
-            Err(RaftError::Fatal(e)) => Err(NodeError::Unavailable(e.to_string())),
-        }
+        response.map(|resp| Written { revision: resp.log_id.index, result: Ok(None) }).map_err(write_error)
     }
 
     pub async fn shutdown(&self) {

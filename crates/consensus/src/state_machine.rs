@@ -78,26 +78,28 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         for entry in entries {
             let index = entry.log_id.index;
             self.meta.last_applied = Some(entry.log_id);
-            let outcome = match entry.payload {
-                EntryPayload::Blank => {
-                    self.state.advance(index);
-                    None
-                }
+            let mut outcomes = Vec::new();
+            match entry.payload {
+                EntryPayload::Blank => self.state.advance(index),
                 EntryPayload::Membership(m) => {
                     self.meta.membership = StoredMembership::new(Some(entry.log_id), m);
                     self.state.advance(index);
-                    None
                 }
-                EntryPayload::Normal(envelope) => {
-                    let (result, t) = self.state.apply(index, &envelope);
-                    if let Err(e) = &result {
-                        tracing::debug!(index, command = envelope.command.kind(), error = %e, "command refused");
+                EntryPayload::Normal(batch) => {
+                    if batch.is_empty() {
+                        self.state.advance(index);
                     }
-                    touched.extend(t);
-                    Some(result)
+                    for envelope in &batch {
+                        let (result, t) = self.state.apply(index, envelope);
+                        if let Err(e) = &result {
+                            tracing::debug!(index, command = envelope.command.kind(), error = %e, "command refused");
+                        }
+                        touched.extend(t);
+                        outcomes.push(result);
+                    }
                 }
-            };
-            responses.push(Response { revision: index, outcome });
+            }
+            responses.push(Response { revision: index, outcomes });
         }
         let meta = encode("state machine meta", &self.meta).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.store
