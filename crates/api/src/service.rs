@@ -4,8 +4,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use std::ops::ControlFlow;
 use switchboard_consensus::Node;
-use switchboard_domain::{Command, Outcome};
+
+use switchboard_domain::{masterfile, zone_records, Command, Outcome};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::convert::{self, cluster_out, tenant_out, zone_out};
@@ -14,6 +18,11 @@ use switchboard_consensus::{NodeId, Proposal};
 use crate::proto::{self, clusters_server, membership_server, node_server, tenants_server, zones_server};
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
+
+/// Bytes of master-file text per export chunk, and chunks queued ahead of
+/// a slow client.
+const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
+const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -124,6 +133,36 @@ impl zones_server::Zones for Api {
         let apex = switchboard_domain::name::absolute("apex", &r.apex).map_err(status::invalid)?;
         let (revision, _) = self.write(Command::DeleteZone { apex }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
+    }
+
+    type ExportZoneStream = ReceiverStream<Result<proto::ExportZoneChunk, Status>>;
+
+    async fn export_zone(&self, req: Request<proto::ExportZoneRequest>) -> Reply<Self::ExportZoneStream> {
+        let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
+        let state = self.node.state();
+        let zone = state.zone(&apex).cloned().ok_or_else(|| Status::not_found(format!("zone {apex:?} not found")))?;
+        let revision = state.revision();
+        let (tx, rx) = mpsc::channel(EXPORT_CHUNKS_IN_FLIGHT);
+        // A walk over every tenant: off the async workers, in chunks the
+        // client pulls (a slow client holds one state snapshot, not memory).
+        tokio::task::spawn_blocking(move || {
+            let mut text = masterfile::header(&apex);
+            let walked = zone_records(&state, &zone, &mut |r| {
+                masterfile::write_record(&mut text, &r);
+                if text.len() < EXPORT_CHUNK_BYTES {
+                    return ControlFlow::Continue(());
+                }
+                let chunk = proto::ExportZoneChunk { text: std::mem::take(&mut text), revision };
+                match tx.blocking_send(Ok(chunk)) {
+                    Ok(()) => ControlFlow::Continue(()),
+                    Err(_) => ControlFlow::Break(()),
+                }
+            });
+            if walked.is_continue() {
+                let _ = tx.blocking_send(Ok(proto::ExportZoneChunk { text, revision }));
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
     }
 }
 

@@ -13,9 +13,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use hickory_proto::op::{Edns, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::op::{emit_message_parts, Edns, EmitAndCount, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record};
+use hickory_proto::serialize::binary::{BinEncoder, NameEncoding};
+use hickory_proto::ProtoError;
 use hickory_server::net::runtime::Time;
+use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponseBuilder;
 use hickory_server::Server;
@@ -67,15 +70,91 @@ fn info_for(request: &Request, rcode: ResponseCode) -> ResponseInfo {
     ResponseInfo::from(Header { metadata, counts: HeaderCounts::default() })
 }
 
+/// What one answer's sections become on the wire.
+struct Sections {
+    answers: Vec<Record>,
+    authority: Vec<Record>,
+    additional: Vec<Record>,
+}
+
+/// The question section as the client sent it, emitted as hickory's own
+/// response encoder does (so later names compress against it the same way).
+struct Question<'a>(&'a hickory_server::zone_handler::Queries);
+
+impl EmitAndCount for Question<'_> {
+    fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, ProtoError> {
+        let start = encoder.offset();
+        let bytes = self.0.as_bytes();
+        encoder.emit_vec(bytes)?;
+        if matches!(encoder.name_encoding(), NameEncoding::Compressed) && !self.0.is_empty() {
+            encoder.store_label_pointer(start, start + bytes.len());
+        }
+        Ok(self.0.len())
+    }
+}
+
+/// Whether `metadata` plus the sections and `edns` encode within `limit` bytes.
+fn fits(request: &Request, metadata: &Metadata, s: &Sections, edns: Option<&Edns>, limit: u16) -> bool {
+    let mut bytes = Vec::with_capacity(usize::from(limit));
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(limit);
+    let emitted = emit_message_parts(
+        metadata,
+        &mut Question(&request.queries),
+        &mut s.answers.iter(),
+        &mut s.authority.iter(),
+        &mut s.additional.iter(),
+        edns,
+        None,
+        &mut encoder,
+    );
+    emitted.is_ok_and(|h| !h.metadata.truncation)
+}
+
+/// An upper bound on a record's wire size: owner and names uncompressed.
+fn wire_size_max(r: &switchboard_domain::Record) -> usize {
+    use switchboard_domain::RData as D;
+    // A name in presentation form with its trailing dot takes len + 1 bytes on the wire.
+    let name = |n: &str| n.len() + 1;
+    let rdata = match &r.data {
+        D::A(_) => 4,
+        D::Aaaa(_) => 16,
+        D::Cname(n) | D::Ns(n) => name(n),
+        D::Mx { exchange, .. } => 2 + name(exchange),
+        D::Txt(strings) => strings.iter().map(|s| 1 + s.len()).sum(),
+        D::Srv { target, .. } => 6 + name(target),
+        D::Caa { tag, value, .. } => 2 + tag.len() + value.len(),
+        D::Soa { mname, rname, .. } => name(mname) + name(rname) + 20,
+    };
+    name(&r.name) + 10 + rdata
+}
+
+/// Fit an answer into a UDP response of `limit` bytes (RFC 2181 §9,
+/// RFC 1035 §4.2.1): drop the additional section if that is enough, unless
+/// it carries a referral's glue; otherwise send nothing but the header, the
+/// question and the OPT with TC set, so the client asks again over TCP.
+/// RRsets are never split, as Knot DNS does.
+fn fit_udp(request: &Request, metadata: &mut Metadata, s: Sections, edns: Option<&Edns>, limit: u16, referral: bool) -> Sections {
+    if fits(request, metadata, &s, edns, limit) {
+        return s;
+    }
+    let trimmed = Sections { additional: Vec::new(), ..s };
+    if !referral && fits(request, metadata, &trimmed, edns, limit) {
+        return trimmed;
+    }
+    metadata.truncation = true;
+    Sections { answers: Vec::new(), authority: Vec::new(), additional: Vec::new() }
+}
+
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
     async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
-        // Our OPT: version 0, our payload size capped by the client's, so the
-        // encoder truncates (TC) at whichever is smaller (RFC 6891 §6.2.5).
-        let edns = request.edns.as_ref().map(|req| {
+        // Our OPT says what we accept (RFC 6891 §6.2.3); what we send over
+        // UDP is limited by the smaller of that and the client's size.
+        let edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
             e.set_version(0);
-            e.set_max_payload(req.max_payload().clamp(512, UDP_PAYLOAD_MAX));
+            e.set_max_payload(UDP_PAYLOAD_MAX);
             e
         });
         let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
@@ -114,9 +193,20 @@ impl RequestHandler for Handler {
             Rcode::Refused => ResponseCode::Refused,
         };
         let to_wire = |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(convert::record).collect() };
-        let answers = to_wire(&answer.answers);
-        let authority = to_wire(&answer.authority);
-        let additional = to_wire(&answer.additional);
+        let mut sections =
+            Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
+        let limit = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, UDP_PAYLOAD_MAX));
+        // Header, question, OPT and uncompressed records: most answers are
+        // certain to fit without encoding them twice.
+        let bound = 12
+            + request.queries.as_bytes().len()
+            + if edns.is_some() { 11 } else { 0 }
+            + [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).map(wire_size_max).sum::<usize>();
+        if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
+            let referral = !answer.authoritative && answer.rcode == Rcode::NoError;
+            sections = fit_udp(request, &mut metadata, sections, edns.as_ref(), limit, referral);
+        }
+        let Sections { answers, authority, additional } = &sections;
         let msg = builder.build(metadata, answers.iter(), authority.iter(), std::iter::empty(), additional.iter());
         match response.send_response(msg).await {
             Ok(info) => info,

@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod error;
+pub mod masterfile;
 pub mod model;
 pub mod name;
 pub mod placement;
@@ -19,5 +20,5 @@ pub use command::{Command, Envelope, Outcome, Touched};
 pub use error::{CommandError, ValidationError};
 pub use model::{Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};
-pub use resolve::{resolve, Answer, Rcode};
+pub use resolve::{resolve, zone_records, Answer, Rcode};
 pub use state::State;

@@ -37,8 +37,8 @@ fn check_host_label(l: &str) -> Result<(), String> {
 
 /// Validate and normalise an absolute domain name (`ns1.example.test.`).
 /// Labels may hold letters, digits, '-' and '_' (for `_acme-challenge`,
-/// `_sip._tcp`); `*` is allowed only as a whole leftmost label when
-/// `allow_wildcard` is set. The root name `.` is not accepted.
+/// `_sip._tcp`); not `*`: Switchboard holds no wildcard records of its own.
+/// The root name `.` is not accepted.
 pub fn absolute(field: &str, text: &str) -> Result<String, ValidationError> {
     let err = |reason: String| ValidationError::new(field, reason);
     let Some(body) = text.strip_suffix('.') else {

@@ -186,8 +186,8 @@ impl RData {
             }
             RType::Txt => Ok(RData::Txt(parse_character_strings(field, text)?)),
             RType::Caa => {
-                let mut parts = text.trim().splitn(3, char::is_whitespace);
-                let (Some(flags), Some(tag), Some(value)) = (parts.next(), parts.next(), parts.next()) else {
+                // Fields apart by any run of blanks; the value is the rest.
+                let Some((flags, (tag, value))) = split_field(text).and_then(|(f, rest)| Some((f, split_field(rest)?))) else {
                     return Err(err(format!("CAA data needs flags, tag and value: {text:?}")));
                 };
                 let flags = flags.parse::<u8>().map_err(|_| err(format!("CAA flags {flags:?} is not 0-255")))?;
@@ -205,6 +205,11 @@ impl RData {
             RType::Soa | RType::Any | RType::Other(_) => Err(err(format!("{rtype} records cannot be written as static records"))),
         }
     }
+}
+
+/// The first blank-separated field of `text` and the rest, blanks trimmed.
+fn split_field(text: &str) -> Option<(&str, &str)> {
+    text.trim_start().split_once(char::is_whitespace).map(|(a, b)| (a, b.trim_start()))
 }
 
 /// Parse one or more character-strings: `"quoted with \" escapes"` or bare words.
@@ -228,6 +233,17 @@ fn parse_character_strings(field: &str, text: &str) -> Result<Vec<String>, Valid
                         break;
                     }
                     '\\' => match chars.next() {
+                        // \DDD: one byte in decimal (RFC 1035 §5.1).
+                        Some(d) if d.is_ascii_digit() => {
+                            let (Some(d2), Some(d3)) = (chars.next(), chars.next()) else {
+                                return Err(err("\\DDD escape needs three digits".into()));
+                            };
+                            let code = [d, d2, d3].iter().collect::<String>().parse::<u8>();
+                            match code {
+                                Ok(b) if d2.is_ascii_digit() && d3.is_ascii_digit() => s.push(char::from(b)),
+                                _ => return Err(err(format!("\\{d}{d2}{d3} is not a byte in decimal"))),
+                            }
+                        }
                         Some(e) => s.push(e),
                         None => return Err(err("dangling '\\' in string".into())),
                     },
@@ -314,5 +330,16 @@ mod tests {
         assert!(RData::parse("d", RType::Txt, "\"open", APEX).is_err());
         assert!(RData::parse("d", RType::Txt, &format!("\"{}\"", "x".repeat(256)), APEX).is_err());
         assert!(RData::parse("d", RType::Soa, "x", APEX).is_err());
+        assert!(RData::parse("d", RType::Txt, r#""\1x""#, APEX).is_err());
+        assert!(RData::parse("d", RType::Txt, r#""\300""#, APEX).is_err());
+    }
+
+    #[test]
+    fn decimal_escapes_and_blank_runs() {
+        assert_eq!(RData::parse("d", RType::Txt, r#""\065\"b""#, APEX), Ok(RData::Txt(vec!["A\"b".into()])));
+        assert_eq!(
+            RData::parse("d", RType::Caa, "0  issue\t\"ca.test\"", APEX),
+            Ok(RData::Caa { flags: 0, tag: "issue".into(), value: "ca.test".into() })
+        );
     }
 }

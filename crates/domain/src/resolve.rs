@@ -5,6 +5,8 @@
 //! order. A CNAME whose target lies in a served zone is followed, at most
 //! `CNAME_CHAIN_MAX` links and never around a loop.
 
+use std::ops::ControlFlow;
+
 use crate::model::{expand_target, Rule, Zone};
 use crate::name;
 use crate::record::{RData, RType, Record};
@@ -47,7 +49,7 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
     let mut zone = zone.clone();
     let mut seen: Vec<String> = Vec::new();
     loop {
-        match lookup(state, &zone, &name) {
+        match lookup(state, &zone, &name, qtype) {
             Node::Records(rrs) => {
                 let cname = rrs.iter().find(|r| r.rtype() == RType::Cname).cloned();
                 match (cname, qtype) {
@@ -67,10 +69,12 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
                         }
                     }
                     (_, RType::Any) => {
-                        // RFC 8482: answer one RRset, not all of them.
-                        if let Some(first) = rrs.first() {
-                            let t = first.rtype();
-                            answer.answers.extend(rrs.iter().filter(|r| r.rtype() == t).cloned());
+                        // RFC 8482: answer one RRset, not all of them; the one
+                        // of the lowest type code, as Knot DNS does.
+                        if let Some(t) = rrs.iter().map(Record::rtype).min_by_key(|t| t.code()) {
+                            let set: Vec<Record> = rrs.into_iter().filter(|r| r.rtype() == t).collect();
+                            add_glue(&zone, &set, &mut answer.additional);
+                            answer.answers.extend(set);
                         }
                         break;
                     }
@@ -119,7 +123,10 @@ enum Node {
     Referral(Vec<Record>),
 }
 
-fn lookup(state: &State, zone: &Zone, qname: &str) -> Node {
+/// DS, the one type a parent answers for at a delegation point (RFC 4035 §3.1.4.1).
+const DS: RType = RType::Other(43);
+
+fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
     let apex = zone.apex();
     if qname == apex {
         let mut rrs = vec![soa(state, zone)];
@@ -130,30 +137,48 @@ fn lookup(state: &State, zone: &Zone, qname: &str) -> Node {
         return Node::Records(rrs);
     }
     if let Some(ns) = zone.delegation_for(qname) {
-        // Every query at or below a delegation point is referred, DS included:
-        // Switchboard serves no DNSSEC, so it holds no DS sets to answer with.
-        return Node::Referral(ns.iter().filter(|r| r.rtype() == RType::Ns).cloned().collect());
+        // The DS set of a delegation lives in the parent: a DS query at the
+        // cut is answered here (NODATA: Switchboard holds no DS records),
+        // every other query at or below it is referred.
+        let at_cut = ns.first().is_some_and(|r| r.name == qname);
+        if !(at_cut && qtype == DS) {
+            return Node::Referral(ns.iter().filter(|r| r.rtype() == RType::Ns).cloned().collect());
+        }
     }
     if let Some(statics) = zone.records_at(qname) {
         return Node::Records(statics.to_vec());
     }
-    if let Some(rrs) = synthesise(state, zone, qname) {
-        return Node::Records(rrs);
+    let Some(labels) = name::relative_labels(qname, apex) else {
+        return Node::Missing;
+    };
+    if let [label] = labels.as_slice() {
+        if let Some(rrs) = synthesise_owner(state, zone, qname, label) {
+            return Node::Records(rrs);
+        }
     }
     if zone.has_descendants(qname) {
         return Node::EmptyNonTerminal;
     }
+    if let Some(rrs) = synthesise_below(state, zone, qname, &labels) {
+        return Node::Records(rrs);
+    }
     Node::Missing
 }
 
-/// Records the zone's rules produce for `qname`, first matching rule wins.
-fn synthesise(state: &State, zone: &Zone, qname: &str) -> Option<Vec<Record>> {
-    let labels = name::relative_labels(qname, zone.apex())?;
-    for rule in &zone.spec.rules {
+/// The records rules give the one-label name `qname` (= `label.<apex>`):
+/// the first rule that matches wins. These are the names a zone file would
+/// hold as `{service}-{tenant}` and `{tenant}` (see `zone_records`).
+fn synthesise_owner(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<Vec<Record>> {
+    owner_answer(state, zone, qname, label).map(|(rrs, _)| rrs)
+}
+
+/// `synthesise_owner`, also saying which rule answered: its index and, for
+/// a `service-tenant` rule, the index of the service (else 0).
+fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<(Vec<Record>, (usize, usize))> {
+    for (i, rule) in zone.spec.rules.iter().enumerate() {
         match rule {
             Rule::ServiceTenant { services, target, ttl } => {
-                let [label] = labels.as_slice() else { continue };
-                for s in services {
+                for (j, s) in services.iter().enumerate() {
                     let Some(key) = label.strip_prefix(s.as_str()).and_then(|r| r.strip_prefix('-')) else { continue };
                     if let Some(t) = state.tenant_by_key(key) {
                         let cname = expand_target(target, s, &t.cluster, &t.id);
@@ -162,32 +187,109 @@ fn synthesise(state: &State, zone: &Zone, qname: &str) -> Option<Vec<Record>> {
                         if name::absolute("target", &cname).is_err() {
                             continue;
                         }
-                        return Some(vec![Record {
-                            name: qname.to_string(),
-                            ttl: ttl.unwrap_or(zone.spec.ttl),
-                            data: RData::Cname(cname),
-                        }]);
+                        let record = Record { name: qname.to_string(), ttl: ttl.unwrap_or(zone.spec.ttl), data: RData::Cname(cname) };
+                        return Some((vec![record], (i, j)));
                     }
                 }
             }
             Rule::TenantHost { ttl } => {
-                let Some(key) = labels.last() else { continue };
-                let Some(t) = state.tenant_by_key(key) else { continue };
-                let Some(c) = state.cluster(&t.cluster) else { continue };
-                let ttl = ttl.unwrap_or(zone.spec.ttl);
-                let owner = || qname.to_string();
-                let mut rrs: Vec<Record> = c.ipv4.iter().map(|a| Record { name: owner(), ttl, data: RData::A(*a) }).collect();
-                rrs.extend(c.ipv6.iter().map(|a| Record { name: owner(), ttl, data: RData::Aaaa(*a) }));
-                if rrs.is_empty() {
-                    if let Some(h) = &c.hostname {
-                        rrs.push(Record { name: owner(), ttl, data: RData::Cname(h.clone()) });
-                    }
+                if let Some(rrs) = tenant_host(state, zone, *ttl, label, qname) {
+                    return Some((rrs, (i, 0)));
                 }
-                return Some(rrs);
             }
         }
     }
     None
+}
+
+/// The records for a name two or more labels below the apex: what a zone
+/// file's `*.{tenant}` wildcard gives. As with a real wildcard (RFC 4592),
+/// it applies only when the closest existing ancestor is `{tenant}` itself:
+/// a static name in between hides it (the caller has already answered
+/// names that exist).
+fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) -> Option<Vec<Record>> {
+    let (key, between) = labels.split_last()?;
+    let ttl = zone.spec.rules.iter().find_map(|r| match r {
+        Rule::TenantHost { ttl } => Some(*ttl),
+        Rule::ServiceTenant { .. } => None,
+    })?;
+    let mut ancestor = name::parent(qname)?;
+    for _ in 1..between.len() {
+        if zone.records_at(ancestor).is_some() || zone.has_descendants(ancestor) {
+            return None;
+        }
+        ancestor = name::parent(ancestor)?;
+    }
+    tenant_host(state, zone, ttl, key, qname)
+}
+
+/// A `tenant-host` answer for the tenant (or alias) `key`, owned by `owner`:
+/// the cluster's ingress addresses, or a CNAME to its ingress host name.
+/// `None` when the tenant is unknown or its cluster has no ingress.
+fn tenant_host(state: &State, zone: &Zone, ttl: Option<u32>, key: &str, owner: &str) -> Option<Vec<Record>> {
+    let t = state.tenant_by_key(key)?;
+    let c = state.cluster(&t.cluster)?;
+    let ttl = ttl.unwrap_or(zone.spec.ttl);
+    let record = |data| Record { name: owner.to_string(), ttl, data };
+    let mut rrs: Vec<Record> = c.ipv4.iter().map(|a| record(RData::A(*a))).collect();
+    rrs.extend(c.ipv6.iter().map(|a| record(RData::Aaaa(*a))));
+    if rrs.is_empty() {
+        rrs.extend(c.hostname.clone().map(|h| record(RData::Cname(h))));
+    }
+    (!rrs.is_empty()).then_some(rrs)
+}
+
+/// Every record of `zone` as a zone file would hold it: SOA and NS at the
+/// apex, the static records, and what the rules synthesise for every tenant
+/// and alias (`{service}-{key}` CNAMEs, `{key}` and `*.{key}` ingress
+/// records). A server loading them answers every query as `resolve` does.
+/// Records go to `emit` one at a time (a zone of a million tenants is never
+/// held twice); `emit` stops the walk with `Break`.
+pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> ControlFlow<()>) -> ControlFlow<()> {
+    let apex = zone.apex();
+    if let Node::Records(rrs) = lookup(state, zone, apex, RType::Soa) {
+        rrs.into_iter().try_for_each(&mut *emit)?;
+    }
+    for node in zone.nodes.values() {
+        node.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
+    }
+    let host_ttl = zone.spec.rules.iter().find_map(|r| match r {
+        Rule::TenantHost { ttl } => Some(*ttl),
+        Rule::ServiceTenant { .. } => None,
+    });
+    for tenant in state.tenants_after(None) {
+        for key in std::iter::once(&tenant.id).chain(&tenant.aliases) {
+            // Each owner name is written once, by the rule that answers it:
+            // `ws-a-b` may read as service `ws` of tenant `a-b` or as tenant
+            // `ws-a-b`; only the reading `resolve` uses is exported.
+            for (i, rule) in zone.spec.rules.iter().enumerate() {
+                let labels: Vec<(usize, String)> = match rule {
+                    Rule::ServiceTenant { services, .. } => services.iter().enumerate().map(|(j, s)| (j, format!("{s}-{key}"))).collect(),
+                    Rule::TenantHost { .. } => vec![(0, key.clone())],
+                };
+                for (j, label) in labels {
+                    let Ok(owner) = name::absolute("owner", &format!("{label}.{apex}")) else { continue };
+                    if zone.records_at(&owner).is_some() || zone.delegation_for(&owner).is_some() {
+                        continue;
+                    }
+                    if let Some((rrs, by)) = owner_answer(state, zone, &owner, &label) {
+                        if by == (i, j) {
+                            rrs.into_iter().try_for_each(&mut *emit)?;
+                        }
+                    }
+                }
+            }
+            // Keys (ids and aliases) are unique, so each wildcard is too.
+            if let Some(ttl) = host_ttl {
+                // `x` stands in for `*`, which `absolute` does not take: same length.
+                let Ok(owner) = name::absolute("owner", &format!("x.{key}.{apex}")).map(|n| format!("*{}", &n[1..])) else { continue };
+                if zone.delegation_for(&owner).is_none() {
+                    tenant_host(state, zone, ttl, key, &owner).unwrap_or_default().into_iter().try_for_each(&mut *emit)?;
+                }
+            }
+        }
+    }
+    ControlFlow::Continue(())
 }
 
 fn soa(state: &State, zone: &Zone) -> Record {

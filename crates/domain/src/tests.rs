@@ -261,3 +261,70 @@ fn names_match_case_insensitively_via_lowercase_input() {
     w.ok(Command::CreateTenant { id: "ReplBot".into(), cluster: Some("MT1".into()) });
     assert!(w.state.tenant("replbot").is_some());
 }
+
+#[test]
+fn names_below_a_tenant_behave_like_a_wildcard() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "deep".into(), cluster: Some("mt1".into()) });
+    // `a.b.deep` is a static TXT record: `b.deep` exists (empty non-terminal)
+    // and hides `*.deep` for the names below it, as in a zone file.
+    let a = resolve(&w.state, "deep.apps.example.test.", RType::A);
+    assert_eq!(a.answers.len(), 1, "the tenant's own name still answers");
+    let a = resolve(&w.state, "b.deep.apps.example.test.", RType::A);
+    assert_eq!((a.rcode, a.answers.len()), (Rcode::NoError, 0), "empty non-terminal is NODATA");
+    assert_eq!(resolve(&w.state, "x.b.deep.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+    let a = resolve(&w.state, "x.c.deep.apps.example.test.", RType::A);
+    assert_eq!(a.answers.len(), 1, "the wildcard still covers other branches");
+}
+
+#[test]
+fn a_tenant_whose_cluster_has_no_ingress_has_no_name() {
+    let mut w = World::new();
+    w.ok(Command::PutCluster { cluster: Cluster::new("bare") });
+    w.ok(Command::CreateTenant { id: "t1".into(), cluster: Some("bare".into()) });
+    assert_eq!(resolve(&w.state, "t1.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+}
+
+#[test]
+fn zone_records_answer_as_resolve_does() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "123456".into(), cluster: Some("mt1".into()) });
+    w.ok(Command::CreateTenant { id: "www".into(), cluster: Some("mt2".into()) });
+    w.ok(Command::AddAlias { tenant: "123456".into(), alias: "shop".into() });
+    let zone = w.state.zone(APEX).unwrap().clone();
+    let mut records = Vec::new();
+    let _ = crate::resolve::zone_records(&w.state, &zone, &mut |r| {
+        records.push(r);
+        std::ops::ControlFlow::Continue(())
+    });
+    let owners = |t: RType| -> Vec<&str> { records.iter().filter(|r| r.rtype() == t).map(|r| r.name.as_str()).collect() };
+    assert_eq!(owners(RType::Soa), vec![APEX]);
+    assert!(owners(RType::Cname).contains(&"ws-123456.apps.example.test."));
+    assert!(owners(RType::Cname).contains(&"api-shop.apps.example.test."));
+    let a = owners(RType::A);
+    for name in ["123456.apps.example.test.", "*.123456.apps.example.test.", "shop.apps.example.test.", "*.shop.apps.example.test."] {
+        assert!(a.contains(&name), "{name} in {a:?}");
+    }
+    // The static `www` wins over the tenant `www`; its wildcard stays.
+    let www: Vec<_> = records.iter().filter(|r| r.name == "www.apps.example.test.").collect();
+    assert_eq!(www.len(), 1);
+    assert_eq!(www[0].data, RData::A(Ipv4Addr::new(192, 0, 2, 80)));
+    assert!(a.contains(&"*.www.apps.example.test."));
+    // Every synthesised record is what resolve answers for its owner.
+    // (Glue below a delegation is referred, not answered.)
+    for r in records.iter().filter(|r| !r.name.starts_with('*') && zone.delegation_for(&r.name).is_none() && r.rtype() != RType::Ns) {
+        let got = resolve(&w.state, &r.name, r.rtype());
+        assert!(got.answers.contains(r), "{r:?} vs {got:?}");
+    }
+}
+
+#[test]
+fn ds_at_a_delegation_point_is_the_parents_nodata() {
+    let w = World::new();
+    let a = resolve(&w.state, "sub.apps.example.test.", RType::from_code(43));
+    assert!(a.authoritative);
+    assert_eq!((a.rcode, a.answers.len()), (Rcode::NoError, 0));
+    assert_eq!(a.authority[0].rtype(), RType::Soa);
+    let a = resolve(&w.state, "x.sub.apps.example.test.", RType::from_code(43));
+    assert!(!a.authoritative, "below the cut: a referral");
+}

@@ -328,6 +328,60 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
             let r = c.delete_zone(proto::DeleteZoneRequest { apex: apex.clone(), options }).await.map_err(status)?.into_inner();
             Ok(deleted(&apex, r.revision))
         }
+        ZoneCmd::Export { apex, output } => {
+            let mut stream = c.export_zone(proto::ExportZoneRequest { apex: apex.clone() }).await.map_err(status)?.into_inner();
+            let mut out: Box<dyn std::io::Write> = match &output {
+                Some(path) => {
+                    Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?))
+                }
+                None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
+            };
+            let (mut bytes, mut revision) = (0usize, 0u64);
+            while let Some(chunk) = stream.message().await.map_err(status)? {
+                out.write_all(chunk.text.as_bytes()).context("writing the zone")?;
+                bytes += chunk.text.len();
+                revision = chunk.revision;
+            }
+            out.flush().context("writing the zone")?;
+            drop(out);
+            match output {
+                // The file is the output; say what was written on stderr only.
+                Some(path) => {
+                    eprintln!("wrote {apex} at revision {revision} ({bytes} bytes) to {}", path.display());
+                    Ok(Output { value: json!({"apex": apex, "revision": revision, "bytes": bytes, "file": path}), table: None })
+                }
+                None => Ok(Output { value: Value::Null, table: Some(Table { title: None, headers: Vec::new(), rows: Vec::new() }) }),
+            }
+        }
+        ZoneCmd::Import { file, apex, environment } => {
+            let text = std::fs::read_to_string(&file).with_context(|| format!("reading {}", file.display()))?;
+            let imported = crate::zonefile::master(&text, apex.as_deref()).with_context(|| format!("master file {}", file.display()))?;
+            let existing = match c.get_zone(proto::GetZoneRequest { apex: imported.apex.clone() }).await {
+                Ok(z) => Some(z.into_inner()),
+                Err(s) if s.code() == tonic::Code::NotFound => None,
+                Err(s) => return Err(status(s)),
+            };
+            let zone = match existing {
+                Some(z) => proto::Zone { environment: environment.unwrap_or(z.environment), rules: z.rules, ttl: z.ttl, ..imported },
+                None => {
+                    let environment =
+                        environment.ok_or_else(|| anyhow!("zone {} does not exist: give --environment to create it", imported.apex))?;
+                    proto::Zone { environment, ..imported }
+                }
+            };
+            let count = zone.records.len();
+            let r = c.put_zone(proto::PutZoneRequest { zone: Some(zone), options }).await.map_err(status)?.into_inner();
+            let z = r.zone.unwrap_or_default();
+            Ok(kv(
+                vec![
+                    ("apex", z.apex.clone()),
+                    ("records", count.to_string()),
+                    ("revision", r.revision.to_string()),
+                    ("serial", z.serial.to_string()),
+                ],
+                json!({"revision": r.revision, "records": count, "zone": zone_json(&z)}),
+            ))
+        }
     }
 }
 

@@ -40,7 +40,7 @@ enum Cmd {
         #[arg(long)]
         config: Option<PathBuf>,
     },
-    /// Zones: put FILE, list, get APEX, delete APEX.
+    /// Zones: put FILE, list, get APEX, delete APEX, export APEX, import FILE.
     #[command(subcommand)]
     Zone(ZoneCmd),
     /// Clusters (scale units).
@@ -92,6 +92,26 @@ pub enum ZoneCmd {
     },
     Delete {
         apex: String,
+    },
+    /// Write the whole zone, synthesised records included, as an RFC 1035
+    /// master file that Knot DNS and NSD load unchanged.
+    Export {
+        apex: String,
+        /// Write here instead of standard output.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Set a zone's SOA, name servers and static records from an RFC 1035
+    /// master file; its rules and environment are kept. The zone is created
+    /// when it does not exist (then --environment is required).
+    Import {
+        file: PathBuf,
+        /// The zone's apex, when the file has no $ORIGIN before relative names.
+        #[arg(long)]
+        apex: Option<String>,
+        /// Environment of a zone that does not exist yet.
+        #[arg(long)]
+        environment: Option<String>,
     },
 }
 
