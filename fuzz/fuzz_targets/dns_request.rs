@@ -87,7 +87,7 @@ fn state() -> State {
     }
     let mut state = State::default();
     for (i, command) in commands.into_iter().enumerate() {
-        let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command });
+        let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() });
         assert!(result.is_ok(), "fuzz state set-up: {result:?}");
     }
     state

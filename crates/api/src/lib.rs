@@ -14,7 +14,7 @@ pub mod proto {
 }
 
 pub use service::{Api, Services};
-pub use status::{LEADER_API_METADATA, LEADER_ID_METADATA};
+pub use status::{CURRENT_REVISION_METADATA, LEADER_API_METADATA, LEADER_ID_METADATA};
 
 /// Largest API message either way.
 pub const API_MESSAGE_BYTES_MAX: usize = 16 * 1024 * 1024;

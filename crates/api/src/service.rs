@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use switchboard_consensus::Node;
 
-use switchboard_domain::{masterfile, zone_records, Command, Outcome};
+use switchboard_domain::{masterfile, zone_records, Command, Guard, Outcome};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -80,17 +80,20 @@ impl Api {
     /// Commit a command, then wait as `options` ask; a refused command
     /// becomes its gRPC status. Options are checked before anything is written.
     async fn write(&self, command: Command, options: Option<proto::WriteOptions>) -> Result<(u64, Outcome), Status> {
+        let guard = guard(options.as_ref())?;
         let wait = wait::Wait::parse(options)?;
         let kind = command.kind();
-        let written = self.node.write(command).await.map_err(status::node)?;
-        let outcome = match written.result {
-            Ok(Some(outcome)) => outcome,
+        let written = self.node.write(command, guard).await.map_err(status::node)?;
+        let (revision, outcome) = match written.result {
+            // A retried request id: the first call's revision and outcome.
+            Ok(Some(Outcome::Replayed { revision, outcome })) => (revision, *outcome),
+            Ok(Some(outcome)) => (written.revision, outcome),
             Ok(None) => return Err(Status::internal(format!("{kind} committed at {} without an outcome", written.revision))),
             Err(e) => return Err(status::command(e)),
         };
-        tracing::debug!(kind, revision = written.revision, "write committed");
-        wait.until_applied(&self.node, written.revision).await?;
-        Ok((written.revision, outcome))
+        tracing::debug!(kind, revision, "write committed");
+        wait.until_applied(&self.node, revision.max(written.revision)).await?;
+        Ok((revision, outcome))
     }
 
     async fn tenant_write(&self, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
@@ -99,6 +102,18 @@ impl Api {
             (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
     }
+}
+
+/// The compare-and-set and request id of a write's options, checked.
+fn guard(options: Option<&proto::WriteOptions>) -> Result<Guard, Status> {
+    let Some(o) = options else { return Ok(Guard::default()) };
+    let request_id = if o.request_id.is_empty() {
+        None
+    } else {
+        switchboard_domain::state::request_id("options.request_id", &o.request_id).map_err(status::invalid)?;
+        Some(o.request_id.clone())
+    };
+    Ok(Guard { expected_revision: o.expected_revision, request_id })
 }
 
 #[tonic::async_trait]

@@ -9,6 +9,9 @@ use tonic::{Code, Status};
 /// so a client can retry against the leader.
 pub const LEADER_ID_METADATA: &str = "x-switchboard-leader-id";
 pub const LEADER_API_METADATA: &str = "x-switchboard-leader-api";
+/// Metadata key carried by `ABORTED` (compare-and-set failed): the entity's
+/// revision now, to re-read from or retry with.
+pub const CURRENT_REVISION_METADATA: &str = "x-switchboard-current-revision";
 
 pub fn invalid(e: ValidationError) -> Status {
     Status::invalid_argument(e.to_string())
@@ -20,6 +23,13 @@ pub fn command(e: CommandError) -> Status {
         CommandError::NotFound { .. } => Status::not_found(e.to_string()),
         CommandError::FailedPrecondition { .. } => Status::failed_precondition(e.to_string()),
         CommandError::AlreadyExists { .. } => Status::already_exists(e.to_string()),
+        CommandError::Aborted { current, .. } => {
+            let mut s = Status::aborted(format!("options.{e}"));
+            if let Ok(v) = current.to_string().parse() {
+                s.metadata_mut().insert(CURRENT_REVISION_METADATA, v);
+            }
+            s
+        }
         other => Status::internal(other.to_string()),
     }
 }

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Command, CommandError, Envelope, Outcome, State};
+use switchboard_domain::{Command, CommandError, Envelope, Guard, Outcome, State};
 use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
@@ -84,20 +84,14 @@ impl From<switchboard_storage::StorageError> for NodeError {
 /// What the leader is asked to propose.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Proposal {
-    Command(Command),
+    /// A command, with the client's compare-and-set and request id.
+    Command(Command, Guard),
     /// Add (or update the addresses of) a non-voting member.
-    AddLearner {
-        id: NodeId,
-        info: NodeInfo,
-    },
+    AddLearner { id: NodeId, info: NodeInfo },
     /// Make a learner a voter.
-    Promote {
-        id: NodeId,
-    },
+    Promote { id: NodeId },
     /// Remove a voter or learner from the membership.
-    Remove {
-        id: NodeId,
-    },
+    Remove { id: NodeId },
 }
 
 /// A committed and applied write.
@@ -143,7 +137,7 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Node
 }
 
 /// Commands waiting for the leader to propose them, each with its reply.
-type Queued = (Command, oneshot::Sender<Result<Written, NodeError>>);
+type Queued = (Command, Guard, oneshot::Sender<Result<Written, NodeError>>);
 
 /// Most commands queued for proposal; more wait for room (backpressure).
 pub const WRITE_QUEUE_MAX: usize = 8192;
@@ -174,7 +168,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
             let _slot = slot;
             let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
             let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
-                batch.into_iter().map(|(command, tx)| (Envelope { at_ms, command }, tx)).unzip();
+                batch.into_iter().map(|(command, guard, tx)| (Envelope { at_ms, command, guard }, tx)).unzip();
             let n = envelopes.len();
             match raft.client_write(envelopes).await {
                 Ok(resp) if resp.data.outcomes.len() == n => {
@@ -305,8 +299,8 @@ impl Node {
 
     /// Propose a command and wait until a quorum has committed it and the
     /// leader applied it. Forwarded to the leader when this node is not it.
-    pub async fn write(&self, command: Command) -> Result<Written, NodeError> {
-        self.propose(Proposal::Command(command)).await
+    pub async fn write(&self, command: Command, guard: Guard) -> Result<Written, NodeError> {
+        self.propose(Proposal::Command(command, guard)).await
     }
 
     /// Propose here, or at the leader if this node is not the leader.
@@ -324,9 +318,9 @@ impl Node {
     /// Commands go through the group-commit queue (see `batcher`).
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Written, NodeError> {
         let response = match proposal {
-            Proposal::Command(command) => {
+            Proposal::Command(command, guard) => {
                 let (tx, rx) = oneshot::channel();
-                self.queue.send((command, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
+                self.queue.send((command, guard, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
                 return rx.await.map_err(|_| NodeError::Unavailable("write queue dropped the command".into()))?;
             }
             Proposal::AddLearner { id, info } => self.raft.add_learner(id, info, false).await,

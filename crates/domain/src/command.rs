@@ -13,6 +13,18 @@ pub struct Envelope {
     /// Milliseconds since the Unix epoch at the leader when it proposed the command.
     pub at_ms: u64,
     pub command: Command,
+    pub guard: Guard,
+}
+
+/// What a client may ask of a write besides the command itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Guard {
+    /// Compare-and-set: apply only if the entity the command changes (zone,
+    /// cluster or tenant) is at this revision now; 0 means "does not exist".
+    pub expected_revision: Option<u64>,
+    /// A retried call with the same id (within the dedup window) is not
+    /// applied again: it gets the first call's result and revision.
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -86,10 +98,26 @@ impl Command {
 /// What a successful command produced, returned to the client with the revision.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Outcome {
-    Zone { apex: String },
+    Zone {
+        apex: String,
+    },
     Cluster(Cluster),
     Tenant(Tenant),
     Deleted,
+    /// A retry of a request id already applied, at `revision`, with this outcome.
+    Replayed {
+        revision: u64,
+        outcome: Box<Outcome>,
+    },
+}
+
+/// A request id seen within the dedup window, and what its call got.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RequestRecord {
+    pub id: String,
+    pub revision: u64,
+    pub at_ms: u64,
+    pub result: Result<Outcome, crate::CommandError>,
 }
 
 /// Which stored entities a command changed, so storage can persist exactly those.
@@ -98,4 +126,6 @@ pub enum Touched {
     Zone(String),
     Cluster(String),
     Tenant(String),
+    /// A request id remembered or forgotten (dedup window).
+    Request(String),
 }

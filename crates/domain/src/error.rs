@@ -41,6 +41,9 @@ pub enum CommandError {
     /// Creating something that already exists.
     #[error("{kind} {id:?} already exists")]
     AlreadyExists { kind: String, id: String, field: String },
+    /// Compare-and-set failed: the entity is not at the expected revision.
+    #[error("expected_revision: expected {expected}, but it is at revision {current}")]
+    Aborted { expected: u64, current: u64 },
 }
 
 impl From<ValidationError> for CommandError {

@@ -7,10 +7,10 @@
 
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use imbl::{OrdMap, OrdSet};
 
-use crate::command::{Command, Envelope, Outcome, Touched};
-use crate::error::CommandError;
+use crate::command::{Command, Envelope, Outcome, RequestRecord, Touched};
+use crate::error::{CommandError, ValidationError};
 use crate::model::{self, Cluster, Tenant, Tombstone, Zone};
 use crate::name;
 use crate::placement;
@@ -27,6 +27,24 @@ pub struct State {
     tenants: OrdMap<String, Arc<Tenant>>,
     /// alias → tenant id. Aliases and tenant ids share one namespace.
     aliases: OrdMap<String, String>,
+    /// Request ids within the dedup window, and their age order for eviction.
+    requests: OrdMap<String, Arc<RequestRecord>>,
+    request_order: OrdSet<(u64, String)>,
+}
+
+/// Most request ids remembered, and for how long (by the leader's clock
+/// stamped in the entries): a retry later than that applies again.
+pub const REQUEST_IDS_MAX: usize = 100_000;
+pub const REQUEST_ID_WINDOW_MS: u64 = 60 * 60 * 1000;
+/// Longest request id.
+pub const REQUEST_ID_LEN_MAX: usize = 128;
+
+/// Check a client's request id: 1 to 128 printable ASCII characters.
+pub fn request_id(field: &str, id: &str) -> Result<(), ValidationError> {
+    if id.is_empty() || id.len() > REQUEST_ID_LEN_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ValidationError::new(field, format!("must be 1 to {REQUEST_ID_LEN_MAX} printable ASCII characters")));
+    }
+    Ok(())
 }
 
 impl State {
@@ -101,12 +119,91 @@ impl State {
 
     /// Apply one command at `revision`. On error nothing but the revision
     /// changes. Returns the outcome and the entities to persist.
+    ///
+    /// A request id already in the dedup window gets its first result again
+    /// (as `Outcome::Replayed` with the first revision) and changes nothing;
+    /// a new one is remembered with its result, refusals included. An
+    /// expected revision that does not match refuses the command (`Aborted`).
     pub fn apply(&mut self, revision: u64, env: &Envelope) -> (Result<Outcome, CommandError>, Vec<Touched>) {
         self.revision = revision;
-        match self.apply_inner(revision, env) {
+        let request = env.guard.request_id.as_deref();
+        if let Some(id) = request {
+            if let Err(e) = request_id("options.request_id", id) {
+                return (Err(e.into()), Vec::new());
+            }
+            if let Some(r) = self.requests.get(id) {
+                let replay = r.result.clone().map(|o| Outcome::Replayed { revision: r.revision, outcome: Box::new(o) });
+                return (replay, Vec::new());
+            }
+        }
+        let (result, mut touched) = match self.check_expected(env).and_then(|()| self.apply_inner(revision, env)) {
             Ok((outcome, touched)) => (Ok(outcome), touched),
             Err(e) => (Err(e), Vec::new()),
+        };
+        if let Some(id) = request {
+            let record = RequestRecord { id: id.to_string(), revision, at_ms: env.at_ms, result: result.clone() };
+            touched.extend(self.remember(record));
         }
+        (result, touched)
+    }
+
+    /// Compare-and-set: the command's entity must be at the expected revision.
+    fn check_expected(&self, env: &Envelope) -> Result<(), CommandError> {
+        let Some(expected) = env.guard.expected_revision else { return Ok(()) };
+        let current = self.entity_revision(&env.command);
+        if current == expected {
+            Ok(())
+        } else {
+            Err(CommandError::Aborted { expected, current })
+        }
+    }
+
+    /// Revision of the zone, cluster or tenant a command changes; 0 when it
+    /// does not exist (or the command names it invalidly).
+    pub fn entity_revision(&self, command: &Command) -> u64 {
+        let zone = |apex: &str| name::absolute("apex", apex).ok().and_then(|a| self.zones.get(&a).map(|z| z.revision));
+        let cluster = |id: &str| name::label("id", id).ok().and_then(|i| self.clusters.get(&i).map(|c| c.revision));
+        let tenant = |id: &str| name::label("id", id).ok().and_then(|i| self.tenants.get(&i).map(|t| t.revision));
+        let rev = match command {
+            Command::PutZone { zone: z } => zone(&z.apex),
+            Command::DeleteZone { apex } => zone(apex),
+            Command::PutCluster { cluster: c } => cluster(&c.id),
+            Command::DeleteCluster { id } => cluster(id),
+            Command::CreateTenant { id, .. }
+            | Command::DeleteTenant { id }
+            | Command::PinTenant { id, .. }
+            | Command::UnpinTenant { id }
+            | Command::MoveTenant { id, .. } => tenant(id),
+            Command::AddAlias { tenant: id, .. } | Command::RemoveAlias { tenant: id, .. } => tenant(id),
+        };
+        rev.unwrap_or(0)
+    }
+
+    /// Remember a request id and forget those past the window (by count and
+    /// by the age the entries' stamps give): the same on every node.
+    fn remember(&mut self, record: RequestRecord) -> Vec<Touched> {
+        let mut touched = vec![Touched::Request(record.id.clone())];
+        let now = record.at_ms;
+        self.request_order.insert((record.at_ms, record.id.clone()));
+        self.requests.insert(record.id.clone(), Arc::new(record));
+        while let Some((at, id)) = self.request_order.get_min().cloned() {
+            if self.requests.len() <= REQUEST_IDS_MAX && at.saturating_add(REQUEST_ID_WINDOW_MS) >= now {
+                break;
+            }
+            self.request_order.remove(&(at, id.clone()));
+            self.requests.remove(&id);
+            touched.push(Touched::Request(id));
+        }
+        touched
+    }
+
+    /// A request id in the dedup window.
+    pub fn request(&self, id: &str) -> Option<&Arc<RequestRecord>> {
+        self.requests.get(id)
+    }
+
+    pub fn requests(&self) -> impl Iterator<Item = &Arc<RequestRecord>> {
+        self.requests.values()
     }
 
     fn apply_inner(&mut self, rev: u64, env: &Envelope) -> Result<(Outcome, Vec<Touched>), CommandError> {
@@ -291,8 +388,13 @@ impl State {
         zones: impl IntoIterator<Item = Zone>,
         clusters: impl IntoIterator<Item = Cluster>,
         tenants: impl IntoIterator<Item = Tenant>,
+        requests: impl IntoIterator<Item = RequestRecord>,
     ) -> State {
         let mut s = State { revision, data_revision, ..State::default() };
+        for r in requests {
+            s.request_order.insert((r.at_ms, r.id.clone()));
+            s.requests.insert(r.id.clone(), Arc::new(r));
+        }
         for z in zones {
             s.zones.insert(z.apex().to_string(), Arc::new(z));
         }

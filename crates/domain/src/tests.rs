@@ -2,7 +2,7 @@
 
 use std::net::Ipv4Addr;
 
-use crate::command::{Command, Envelope, Outcome};
+use crate::command::{Command, Envelope, Guard, Outcome};
 use crate::error::CommandError;
 use crate::model::{Cluster, RecordSpec, Rule, Soa, ZoneSpec};
 use crate::record::{RData, RType};
@@ -64,7 +64,7 @@ impl World {
 
     fn run(&mut self, command: Command) -> Result<Outcome, CommandError> {
         self.rev += 1;
-        self.state.apply(self.rev, &Envelope { at_ms: 1_000 * self.rev, command }).0
+        self.state.apply(self.rev, &Envelope { at_ms: 1_000 * self.rev, command, guard: Guard::default() }).0
     }
 
     fn ok(&mut self, command: Command) -> Outcome {
@@ -327,4 +327,66 @@ fn ds_at_a_delegation_point_is_the_parents_nodata() {
     assert_eq!(a.authority[0].rtype(), RType::Soa);
     let a = resolve(&w.state, "x.sub.apps.example.test.", RType::from_code(43));
     assert!(!a.authoritative, "below the cut: a referral");
+}
+
+#[test]
+fn expected_revision_is_compare_and_set() {
+    let mut w = World::new();
+    let guarded = |expected: u64, cluster: &str| Envelope {
+        at_ms: 0,
+        command: Command::MoveTenant { id: "t1".into(), cluster: cluster.into() },
+        guard: Guard { expected_revision: Some(expected), request_id: None },
+    };
+    // 0 means "does not exist": a guarded create.
+    let create = Envelope {
+        at_ms: 0,
+        command: Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) },
+        guard: Guard { expected_revision: Some(0), request_id: None },
+    };
+    w.rev += 1;
+    assert!(w.state.apply(w.rev, &create).0.is_ok());
+    let created_at = w.rev;
+    w.rev += 1;
+    assert_eq!(w.state.apply(w.rev, &create).0, Err(CommandError::Aborted { expected: 0, current: created_at }));
+    // Two writers read revision `created_at`; the first move wins, the second is refused.
+    w.rev += 1;
+    assert!(w.state.apply(w.rev, &guarded(created_at, "mt2")).0.is_ok());
+    let moved_at = w.rev;
+    w.rev += 1;
+    assert_eq!(w.state.apply(w.rev, &guarded(created_at, "mt1")).0, Err(CommandError::Aborted { expected: created_at, current: moved_at }));
+    assert_eq!(w.state.tenant("t1").unwrap().cluster, "mt2");
+}
+
+#[test]
+fn a_retried_request_id_applies_once() {
+    let mut w = World::new();
+    let call = |at_ms: u64| Envelope {
+        at_ms,
+        command: Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) },
+        guard: Guard { expected_revision: None, request_id: Some("req-1".into()) },
+    };
+    w.rev += 1;
+    let first = w.rev;
+    let (r, touched) = w.state.apply(first, &call(1_000));
+    assert!(matches!(r, Ok(Outcome::Tenant(_))));
+    assert!(touched.contains(&crate::Touched::Request("req-1".into())));
+    w.rev += 1;
+    let (r, touched) = w.state.apply(w.rev, &call(2_000));
+    assert!(matches!(r, Ok(Outcome::Replayed { revision, .. }) if revision == first), "{r:?}");
+    assert!(touched.is_empty(), "a replay changes nothing");
+    // A later request past the window evicts req-1; retried then, req-1
+    // applies again (and is refused: the tenant exists).
+    let late = 1_000 + crate::state::REQUEST_ID_WINDOW_MS + 1;
+    w.rev += 1;
+    let (r, _) =
+        w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("req-2".into()) }, ..call(late) });
+    assert!(matches!(r, Err(CommandError::AlreadyExists { .. })), "{r:?}");
+    assert!(w.state.request("req-1").is_none(), "req-1 left the window");
+    w.rev += 1;
+    let (r, _) = w.state.apply(w.rev, &call(late + 1));
+    assert!(matches!(r, Err(CommandError::AlreadyExists { .. })), "applied again, not replayed: {r:?}");
+    // Malformed ids are refused.
+    w.rev += 1;
+    let (r, _) = w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("a b".into()) }, ..call(0) });
+    assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
 }

@@ -1,12 +1,12 @@
 //! The whole applied state as one byte string: the body of a Raft snapshot.
 
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Cluster, State, Tenant, Zone, ZoneSpec};
+use switchboard_domain::{Cluster, RequestRecord, State, Tenant, Zone, ZoneSpec};
 
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 1;
+const IMAGE_VERSION: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct Image {
@@ -16,6 +16,7 @@ struct Image {
     zones: Vec<(ZoneSpec, u64)>,
     clusters: Vec<Cluster>,
     tenants: Vec<Tenant>,
+    requests: Vec<RequestRecord>,
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>> {
@@ -26,6 +27,7 @@ pub fn encode_state(state: &State) -> Result<Vec<u8>> {
         zones: state.zones().map(|z| (z.spec.clone(), z.revision)).collect(),
         clusters: state.clusters().map(|c| (**c).clone()).collect(),
         tenants: state.tenants_after(None).map(|t| (**t).clone()).collect(),
+        requests: state.requests().map(|r| (**r).clone()).collect(),
     };
     encode("state image", &image)
 }
@@ -40,5 +42,5 @@ pub fn decode_state(bytes: &[u8]) -> Result<State> {
         .iter()
         .map(|(spec, rev)| Zone::compile(spec, *rev).map_err(|e| StorageError::Corrupt(format!("zone {} in image: {e}", spec.apex))))
         .collect::<Result<Vec<_>>>()?;
-    Ok(State::from_parts(image.revision, image.data_revision, zones, image.clusters, image.tenants))
+    Ok(State::from_parts(image.revision, image.data_revision, zones, image.clusters, image.tenants, image.requests))
 }

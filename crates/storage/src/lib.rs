@@ -14,7 +14,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_domain::{Cluster, State, Tenant, Touched, Zone, ZoneSpec};
+use switchboard_domain::{Cluster, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
 
 pub use image::{decode_state, encode_state};
 
@@ -79,6 +79,7 @@ fn state_key(t: &Touched) -> Vec<u8> {
         Touched::Zone(apex) => format!("z/{apex}").into_bytes(),
         Touched::Cluster(id) => format!("c/{id}").into_bytes(),
         Touched::Tenant(id) => format!("t/{id}").into_bytes(),
+        Touched::Request(id) => format!("r/{id}").into_bytes(),
     }
 }
 
@@ -200,6 +201,7 @@ impl Store {
                 Touched::Zone(apex) => state.zone(apex).map(|z| encode("zone", &(&z.spec, z.revision))).transpose()?,
                 Touched::Cluster(id) => state.cluster(id).map(|c| encode("cluster", &**c)).transpose()?,
                 Touched::Tenant(id) => state.tenant(id).map(|t| encode("tenant", &**t)).transpose()?,
+                Touched::Request(id) => state.request(id).map(|r| encode("request", &**r)).transpose()?,
             };
             match value {
                 Some(v) => b.put_cf(cf, key, v),
@@ -227,6 +229,9 @@ impl Store {
         for t in state.tenants_after(None) {
             b.put_cf(cf, state_key(&Touched::Tenant(t.id.clone())), encode("tenant", &**t)?);
         }
+        for r in state.requests() {
+            b.put_cf(cf, state_key(&Touched::Request(r.id.clone())), encode("request", &**r)?);
+        }
         let meta = self.cf(CF_META)?;
         b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
         b.put_cf(meta, sm_key, sm_meta);
@@ -246,6 +251,7 @@ impl Store {
         let mut zones = Vec::new();
         let mut clusters = Vec::new();
         let mut tenants = Vec::new();
+        let mut requests = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
             let (k, v) = item?;
             match k.first() {
@@ -257,10 +263,11 @@ impl Store {
                 }
                 Some(b'c') => clusters.push(decode::<Cluster>("cluster", &v)?),
                 Some(b't') => tenants.push(decode::<Tenant>("tenant", &v)?),
+                Some(b'r') => requests.push(decode::<RequestRecord>("request", &v)?),
                 _ => return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k)))),
             }
         }
-        let state = State::from_parts(revision, data_revision, zones, clusters, tenants);
+        let state = State::from_parts(revision, data_revision, zones, clusters, tenants, requests);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }

@@ -30,7 +30,7 @@ fn applied_state_survives_reopen() -> Result<()> {
             (2, Command::CreateTenant { id: "t1".into(), cluster: None }),
             (3, Command::AddAlias { tenant: "t1".into(), alias: "one".into() }),
         ] {
-            let (r, touched) = state.apply(rev, &Envelope { at_ms: 0, command: cmd });
+            let (r, touched) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
             assert!(r.is_ok());
             s.write_applied(&state, &touched, "sm", &[rev as u8])?;
         }

@@ -305,7 +305,7 @@ fn zone_rows(zones: &[proto::Zone]) -> Table {
 }
 
 async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions) -> anyhow::Result<Output> {
-    let options = Some(*options);
+    let options = Some(options.clone());
     match cmd {
         ZoneCmd::Put { file } => {
             let zone = crate::zonefile::load(&file)?;
@@ -423,7 +423,7 @@ fn cluster_rows(cs: &[proto::Cluster]) -> Table {
 }
 
 async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &WriteOptions) -> anyhow::Result<Output> {
-    let options = Some(*options);
+    let options = Some(options.clone());
     match cmd {
         ClusterCmd::Put(p) => {
             let state = match p.state.to_ascii_lowercase().as_str() {
@@ -491,7 +491,7 @@ fn tenant_detail(t: &proto::Tenant, revision: Option<u64>) -> Output {
 }
 
 async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOptions) -> anyhow::Result<Output> {
-    let options = Some(*options);
+    let options = Some(options.clone());
     let written = |r: proto::TenantResponse| -> Output { tenant_detail(&r.tenant.unwrap_or_default(), Some(r.revision)) };
     match cmd {
         TenantCmd::Create { id, cluster } => {

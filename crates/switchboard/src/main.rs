@@ -29,6 +29,13 @@ struct Cli {
     /// Writes: how long --wait may take, in ms (default 5000, at most 60000).
     #[arg(long, global = true, default_value_t = 0)]
     wait_timeout_ms: u32,
+    /// Writes: compare-and-set; apply only if the zone, cluster or tenant
+    /// changed is at this revision now (0: it must not exist).
+    #[arg(long, global = true)]
+    expect_revision: Option<u64>,
+    /// Writes: an id that makes a retry of this call apply once.
+    #[arg(long, global = true)]
+    request_id: Option<String>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -215,7 +222,12 @@ fn main() -> ExitCode {
                 "everywhere" => client::Wait::AppliedEverywhere,
                 _ => client::Wait::Committed,
             };
-            let options = client::WriteOptions { wait: wait as i32, wait_timeout_ms: cli.wait_timeout_ms };
+            let options = client::WriteOptions {
+                wait: wait as i32,
+                wait_timeout_ms: cli.wait_timeout_ms,
+                expected_revision: cli.expect_revision,
+                request_id: cli.request_id.unwrap_or_default(),
+            };
             client::run(&cli.server, cli.json, options, command)
         }
     };

@@ -246,3 +246,66 @@ fn master_files_import_and_export() -> anyhow::Result<()> {
     assert!(text.starts_with("$ORIGIN apps.example.test.\n"), "{text}");
     Ok(())
 }
+
+/// Compare-and-set: two clients race to move a tenant from the same
+/// revision; exactly one wins, the other gets ABORTED with the current
+/// revision and changes nothing.
+#[test]
+fn compare_and_set_race_has_one_winner() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    for round in 0..5 {
+        let id = format!("race{round}");
+        let created = node.json(&["tenant", "create", &id, "--cluster", "mt1"])?;
+        let rev = created["revision"].as_u64().unwrap_or(0).to_string();
+        // Both start before either finishes: real processes, real race.
+        let racers: Vec<_> = ["mt2", "mt1"]
+            .iter()
+            .map(|to| {
+                std::process::Command::new(common::BIN)
+                    .args(["--server", &node.server(), "--expect-revision", &rev, "tenant", "move", &id, to])
+                    .stdout(std::process::Stdio::piped())
+                    .stderr(std::process::Stdio::piped())
+                    .spawn()
+            })
+            .collect::<Result<_, _>>()?;
+        let outputs: Vec<_> = racers.into_iter().map(|c| c.wait_with_output()).collect::<Result<_, _>>()?;
+        let winners: Vec<_> = outputs.iter().filter(|o| o.status.success()).collect();
+        assert_eq!(winners.len(), 1, "round {round}: exactly one of two CAS writes wins: {outputs:?}");
+        let loser =
+            outputs.iter().find(|o| !o.status.success()).map(|o| String::from_utf8_lossy(&o.stderr).to_string()).unwrap_or_default();
+        assert!(loser.contains("Aborted") && loser.contains("expected_revision"), "{loser}");
+        let t = node.json(&["tenant", "get", &id])?;
+        assert_eq!(t["history"].as_array().map(Vec::len), Some(usize::from(t["cluster"] == "mt2")), "the loser changed nothing: {t}");
+    }
+    // 0 means "must not exist".
+    let e = node.cli(&["--expect-revision", "0", "tenant", "create", "race0"]).unwrap_err().to_string();
+    assert!(e.contains("Aborted"), "{e}");
+    Ok(())
+}
+
+/// A retried request id is applied once, also after a kill -9 and restart:
+/// the retry gets the first call's revision and result.
+#[test]
+fn a_retried_request_id_applies_once() -> anyhow::Result<()> {
+    let (_dir, mut node) = setup()?;
+    let create = ["--request-id", "provision-42", "tenant", "create", "once", "--cluster", "mt1"];
+    let first = node.json(&create)?;
+    let again = node.json(&create)?;
+    assert_eq!(first["revision"], again["revision"], "{first} vs {again}");
+    // The same id with another call is answered from the window too: ids are per call.
+    node.cli(&["--request-id", "move-1", "tenant", "move", "once", "mt2"])?;
+    node.cli(&["tenant", "move", "once", "mt1"])?;
+    node.cli(&["--request-id", "move-1", "tenant", "move", "once", "mt2"])?;
+    let t = node.json(&["tenant", "get", "once"])?;
+    assert_eq!(t["cluster"], "mt1", "the retried move did not apply again: {t}");
+    assert_eq!(t["history"].as_array().map(Vec::len), Some(2));
+
+    node.kill9()?;
+    node.spawn()?;
+    node.wait_leader(std::time::Duration::from_secs(30))?;
+    let after_restart = node.json(&create)?;
+    assert_eq!(first["revision"], after_restart["revision"], "the window survives a restart");
+    let bad = node.cli(&["--request-id", "has space", "tenant", "create", "x1"]).unwrap_err().to_string();
+    assert!(bad.contains("options.request_id"), "{bad}");
+    Ok(())
+}
