@@ -13,7 +13,10 @@ pub mod proto {
     tonic::include_proto!("switchboard.v1");
 }
 
-pub use service::{Api, Services};
+/// The encoded descriptors of every public API proto, for server reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_v1_descriptor.bin"));
+
+pub use service::{health, reflection, Api, Services, SERVICE_NAMES};
 pub use status::{CURRENT_REVISION_METADATA, LEADER_API_METADATA, LEADER_ID_METADATA};
 
 /// Largest API message either way.

@@ -42,6 +42,57 @@ pub struct Services {
     pub membership: membership_server::MembershipServer<Api>,
 }
 
+/// The full names of the Switchboard services, as reflection and health know them.
+pub const SERVICE_NAMES: [&str; 5] =
+    ["switchboard.v1.Zones", "switchboard.v1.Clusters", "switchboard.v1.Tenants", "switchboard.v1.Node", "switchboard.v1.Membership"];
+
+/// How often the `grpc.health.v1` status follows this node's readiness.
+const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// `grpc.health.v1.Health`: every Switchboard service (and "", the server)
+/// is SERVING while this node is ready (knows a leader and heard from it
+/// within `max_stale_ms`), NOT_SERVING otherwise. Run the returned future
+/// for as long as the server runs.
+pub fn health(
+    node: Arc<Node>,
+    max_stale_ms: u64,
+) -> (tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>, impl std::future::Future<Output = ()>) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let follow = async move {
+        let mut last = None;
+        loop {
+            let status = match node.ready(max_stale_ms) {
+                Ok(()) => tonic_health::ServingStatus::Serving,
+                Err(_) => tonic_health::ServingStatus::NotServing,
+            };
+            if last != Some(status) {
+                for name in std::iter::once("").chain(SERVICE_NAMES) {
+                    reporter.set_service_status(name, status).await;
+                }
+                last = Some(status);
+            }
+            tokio::time::sleep(HEALTH_POLL).await;
+        }
+    };
+    (service, follow)
+}
+
+/// Server reflection (v1 and v1alpha) over the Switchboard protos.
+pub fn reflection() -> Result<
+    (
+        tonic_reflection::server::v1::ServerReflectionServer<impl tonic_reflection::server::v1::ServerReflection>,
+        tonic_reflection::server::v1alpha::ServerReflectionServer<impl tonic_reflection::server::v1alpha::ServerReflection>,
+    ),
+    tonic_reflection::server::Error,
+> {
+    let builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(crate::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    Ok((builder().build_v1()?, builder().build_v1alpha()?))
+}
+
 impl Api {
     pub fn new(node: Arc<Node>, max_stale_ms: u64) -> Api {
         Api { node, max_stale_ms }

@@ -66,6 +66,11 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
 
     let api = Api::new(node.clone(), config.cluster.max_stale_ms);
     let services = api.services();
+    // Standard tooling on the same listener: grpc.health.v1 following this
+    // node's readiness, and server reflection.
+    let (health_service, follow_readiness) = switchboard_api::health(node.clone(), config.cluster.max_stale_ms);
+    let health_task = tokio::spawn(follow_readiness);
+    let (reflection_v1, reflection_v1alpha) = switchboard_api::reflection().context("building gRPC reflection")?;
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
             .add_service(services.zones)
@@ -73,6 +78,9 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             .add_service(services.tenants)
             .add_service(services.node)
             .add_service(services.membership)
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx.clone())),
     );
 
@@ -105,6 +113,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
     }
     node.shutdown().await;
     http_task.abort();
+    health_task.abort();
     for task in [peer_task, api_task] {
         if let Ok(Err(e)) = task.await {
             tracing::warn!(error = %e, "server stopped with an error");

@@ -309,3 +309,23 @@ fn a_retried_request_id_applies_once() -> anyhow::Result<()> {
     assert!(bad.contains("options.request_id"), "{bad}");
     Ok(())
 }
+
+/// A standard client with no Switchboard code (Python grpcio) lists the
+/// services by reflection, calls them by name, and sees the server SERVING
+/// in grpc.health.v1.
+#[test]
+fn standard_grpc_tooling_reflection_and_health() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/reflection_client.py");
+    let out = std::process::Command::new("python3").arg(script).arg(format!("127.0.0.1:{}", node.ports.api)).output()?;
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    for s in ["switchboard.v1.Zones", "switchboard.v1.Tenants", "switchboard.v1.Node", "grpc.health.v1.Health"] {
+        assert!(v["services"].as_array().is_some_and(|a| a.iter().any(|x| x == s)), "{s} listed: {v}");
+    }
+    assert!(v["created_revision"].as_u64().unwrap_or(0) > 0, "{v}");
+    assert_eq!(v["tenant"]["cluster"], "mt1", "{v}");
+    assert_eq!(v["health"], "SERVING", "{v}");
+    assert_eq!(node.json(&["tenant", "get", "via-reflection"])?["cluster"], "mt1");
+    Ok(())
+}
