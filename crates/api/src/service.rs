@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use switchboard_consensus::Node;
 
-use switchboard_domain::{masterfile, zone_records, Command, Guard, Outcome};
+use switchboard_domain::{masterfile, placement, zone_records, Command, Guard, Outcome};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -23,6 +23,9 @@ use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 /// a slow client.
 const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
+/// Records of a bulk import being created at once, and errors reported back.
+const IMPORT_IN_FLIGHT: usize = 1024;
+const IMPORT_ERRORS_MAX: usize = 1000;
 
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -145,6 +148,15 @@ impl Api {
         tracing::debug!(kind, revision, "write committed");
         wait.until_applied(&self.node, revision.max(written.revision)).await?;
         Ok((revision, outcome))
+    }
+
+    /// One record of a bulk import: its revision, or the status its own
+    /// create would have got.
+    async fn import_one(&self, record: proto::ImportRecord) -> Result<u64, Status> {
+        let id = convert::label("id", &record.id).map_err(status::invalid)?;
+        let cluster =
+            if record.cluster.is_empty() { None } else { Some(convert::label("cluster", &record.cluster).map_err(status::invalid)?) };
+        self.write(Command::CreateTenant { id, cluster }, None).await.map(|(revision, _)| revision)
     }
 
     async fn tenant_write(&self, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
@@ -279,6 +291,94 @@ impl tenants_server::Tenants for Api {
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
         self.tenant_write(Command::CreateTenant { id, cluster }, r.options).await
+    }
+
+    async fn import_tenants(&self, req: Request<tonic::Streaming<proto::ImportTenantsRequest>>) -> Reply<proto::ImportTenantsResponse> {
+        let mut stream = req.into_inner();
+        let mut pending = tokio::task::JoinSet::new();
+        let mut summary = proto::ImportTenantsResponse::default();
+        let settle = |done: Result<(u64, String, Result<u64, Status>), tokio::task::JoinError>,
+                      summary: &mut proto::ImportTenantsResponse| {
+            match done {
+                Ok((_, _, Ok(revision))) => {
+                    summary.created += 1;
+                    summary.revision = summary.revision.max(revision);
+                }
+                Ok((line, id, Err(s))) => {
+                    summary.rejected += 1;
+                    summary.errors.push(proto::ImportError { line, id, error: format!("{:?}: {}", s.code(), s.message()) });
+                }
+                Err(e) => {
+                    summary.rejected += 1;
+                    summary.errors.push(proto::ImportError { line: 0, id: String::new(), error: format!("Internal: {e}") });
+                }
+            }
+        };
+        while let Some(chunk) = stream.message().await? {
+            for record in chunk.records {
+                // Enough in flight to fill log entries, few enough to bound memory.
+                while pending.len() >= IMPORT_IN_FLIGHT {
+                    if let Some(done) = pending.join_next().await {
+                        settle(done, &mut summary);
+                    }
+                }
+                let api = self.clone();
+                pending.spawn(async move { (record.line, record.id.clone(), api.import_one(record).await) });
+            }
+        }
+        while let Some(done) = pending.join_next().await {
+            settle(done, &mut summary);
+        }
+        summary.errors.sort_by_key(|e| e.line);
+        summary.errors.truncate(IMPORT_ERRORS_MAX);
+        Ok(Response::new(summary))
+    }
+
+    async fn rebalance(&self, req: Request<proto::RebalanceRequest>) -> Reply<proto::RebalanceResponse> {
+        let r = req.into_inner();
+        if !r.dry_run && r.max == 0 {
+            return Err(Status::invalid_argument("max: required unless dry_run (how many tenants at most to move)"));
+        }
+        let state = self.node.state();
+        let limit = if r.max == 0 { usize::MAX } else { r.max as usize };
+        // A walk over every tenant, hashing each against every cluster: off the async workers.
+        let (misplaced, planned) = tokio::task::spawn_blocking(move || {
+            let mut misplaced = 0u64;
+            let mut planned = Vec::new();
+            for t in state.tenants_after(None).filter(|t| !t.pinned) {
+                let Some(c) = placement::place(&t.id, state.clusters().map(|c| &**c)) else { continue };
+                if c.id != t.cluster {
+                    misplaced += 1;
+                    if planned.len() < limit {
+                        planned.push((t.id.clone(), t.cluster.clone(), c.id.clone(), t.revision));
+                    }
+                }
+            }
+            (misplaced, planned)
+        })
+        .await
+        .map_err(|e| Status::internal(e.to_string()))?;
+        let mut moves: Vec<proto::Move> = planned
+            .iter()
+            .map(|(id, from, to, _)| proto::Move { id: id.clone(), from: from.clone(), to: to.clone(), ..Default::default() })
+            .collect();
+        if !r.dry_run {
+            let mut pending = tokio::task::JoinSet::new();
+            for (i, (id, _, to, revision)) in planned.into_iter().enumerate() {
+                let api = self.clone();
+                // Compare-and-set: a tenant changed since the plan was made is left alone.
+                let options = proto::WriteOptions { expected_revision: Some(revision), ..Default::default() };
+                pending.spawn(async move { (i, api.write(Command::MoveTenant { id, cluster: to }, Some(options)).await) });
+            }
+            while let Some(done) = pending.join_next().await {
+                match done {
+                    Ok((i, Ok((revision, _)))) => moves[i].revision = revision,
+                    Ok((i, Err(s))) => moves[i].error = format!("{:?}: {}", s.code(), s.message()),
+                    Err(e) => return Err(Status::internal(e.to_string())),
+                }
+            }
+        }
+        Ok(Response::new(proto::RebalanceResponse { misplaced, moves }))
     }
 
     async fn get_tenant(&self, req: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {

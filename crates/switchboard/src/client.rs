@@ -40,7 +40,10 @@ pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> any
             other => other?,
         };
         print(json, &out);
-        Ok(())
+        match out.failure {
+            Some(why) => Err(anyhow!(why)),
+            None => Ok(()),
+        }
     })
 }
 
@@ -81,10 +84,21 @@ fn status(s: tonic::Status) -> anyhow::Error {
     anyhow::Error::new(StatusError { code: s.code(), message: s.message().to_string(), leader })
 }
 
-/// What a command printed: a JSON value plus how to show it as a table.
+/// What a command printed: a JSON value plus how to show it as a table,
+/// and an error to exit with after printing it.
 struct Output {
     value: Value,
     table: Option<Table>,
+    failure: Option<String>,
+}
+
+impl Output {
+    fn failing_if(mut self, failed: bool, why: String) -> Output {
+        if failed {
+            self.failure = Some(why);
+        }
+        self
+    }
 }
 
 struct Table {
@@ -137,6 +151,7 @@ fn kv(rows: Vec<(&'static str, String)>, value: Value) -> Output {
             headers: vec!["FIELD", "VALUE"],
             rows: rows.into_iter().map(|(k, v)| vec![k.to_string(), v]).collect(),
         }),
+        failure: None,
     }
 }
 
@@ -150,6 +165,7 @@ async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyh
         }
         Cmd::Status => status_all(channel).await,
         Cmd::Member(c) => member(MembershipClient::new(channel), c).await,
+        Cmd::Rebalance { dry_run, apply: _, max } => rebalance(TenantsClient::new(channel), dry_run, max.unwrap_or(0)).await,
     }
 }
 
@@ -181,7 +197,7 @@ async fn member(mut c: MembershipClient<Channel>, cmd: MemberCmd) -> anyhow::Res
         Some(r) => json!({"revision": r, "members": members_json(&members)}),
         None => members_json(&members),
     };
-    Ok(Output { value, table: Some(Table { title: None, headers: vec!["ID", "KIND", "PEER", "API"], rows }) })
+    Ok(Output { value, table: Some(Table { title: None, headers: vec!["ID", "KIND", "PEER", "API"], rows }), failure: None })
 }
 
 /// Status of one node by API address, or why it could not be had.
@@ -267,6 +283,7 @@ async fn status_all(channel: Channel) -> anyhow::Result<Output> {
             headers: vec!["ID", "ROLE", "LEADER", "APPLIED", "LAG", "STALENESS", "READY", "API"],
             rows,
         }),
+        failure: None,
     })
 }
 
@@ -318,11 +335,11 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
         }
         ZoneCmd::List => {
             let zones = c.list_zones(proto::ListZonesRequest {}).await.map_err(status)?.into_inner().zones;
-            Ok(Output { value: Value::Array(zones.iter().map(zone_json).collect()), table: Some(zone_rows(&zones)) })
+            Ok(Output { value: Value::Array(zones.iter().map(zone_json).collect()), table: Some(zone_rows(&zones)), failure: None })
         }
         ZoneCmd::Get { apex } => {
             let z = c.get_zone(proto::GetZoneRequest { apex }).await.map_err(status)?.into_inner();
-            Ok(Output { value: zone_json(&z), table: None })
+            Ok(Output { value: zone_json(&z), table: None, failure: None })
         }
         ZoneCmd::Delete { apex } => {
             let r = c.delete_zone(proto::DeleteZoneRequest { apex: apex.clone(), options }).await.map_err(status)?.into_inner();
@@ -348,9 +365,17 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
                 // The file is the output; say what was written on stderr only.
                 Some(path) => {
                     eprintln!("wrote {apex} at revision {revision} ({bytes} bytes) to {}", path.display());
-                    Ok(Output { value: json!({"apex": apex, "revision": revision, "bytes": bytes, "file": path}), table: None })
+                    Ok(Output {
+                        value: json!({"apex": apex, "revision": revision, "bytes": bytes, "file": path}),
+                        table: None,
+                        failure: None,
+                    })
                 }
-                None => Ok(Output { value: Value::Null, table: Some(Table { title: None, headers: Vec::new(), rows: Vec::new() }) }),
+                None => Ok(Output {
+                    value: Value::Null,
+                    table: Some(Table { title: None, headers: Vec::new(), rows: Vec::new() }),
+                    failure: None,
+                }),
             }
         }
         ZoneCmd::Import { file, apex, environment } => {
@@ -448,6 +473,7 @@ async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &Writ
             let mut out = Output {
                 value: json!({"revision": r.revision, "cluster": cluster_json(&cl)}),
                 table: Some(cluster_rows(std::slice::from_ref(&cl))),
+                failure: None,
             };
             if let Some(t) = &mut out.table {
                 t.rows[0][6] = r.revision.to_string();
@@ -456,11 +482,11 @@ async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &Writ
         }
         ClusterCmd::List => {
             let cs = c.list_clusters(proto::ListClustersRequest {}).await.map_err(status)?.into_inner().clusters;
-            Ok(Output { value: Value::Array(cs.iter().map(cluster_json).collect()), table: Some(cluster_rows(&cs)) })
+            Ok(Output { value: Value::Array(cs.iter().map(cluster_json).collect()), table: Some(cluster_rows(&cs)), failure: None })
         }
         ClusterCmd::Get { id } => {
             let cl = c.get_cluster(proto::GetClusterRequest { id }).await.map_err(status)?.into_inner();
-            Ok(Output { value: cluster_json(&cl), table: Some(cluster_rows(std::slice::from_ref(&cl))) })
+            Ok(Output { value: cluster_json(&cl), table: Some(cluster_rows(std::slice::from_ref(&cl))), failure: None })
         }
         ClusterCmd::Delete { id } => {
             let r = c.delete_cluster(proto::DeleteClusterRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
@@ -544,6 +570,7 @@ async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOp
             Ok(Output {
                 value: Value::Array(all.iter().map(tenant_json).collect()),
                 table: Some(Table { title: None, headers: vec!["ID", "CLUSTER", "PINNED", "ALIASES", "MOVES", "REVISION"], rows }),
+                failure: None,
             })
         }
         TenantCmd::Delete { id } => {
@@ -565,5 +592,74 @@ async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOp
         TenantCmd::Alias(AliasCmd::Remove { id, alias }) => {
             Ok(written(c.remove_alias(proto::AliasRequest { tenant: id, alias, options }).await.map_err(status)?.into_inner()))
         }
+        TenantCmd::Import { file } => import(c, &file).await,
     }
+}
+
+/// Records sent per ImportTenants message.
+const IMPORT_CHUNK: usize = 1000;
+
+/// `tenant import FILE`: JSON lines or CSV, streamed to ImportTenants in
+/// chunks with a progress line; lines that do not parse are reported with
+/// the server's rejections. Fails (after the summary) if any record was
+/// rejected, so scripts notice.
+async fn import(mut c: TenantsClient<Channel>, file: &std::path::Path) -> anyhow::Result<Output> {
+    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    let (records, mut errors) = crate::import::parse(&text, file);
+    let total = records.len() + errors.len();
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    let sender = tokio::spawn(async move {
+        let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+        let mut sent = 0usize;
+        for chunk in records.chunks(IMPORT_CHUNK) {
+            if tx.send(proto::ImportTenantsRequest { records: chunk.to_vec() }).await.is_err() {
+                break;
+            }
+            sent += chunk.len();
+            if tty {
+                eprint!("\rimporting: {sent} of {total} records sent");
+            }
+        }
+        if tty {
+            eprintln!();
+        }
+    });
+    let summary = c.import_tenants(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(status)?.into_inner();
+    let _ = sender.await;
+    let local = errors.len() as u64;
+    errors.extend(summary.errors.iter().map(|e| (e.line, e.id.clone(), e.error.clone())));
+    errors.sort_by_key(|e| e.0);
+    let rejected = summary.rejected + local;
+    let mut rows = vec![
+        vec!["created".to_string(), summary.created.to_string()],
+        vec!["rejected".to_string(), rejected.to_string()],
+        vec!["revision".to_string(), summary.revision.to_string()],
+    ];
+    rows.extend(errors.iter().take(20).map(|(line, id, e)| vec![format!("line {line}"), format!("{id}: {e}")]));
+    let value = json!({
+        "created": summary.created, "rejected": rejected, "revision": summary.revision,
+        "errors": errors.iter().map(|(line, id, e)| json!({"line": line, "id": id, "error": e})).collect::<Vec<_>>(),
+    });
+    Ok(Output { value, table: Some(Table { title: None, headers: vec!["FIELD", "VALUE"], rows }), failure: None }
+        .failing_if(rejected > 0, format!("{rejected} of {total} records rejected")))
+}
+
+async fn rebalance(mut c: TenantsClient<Channel>, dry_run: bool, max: u32) -> anyhow::Result<Output> {
+    let r = c.rebalance(proto::RebalanceRequest { dry_run, max }).await.map_err(status)?.into_inner();
+    let failed = r.moves.iter().filter(|m| !m.error.is_empty()).count();
+    let title = if dry_run {
+        format!("{} unpinned tenants are not where hashing puts them today; {} shown", r.misplaced, r.moves.len())
+    } else {
+        format!("{} misplaced; moved {} ({} refused)", r.misplaced, r.moves.len() - failed, failed)
+    };
+    let rows = r.moves.iter().map(|m| vec![m.id.clone(), m.from.clone(), m.to.clone(), m.revision.to_string(), m.error.clone()]).collect();
+    let value = json!({
+        "misplaced": r.misplaced,
+        "moves": r.moves.iter().map(|m| json!({"id": m.id, "from": m.from, "to": m.to, "revision": m.revision, "error": m.error})).collect::<Vec<_>>(),
+    });
+    Ok(Output {
+        value,
+        table: Some(Table { title: Some(title), headers: vec!["TENANT", "FROM", "TO", "REVISION", "ERROR"], rows }),
+        failure: None,
+    })
 }

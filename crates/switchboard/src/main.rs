@@ -5,6 +5,7 @@
 mod client;
 mod config;
 mod http;
+mod import;
 mod serve;
 mod zonefile;
 
@@ -62,6 +63,21 @@ enum Cmd {
     /// Cluster membership: list, add-learner, promote, remove.
     #[command(subcommand)]
     Member(MemberCmd),
+    /// Move unpinned tenants to where hashing places them today (after
+    /// clusters were added, re-weighted or drained). Each move is
+    /// compare-and-set: a tenant changed meanwhile is left alone.
+    #[command(group(clap::ArgGroup::new("mode").required(true).args(["dry_run", "apply"])))]
+    Rebalance {
+        /// Only print what would move.
+        #[arg(long)]
+        dry_run: bool,
+        /// Move them (needs --max).
+        #[arg(long, requires = "max")]
+        apply: bool,
+        /// Move (or show) at most N.
+        #[arg(long)]
+        max: Option<u32>,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -197,6 +213,12 @@ pub enum TenantCmd {
     /// Aliases: add ID ALIAS, remove ID ALIAS.
     #[command(subcommand)]
     Alias(AliasCmd),
+    /// Bulk create from JSON lines ({"id": "123", "cluster": "mt1"}, cluster
+    /// optional) or CSV (id[,cluster], optional header). Invalid records are
+    /// reported by line, the rest created; exits non-zero if any was rejected.
+    Import {
+        file: PathBuf,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -1,0 +1,110 @@
+//! The control plane as platforms drive it: bulk import and rebalance,
+//! through the CLI against a real node.
+
+mod common;
+
+use common::{answers, query, Node};
+use hickory_proto::rr::RecordType;
+
+const ZONE: &str = r#"
+apex = "apps.example.test."
+environment = "prod"
+ns = ["ns1.example.test."]
+
+[[rules]]
+kind = "tenant-host"
+"#;
+
+fn setup() -> anyhow::Result<(tempfile::TempDir, Node)> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_single(dir.path())?;
+    let zone = dir.path().join("zone.toml");
+    std::fs::write(&zone, ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    node.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    node.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2"])?;
+    Ok((dir, node))
+}
+
+/// 100,000 tenants with 1% invalid rows: the invalid ones are reported by
+/// line, every valid one is created and answered.
+#[test]
+fn bulk_import_reports_invalid_rows_and_creates_the_rest() -> anyhow::Result<()> {
+    let (dir, node) = setup()?;
+    let mut text = String::new();
+    for i in 0..100_000u32 {
+        let line = match i % 100 {
+            // 1%: half bad ids, half unknown clusters.
+            99 if i % 200 == 99 => format!("{{\"id\": \"bad_id_{i}\"}}\n"),
+            99 => format!("{{\"id\": \"t{i}\", \"cluster\": \"nope\"}}\n"),
+            n if n % 3 == 0 => format!("{{\"id\": \"t{i}\", \"cluster\": \"mt1\"}}\n"),
+            _ => format!("{{\"id\": \"t{i}\"}}\n"),
+        };
+        text.push_str(&line);
+    }
+    let file = dir.path().join("tenants.jsonl");
+    std::fs::write(&file, text)?;
+    let started = std::time::Instant::now();
+    let out = std::process::Command::new(common::BIN)
+        .args(["--server", &node.server(), "--json", "tenant", "import", file.to_str().unwrap_or_default()])
+        .output()?;
+    eprintln!("imported 100,000 records in {:?}", started.elapsed());
+    assert!(!out.status.success(), "rejected rows make the import fail after its summary");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("1000 of 100000 records rejected"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    assert_eq!(summary["created"], 99_000, "{}", summary["created"]);
+    assert_eq!(summary["rejected"], 1_000);
+    let errors = summary["errors"].as_array().cloned().unwrap_or_default();
+    assert_eq!(errors.len(), 1_000);
+    assert_eq!(errors[0]["line"], 100, "errors name their line, in order: {}", errors[0]);
+    assert!(errors.iter().any(|e| e["error"].as_str().is_some_and(|s| s.starts_with("InvalidArgument") && s.contains("id"))));
+    assert!(errors.iter().any(|e| e["error"].as_str().is_some_and(|s| s.starts_with("NotFound") && s.contains("nope"))));
+
+    assert_eq!(node.status()?["tenants"], 99_000);
+    for (name, want) in [("t0", "198.51.100.1"), ("x.t99998", "")] {
+        let m = query(node.dns(), &format!("{name}.apps.example.test."), RecordType::A)?;
+        let got = answers(&m);
+        assert_eq!(got.len(), 1, "{name}: {got:?}");
+        assert!(got[0].ends_with(want), "{name}: {got:?}");
+    }
+    let m = query(node.dns(), "t99.apps.example.test.", RecordType::A)?;
+    assert!(answers(&m).is_empty(), "the rejected row was not created");
+    Ok(())
+}
+
+/// After a cluster is added, `rebalance --dry-run` lists the unpinned
+/// tenants hashing now puts there; `--apply --max N` moves N of them, with
+/// tombstones; pinned tenants never move.
+#[test]
+fn rebalance_moves_unpinned_tenants_to_todays_placement() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    for i in 0..200 {
+        node.cli(&["tenant", "create", &format!("r{i}")])?;
+    }
+    node.cli(&["tenant", "create", "pinned1", "--cluster", "mt1"])?;
+    let nothing = node.json(&["rebalance", "--dry-run"])?;
+    assert_eq!(nothing["misplaced"], 0, "{nothing}");
+
+    node.cli(&["cluster", "put", "mt3", "--ipv4", "198.51.100.3"])?;
+    let plan = node.json(&["rebalance", "--dry-run"])?;
+    let misplaced = plan["misplaced"].as_u64().unwrap_or(0);
+    assert!((30..=110).contains(&misplaced), "about a third of 200 now hash to mt3: {plan}");
+    let moves = plan["moves"].as_array().cloned().unwrap_or_default();
+    assert!(moves.iter().all(|m| m["to"] == "mt3" && m["id"] != "pinned1"), "{plan}");
+
+    let applied = node.json(&["rebalance", "--apply", "--max", "10"])?;
+    let done = applied["moves"].as_array().cloned().unwrap_or_default();
+    assert_eq!(done.len(), 10);
+    assert!(done.iter().all(|m| m["revision"].as_u64().unwrap_or(0) > 0 && m["error"] == ""), "{applied}");
+    let moved = done[0]["id"].as_str().unwrap_or_default();
+    let t = node.json(&["tenant", "get", moved])?;
+    assert_eq!(t["cluster"], "mt3");
+    assert_eq!(t["history"][0]["to"], "mt3", "a move leaves a tombstone: {t}");
+    let after = node.json(&["rebalance", "--dry-run"])?;
+    assert_eq!(after["misplaced"].as_u64(), Some(misplaced - 10));
+
+    let e = node.cli(&["rebalance", "--apply"]).unwrap_err().to_string();
+    assert!(e.contains("--max"), "{e}");
+    Ok(())
+}
