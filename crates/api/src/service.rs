@@ -26,6 +26,8 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// Records of a bulk import being created at once, and errors reported back.
 const IMPORT_IN_FLIGHT: usize = 1024;
 const IMPORT_ERRORS_MAX: usize = 1000;
+/// Most moves one rebalance call lists or makes (`misplaced` counts them all).
+const REBALANCE_LIST_MAX: usize = 10_000;
 
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -313,6 +315,11 @@ impl tenants_server::Tenants for Api {
                     summary.errors.push(proto::ImportError { line: 0, id: String::new(), error: format!("Internal: {e}") });
                 }
             }
+            // Keep the first errors by line, in bounded memory.
+            if summary.errors.len() >= 2 * IMPORT_ERRORS_MAX {
+                summary.errors.sort_by_key(|e| e.line);
+                summary.errors.truncate(IMPORT_ERRORS_MAX);
+            }
         };
         while let Some(chunk) = stream.message().await? {
             for record in chunk.records {
@@ -340,7 +347,7 @@ impl tenants_server::Tenants for Api {
             return Err(Status::invalid_argument("max: required unless dry_run (how many tenants at most to move)"));
         }
         let state = self.node.state();
-        let limit = if r.max == 0 { usize::MAX } else { r.max as usize };
+        let limit = if r.max == 0 { REBALANCE_LIST_MAX } else { (r.max as usize).min(REBALANCE_LIST_MAX) };
         // A walk over every tenant, hashing each against every cluster: off the async workers.
         let (misplaced, planned) = tokio::task::spawn_blocking(move || {
             let mut misplaced = 0u64;

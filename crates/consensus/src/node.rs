@@ -2,7 +2,7 @@
 //! and the peer network, plus the write path used by the API. A proposal made
 //! on a node that is not the leader is forwarded to the leader once.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
@@ -149,46 +149,71 @@ pub const BATCH_COMMANDS_MAX: usize = 512;
 /// what lets many concurrent writers share one fsync and one replication.
 const BATCHES_IN_FLIGHT: usize = 2;
 
-/// Group commit: take everything queued (up to `BATCH_COMMANDS_MAX`), stamp
+/// Group commit: take what is queued (up to `BATCH_COMMANDS_MAX`), stamp
 /// it with this node's clock and propose it as one entry, at most
-/// `BATCHES_IN_FLIGHT` entries at a time.
+/// `BATCHES_IN_FLIGHT` entries at a time. Entries are handed to Raft here,
+/// in queue order (so stamps never go backwards); only the wait for their
+/// commit runs apart.
+///
+/// Two commands for the same zone, cluster or tenant never share an entry:
+/// they would commit at one revision, and a later compare-and-set on that
+/// revision could not tell their results apart. A zone write travels alone,
+/// since a zone may be large and an entry must fit a peer message.
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
-    while let Some(first) = rx.recv().await {
+    let mut carried: Option<Queued> = None;
+    loop {
+        let first = match carried.take() {
+            Some(q) => q,
+            None => match rx.recv().await {
+                Some(q) => q,
+                None => return,
+            },
+        };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
+        let alone = |c: &Command| matches!(c, Command::PutZone { .. });
+        let mut entities = HashSet::from([first.0.entity()]);
         let mut batch = vec![first];
-        while batch.len() < BATCH_COMMANDS_MAX {
-            match rx.try_recv() {
-                Ok(q) => batch.push(q),
-                Err(_) => break,
+        while batch.len() < BATCH_COMMANDS_MAX && !alone(&batch[0].0) {
+            let Ok(q) = rx.try_recv() else { break };
+            if alone(&q.0) || !entities.insert(q.0.entity()) {
+                carried = Some(q);
+                break;
             }
+            batch.push(q);
         }
-        let raft = raft.clone();
+        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
+            batch.into_iter().map(|(command, guard, tx)| (Envelope { at_ms, command, guard }, tx)).unzip();
+        let n = envelopes.len();
+        let committed = match raft.client_write_ff(envelopes).await {
+            Ok(committed) => committed,
+            Err(fatal) => {
+                let e = write_error(RaftError::Fatal(fatal));
+                for tx in replies {
+                    let _ = tx.send(Err(e.clone()));
+                }
+                continue;
+            }
+        };
         tokio::spawn(async move {
             let _slot = slot;
-            let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-            let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
-                batch.into_iter().map(|(command, guard, tx)| (Envelope { at_ms, command, guard }, tx)).unzip();
-            let n = envelopes.len();
-            match raft.client_write(envelopes).await {
-                Ok(resp) if resp.data.outcomes.len() == n => {
+            let result = match committed.await {
+                Ok(Ok(resp)) if resp.data.outcomes.len() == n => {
                     let revision = resp.log_id.index;
                     for (tx, outcome) in replies.into_iter().zip(resp.data.outcomes) {
                         let _ = tx.send(Ok(Written { revision, result: outcome.map(Some) }));
                     }
+                    return;
                 }
-                Ok(resp) => {
-                    let e = NodeError::Raft(format!("entry {} applied {} of {n} commands", resp.log_id.index, resp.data.outcomes.len()));
-                    for tx in replies {
-                        let _ = tx.send(Err(e.clone()));
-                    }
+                Ok(Ok(resp)) => {
+                    NodeError::Raft(format!("entry {} applied {} of {n} commands", resp.log_id.index, resp.data.outcomes.len()))
                 }
-                Err(e) => {
-                    let e = write_error(e);
-                    for tx in replies {
-                        let _ = tx.send(Err(e.clone()));
-                    }
-                }
+                Ok(Err(e)) => write_error(RaftError::APIError(e)),
+                Err(_) => NodeError::Unavailable("raft stopped before the write was decided".into()),
+            };
+            for tx in replies {
+                let _ = tx.send(Err(result.clone()));
             }
         });
     }

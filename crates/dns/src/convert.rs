@@ -10,8 +10,11 @@ fn name(text: &str) -> Option<Name> {
 
 /// Convert one record. Domain names were validated on write, so `None`
 /// (a name hickory will not parse) is dropped rather than answered wrongly.
-pub fn record(r: &switchboard_domain::Record) -> Option<Record> {
-    let owner = name(&r.name)?;
+/// A record owned by the question's name (`qname`, in domain form) is owned
+/// by `asked`, the name as it came on the wire: a wildcard-like answer for
+/// a label Switchboard cannot spell keeps the client's own bytes.
+pub fn record(r: &switchboard_domain::Record, qname: &str, asked: &Name) -> Option<Record> {
+    let owner = if r.name == qname { asked.to_lowercase() } else { name(&r.name)? };
     let rdata = match &r.data {
         D::A(a) => RData::A(A(*a)),
         D::Aaaa(a) => RData::AAAA(AAAA(*a)),
@@ -41,4 +44,38 @@ pub fn record(r: &switchboard_domain::Record) -> Option<Record> {
         )),
     };
     Some(Record::from_rdata(owner, r.ttl, rdata))
+}
+
+/// The question's name in domain form: labels lower-cased and joined, any
+/// label with a byte outside letters, digits, '-', '_' and '*' replaced by
+/// `#` (no name Switchboard holds has one, so it matches nothing but a
+/// wildcard-like rule, as in a zone file). Works on the wire labels, never
+/// on a display form (which would turn `xn--` labels into Unicode).
+pub fn qname(asked: &Name) -> String {
+    let mut out = String::with_capacity(asked.len() + 1);
+    for label in asked.iter() {
+        if label.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*')) {
+            out.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        } else {
+            out.push('#');
+        }
+        out.push('.');
+    }
+    if out.is_empty() {
+        out.push('.');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn qname_keeps_punycode_and_masks_other_bytes() {
+        assert_eq!(qname(&Name::from_ascii("XN--Caf-dma.Apps.Test.").unwrap()), "xn--caf-dma.apps.test.");
+        let escaped = Name::from_labels(vec![b"a.b".to_vec(), b"apps".to_vec(), b"test".to_vec()]).unwrap();
+        assert_eq!(qname(&escaped), "#.apps.test.");
+        assert_eq!(qname(&Name::root()), ".");
+    }
 }

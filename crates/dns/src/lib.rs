@@ -15,12 +15,12 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use hickory_proto::op::{emit_message_parts, Edns, EmitAndCount, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
 use hickory_proto::rr::{DNSClass, Record};
-use hickory_proto::serialize::binary::{BinEncoder, NameEncoding};
+use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::ProtoError;
 use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
-use hickory_server::zone_handler::MessageResponseBuilder;
+use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use hickory_server::Server;
 use switchboard_domain::{resolve, RType, Rcode, State};
 use tokio::net::{TcpListener, UdpSocket};
@@ -77,9 +77,39 @@ struct Sections {
     additional: Vec<Record>,
 }
 
+/// Whether the wire form of a question section uses a compression pointer.
+/// Walks the labels of each name (the section was parsed already, so it is
+/// well formed); stops at the first pointer.
+fn has_pointer(question: &[u8]) -> bool {
+    let mut i = 0;
+    while i < question.len() {
+        let len = question[i];
+        if len & 0xc0 != 0 {
+            return true;
+        }
+        i += 1 + usize::from(len);
+        if len == 0 {
+            i += 4; // type and class
+        }
+    }
+    false
+}
+
+/// The parsed questions encoded again without compression (so lower-case:
+/// hickory keeps questions lower-cased once parsed).
+fn uncompressed(queries: &Queries) -> Option<Queries> {
+    let mut bytes = Vec::new();
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_name_encoding(NameEncoding::Uncompressed);
+    for q in queries.queries() {
+        q.emit(&mut encoder).ok()?;
+    }
+    Queries::read(&mut BinDecoder::new(&bytes), queries.len()).ok()
+}
+
 /// The question section as the client sent it, emitted as hickory's own
 /// response encoder does (so later names compress against it the same way).
-struct Question<'a>(&'a hickory_server::zone_handler::Queries);
+struct Question<'a>(&'a Queries);
 
 impl EmitAndCount for Question<'_> {
     fn emit(&mut self, encoder: &mut BinEncoder<'_>) -> Result<usize, ProtoError> {
@@ -94,13 +124,13 @@ impl EmitAndCount for Question<'_> {
 }
 
 /// Whether `metadata` plus the sections and `edns` encode within `limit` bytes.
-fn fits(request: &Request, metadata: &Metadata, s: &Sections, edns: Option<&Edns>, limit: u16) -> bool {
+fn fits(queries: &Queries, metadata: &Metadata, s: &Sections, edns: Option<&Edns>, limit: u16) -> bool {
     let mut bytes = Vec::with_capacity(usize::from(limit));
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_max_size(limit);
     let emitted = emit_message_parts(
         metadata,
-        &mut Question(&request.queries),
+        &mut Question(queries),
         &mut s.answers.iter(),
         &mut s.authority.iter(),
         &mut s.additional.iter(),
@@ -134,12 +164,12 @@ fn wire_size_max(r: &switchboard_domain::Record) -> usize {
 /// it carries a referral's glue; otherwise send nothing but the header, the
 /// question and the OPT with TC set, so the client asks again over TCP.
 /// RRsets are never split, as Knot DNS does.
-fn fit_udp(request: &Request, metadata: &mut Metadata, s: Sections, edns: Option<&Edns>, limit: u16, referral: bool) -> Sections {
-    if fits(request, metadata, &s, edns, limit) {
+fn fit_udp(queries: &Queries, metadata: &mut Metadata, s: Sections, edns: Option<&Edns>, limit: u16, referral: bool) -> Sections {
+    if fits(queries, metadata, &s, edns, limit) {
         return s;
     }
     let trimmed = Sections { additional: Vec::new(), ..s };
-    if !referral && fits(request, metadata, &trimmed, edns, limit) {
+    if !referral && fits(queries, metadata, &trimmed, edns, limit) {
         return trimmed;
     }
     metadata.truncation = true;
@@ -157,7 +187,17 @@ impl RequestHandler for Handler {
             e.set_max_payload(UDP_PAYLOAD_MAX);
             e
         });
-        let builder = MessageResponseBuilder::new(&request.queries, edns.as_ref());
+        // The question goes back as the client sent it, unless its names use
+        // compression pointers: copied, they would point into our header.
+        let rebuilt;
+        let queries = match has_pointer(request.queries.as_bytes()).then(|| uncompressed(&request.queries)) {
+            Some(Some(q)) => {
+                rebuilt = q;
+                &rebuilt
+            }
+            _ => &request.queries,
+        };
+        let builder = MessageResponseBuilder::new(queries, edns.as_ref());
 
         let error = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
@@ -179,7 +219,8 @@ impl RequestHandler for Handler {
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }
 
-        let qname = query.name().to_string().to_ascii_lowercase();
+        let asked: &hickory_proto::rr::Name = query.name();
+        let qname = convert::qname(asked);
         let qtype = RType::from_code(u16::from(query.query_type()));
         let state = self.state.load();
         let answer = resolve(&state, &qname, qtype);
@@ -192,19 +233,20 @@ impl RequestHandler for Handler {
             Rcode::NxDomain => ResponseCode::NXDomain,
             Rcode::Refused => ResponseCode::Refused,
         };
-        let to_wire = |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(convert::record).collect() };
+        let to_wire =
+            |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(|r| convert::record(r, &qname, asked)).collect() };
         let mut sections =
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
         let limit = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, UDP_PAYLOAD_MAX));
         // Header, question, OPT and uncompressed records: most answers are
         // certain to fit without encoding them twice.
         let bound = 12
-            + request.queries.as_bytes().len()
+            + queries.as_bytes().len()
             + if edns.is_some() { 11 } else { 0 }
             + [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).map(wire_size_max).sum::<usize>();
         if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
             let referral = !answer.authoritative && answer.rcode == Rcode::NoError;
-            sections = fit_udp(request, &mut metadata, sections, edns.as_ref(), limit, referral);
+            sections = fit_udp(queries, &mut metadata, sections, edns.as_ref(), limit, referral);
         }
         let Sections { answers, authority, additional } = &sections;
         let msg = builder.build(metadata, answers.iter(), authority.iter(), std::iter::empty(), additional.iter());

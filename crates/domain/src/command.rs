@@ -77,6 +77,25 @@ pub enum Command {
 }
 
 impl Command {
+    /// The zone, cluster or tenant this command changes (`z/`, `c/`, `t/` +
+    /// its name, lower-case), as compare-and-set and request ids see it.
+    pub fn entity(&self) -> String {
+        let (kind, name) = match self {
+            Command::PutZone { zone } => ("z", zone.apex.as_str()),
+            Command::DeleteZone { apex } => ("z", apex.as_str()),
+            Command::PutCluster { cluster } => ("c", cluster.id.as_str()),
+            Command::DeleteCluster { id } => ("c", id.as_str()),
+            Command::CreateTenant { id, .. }
+            | Command::DeleteTenant { id }
+            | Command::PinTenant { id, .. }
+            | Command::UnpinTenant { id }
+            | Command::MoveTenant { id, .. }
+            | Command::AddAlias { tenant: id, .. }
+            | Command::RemoveAlias { tenant: id, .. } => ("t", id.as_str()),
+        };
+        format!("{kind}/{}", name.to_ascii_lowercase())
+    }
+
     /// Short name for logs and metrics.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -115,6 +134,9 @@ pub enum Outcome {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
     pub id: String,
+    /// The call the id was first used for (kind and entity): the same id
+    /// with another call is refused, not answered with this result.
+    pub call: String,
     pub revision: u64,
     pub at_ms: u64,
     pub result: Result<Outcome, crate::CommandError>,

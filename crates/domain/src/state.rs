@@ -39,6 +39,11 @@ pub const REQUEST_ID_WINDOW_MS: u64 = 60 * 60 * 1000;
 /// Longest request id.
 pub const REQUEST_ID_LEN_MAX: usize = 128;
 
+/// What a request id remembers of its call: the kind and the entity.
+fn call_of(command: &Command) -> String {
+    format!("{} {}", command.kind(), command.entity())
+}
+
 /// Check a client's request id: 1 to 128 printable ASCII characters.
 pub fn request_id(field: &str, id: &str) -> Result<(), ValidationError> {
     if id.is_empty() || id.len() > REQUEST_ID_LEN_MAX || !id.bytes().all(|b| b.is_ascii_graphic()) {
@@ -131,7 +136,12 @@ impl State {
             if let Err(e) = request_id("options.request_id", id) {
                 return (Err(e.into()), Vec::new());
             }
-            if let Some(r) = self.requests.get(id) {
+            // Within the window (by this entry's stamp), the id answers again.
+            if let Some(r) = self.requests.get(id).filter(|r| r.at_ms.saturating_add(REQUEST_ID_WINDOW_MS) >= env.at_ms) {
+                if r.call != call_of(&env.command) {
+                    let reason = format!("{id:?} was already used for another call ({})", r.call);
+                    return (Err(ValidationError::new("options.request_id", reason).into()), Vec::new());
+                }
                 let replay = r.result.clone().map(|o| Outcome::Replayed { revision: r.revision, outcome: Box::new(o) });
                 return (replay, Vec::new());
             }
@@ -141,7 +151,8 @@ impl State {
             Err(e) => (Err(e), Vec::new()),
         };
         if let Some(id) = request {
-            let record = RequestRecord { id: id.to_string(), revision, at_ms: env.at_ms, result: result.clone() };
+            let record =
+                RequestRecord { id: id.to_string(), call: call_of(&env.command), revision, at_ms: env.at_ms, result: result.clone() };
             touched.extend(self.remember(record));
         }
         (result, touched)
@@ -184,6 +195,10 @@ impl State {
     fn remember(&mut self, record: RequestRecord) -> Vec<Touched> {
         let mut touched = vec![Touched::Request(record.id.clone())];
         let now = record.at_ms;
+        // An id past the window is used again: its old place in the order goes.
+        if let Some(old) = self.requests.get(&record.id) {
+            self.request_order.remove(&(old.at_ms, record.id.clone()));
+        }
         self.request_order.insert((record.at_ms, record.id.clone()));
         self.requests.insert(record.id.clone(), Arc::new(record));
         while let Some((at, id)) = self.request_order.get_min().cloned() {

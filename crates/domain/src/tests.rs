@@ -385,6 +385,11 @@ fn a_retried_request_id_applies_once() {
     w.rev += 1;
     let (r, _) = w.state.apply(w.rev, &call(late + 1));
     assert!(matches!(r, Err(CommandError::AlreadyExists { .. })), "applied again, not replayed: {r:?}");
+    // An id reused for another call is refused, naming the field.
+    w.rev += 1;
+    let other = Envelope { command: Command::CreateTenant { id: "t2".into(), cluster: None }, ..call(late + 2) };
+    let (r, _) = w.state.apply(w.rev, &other);
+    assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
     // Malformed ids are refused.
     w.rev += 1;
     let (r, _) = w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("a b".into()) }, ..call(0) });

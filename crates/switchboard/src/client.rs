@@ -21,19 +21,22 @@ pub use proto::WriteOptions;
 pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the client runtime")?;
     rt.block_on(async move {
-        let endpoint = Endpoint::from_shared(server.to_string())
-            .map_err(|e| anyhow!("--server {server:?}: {e}"))?
-            .connect_timeout(CONNECT_TIMEOUT)
-            .timeout(CALL_TIMEOUT);
+        // Bulk and streaming calls run as long as their work takes.
+        let bulk = matches!(command, Cmd::Tenant(TenantCmd::Import { .. }) | Cmd::Rebalance { .. } | Cmd::Zone(ZoneCmd::Export { .. }));
+        let timeout = |e: Endpoint| if bulk { e } else { e.timeout(CALL_TIMEOUT) };
+        let endpoint = timeout(
+            Endpoint::from_shared(server.to_string()).map_err(|e| anyhow!("--server {server:?}: {e}"))?.connect_timeout(CONNECT_TIMEOUT),
+        );
         let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to {server}: {}", source_text(&e)))?;
         let out = match execute(channel, command.clone(), &options).await {
             // The node could neither lead nor reach the leader: ask the leader directly, once.
             Err(e) if e.downcast_ref::<StatusError>().and_then(|s| s.leader.as_ref()).is_some() => {
                 let leader = e.downcast_ref::<StatusError>().and_then(|s| s.leader.clone()).unwrap_or_default();
-                let endpoint = Endpoint::from_shared(format!("http://{leader}"))
-                    .map_err(|e| anyhow!("leader address {leader:?}: {e}"))?
-                    .connect_timeout(CONNECT_TIMEOUT)
-                    .timeout(CALL_TIMEOUT);
+                let endpoint = timeout(
+                    Endpoint::from_shared(format!("http://{leader}"))
+                        .map_err(|e| anyhow!("leader address {leader:?}: {e}"))?
+                        .connect_timeout(CONNECT_TIMEOUT),
+                );
                 let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to the leader at {leader}: {}", source_text(&e)))?;
                 execute(channel, command, &options).await?
             }
@@ -109,6 +112,9 @@ struct Table {
 }
 
 fn print(json: bool, out: &Output) {
+    if out.value.is_null() && out.table.is_none() {
+        return; // the command wrote its own output (zone export to stdout)
+    }
     match (&out.table, json) {
         (Some(t), false) => {
             if let Some(title) = &t.title {
@@ -165,7 +171,10 @@ async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyh
         }
         Cmd::Status => status_all(channel).await,
         Cmd::Member(c) => member(MembershipClient::new(channel), c).await,
-        Cmd::Rebalance { dry_run, apply: _, max } => rebalance(TenantsClient::new(channel), dry_run, max.unwrap_or(0)).await,
+        Cmd::Rebalance { dry_run, apply: _, max } => {
+            let client = TenantsClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX);
+            rebalance(client, dry_run, max.unwrap_or(0)).await
+        }
     }
 }
 
@@ -371,11 +380,7 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
                         failure: None,
                     })
                 }
-                None => Ok(Output {
-                    value: Value::Null,
-                    table: Some(Table { title: None, headers: Vec::new(), rows: Vec::new() }),
-                    failure: None,
-                }),
+                None => Ok(Output { value: Value::Null, table: None, failure: None }),
             }
         }
         ZoneCmd::Import { file, apex, environment } => {
@@ -386,15 +391,20 @@ async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions)
                 Err(s) if s.code() == tonic::Code::NotFound => None,
                 Err(s) => return Err(status(s)),
             };
-            let zone = match existing {
-                Some(z) => proto::Zone { environment: environment.unwrap_or(z.environment), rules: z.rules, ttl: z.ttl, ..imported },
+            // Compare-and-set on what was read: rules changed meanwhile are not lost.
+            let (zone, read_at) = match existing {
+                Some(z) => {
+                    let revision = z.revision;
+                    (proto::Zone { environment: environment.unwrap_or(z.environment), rules: z.rules, ttl: z.ttl, ..imported }, revision)
+                }
                 None => {
                     let environment =
                         environment.ok_or_else(|| anyhow!("zone {} does not exist: give --environment to create it", imported.apex))?;
-                    proto::Zone { environment, ..imported }
+                    (proto::Zone { environment, ..imported }, 0)
                 }
             };
             let count = zone.records.len();
+            let options = options.map(|o| proto::WriteOptions { expected_revision: Some(o.expected_revision.unwrap_or(read_at)), ..o });
             let r = c.put_zone(proto::PutZoneRequest { zone: Some(zone), options }).await.map_err(status)?.into_inner();
             let z = r.zone.unwrap_or_default();
             Ok(kv(

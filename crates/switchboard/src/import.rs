@@ -13,9 +13,17 @@ pub type LineError = (u64, String, String);
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct JsonLine {
-    id: String,
+    id: Id,
     #[serde(default)]
     cluster: Option<String>,
+}
+
+/// Ids are labels, but numeric ones are often written as JSON numbers.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Id {
+    Text(String),
+    Number(u64),
 }
 
 /// Read records from `text`: JSON lines when the file ends in `.jsonl` or
@@ -36,7 +44,13 @@ pub fn parse(text: &str, path: &Path) -> (Vec<ImportRecord>, Vec<LineError>) {
         }
         if json {
             match serde_json::from_str::<JsonLine>(l) {
-                Ok(j) => records.push(ImportRecord { id: j.id, cluster: j.cluster.unwrap_or_default(), line }),
+                Ok(j) => {
+                    let id = match j.id {
+                        Id::Text(t) => t,
+                        Id::Number(n) => n.to_string(),
+                    };
+                    records.push(ImportRecord { id, cluster: j.cluster.unwrap_or_default(), line })
+                }
                 Err(e) => errors.push((line, String::new(), format!("InvalidArgument: not a tenant JSON object: {e}"))),
             }
             continue;
@@ -64,15 +78,14 @@ mod tests {
 
     #[test]
     fn json_lines_with_errors_by_line() {
-        let (r, e) = parse(
-            "{\"id\": \"a1\", \"cluster\": \"mt1\"}\n\n{\"id\": \"a2\"}\n{\"id\": 3}\n{\"id\": \"a4\", \"extra\": 1}\n",
-            Path::new("t.jsonl"),
-        );
+        let text =
+            "{\"id\": \"a1\", \"cluster\": \"mt1\"}\n\n{\"id\": \"a2\"}\n{\"id\": 123456}\n{\"id\": \"a4\", \"extra\": 1}\n{\"id\": [1]}\n";
+        let (r, e) = parse(text, Path::new("t.jsonl"));
         assert_eq!(
             r.iter().map(|x| (x.id.as_str(), x.cluster.as_str(), x.line)).collect::<Vec<_>>(),
-            vec![("a1", "mt1", 1), ("a2", "", 3)]
+            vec![("a1", "mt1", 1), ("a2", "", 3), ("123456", "", 4)]
         );
-        assert_eq!(e.iter().map(|x| x.0).collect::<Vec<_>>(), vec![4, 5]);
+        assert_eq!(e.iter().map(|x| x.0).collect::<Vec<_>>(), vec![5, 6]);
     }
 
     #[test]

@@ -198,6 +198,20 @@ impl Drop for Node {
     }
 }
 
+/// A single node in a temp dir with `zone` (TOML) put and each cluster of
+/// `clusters` (the arguments after `cluster put`) created.
+pub fn single_with(zone: &str, clusters: &[&[&str]]) -> anyhow::Result<(tempfile::TempDir, Node)> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_single(dir.path())?;
+    let file = dir.path().join("zone.toml");
+    std::fs::write(&file, zone)?;
+    node.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
+    for args in clusters {
+        node.cli(&[&["cluster", "put"][..], args].concat())?;
+    }
+    Ok((dir, node))
+}
+
 /// Poll `check` every 50 ms until it returns true or `within` passes.
 pub fn eventually(within: Duration, what: &str, mut check: impl FnMut() -> bool) -> anyhow::Result<()> {
     let deadline = Instant::now() + within;
