@@ -25,6 +25,12 @@ const CF_STATE: &str = "state";
 /// Key of the applied state's revisions in `meta`.
 const KEY_REVISIONS: &[u8] = b"sm/revisions";
 
+/// Key of the data format in `meta`, and the format this build writes and
+/// reads: 2 = log entries hold batches of guarded commands, state holds the
+/// request-id window (`r/`). Bump on any change to what is stored.
+const KEY_FORMAT: &str = "format";
+pub const FORMAT: u32 = 2;
+
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum StorageError {
@@ -36,6 +42,8 @@ pub enum StorageError {
     Decode { what: String, source: bincode::error::DecodeError },
     #[error("corrupt store: {0}")]
     Corrupt(String),
+    #[error("data dir is in format {found}, this build reads format {FORMAT}: move it aside, start empty and let the node catch up from its peers")]
+    Format { found: String },
 }
 
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
@@ -93,7 +101,33 @@ impl Store {
         opts.set_manual_wal_flush(false);
         let cfs = [CF_META, CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
-        Ok(Store { db: Arc::new(db) })
+        let store = Store { db: Arc::new(db) };
+        store.check_format()?;
+        Ok(store)
+    }
+
+    /// Mark a new data dir with `FORMAT`; refuse one written in another format
+    /// (or before formats were marked) instead of misreading it.
+    fn check_format(&self) -> Result<()> {
+        match self.meta(KEY_FORMAT)? {
+            Some(v) if v == FORMAT.to_be_bytes() => Ok(()),
+            Some(v) => {
+                let found = <[u8; 4]>::try_from(v.as_slice()).map_or_else(|_| format!("{v:?}"), |b| u32::from_be_bytes(b).to_string());
+                Err(StorageError::Format { found })
+            }
+            None => {
+                let empty = [CF_META, CF_LOG, CF_STATE]
+                    .into_iter()
+                    .map(|cf| Ok(self.db.iterator_cf(self.cf(cf)?, IteratorMode::Start).next().is_none()))
+                    .collect::<Result<Vec<bool>>>()?
+                    .into_iter()
+                    .all(|e| e);
+                if !empty {
+                    return Err(StorageError::Format { found: "1 (unmarked)".into() });
+                }
+                self.put_meta_synced(KEY_FORMAT, &FORMAT.to_be_bytes())
+            }
+        }
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {

@@ -49,3 +49,18 @@ fn applied_state_survives_reopen() -> Result<()> {
     assert_eq!(encode_state(&again)?, image);
     Ok(())
 }
+
+#[test]
+fn a_data_dir_of_another_format_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = Store::open(dir.path()).unwrap();
+        store.put_meta_synced("format", &1u32.to_be_bytes()).unwrap();
+    }
+    let e = Store::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("format") && e.contains("this build reads format 2"), "{e}");
+    // A fresh dir is marked and opens again.
+    let fresh = tempfile::tempdir().unwrap();
+    drop(Store::open(fresh.path()).unwrap());
+    assert!(Store::open(fresh.path()).is_ok());
+}
