@@ -77,23 +77,22 @@ pub enum Command {
 }
 
 impl Command {
-    /// The zone, cluster or tenant this command changes (`z/`, `c/`, `t/` +
-    /// its name, lower-case), as compare-and-set and request ids see it.
-    pub fn entity(&self) -> String {
-        let (kind, name) = match self {
-            Command::PutZone { zone } => ("z", zone.apex.as_str()),
-            Command::DeleteZone { apex } => ("z", apex.as_str()),
-            Command::PutCluster { cluster } => ("c", cluster.id.as_str()),
-            Command::DeleteCluster { id } => ("c", id.as_str()),
+    /// The zone, cluster or tenant this command changes, as compare-and-set,
+    /// request ids and group commit see it.
+    pub fn entity(&self) -> Entity {
+        match self {
+            Command::PutZone { zone } => Entity::Zone(zone.apex.to_ascii_lowercase()),
+            Command::DeleteZone { apex } => Entity::Zone(apex.to_ascii_lowercase()),
+            Command::PutCluster { cluster } => Entity::Cluster(cluster.id.to_ascii_lowercase()),
+            Command::DeleteCluster { id } => Entity::Cluster(id.to_ascii_lowercase()),
             Command::CreateTenant { id, .. }
             | Command::DeleteTenant { id }
             | Command::PinTenant { id, .. }
             | Command::UnpinTenant { id }
             | Command::MoveTenant { id, .. }
             | Command::AddAlias { tenant: id, .. }
-            | Command::RemoveAlias { tenant: id, .. } => ("t", id.as_str()),
-        };
-        format!("{kind}/{}", name.to_ascii_lowercase())
+            | Command::RemoveAlias { tenant: id, .. } => Entity::Tenant(id.to_ascii_lowercase()),
+        }
     }
 
     /// Short name for logs and metrics.
@@ -110,6 +109,25 @@ impl Command {
             Command::MoveTenant { .. } => "move_tenant",
             Command::AddAlias { .. } => "add_alias",
             Command::RemoveAlias { .. } => "remove_alias",
+        }
+    }
+}
+
+/// What a command changes: one zone, cluster or tenant, by its name as the
+/// command gives it (lower-case, not otherwise checked).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum Entity {
+    Zone(String),
+    Cluster(String),
+    Tenant(String),
+}
+
+impl std::fmt::Display for Entity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Entity::Zone(apex) => write!(f, "z/{apex}"),
+            Entity::Cluster(id) => write!(f, "c/{id}"),
+            Entity::Tenant(id) => write!(f, "t/{id}"),
         }
     }
 }

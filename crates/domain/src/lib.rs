@@ -16,7 +16,7 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Command, Envelope, Guard, Outcome, RequestRecord, Touched};
+pub use command::{Command, Entity, Envelope, Guard, Outcome, RequestRecord, Touched};
 pub use error::{CommandError, ValidationError};
 pub use model::{Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};

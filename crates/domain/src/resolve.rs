@@ -209,10 +209,7 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
 /// names that exist).
 fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) -> Option<Vec<Record>> {
     let (key, between) = labels.split_last()?;
-    let ttl = zone.spec.rules.iter().find_map(|r| match r {
-        Rule::TenantHost { ttl } => Some(*ttl),
-        Rule::ServiceTenant { .. } => None,
-    })?;
+    let ttl = tenant_host_ttl(zone)?;
     let mut ancestor = name::parent(qname)?;
     for _ in 1..between.len() {
         if zone.records_at(ancestor).is_some() || zone.has_descendants(ancestor) {
@@ -221,6 +218,15 @@ fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) ->
         ancestor = name::parent(ancestor)?;
     }
     tenant_host(state, zone, ttl, key, qname)
+}
+
+/// The TTL setting of the zone's first `tenant-host` rule (the one that
+/// answers names below a tenant), or `None` when it has no such rule.
+fn tenant_host_ttl(zone: &Zone) -> Option<Option<u32>> {
+    zone.spec.rules.iter().find_map(|r| match r {
+        Rule::TenantHost { ttl } => Some(*ttl),
+        Rule::ServiceTenant { .. } => None,
+    })
 }
 
 /// A `tenant-host` answer for the tenant (or alias) `key`, owned by `owner`:
@@ -253,10 +259,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     for node in zone.nodes.values() {
         node.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
     }
-    let host_ttl = zone.spec.rules.iter().find_map(|r| match r {
-        Rule::TenantHost { ttl } => Some(*ttl),
-        Rule::ServiceTenant { .. } => None,
-    });
+    let host_ttl = tenant_host_ttl(zone);
     for tenant in state.tenants_after(None) {
         for key in std::iter::once(&tenant.id).chain(&tenant.aliases) {
             // Each owner name is written once, by the rule that answers it:

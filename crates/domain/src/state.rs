@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
 
-use crate::command::{Command, Envelope, Outcome, RequestRecord, Touched};
+use crate::command::{Command, Entity, Envelope, Outcome, RequestRecord, Touched};
 use crate::error::{CommandError, ValidationError};
 use crate::model::{self, Cluster, Tenant, Tombstone, Zone};
 use crate::name;
@@ -172,20 +172,10 @@ impl State {
     /// Revision of the zone, cluster or tenant a command changes; 0 when it
     /// does not exist (or the command names it invalidly).
     pub fn entity_revision(&self, command: &Command) -> u64 {
-        let zone = |apex: &str| name::absolute("apex", apex).ok().and_then(|a| self.zones.get(&a).map(|z| z.revision));
-        let cluster = |id: &str| name::label("id", id).ok().and_then(|i| self.clusters.get(&i).map(|c| c.revision));
-        let tenant = |id: &str| name::label("id", id).ok().and_then(|i| self.tenants.get(&i).map(|t| t.revision));
-        let rev = match command {
-            Command::PutZone { zone: z } => zone(&z.apex),
-            Command::DeleteZone { apex } => zone(apex),
-            Command::PutCluster { cluster: c } => cluster(&c.id),
-            Command::DeleteCluster { id } => cluster(id),
-            Command::CreateTenant { id, .. }
-            | Command::DeleteTenant { id }
-            | Command::PinTenant { id, .. }
-            | Command::UnpinTenant { id }
-            | Command::MoveTenant { id, .. } => tenant(id),
-            Command::AddAlias { tenant: id, .. } | Command::RemoveAlias { tenant: id, .. } => tenant(id),
+        let rev = match command.entity() {
+            Entity::Zone(apex) => self.zones.get(&apex).map(|z| z.revision),
+            Entity::Cluster(id) => self.clusters.get(&id).map(|c| c.revision),
+            Entity::Tenant(id) => self.tenants.get(&id).map(|t| t.revision),
         };
         rev.unwrap_or(0)
     }
