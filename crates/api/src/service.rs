@@ -48,8 +48,13 @@ pub struct Services {
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 5] =
-    ["switchboard.v1.Zones", "switchboard.v1.Clusters", "switchboard.v1.Tenants", "switchboard.v1.Node", "switchboard.v1.Membership"];
+pub const SERVICE_NAMES: [&str; 5] = [
+    zones_server::SERVICE_NAME,
+    clusters_server::SERVICE_NAME,
+    tenants_server::SERVICE_NAME,
+    node_server::SERVICE_NAME,
+    membership_server::SERVICE_NAME,
+];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
 const HEALTH_POLL: std::time::Duration = std::time::Duration::from_millis(250);
