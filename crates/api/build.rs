@@ -2,8 +2,10 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<_> =
-        ["common", "zones", "clusters", "tenants", "node"].iter().map(|f| root.join(format!("switchboard/v1/{f}.proto"))).collect();
+    let files: Vec<_> = ["common", "zones", "clusters", "tenants", "node", "acme", "watch"]
+        .iter()
+        .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
+        .collect();
     for f in &files {
         println!("cargo:rerun-if-changed={}", f.display());
     }

@@ -2,7 +2,7 @@
 //! section. Inbound conversions validate and name the field at fault.
 
 use switchboard_domain::model::{ZoneSpec, WEIGHT_DEFAULT};
-use switchboard_domain::{name, Cluster, ClusterState, RecordSpec, Rule, Soa, State, Tenant, ValidationError, Zone};
+use switchboard_domain::{name, Challenge, Cluster, ClusterState, RecordSpec, Rule, Soa, State, Tenant, ValidationError, Zone};
 
 use crate::proto;
 
@@ -33,7 +33,10 @@ pub fn zone_in(z: proto::Zone) -> Result<ZoneSpec, ValidationError> {
         .map(|(i, r)| match r.kind {
             Some(proto::rule::Kind::ServiceTenant(s)) => Ok(Rule::ServiceTenant { services: s.services, target: s.target, ttl: s.ttl }),
             Some(proto::rule::Kind::TenantHost(h)) => Ok(Rule::TenantHost { ttl: h.ttl }),
-            None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant or tenant_host)")),
+            Some(proto::rule::Kind::Acme(a)) => {
+                Ok(Rule::Acme { validation_zone: (!a.validation_zone.is_empty()).then_some(a.validation_zone) })
+            }
+            None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant, tenant_host or acme)")),
         })
         .collect::<Result<Vec<_>, _>>()?;
     let spec = ZoneSpec {
@@ -83,6 +86,9 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
                         ttl: *ttl,
                     }),
                     Rule::TenantHost { ttl } => proto::rule::Kind::TenantHost(proto::TenantHostRule { ttl: *ttl }),
+                    Rule::Acme { validation_zone } => {
+                        proto::rule::Kind::Acme(proto::AcmeRule { validation_zone: validation_zone.clone().unwrap_or_default() })
+                    }
                 }),
             })
             .collect(),
@@ -168,4 +174,18 @@ pub fn tenant_out(t: &Tenant) -> proto::Tenant {
 /// An identifier field that must be one DNS label.
 pub fn label(field: &str, value: &str) -> Result<String, ValidationError> {
     name::label(field, value)
+}
+
+// --- acme ----------------------------------------------------------------------
+
+pub fn challenge_out(c: &Challenge) -> proto::Challenge {
+    proto::Challenge {
+        name: c.name.clone(),
+        values: c
+            .values
+            .iter()
+            .map(|v| proto::ChallengeValue { value: v.value.clone(), ttl: v.ttl, expires_at_ms: v.expires_at_ms })
+            .collect(),
+        revision: c.revision,
+    }
 }

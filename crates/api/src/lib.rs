@@ -2,10 +2,12 @@
 //! their conversion to and from domain types (the domain never sees
 //! generated code), and the service implementations over a consensus `Node`.
 
+mod acme;
 pub mod convert;
 mod service;
 mod status;
 mod wait;
+mod watch;
 
 pub mod proto {
     //! Generated code of `proto/switchboard/v1/*.proto`.

@@ -15,7 +15,7 @@ use tonic::{Request, Response, Status};
 use crate::convert::{self, cluster_out, tenant_out, zone_out};
 use switchboard_consensus::{NodeId, Proposal};
 
-use crate::proto::{self, clusters_server, membership_server, node_server, tenants_server, zones_server};
+use crate::proto::{self, acme_server, clusters_server, membership_server, node_server, tenants_server, watch_server, zones_server};
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 
@@ -32,7 +32,7 @@ const REBALANCE_LIST_MAX: usize = 10_000;
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Api {
-    node: Arc<Node>,
+    pub(crate) node: Arc<Node>,
     max_stale_ms: u64,
 }
 
@@ -45,15 +45,19 @@ pub struct Services {
     pub tenants: tenants_server::TenantsServer<Api>,
     pub node: node_server::NodeServer<Api>,
     pub membership: membership_server::MembershipServer<Api>,
+    pub acme: acme_server::AcmeServer<Api>,
+    pub watch: watch_server::WatchServer<Api>,
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 5] = [
+pub const SERVICE_NAMES: [&str; 7] = [
     zones_server::SERVICE_NAME,
     clusters_server::SERVICE_NAME,
     tenants_server::SERVICE_NAME,
     node_server::SERVICE_NAME,
     membership_server::SERVICE_NAME,
+    acme_server::SERVICE_NAME,
+    watch_server::SERVICE_NAME,
 ];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
@@ -120,6 +124,8 @@ impl Api {
                 .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             node: node_server::NodeServer::new(self.clone()),
             membership: membership_server::MembershipServer::new(self.clone()),
+            acme: acme_server::AcmeServer::new(self.clone()),
+            watch: watch_server::WatchServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         }
     }
 
@@ -140,7 +146,7 @@ impl Api {
 
     /// Commit a command, then wait as `options` ask; a refused command
     /// becomes its gRPC status. Options are checked before anything is written.
-    async fn write(&self, command: Command, options: Option<proto::WriteOptions>) -> Result<(u64, Outcome), Status> {
+    pub(crate) async fn write(&self, command: Command, options: Option<proto::WriteOptions>) -> Result<(u64, Outcome), Status> {
         let guard = guard(options.as_ref())?;
         let wait = wait::Wait::parse(options)?;
         let kind = command.kind();
@@ -175,7 +181,7 @@ impl Api {
 }
 
 /// The compare-and-set and request id of a write's options, checked.
-fn guard(options: Option<&proto::WriteOptions>) -> Result<Guard, Status> {
+pub(crate) fn guard(options: Option<&proto::WriteOptions>) -> Result<Guard, Status> {
     let Some(o) = options else { return Ok(Guard::default()) };
     let request_id = if o.request_id.is_empty() {
         None
@@ -421,7 +427,7 @@ impl tenants_server::Tenants for Api {
             tenants.push(tenant_out(t));
         }
         let next_page_token = if more { tenants.last().map(|t| t.id.clone()).unwrap_or_default() } else { String::new() };
-        Ok(Response::new(proto::ListTenantsResponse { tenants, next_page_token }))
+        Ok(Response::new(proto::ListTenantsResponse { tenants, next_page_token, revision: state.revision() }))
     }
 
     async fn delete_tenant(&self, req: Request<proto::DeleteTenantRequest>) -> Reply<proto::DeleteResponse> {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
@@ -106,6 +106,7 @@ pub struct Written {
 
 pub struct Node {
     id: NodeId,
+    store: Store,
     raft: Raft,
     published: Published,
     applied: watch::Receiver<u64>,
@@ -116,6 +117,10 @@ pub struct Node {
     /// Milliseconds after `started` at which a leader last reached this node
     /// (set by the peer service on every append-entries, heartbeats included).
     leader_contact_ms: AtomicU64,
+    /// Request ids this node gave to writes that came without one.
+    auto_ids: AtomicU64,
+    /// Wall-clock nanoseconds at start, so those ids differ across restarts.
+    boot_nanos: u128,
 }
 
 impl std::fmt::Debug for Node {
@@ -139,6 +144,10 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Node
 /// Commands waiting for the leader to propose them, each with its reply.
 type Queued = (Command, Guard, oneshot::Sender<Result<Written, NodeError>>);
 
+/// How long a write is retried while the leader is unknown or changing
+/// (a few election timeouts).
+pub const WRITE_RETRY_FOR: Duration = Duration::from_secs(5);
+
 /// Most commands queued for proposal; more wait for room (backpressure).
 pub const WRITE_QUEUE_MAX: usize = 8192;
 /// Most commands in one log entry.
@@ -148,6 +157,35 @@ pub const BATCH_COMMANDS_MAX: usize = 512;
 /// fsyncs) every client write as its own entry, so this group commit is
 /// what lets many concurrent writers share one fsync and one replication.
 const BATCHES_IN_FLIGHT: usize = 2;
+
+/// How often the leader looks for expired ACME challenges.
+const ACME_EXPIRY_TICK: Duration = Duration::from_millis(500);
+
+/// On the leader, propose `ExpireAcme` once its clock passes the earliest
+/// challenge expiry. The batcher stamps the entry with the same clock and
+/// every node removes exactly the values expired by that stamp, at the same
+/// revision; nodes never consult their own clocks.
+async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queued>) {
+    let mut tick = tokio::time::interval(ACME_EXPIRY_TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        if raft.metrics().borrow().state != ServerState::Leader {
+            continue;
+        }
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        if published.load().next_acme_expiry().is_none_or(|at| at > now) {
+            continue;
+        }
+        let (tx, rx) = oneshot::channel();
+        if queue.send((Command::ExpireAcme, Guard::default(), tx)).await.is_err() {
+            return;
+        }
+        if let Ok(Err(e)) = rx.await {
+            tracing::debug!(error = %e, "acme expiry");
+        }
+    }
+}
 
 /// Group commit: take what is queued (up to `BATCH_COMMANDS_MAX`), stamp
 /// it with this node's clock and propose it as one entry, at most
@@ -171,7 +209,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
             },
         };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let alone = |c: &Command| matches!(c, Command::PutZone { .. });
+        let alone = |c: &Command| matches!(c, Command::PutZone { .. } | Command::ExpireAcme);
         let mut entities = HashSet::from([first.0.entity()]);
         let mut batch = vec![first];
         while batch.len() < BATCH_COMMANDS_MAX && !alone(&batch[0].0) {
@@ -238,10 +276,24 @@ impl Node {
         let config = Arc::new(config.validate().map_err(raft_err)?);
         let peers = PeerPool::default();
         let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
-        let raft = Raft::new(id, config, network, LogStore::new(store), sm).await.map_err(raft_err)?;
+        let raft = Raft::new(id, config, network, LogStore::new(store.clone()), sm).await.map_err(raft_err)?;
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         tokio::spawn(batcher(raft.clone(), rx));
-        Ok(Node { id, raft, published, applied, peers, queue, started: Instant::now(), leader_contact_ms: AtomicU64::new(u64::MAX) })
+        tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone()));
+        let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        Ok(Node {
+            id,
+            store,
+            raft,
+            published,
+            applied,
+            peers,
+            queue,
+            started: Instant::now(),
+            leader_contact_ms: AtomicU64::new(u64::MAX),
+            auto_ids: AtomicU64::new(0),
+            boot_nanos,
+        })
     }
 
     pub fn id(&self) -> NodeId {
@@ -263,6 +315,16 @@ impl Node {
     }
 
     /// The revision applied on this node, as it changes.
+    /// Changes at revisions after `after` (see `Store::changes_after`).
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Change)>, NodeError> {
+        Ok(self.store.changes_after(after, limit)?)
+    }
+
+    /// The first revision whose changes this node still holds.
+    pub fn changes_from(&self) -> Result<u64, NodeError> {
+        Ok(self.store.changes_from()?)
+    }
+
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
     }
@@ -324,8 +386,34 @@ impl Node {
 
     /// Propose a command and wait until a quorum has committed it and the
     /// leader applied it. Forwarded to the leader when this node is not it.
-    pub async fn write(&self, command: Command, guard: Guard) -> Result<Written, NodeError> {
-        self.propose(Proposal::Command(command, guard)).await
+    ///
+    /// A leader that loses its office fails the writes it had in flight
+    /// with "not the leader", even those already in its log, which the next
+    /// leader may still commit. Retrying such a write is safe only because
+    /// it carries a request id: one is made up here when the client sent
+    /// none, and the write is retried (at the leader of the moment) for up
+    /// to `WRITE_RETRY_FOR` while there is no leader or it changes.
+    pub async fn write(&self, command: Command, mut guard: Guard) -> Result<Written, NodeError> {
+        if guard.request_id.is_none() {
+            let n = self.auto_ids.fetch_add(1, Ordering::Relaxed);
+            guard.request_id = Some(format!("~{}.{:x}.{n}", self.id, self.boot_nanos));
+        }
+        let proposal = Proposal::Command(command, guard);
+        let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
+        let mut pause = Duration::from_millis(20);
+        loop {
+            match self.propose(proposal.clone()).await {
+                Err(e @ (NodeError::NotLeader { .. } | NodeError::Unavailable(_))) => {
+                    if tokio::time::Instant::now() + pause > deadline {
+                        return Err(e);
+                    }
+                    tracing::debug!(error = %e, "retrying write");
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_millis(500));
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Propose here, or at the leader if this node is not the leader.

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use switchboard_domain::State;
+use switchboard_domain::{Change, State};
 use switchboard_storage::{decode, decode_state, encode, encode_state, Store};
 use tokio::sync::watch;
 
@@ -75,6 +75,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     {
         let mut responses = Vec::new();
         let mut touched = Vec::new();
+        let mut changes = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             self.meta.last_applied = Some(entry.log_id);
@@ -90,7 +91,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         self.state.advance(index);
                     }
                     for envelope in &batch {
+                        let before = self.state.clone();
                         let (result, t) = self.state.apply(index, envelope);
+                        changes.extend(t.iter().filter_map(|t| Change::between(&before, &self.state, t)).map(|c| (index, c)));
                         if let Err(e) = &result {
                             tracing::debug!(index, command = envelope.command.kind(), error = %e, "command refused");
                         }
@@ -103,7 +106,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let meta = encode("state machine meta", &self.meta).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.store
-            .write_applied(&self.state, &touched, KEY_SM, &meta)
+            .write_applied(&self.state, &touched, &changes, KEY_SM, &meta)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.publish();
         Ok(responses)

@@ -74,6 +74,23 @@ pub enum Command {
         tenant: String,
         alias: String,
     },
+    /// Add (or refresh) a TXT value at `_acme-challenge.<name>`, expiring
+    /// `expires_in_s` after the leader's stamp.
+    SetAcme {
+        name: String,
+        value: String,
+        ttl: Option<u32>,
+        expires_in_s: Option<u64>,
+    },
+    /// Remove one value, or every value when `value` is `None`.
+    ClearAcme {
+        name: String,
+        value: Option<String>,
+    },
+    /// Remove every value expired by the envelope's stamp. The leader
+    /// proposes it when its clock passes the earliest expiry, so every node
+    /// drops an expired value at the same revision.
+    ExpireAcme,
 }
 
 impl Command {
@@ -92,6 +109,10 @@ impl Command {
             | Command::MoveTenant { id, .. }
             | Command::AddAlias { tenant: id, .. }
             | Command::RemoveAlias { tenant: id, .. } => Entity::Tenant(id.to_ascii_lowercase()),
+            Command::SetAcme { name, .. } | Command::ClearAcme { name, .. } => {
+                Entity::Acme(crate::model::acme_owner("name", name).unwrap_or_else(|_| name.to_ascii_lowercase()))
+            }
+            Command::ExpireAcme => Entity::Acme(String::new()),
         }
     }
 
@@ -109,6 +130,9 @@ impl Command {
             Command::MoveTenant { .. } => "move_tenant",
             Command::AddAlias { .. } => "add_alias",
             Command::RemoveAlias { .. } => "remove_alias",
+            Command::SetAcme { .. } => "set_acme",
+            Command::ClearAcme { .. } => "clear_acme",
+            Command::ExpireAcme => "expire_acme",
         }
     }
 }
@@ -120,6 +144,8 @@ pub enum Entity {
     Zone(String),
     Cluster(String),
     Tenant(String),
+    /// An `_acme-challenge` name; empty for every one (expiry).
+    Acme(String),
 }
 
 impl std::fmt::Display for Entity {
@@ -128,6 +154,7 @@ impl std::fmt::Display for Entity {
             Entity::Zone(apex) => write!(f, "z/{apex}"),
             Entity::Cluster(id) => write!(f, "c/{id}"),
             Entity::Tenant(id) => write!(f, "t/{id}"),
+            Entity::Acme(name) => write!(f, "a/{name}"),
         }
     }
 }
@@ -140,6 +167,10 @@ pub enum Outcome {
     },
     Cluster(Cluster),
     Tenant(Tenant),
+    /// The challenge after the change (no values left: it is gone).
+    Acme(crate::model::Challenge),
+    /// Expiry: how many values were removed.
+    Expired(usize),
     Deleted,
     /// A retry of a request id already applied, at `revision`, with this outcome.
     Replayed {
@@ -166,6 +197,37 @@ pub enum Touched {
     Zone(String),
     Cluster(String),
     Tenant(String),
+    /// An `_acme-challenge` name (by owner name).
+    Acme(String),
     /// A request id remembered or forgotten (dedup window).
     Request(String),
+}
+
+/// One entity as a command left it, for watchers: the new value, or
+/// `None` when it was deleted (a tenant's last value and the cluster it
+/// left are kept so that the proxies of that cluster learn of it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Change {
+    Zone { apex: String, spec: Option<crate::model::ZoneSpec> },
+    Cluster { id: String, cluster: Option<crate::model::Cluster> },
+    Tenant { id: String, tenant: Option<crate::model::Tenant>, previous: Option<crate::model::Tenant> },
+    Acme { name: String, challenge: Option<crate::model::Challenge> },
+}
+
+impl Change {
+    /// What `touched` became between two states; `None` for request ids
+    /// (bookkeeping, not data).
+    pub fn between(before: &crate::State, after: &crate::State, touched: &Touched) -> Option<Change> {
+        Some(match touched {
+            Touched::Zone(apex) => Change::Zone { apex: apex.clone(), spec: after.zone(apex).map(|z| z.spec.clone()) },
+            Touched::Cluster(id) => Change::Cluster { id: id.clone(), cluster: after.cluster(id).map(|c| (**c).clone()) },
+            Touched::Tenant(id) => Change::Tenant {
+                id: id.clone(),
+                tenant: after.tenant(id).map(|t| (**t).clone()),
+                previous: before.tenant(id).map(|t| (**t).clone()),
+            },
+            Touched::Acme(name) => Change::Acme { name: name.clone(), challenge: after.challenge(name).map(|c| (**c).clone()) },
+            Touched::Request(_) => return None,
+        })
+    }
 }

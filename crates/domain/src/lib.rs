@@ -16,9 +16,9 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Command, Entity, Envelope, Guard, Outcome, RequestRecord, Touched};
+pub use command::{Change, Command, Entity, Envelope, Guard, Outcome, RequestRecord, Touched};
 pub use error::{CommandError, ValidationError};
-pub use model::{Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
+pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};
 pub use resolve::{resolve, zone_records, Answer, Rcode};
 pub use state::State;

@@ -51,6 +51,9 @@ pub enum Rule {
     ServiceTenant { services: Vec<String>, target: String, ttl: Option<u32> },
     /// `{tenant}.<apex>` and every name below it → the cluster's ingress.
     TenantHost { ttl: Option<u32> },
+    /// `_acme-challenge.*` names answer TXT from stored challenges or, with
+    /// a validation zone, CNAME to `<name>.<validation_zone>`.
+    Acme { validation_zone: Option<String> },
 }
 
 /// A static record as written by the operator (text data, names possibly relative).
@@ -217,7 +220,65 @@ fn compile_rule(rule: &Rule) -> Result<Rule, ValidationError> {
             Ok(Rule::ServiceTenant { services, target, ttl })
         }
         Rule::TenantHost { ttl } => Ok(Rule::TenantHost { ttl: ttl.map(|t| record::ttl("ttl", t)).transpose()? }),
+        Rule::Acme { validation_zone } => {
+            Ok(Rule::Acme { validation_zone: validation_zone.as_deref().map(|z| name::absolute("validation_zone", z)).transpose()? })
+        }
     }
+}
+
+/// An ACME DNS-01 challenge: the TXT values at one `_acme-challenge` name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Challenge {
+    /// `_acme-challenge.<name>`, absolute, lower-case.
+    pub name: String,
+    /// Several at once: a wildcard and an apex certificate share one name.
+    pub values: Vec<ChallengeValue>,
+    pub revision: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChallengeValue {
+    pub value: String,
+    pub ttl: u32,
+    /// Leader's clock (ms since the epoch) at the set, plus its lifetime.
+    pub expires_at_ms: u64,
+}
+
+pub const ACME_LABEL: &str = "_acme-challenge";
+pub const ACME_VALUES_MAX: usize = 16;
+pub const ACME_TTL_DEFAULT: u32 = 60;
+pub const ACME_EXPIRES_IN_DEFAULT_S: u64 = 3600;
+pub const ACME_EXPIRES_IN_MAX_S: u64 = 7 * 24 * 3600;
+
+/// The challenge owner for a name to validate: `foo.example.` and
+/// `*.foo.example` (wildcard certificates) both give
+/// `_acme-challenge.foo.example.` (the root dot is optional); a name already starting with the
+/// `_acme-challenge` label is kept.
+pub fn acme_owner(field: &str, text: &str) -> Result<String, ValidationError> {
+    let text = text.strip_prefix("*.").unwrap_or(text);
+    // Certificate names are written without the root dot: take both.
+    let mut lower = text.to_ascii_lowercase();
+    if !lower.ends_with('.') {
+        lower.push('.');
+    }
+    let full = if lower.starts_with(&format!("{ACME_LABEL}.")) { lower } else { format!("{ACME_LABEL}.{lower}") };
+    // `_` is not a host-name character: check the rest as a name.
+    let rest = &full[ACME_LABEL.len() + 1..];
+    let rest = name::absolute(field, rest)?;
+    let owner = format!("{ACME_LABEL}.{rest}");
+    if owner.len() > 254 {
+        return Err(ValidationError::new(field, "name too long with the _acme-challenge label"));
+    }
+    Ok(owner)
+}
+
+/// A challenge value: what a TXT character-string holds, 1 to 255
+/// printable ASCII characters (ACME values are 43 base64url characters).
+pub fn acme_value(field: &str, value: &str) -> Result<(), ValidationError> {
+    if value.is_empty() || value.len() > 255 || !value.bytes().all(|b| (0x20..0x7f).contains(&b)) {
+        return Err(ValidationError::new(field, "must be 1 to 255 printable ASCII characters"));
+    }
+    Ok(())
 }
 
 /// Fill a `service-tenant` target template.

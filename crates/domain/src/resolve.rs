@@ -1,13 +1,13 @@
 //! Name → answer: what an authoritative server says for (qname, qtype),
 //! computed from one immutable `State`. No I/O, no locks, no clock.
 //!
-//! Precedence inside a zone (SPEC §2): static records, then rules in their
-//! order. A CNAME whose target lies in a served zone is followed, at most
+//! Precedence inside a zone (SPEC §2): static records, then ACME
+//! challenges, then rules in their order. A CNAME whose target lies in a served zone is followed, at most
 //! `CNAME_CHAIN_MAX` links and never around a loop.
 
 use std::ops::ControlFlow;
 
-use crate::model::{expand_target, Rule, Zone};
+use crate::model::{self, expand_target, Rule, Zone};
 use crate::name;
 use crate::record::{RData, RType, Record};
 use crate::state::State;
@@ -148,6 +148,9 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
     if let Some(statics) = zone.records_at(qname) {
         return Node::Records(statics.to_vec());
     }
+    if let Some(rrs) = acme_answer(state, zone, qname) {
+        return Node::Records(rrs);
+    }
     let Some(labels) = name::relative_labels(qname, apex) else {
         return Node::Missing;
     };
@@ -156,13 +159,46 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
             return Node::Records(rrs);
         }
     }
-    if zone.has_descendants(qname) {
+    if exists_below(state, zone, qname) {
         return Node::EmptyNonTerminal;
     }
     if let Some(rrs) = synthesise_below(state, zone, qname, &labels) {
         return Node::Records(rrs);
     }
     Node::Missing
+}
+
+/// Whether names below `name` exist in the zone: static records, or
+/// challenges the zone serves.
+fn exists_below(state: &State, zone: &Zone, name: &str) -> bool {
+    zone.has_descendants(name) || (matches!(acme_rule(zone), Some(None)) && state.has_challenges_below(name))
+}
+
+/// The zone's `acme` rule: `Some(None)` when it serves stored challenges,
+/// `Some(Some(zone))` when it delegates them to a validation zone.
+fn acme_rule(zone: &Zone) -> Option<&Option<String>> {
+    zone.spec.rules.iter().find_map(|r| match r {
+        Rule::Acme { validation_zone } => Some(validation_zone),
+        _ => None,
+    })
+}
+
+/// An `_acme-challenge` name: the stored TXT values, or a CNAME into the
+/// validation zone the zone delegates challenges to.
+fn acme_answer(state: &State, zone: &Zone, qname: &str) -> Option<Vec<Record>> {
+    if !qname.starts_with(&format!("{}.", model::ACME_LABEL)) {
+        return None;
+    }
+    match acme_rule(zone)? {
+        Some(validation_zone) => {
+            let target = name::absolute("target", &format!("{qname}{validation_zone}")).ok()?;
+            Some(vec![Record { name: qname.to_string(), ttl: zone.spec.ttl, data: RData::Cname(target) }])
+        }
+        None => {
+            let c = state.challenge(qname)?;
+            Some(c.values.iter().map(|v| Record { name: qname.to_string(), ttl: v.ttl, data: RData::Txt(vec![v.value.clone()]) }).collect())
+        }
+    }
 }
 
 /// The records rules give the one-label name `qname` (= `label.<apex>`):
@@ -197,6 +233,7 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
                     return Some((rrs, (i, 0)));
                 }
             }
+            Rule::Acme { .. } => {}
         }
     }
     None
@@ -212,7 +249,7 @@ fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) ->
     let ttl = tenant_host_ttl(zone)?;
     let mut ancestor = name::parent(qname)?;
     for _ in 1..between.len() {
-        if zone.records_at(ancestor).is_some() || zone.has_descendants(ancestor) {
+        if zone.records_at(ancestor).is_some() || exists_below(state, zone, ancestor) {
             return None;
         }
         ancestor = name::parent(ancestor)?;
@@ -225,7 +262,7 @@ fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) ->
 fn tenant_host_ttl(zone: &Zone) -> Option<Option<u32>> {
     zone.spec.rules.iter().find_map(|r| match r {
         Rule::TenantHost { ttl } => Some(*ttl),
-        Rule::ServiceTenant { .. } => None,
+        Rule::ServiceTenant { .. } | Rule::Acme { .. } => None,
     })
 }
 
@@ -259,6 +296,16 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     for node in zone.nodes.values() {
         node.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
     }
+    // Stored challenges (a delegation to a validation zone is a CNAME at
+    // every `_acme-challenge` name, which a zone file cannot hold).
+    if matches!(acme_rule(zone), Some(None)) {
+        for c in state.challenges() {
+            let served = state.zone_for(&c.name).is_some_and(|z| z.apex() == apex);
+            if served && zone.records_at(&c.name).is_none() && zone.delegation_for(&c.name).is_none() {
+                acme_answer(state, zone, &c.name).unwrap_or_default().into_iter().try_for_each(&mut *emit)?;
+            }
+        }
+    }
     let host_ttl = tenant_host_ttl(zone);
     for tenant in state.tenants_after(None) {
         for key in std::iter::once(&tenant.id).chain(&tenant.aliases) {
@@ -269,6 +316,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
                 let labels: Vec<(usize, String)> = match rule {
                     Rule::ServiceTenant { services, .. } => services.iter().enumerate().map(|(j, s)| (j, format!("{s}-{key}"))).collect(),
                     Rule::TenantHost { .. } => vec![(0, key.clone())],
+                    Rule::Acme { .. } => Vec::new(),
                 };
                 for (j, label) in labels {
                     let Ok(owner) = name::absolute("owner", &format!("{label}.{apex}")) else { continue };

@@ -11,9 +11,10 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::command::{Command, Entity, Envelope, Outcome, RequestRecord, Touched};
 use crate::error::{CommandError, ValidationError};
-use crate::model::{self, Cluster, Tenant, Tombstone, Zone};
+use crate::model::{self, Challenge, ChallengeValue, Cluster, Rule, Tenant, Tombstone, Zone};
 use crate::name;
 use crate::placement;
+use crate::record;
 
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -30,6 +31,9 @@ pub struct State {
     /// Request ids within the dedup window, and their age order for eviction.
     requests: OrdMap<String, Arc<RequestRecord>>,
     request_order: OrdSet<(u64, String)>,
+    /// ACME challenges by the tree key of their owner name (so the names
+    /// below a name form one range).
+    acme: OrdMap<String, Arc<Challenge>>,
 }
 
 /// Most request ids remembered, and for how long (by the leader's clock
@@ -176,6 +180,7 @@ impl State {
             Entity::Zone(apex) => self.zones.get(&apex).map(|z| z.revision),
             Entity::Cluster(id) => self.clusters.get(&id).map(|c| c.revision),
             Entity::Tenant(id) => self.tenants.get(&id).map(|t| t.revision),
+            Entity::Acme(owner) => self.challenge(&owner).map(|c| c.revision),
         };
         rev.unwrap_or(0)
     }
@@ -200,6 +205,27 @@ impl State {
             touched.push(Touched::Request(id));
         }
         touched
+    }
+
+    /// The challenge at `owner` (`_acme-challenge.…`, absolute, lower-case).
+    pub fn challenge(&self, owner: &str) -> Option<&Arc<Challenge>> {
+        self.acme.get(&name::tree_key(owner))
+    }
+
+    /// Every challenge, in tree order.
+    pub fn challenges(&self) -> impl Iterator<Item = &Arc<Challenge>> {
+        self.acme.values()
+    }
+
+    /// Whether some challenge is owned by a name below `name`.
+    pub fn has_challenges_below(&self, name: &str) -> bool {
+        let prefix = format!("{}.", name::tree_key(name));
+        self.acme.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// The earliest expiry of any challenge value (leader's clock, ms).
+    pub fn next_acme_expiry(&self) -> Option<u64> {
+        self.acme.values().flat_map(|c| c.values.iter().map(|v| v.expires_at_ms)).min()
     }
 
     /// A request id in the dedup window.
@@ -316,6 +342,9 @@ impl State {
                 self.aliases.insert(alias, t.id.clone());
                 Ok(self.store_tenant(rev, t))
             }
+            Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, env.at_ms, name, value, *ttl, *expires_in_s),
+            Command::ClearAcme { name, value } => self.clear_acme(rev, name, value.as_deref()),
+            Command::ExpireAcme => Ok(self.expire_acme(rev, env.at_ms)),
             Command::RemoveAlias { tenant, alias } => {
                 let mut t = self.tenant_for_update(tenant)?;
                 let alias = name::label("alias", alias)?;
@@ -327,6 +356,118 @@ impl State {
                 self.aliases.remove(&alias);
                 Ok(self.store_tenant(rev, t))
             }
+        }
+    }
+
+    fn set_acme(
+        &mut self,
+        rev: u64,
+        at_ms: u64,
+        name: &str,
+        value: &str,
+        ttl: Option<u32>,
+        expires_in_s: Option<u64>,
+    ) -> Result<(Outcome, Vec<Touched>), CommandError> {
+        let owner = self.acme_zone_check(name)?;
+        model::acme_value("value", value)?;
+        let ttl = record::ttl("ttl", ttl.unwrap_or(model::ACME_TTL_DEFAULT))?;
+        let expires_in = expires_in_s.unwrap_or(model::ACME_EXPIRES_IN_DEFAULT_S);
+        if expires_in == 0 || expires_in > model::ACME_EXPIRES_IN_MAX_S {
+            return Err(ValidationError::new("expires_in_s", format!("must be 1 to {} seconds", model::ACME_EXPIRES_IN_MAX_S)).into());
+        }
+        let mut c =
+            self.challenge(&owner).map_or_else(|| Challenge { name: owner.clone(), values: Vec::new(), revision: rev }, |c| (**c).clone());
+        let v = ChallengeValue { value: value.to_string(), ttl, expires_at_ms: at_ms.saturating_add(expires_in.saturating_mul(1000)) };
+        let full = c.values.len() >= model::ACME_VALUES_MAX;
+        match c.values.iter_mut().find(|x| x.value == value) {
+            Some(x) => *x = v,
+            None if full => {
+                return Err(CommandError::precondition(
+                    "value",
+                    format!("{owner} already has {} values, the most allowed", model::ACME_VALUES_MAX),
+                ));
+            }
+            None => c.values.push(v),
+        }
+        // One TTL per RRset (RFC 2181 §5.2): the latest set decides.
+        for x in &mut c.values {
+            x.ttl = ttl;
+        }
+        c.revision = rev;
+        Ok(self.store_challenge(rev, c))
+    }
+
+    fn clear_acme(&mut self, rev: u64, name: &str, value: Option<&str>) -> Result<(Outcome, Vec<Touched>), CommandError> {
+        let owner = model::acme_owner("name", name)?;
+        let Some(c) = self.challenge(&owner) else {
+            return Err(CommandError::not_found("challenge", &owner, "name"));
+        };
+        let mut c = (**c).clone();
+        match value {
+            Some(v) => {
+                let Some(pos) = c.values.iter().position(|x| x.value == v) else {
+                    return Err(CommandError::not_found("challenge value", v, "value"));
+                };
+                c.values.remove(pos);
+            }
+            None => c.values.clear(),
+        }
+        c.revision = rev;
+        Ok(self.store_challenge(rev, c))
+    }
+
+    fn expire_acme(&mut self, rev: u64, at_ms: u64) -> (Outcome, Vec<Touched>) {
+        let expired: Vec<Arc<Challenge>> =
+            self.acme.values().filter(|c| c.values.iter().any(|v| v.expires_at_ms <= at_ms)).cloned().collect();
+        let mut removed = 0;
+        let mut touched = Vec::new();
+        for c in expired {
+            let mut c = (*c).clone();
+            let before = c.values.len();
+            c.values.retain(|v| v.expires_at_ms > at_ms);
+            removed += before - c.values.len();
+            c.revision = rev;
+            touched.extend(self.store_challenge(rev, c).1);
+        }
+        (Outcome::Expired(removed), touched)
+    }
+
+    /// Store a challenge, or drop it when it has no values left.
+    fn store_challenge(&mut self, rev: u64, c: Challenge) -> (Outcome, Vec<Touched>) {
+        let key = name::tree_key(&c.name);
+        let owner = c.name.clone();
+        if c.values.is_empty() {
+            self.acme.remove(&key);
+        } else {
+            self.acme.insert(key, Arc::new(c.clone()));
+        }
+        self.data_revision = rev;
+        (Outcome::Acme(c), vec![Touched::Acme(owner)])
+    }
+
+    /// The owner name for a challenge at `name`, if a served zone answers
+    /// it from stored challenges.
+    fn acme_zone_check(&self, name: &str) -> Result<String, CommandError> {
+        let owner = model::acme_owner("name", name)?;
+        let Some(zone) = self.zone_for(&owner) else {
+            return Err(CommandError::precondition("name", format!("no served zone holds {owner}")));
+        };
+        let apex = zone.apex();
+        match zone.spec.rules.iter().find_map(|r| match r {
+            Rule::Acme { validation_zone } => Some(validation_zone),
+            _ => None,
+        }) {
+            None => Err(CommandError::precondition("name", format!("zone {apex} has no acme rule"))),
+            Some(Some(vz)) => {
+                Err(CommandError::precondition("name", format!("zone {apex} delegates challenges to {vz}: set it at {owner}{vz} instead")))
+            }
+            Some(None) if zone.delegation_for(&owner).is_some() => {
+                Err(CommandError::precondition("name", format!("{owner} is below a delegation of zone {apex}")))
+            }
+            Some(None) if zone.records_at(&owner).is_some() => {
+                Err(CommandError::precondition("name", format!("{owner} has static records, which take precedence")))
+            }
+            Some(None) => Ok(owner),
         }
     }
 
@@ -394,8 +535,12 @@ impl State {
         clusters: impl IntoIterator<Item = Cluster>,
         tenants: impl IntoIterator<Item = Tenant>,
         requests: impl IntoIterator<Item = RequestRecord>,
+        challenges: impl IntoIterator<Item = Challenge>,
     ) -> State {
         let mut s = State { revision, data_revision, ..State::default() };
+        for c in challenges {
+            s.acme.insert(name::tree_key(&c.name), Arc::new(c));
+        }
         for r in requests {
             s.request_order.insert((r.at_ms, r.id.clone()));
             s.requests.insert(r.id.clone(), Arc::new(r));

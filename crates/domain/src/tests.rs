@@ -395,3 +395,106 @@ fn a_retried_request_id_applies_once() {
     let (r, _) = w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("a b".into()) }, ..call(0) });
     assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
 }
+
+fn txt_values(a: &crate::resolve::Answer) -> Vec<String> {
+    let mut v: Vec<String> = a
+        .answers
+        .iter()
+        .filter_map(|r| match &r.data {
+            RData::Txt(s) => Some(s.join("")),
+            _ => None,
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A world whose zone serves stored challenges.
+fn acme_world() -> World {
+    let mut w = World::new();
+    let mut z = zone();
+    z.rules.push(Rule::Acme { validation_zone: None });
+    w.ok(Command::PutZone { zone: z });
+    w.ok(Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) });
+    w
+}
+
+fn set_acme(name: &str, value: &str, expires_in_s: u64) -> Command {
+    Command::SetAcme { name: name.into(), value: value.into(), ttl: None, expires_in_s: Some(expires_in_s) }
+}
+
+#[test]
+fn acme_challenges_answer_txt_beside_the_tenant_wildcard() {
+    let mut w = acme_world();
+    let owner = "_acme-challenge.t1.apps.example.test.";
+    // Before any challenge, the name is below tenant t1: its wildcard answers.
+    assert!(txt_values(&resolve(&w.state, owner, RType::Txt)).is_empty());
+    assert_eq!(resolve(&w.state, owner, RType::A).answers.len(), 1);
+    // A wildcard certificate and the apex one share the name.
+    w.ok(set_acme("*.t1.apps.example.test", "wild", 600));
+    w.ok(set_acme("T1.apps.example.test.", "apex", 600));
+    let a = resolve(&w.state, owner, RType::Txt);
+    assert_eq!((a.rcode, txt_values(&a)), (Rcode::NoError, vec!["apex".to_string(), "wild".to_string()]));
+    assert!(a.answers.iter().all(|r| r.ttl == 60));
+    // The challenge name now exists: it hides the wildcard for other types.
+    let a = resolve(&w.state, owner, RType::A);
+    assert!(a.answers.is_empty() && a.rcode == Rcode::NoError);
+    // A challenge below a name that does not exist makes it an empty non-terminal.
+    w.ok(set_acme("nothere.apps.example.test", "v", 600));
+    assert_eq!(resolve(&w.state, "nothere.apps.example.test.", RType::A).rcode, Rcode::NoError);
+    // Clear one value, then the rest.
+    w.ok(Command::ClearAcme { name: owner.into(), value: Some("wild".into()) });
+    assert_eq!(txt_values(&resolve(&w.state, owner, RType::Txt)), vec!["apex".to_string()]);
+    w.ok(Command::ClearAcme { name: "t1.apps.example.test".into(), value: None });
+    assert!(w.state.challenge(owner).is_none());
+    assert_eq!(resolve(&w.state, owner, RType::A).answers.len(), 1);
+}
+
+#[test]
+fn acme_expiry_follows_the_leaders_stamp_only() {
+    let mut w = acme_world();
+    // World stamps entries at 1000 ms × revision.
+    w.ok(set_acme("a.apps.example.test", "short", 2));
+    w.ok(set_acme("b.apps.example.test", "long", 3600));
+    let due = w.state.next_acme_expiry();
+    assert_eq!(due, Some(1_000 * w.rev - 1_000 + 2_000));
+    // Nothing expires until an ExpireAcme entry is applied, whatever the time.
+    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_some());
+    let mut other = w.state.clone();
+    let at = w.rev + 1;
+    assert_eq!(w.ok(Command::ExpireAcme), Outcome::Expired(1));
+    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_none());
+    assert!(w.state.challenge("_acme-challenge.b.apps.example.test.").is_some());
+    // Another node applying the same entry reaches the same state.
+    let env = Envelope { at_ms: 1_000 * at, command: Command::ExpireAcme, guard: Guard::default() };
+    assert_eq!(other.apply(at, &env).0, Ok(Outcome::Expired(1)));
+    assert_eq!(other.challenges().count(), w.state.challenges().count());
+}
+
+#[test]
+fn acme_refusals_name_the_reason() {
+    let mut w = World::new();
+    // No acme rule in the zone.
+    let e = w.run(set_acme("t1.apps.example.test", "v", 60)).unwrap_err().to_string();
+    assert!(e.contains("no acme rule"), "{e}");
+    // Delegated to a validation zone: the CNAME answers, and a set there is refused with where to go.
+    let mut z = zone();
+    z.rules.insert(0, Rule::Acme { validation_zone: Some("acme.example.net.".into()) });
+    w.ok(Command::PutZone { zone: z });
+    let e = w.run(set_acme("t1.apps.example.test", "v", 60)).unwrap_err().to_string();
+    assert!(e.contains("_acme-challenge.t1.apps.example.test.acme.example.net."), "{e}");
+    let a = resolve(&w.state, "_acme-challenge.x.apps.example.test.", RType::Txt);
+    assert_eq!(cname_target(&a).as_deref(), Some("_acme-challenge.x.apps.example.test.acme.example.net."));
+    // Outside every zone, bad values, bad lifetimes.
+    let mut w = acme_world();
+    assert!(w.run(set_acme("other.test", "v", 60)).unwrap_err().to_string().contains("no served zone"));
+    assert!(w.run(set_acme("t1.apps.example.test", "", 60)).unwrap_err().to_string().contains("value"));
+    assert!(w.run(set_acme("t1.apps.example.test", "v", 0)).unwrap_err().to_string().contains("expires_in_s"));
+    // Static records at the name take precedence, so a set there is refused.
+    assert!(w.run(set_acme("_acme-challenge.www.apps.example.test", "v", 60)).is_ok());
+    let mut z = zone();
+    z.rules.push(Rule::Acme { validation_zone: None });
+    z.records.push(RecordSpec { name: "_acme-challenge.static".into(), rtype: "TXT".into(), ttl: None, data: "\"s\"".into() });
+    w.ok(Command::PutZone { zone: z });
+    assert!(w.run(set_acme("static.apps.example.test", "v", 60)).unwrap_err().to_string().contains("static records"));
+}

@@ -1,12 +1,12 @@
 //! The whole applied state as one byte string: the body of a Raft snapshot.
 
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Cluster, RequestRecord, State, Tenant, Zone, ZoneSpec};
+use switchboard_domain::{Challenge, Cluster, RequestRecord, State, Tenant, Zone, ZoneSpec};
 
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 2;
+const IMAGE_VERSION: u32 = 3;
 
 #[derive(Serialize, Deserialize)]
 struct Image {
@@ -17,6 +17,7 @@ struct Image {
     clusters: Vec<Cluster>,
     tenants: Vec<Tenant>,
     requests: Vec<RequestRecord>,
+    challenges: Vec<Challenge>,
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>> {
@@ -28,6 +29,7 @@ pub fn encode_state(state: &State) -> Result<Vec<u8>> {
         clusters: state.clusters().map(|c| (**c).clone()).collect(),
         tenants: state.tenants_after(None).map(|t| (**t).clone()).collect(),
         requests: state.requests().map(|r| (**r).clone()).collect(),
+        challenges: state.challenges().map(|c| (**c).clone()).collect(),
     };
     encode("state image", &image)
 }
@@ -42,5 +44,5 @@ pub fn decode_state(bytes: &[u8]) -> Result<State> {
         .iter()
         .map(|(spec, rev)| Zone::compile(spec, *rev).map_err(|e| StorageError::Corrupt(format!("zone {} in image: {e}", spec.apex))))
         .collect::<Result<Vec<_>>>()?;
-    Ok(State::from_parts(image.revision, image.data_revision, zones, image.clusters, image.tenants, image.requests))
+    Ok(State::from_parts(image.revision, image.data_revision, zones, image.clusters, image.tenants, image.requests, image.challenges))
 }

@@ -14,13 +14,21 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_domain::{Cluster, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
+use switchboard_domain::{Challenge, Change, Cluster, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
 
 pub use image::{decode_state, encode_state};
 
 const CF_META: &str = "meta";
 const CF_LOG: &str = "log";
 const CF_STATE: &str = "state";
+/// Recent changes for watchers, by (revision, sequence in the revision).
+const CF_CHANGES: &str = "changes";
+/// The first revision whose changes `CF_CHANGES` holds completely.
+const KEY_CHANGES_FROM: &str = "changes/from";
+/// Changes kept for watchers to resume from, counted in revisions; older
+/// ones are pruned every `CHANGES_PRUNE_EVERY` revisions.
+pub const CHANGES_KEEP: u64 = 100_000;
+const CHANGES_PRUNE_EVERY: u64 = 4096;
 
 /// Key of the applied state's revisions in `meta`.
 const KEY_REVISIONS: &[u8] = b"sm/revisions";
@@ -29,7 +37,7 @@ const KEY_REVISIONS: &[u8] = b"sm/revisions";
 /// reads: 2 = log entries hold batches of guarded commands, state holds the
 /// request-id window (`r/`). Bump on any change to what is stored.
 const KEY_FORMAT: &str = "format";
-pub const FORMAT: u32 = 2;
+pub const FORMAT: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -88,6 +96,7 @@ fn state_key(t: &Touched) -> Vec<u8> {
         Touched::Cluster(id) => format!("c/{id}").into_bytes(),
         Touched::Tenant(id) => format!("t/{id}").into_bytes(),
         Touched::Request(id) => format!("r/{id}").into_bytes(),
+        Touched::Acme(owner) => format!("a/{owner}").into_bytes(),
     }
 }
 
@@ -99,10 +108,15 @@ impl Store {
         opts.create_missing_column_families(true);
         // Durability comes from synced WAL writes; keep the WAL on.
         opts.set_manual_wal_flush(false);
-        let cfs = [CF_META, CF_LOG, CF_STATE].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
+        let cfs = [CF_META, CF_LOG, CF_STATE, CF_CHANGES].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = Store { db: Arc::new(db) };
         store.check_format()?;
+        if store.meta(KEY_CHANGES_FROM)?.is_none() {
+            // A data dir from before change history: it starts now.
+            let from = store.revisions()?.0 + 1;
+            store.put_meta_synced(KEY_CHANGES_FROM, &from.to_be_bytes())?;
+        }
         Ok(store)
     }
 
@@ -226,9 +240,26 @@ impl Store {
     /// Persist what a batch of applied entries changed, with the state
     /// machine's own metadata (`sm_meta` under `sm_key`), atomically. Not
     /// fsynced: the log is, and a lost tail of applies is replayed from it.
-    pub fn write_applied(&self, state: &State, touched: &[Touched], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
+    /// Persist what a batch of entries changed: the touched entities, the
+    /// changes for watchers, and the state machine's metadata, in one batch.
+    pub fn write_applied(&self, state: &State, touched: &[Touched], changes: &[(u64, Change)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
         let cf = self.cf(CF_STATE)?;
         let mut b = WriteBatch::default();
+        let changes_cf = self.cf(CF_CHANGES)?;
+        let mut seq = 0u32;
+        let mut last = 0;
+        for (rev, change) in changes {
+            seq = if *rev == last { seq + 1 } else { 0 };
+            last = *rev;
+            b.put_cf(changes_cf, change_key(*rev, seq), encode("change", change)?);
+        }
+        let (before, _) = self.revisions()?;
+        let now = state.revision();
+        if now / CHANGES_PRUNE_EVERY != before / CHANGES_PRUNE_EVERY && now > CHANGES_KEEP {
+            let from = (now - CHANGES_KEEP).max(self.changes_from()?);
+            b.delete_range_cf(changes_cf, change_key(0, 0), change_key(from, 0));
+            b.put_cf(self.cf(CF_META)?, KEY_CHANGES_FROM, from.to_be_bytes());
+        }
         for t in touched {
             let key = state_key(t);
             let value = match t {
@@ -236,6 +267,7 @@ impl Store {
                 Touched::Cluster(id) => state.cluster(id).map(|c| encode("cluster", &**c)).transpose()?,
                 Touched::Tenant(id) => state.tenant(id).map(|t| encode("tenant", &**t)).transpose()?,
                 Touched::Request(id) => state.request(id).map(|r| encode("request", &**r)).transpose()?,
+                Touched::Acme(owner) => state.challenge(owner).map(|c| encode("challenge", &**c)).transpose()?,
             };
             match value {
                 Some(v) => b.put_cf(cf, key, v),
@@ -266,26 +298,64 @@ impl Store {
         for r in state.requests() {
             b.put_cf(cf, state_key(&Touched::Request(r.id.clone())), encode("request", &**r)?);
         }
+        for c in state.challenges() {
+            b.put_cf(cf, state_key(&Touched::Acme(c.name.clone())), encode("challenge", &**c)?);
+        }
         let meta = self.cf(CF_META)?;
         b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
         b.put_cf(meta, sm_key, sm_meta);
         for (k, v) in extra_meta {
             b.put_cf(meta, k, v);
         }
+        // The changes before a snapshot are not known here: history restarts.
+        b.delete_range_cf(self.cf(CF_CHANGES)?, change_key(0, 0), change_key(u64::MAX, u32::MAX));
+        b.put_cf(meta, KEY_CHANGES_FROM, (state.revision() + 1).to_be_bytes());
         self.db.write_opt(b, &Self::synced())?;
         Ok(())
     }
 
     /// Load the applied state and the state machine's metadata.
+    /// Applied revision and data revision as persisted.
+    fn revisions(&self) -> Result<(u64, u64)> {
+        match self.db.get_cf(self.cf(CF_META)?, KEY_REVISIONS)? {
+            Some(v) => decode("revisions", &v),
+            None => Ok((0, 0)),
+        }
+    }
+
+    /// The first revision whose changes are all held; a watcher that
+    /// needs older ones must re-list.
+    pub fn changes_from(&self) -> Result<u64> {
+        let v = self.meta(KEY_CHANGES_FROM)?.unwrap_or_default();
+        let bytes: [u8; 8] =
+            v.as_slice().try_into().map_err(|_| StorageError::Corrupt(format!("{KEY_CHANGES_FROM} of {} bytes", v.len())))?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Changes at revisions after `after`, oldest first, at most `limit`
+    /// (a revision's changes are never split across calls).
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Change)>> {
+        let mut out: Vec<(u64, Change)> = Vec::new();
+        let start = change_key(after.saturating_add(1), 0);
+        for item in self.db.iterator_cf(self.cf(CF_CHANGES)?, IteratorMode::From(&start, Direction::Forward)) {
+            let (k, v) = item?;
+            let rev = k.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).map(u64::from_be_bytes);
+            let rev = rev.ok_or_else(|| StorageError::Corrupt(format!("change key of {} bytes", k.len())))?;
+            if out.len() >= limit && out.last().is_some_and(|(r, _)| *r != rev) {
+                break;
+            }
+            out.push((rev, decode("change", &v)?));
+        }
+        Ok(out)
+    }
+
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
-        let (revision, data_revision): (u64, u64) = match self.db.get_cf(self.cf(CF_META)?, KEY_REVISIONS)? {
-            Some(v) => decode("revisions", &v)?,
-            None => (0, 0),
-        };
+        let (revision, data_revision) = self.revisions()?;
         let mut zones = Vec::new();
         let mut clusters = Vec::new();
         let mut tenants = Vec::new();
         let mut requests = Vec::new();
+        let mut challenges = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
             let (k, v) = item?;
             match k.first() {
@@ -298,13 +368,21 @@ impl Store {
                 Some(b'c') => clusters.push(decode::<Cluster>("cluster", &v)?),
                 Some(b't') => tenants.push(decode::<Tenant>("tenant", &v)?),
                 Some(b'r') => requests.push(decode::<RequestRecord>("request", &v)?),
+                Some(b'a') => challenges.push(decode::<Challenge>("challenge", &v)?),
                 _ => return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k)))),
             }
         }
-        let state = State::from_parts(revision, data_revision, zones, clusters, tenants, requests);
+        let state = State::from_parts(revision, data_revision, zones, clusters, tenants, requests, challenges);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }
+}
+
+fn change_key(revision: u64, seq: u32) -> [u8; 12] {
+    let mut k = [0u8; 12];
+    k[..8].copy_from_slice(&revision.to_be_bytes());
+    k[8..].copy_from_slice(&seq.to_be_bytes());
+    k
 }
 
 fn index_of(key: &[u8]) -> Result<u64> {

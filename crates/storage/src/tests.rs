@@ -1,6 +1,6 @@
 //! Round trips through a real RocksDB in a temp dir.
 
-use switchboard_domain::{Cluster, Command, Envelope, State};
+use switchboard_domain::{Change, Cluster, Command, Envelope, State};
 
 use super::*;
 
@@ -30,12 +30,22 @@ fn applied_state_survives_reopen() -> Result<()> {
             (2, Command::CreateTenant { id: "t1".into(), cluster: None }),
             (3, Command::AddAlias { tenant: "t1".into(), alias: "one".into() }),
         ] {
+            let before = state.clone();
             let (r, touched) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
             assert!(r.is_ok());
-            s.write_applied(&state, &touched, "sm", &[rev as u8])?;
+            let changes: Vec<(u64, Change)> =
+                touched.iter().filter_map(|t| Change::between(&before, &state, t)).map(|c| (rev, c)).collect();
+            s.write_applied(&state, &touched, &changes, "sm", &[rev as u8])?;
         }
     }
     let s = Store::open(dir.path())?;
+    // The change history survives too, in revision order.
+    assert_eq!(s.changes_from()?, 1);
+    let changes = s.changes_after(1, 100)?;
+    assert_eq!(changes.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![2, 3]);
+    assert!(
+        matches!(&changes[1].1, Change::Tenant { tenant: Some(t), previous: Some(p), .. } if t.aliases == ["one"] && p.aliases.is_empty())
+    );
     let (loaded, meta) = s.load_state("sm")?;
     assert_eq!(meta.as_deref(), Some([3u8].as_slice()));
     assert_eq!(loaded.revision(), 3);
@@ -47,6 +57,9 @@ fn applied_state_survives_reopen() -> Result<()> {
     s.replace_state(&back, "sm", b"x", &[])?;
     let (again, _) = s.load_state("sm")?;
     assert_eq!(encode_state(&again)?, image);
+    // Installing a snapshot restarts the history after it.
+    assert_eq!(s.changes_from()?, 4);
+    assert!(s.changes_after(0, 100)?.is_empty());
     Ok(())
 }
 
@@ -58,7 +71,7 @@ fn a_data_dir_of_another_format_is_refused() {
         store.put_meta_synced("format", &1u32.to_be_bytes()).unwrap();
     }
     let e = Store::open(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("format") && e.contains("this build reads format 2"), "{e}");
+    assert!(e.contains("format") && e.contains("this build reads format 3"), "{e}");
     // A fresh dir is marked and opens again.
     let fresh = tempfile::tempdir().unwrap();
     drop(Store::open(fresh.path()).unwrap());

@@ -4,12 +4,12 @@
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use switchboard_api::proto::{
-    self, clusters_client::ClustersClient, membership_client::MembershipClient, node_client::NodeClient, tenants_client::TenantsClient,
-    zones_client::ZonesClient,
+    self, acme_client::AcmeClient, clusters_client::ClustersClient, membership_client::MembershipClient, node_client::NodeClient,
+    tenants_client::TenantsClient, watch_client::WatchClient, zones_client::ZonesClient,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{AliasCmd, ClusterCmd, Cmd, MemberCmd, TenantCmd, ZoneCmd};
+use crate::{AcmeCmd, AliasCmd, ClusterCmd, Cmd, MemberCmd, TenantCmd, ZoneCmd};
 
 /// Time to connect and to complete one call.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -22,7 +22,10 @@ pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> any
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the client runtime")?;
     rt.block_on(async move {
         // Bulk and streaming calls run as long as their work takes.
-        let bulk = matches!(command, Cmd::Tenant(TenantCmd::Import { .. }) | Cmd::Rebalance { .. } | Cmd::Zone(ZoneCmd::Export { .. }));
+        let bulk = matches!(
+            command,
+            Cmd::Tenant(TenantCmd::Import { .. }) | Cmd::Rebalance { .. } | Cmd::Zone(ZoneCmd::Export { .. }) | Cmd::Watch { .. }
+        );
         let timeout = |e: Endpoint| if bulk { e } else { e.timeout(CALL_TIMEOUT) };
         let endpoint = timeout(
             Endpoint::from_shared(server.to_string()).map_err(|e| anyhow!("--server {server:?}: {e}"))?.connect_timeout(CONNECT_TIMEOUT),
@@ -171,6 +174,8 @@ async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyh
         }
         Cmd::Status => status_all(channel).await,
         Cmd::Member(c) => member(MembershipClient::new(channel), c).await,
+        Cmd::Acme(c) => acme(AcmeClient::new(channel), c, options).await,
+        Cmd::Watch { after, kind, cluster, count } => watch(WatchClient::new(channel), after, &kind, cluster, count).await,
         Cmd::Rebalance { dry_run, apply: _, max } => {
             let client = TenantsClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX);
             rebalance(client, dry_run, max.unwrap_or(0)).await
@@ -304,6 +309,7 @@ fn zone_json(z: &proto::Zone) -> Value {
         "rules": z.rules.iter().map(|r| match &r.kind {
             Some(proto::rule::Kind::ServiceTenant(s)) => json!({"kind": "service-tenant", "services": s.services, "target": s.target, "ttl": s.ttl}),
             Some(proto::rule::Kind::TenantHost(h)) => json!({"kind": "tenant-host", "ttl": h.ttl}),
+            Some(proto::rule::Kind::Acme(a)) => json!({"kind": "acme", "validation_zone": a.validation_zone}),
             None => Value::Null,
         }).collect::<Vec<_>>(),
         "records": z.records.iter().map(|r| json!({"name": r.name, "type": r.r#type, "ttl": r.ttl, "data": r.data})).collect::<Vec<_>>(),
@@ -672,4 +678,103 @@ async fn rebalance(mut c: TenantsClient<Channel>, dry_run: bool, max: u32) -> an
         table: Some(Table { title: Some(title), headers: vec!["TENANT", "FROM", "TO", "REVISION", "ERROR"], rows }),
         failure: None,
     })
+}
+
+fn challenge_json(c: &proto::Challenge) -> Value {
+    json!({
+        "name": c.name, "revision": c.revision,
+        "values": c.values.iter().map(|v| json!({"value": v.value, "ttl": v.ttl, "expires_at_ms": v.expires_at_ms})).collect::<Vec<_>>(),
+    })
+}
+
+fn challenge_rows(c: &proto::Challenge) -> Vec<Vec<String>> {
+    c.values.iter().map(|v| vec![c.name.clone(), v.value.clone(), v.ttl.to_string(), v.expires_at_ms.to_string()]).collect()
+}
+
+async fn acme(mut c: AcmeClient<Channel>, cmd: AcmeCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+    let o = Some(options.clone());
+    let headers = vec!["NAME", "VALUE", "TTL", "EXPIRES_AT_MS"];
+    let written = match cmd {
+        AcmeCmd::Set { name, value, ttl, expires_in } => {
+            let req = proto::SetChallengeRequest { name, value, ttl, expires_in_s: expires_in, options: o };
+            c.set_challenge(req).await.map_err(status)?.into_inner()
+        }
+        AcmeCmd::Clear { name, value } => {
+            let req = proto::ClearChallengeRequest { name, value: value.unwrap_or_default(), options: o };
+            c.clear_challenge(req).await.map_err(status)?.into_inner()
+        }
+        AcmeCmd::List { within } => {
+            let r =
+                c.list_challenges(proto::ListChallengesRequest { within: within.unwrap_or_default() }).await.map_err(status)?.into_inner();
+            let rows = r.challenges.iter().flat_map(challenge_rows).collect();
+            let value = json!({"revision": r.revision, "challenges": r.challenges.iter().map(challenge_json).collect::<Vec<_>>()});
+            return Ok(Output { value, table: Some(Table { title: None, headers, rows }), failure: None });
+        }
+    };
+    let rows = written.challenge.as_ref().map(challenge_rows).unwrap_or_default();
+    let value = json!({"revision": written.revision, "challenge": written.challenge.as_ref().map(challenge_json)});
+    Ok(Output { value, table: Some(Table { title: Some(format!("revision {}", written.revision)), headers, rows }), failure: None })
+}
+
+fn event_json(e: &proto::Event) -> Value {
+    use proto::event::Value as V;
+    let kind = match proto::Kind::try_from(e.kind) {
+        Ok(proto::Kind::Zone) => "zone",
+        Ok(proto::Kind::Cluster) => "cluster",
+        Ok(proto::Kind::Tenant) => "tenant",
+        Ok(proto::Kind::Acme) => "acme",
+        _ => "unknown",
+    };
+    let value = match &e.value {
+        Some(V::Zone(z)) => zone_json(z),
+        Some(V::Cluster(c)) => json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "revision": c.revision}),
+        Some(V::Tenant(t)) => tenant_json(t),
+        Some(V::Challenge(c)) => challenge_json(c),
+        None => Value::Null,
+    };
+    json!({"revision": e.revision, "kind": kind, "key": e.key, "deleted": e.deleted, "previous_cluster": e.previous_cluster, "value": value})
+}
+
+/// Stream changes to stdout, one JSON line each, flushed as they come.
+async fn watch(
+    mut c: WatchClient<Channel>,
+    after: u64,
+    kinds: &[String],
+    cluster: Option<String>,
+    count: Option<u64>,
+) -> anyhow::Result<Output> {
+    use std::io::Write;
+    let kinds = kinds
+        .iter()
+        .map(|k| match k.as_str() {
+            "zone" => Ok(proto::Kind::Zone as i32),
+            "cluster" => Ok(proto::Kind::Cluster as i32),
+            "tenant" => Ok(proto::Kind::Tenant as i32),
+            "acme" => Ok(proto::Kind::Acme as i32),
+            other => Err(anyhow!("--kind: {other:?} is not one of zone, cluster, tenant, acme")),
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let req = proto::WatchRequest { after_revision: after, kinds, cluster: cluster.unwrap_or_default() };
+    let mut stream = c.watch(req).await.map_err(status)?.into_inner();
+    let mut seen = 0u64;
+    let mut out = std::io::stdout().lock();
+    while let Some(r) = stream.message().await.map_err(status)? {
+        if r.compacted {
+            let why = format!(
+                "revision {after} is compacted on this node (it resumes from {}): list again and watch from the list's revision",
+                r.revision
+            );
+            return Ok(Output { value: json!({"compacted": true, "revision": r.revision}), table: None, failure: Some(why) });
+        }
+        for e in &r.events {
+            writeln!(out, "{}", event_json(e))?;
+            seen += 1;
+            if count.is_some_and(|n| seen >= n) {
+                out.flush()?;
+                return Ok(Output { value: Value::Null, table: None, failure: None });
+            }
+        }
+        out.flush()?;
+    }
+    Ok(Output { value: Value::Null, table: None, failure: Some("the node ended the stream".into()) })
 }

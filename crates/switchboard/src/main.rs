@@ -63,6 +63,26 @@ enum Cmd {
     /// Cluster membership: list, add-learner, promote, remove.
     #[command(subcommand)]
     Member(MemberCmd),
+    /// ACME DNS-01 challenges: set NAME VALUE, clear NAME [VALUE], list.
+    #[command(subcommand)]
+    Acme(AcmeCmd),
+    /// Print every change after a revision as it commits, one JSON object
+    /// per line (kind, key, revision, deleted, value); resumable with
+    /// --after. Runs until interrupted, or until --count events.
+    Watch {
+        /// Changes after this revision (0: from the oldest the node holds).
+        #[arg(long, default_value_t = 0)]
+        after: u64,
+        /// Only these kinds (zone, cluster, tenant, acme), comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        kind: Vec<String>,
+        /// Only tenants on this cluster or moved away from it, and the cluster itself.
+        #[arg(long)]
+        cluster: Option<String>,
+        /// Exit after this many events.
+        #[arg(long)]
+        count: Option<u64>,
+    },
     /// Move unpinned tenants to where hashing places them today (after
     /// clusters were added, re-weighted or drained). Each move is
     /// compare-and-set: a tenant changed meanwhile is left alone.
@@ -100,6 +120,29 @@ pub enum MemberCmd {
     /// Remove a voter or learner.
     Remove {
         id: u64,
+    },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum AcmeCmd {
+    /// Add a TXT value at _acme-challenge.NAME (NAME may be *.name or the
+    /// _acme-challenge name itself); setting it again refreshes it.
+    Set {
+        name: String,
+        value: String,
+        /// TTL of the TXT set (default 60).
+        #[arg(long)]
+        ttl: Option<u32>,
+        /// Seconds until it disappears by itself (default 3600, at most 604800).
+        #[arg(long)]
+        expires_in: Option<u64>,
+    },
+    /// Remove one value, or all values of the name.
+    Clear { name: String, value: Option<String> },
+    /// Challenges, optionally only those within a zone or name.
+    List {
+        #[arg(long)]
+        within: Option<String>,
     },
 }
 

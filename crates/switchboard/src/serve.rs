@@ -78,6 +78,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             .add_service(services.tenants)
             .add_service(services.node)
             .add_service(services.membership)
+            .add_service(services.acme)
+            .add_service(services.watch)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -38,6 +38,7 @@ struct SoaFile {
 enum RuleFile {
     ServiceTenant { services: Vec<String>, target: String, ttl: Option<u32> },
     TenantHost { ttl: Option<u32> },
+    Acme { validation_zone: Option<String> },
 }
 
 #[derive(Debug, Deserialize)]
@@ -80,6 +81,9 @@ pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
                         proto::rule::Kind::ServiceTenant(proto::ServiceTenantRule { services, target, ttl })
                     }
                     RuleFile::TenantHost { ttl } => proto::rule::Kind::TenantHost(proto::TenantHostRule { ttl }),
+                    RuleFile::Acme { validation_zone } => {
+                        proto::rule::Kind::Acme(proto::AcmeRule { validation_zone: validation_zone.unwrap_or_default() })
+                    }
                 }),
             })
             .collect(),

@@ -24,6 +24,8 @@ target = "{service}-{cluster}.example.test."
 [[rules]]
 kind = "tenant-host"
 ttl = 60
+[[rules]]
+kind = "acme"
 "#;
 
 /// Fast elections so failover fits a test; small snapshots so a late
@@ -162,6 +164,23 @@ fn three_voters_two_learners_survive_failures_and_restarts() -> anyhow::Result<(
         c.wait_answer(id, "ws-alpha.apps.example.test.", RecordType::CNAME, &cname("alpha", "mt1"), Duration::from_secs(5))?;
     }
 
+    eprintln!("--- an ACME challenge is served by every node, and expires on every node by itself");
+    learner.cli(&["acme", "set", "*.alpha.apps.example.test", "token-wild", "--expires-in", "2"])?;
+    let set = learner.json(&["acme", "set", "alpha.apps.example.test", "token-apex", "--expires-in", "3600"])?;
+    assert_eq!(set["challenge"]["values"].as_array().map(Vec::len), Some(2), "{set}");
+    let owner = "_acme-challenge.alpha.apps.example.test.";
+    let txt = |v: &str| format!("{owner} TXT {v}");
+    for id in 1..=4 {
+        c.wait_answer(id, owner, RecordType::TXT, &[txt("token-apex"), txt("token-wild")], Duration::from_secs(5))?;
+    }
+    for id in 1..=4 {
+        c.wait_answer(id, owner, RecordType::TXT, &[txt("token-apex")], Duration::from_secs(15))?;
+    }
+    // Every node dropped it in the same entry: their challenge lists agree.
+    let lists: Vec<String> =
+        (1..=4).map(|id| c.node(id).json(&["acme", "list"]).map(|v| v["challenges"].to_string())).collect::<anyhow::Result<_>>()?;
+    assert!(lists.iter().all(|l| *l == lists[0] && !l.contains("token-wild")), "{lists:?}");
+
     eprintln!("--- --wait everywhere returns only once every node answers with the write");
     c.node(2).cli(&["--wait", "everywhere", "tenant", "create", "beta", "--cluster", "mt2"])?;
     for id in 1..=4 {
@@ -237,6 +256,9 @@ fn three_voters_two_learners_survive_failures_and_restarts() -> anyhow::Result<(
     assert!(s5["snapshot_revision"].as_u64().unwrap_or(0) > before, "learner 5 installed a snapshot: {s5}");
     let log5 = c.node(5).log();
     assert!(!log5.contains("panicked"), "{log5}");
+    // Its change history starts at the snapshot: a watch from before it is told to re-list.
+    let err = c.node(5).cli(&["watch", "--after", "1", "--count", "1"]).err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(err.contains("compacted"), "{err}");
 
     eprintln!("--- remove a learner and add it back");
     let via = c.node(new_leader);

@@ -1,0 +1,154 @@
+//! The Watch service: every change after a revision, from this node's
+//! change history (`Store::changes_after`), then live as entries apply.
+
+use std::time::Duration;
+
+use switchboard_domain::{Change, Zone};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+use crate::convert::{self, challenge_out, cluster_out, tenant_out, zone_out};
+use crate::proto::{self, watch_server, Kind};
+use crate::service::Api;
+use crate::status;
+
+/// Changes read from storage per step, and responses queued ahead of a slow client.
+const WATCH_BATCH: usize = 1024;
+const WATCH_IN_FLIGHT: usize = 16;
+/// An idle stream says how far it has got this often.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
+
+struct Filter {
+    kinds: Vec<Kind>,
+    cluster: Option<String>,
+}
+
+impl Filter {
+    fn parse(r: &proto::WatchRequest) -> Result<Filter, Status> {
+        let mut kinds = Vec::new();
+        for (i, k) in r.kinds.iter().enumerate() {
+            match Kind::try_from(*k) {
+                Ok(Kind::Unspecified) | Err(_) => return Err(Status::invalid_argument(format!("kinds[{i}]: unknown kind {k}"))),
+                Ok(k) => kinds.push(k),
+            }
+        }
+        let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
+        Ok(Filter { kinds, cluster })
+    }
+
+    fn event(&self, state: &switchboard_domain::State, revision: u64, change: &Change) -> Option<proto::Event> {
+        use proto::event::Value;
+        let (kind, key, deleted, value, previous_cluster) = match change {
+            Change::Zone { apex, spec } => {
+                let zone = spec.as_ref().and_then(|s| Zone::compile(s, revision).ok()).map(|z| Value::Zone(zone_out(state, &z)));
+                (Kind::Zone, apex, spec.is_none(), zone, String::new())
+            }
+            Change::Cluster { id, cluster } => {
+                (Kind::Cluster, id, cluster.is_none(), cluster.as_ref().map(|c| Value::Cluster(cluster_out(c, 0))), String::new())
+            }
+            Change::Tenant { id, tenant, previous } => {
+                let shown = tenant.as_ref().or(previous.as_ref());
+                let before = previous.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
+                (Kind::Tenant, id, tenant.is_none(), shown.map(|t| Value::Tenant(tenant_out(t))), before)
+            }
+            Change::Acme { name, challenge } => {
+                (Kind::Acme, name, challenge.is_none(), challenge.as_ref().map(|c| Value::Challenge(challenge_out(c))), String::new())
+            }
+        };
+        if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
+            return None;
+        }
+        if let Some(c) = &self.cluster {
+            let concerns = match change {
+                Change::Cluster { id, .. } => id == c,
+                Change::Tenant { tenant, previous, .. } => {
+                    tenant.as_ref().is_some_and(|t| t.cluster == *c) || previous.as_ref().is_some_and(|t| t.cluster == *c)
+                }
+                Change::Zone { .. } | Change::Acme { .. } => false,
+            };
+            if !concerns {
+                return None;
+            }
+        }
+        Some(proto::Event { revision, kind: kind as i32, key: key.clone(), deleted, value, previous_cluster })
+    }
+}
+
+type Tx = mpsc::Sender<Result<proto::WatchResponse, Status>>;
+
+impl Api {
+    /// Stream changes after `after` to `tx` until the client goes away.
+    async fn stream_changes(&self, mut after: u64, filter: Filter, tx: Tx) {
+        let node = &self.node;
+        let mut applied = node.applied();
+        let compacted = |from: u64| proto::WatchResponse { events: Vec::new(), revision: from.saturating_sub(1), compacted: true };
+        let mut last_sent = std::time::Instant::now();
+        loop {
+            let from = match node.changes_from() {
+                Ok(f) => f,
+                Err(e) => {
+                    let _ = tx.send(Err(status::node(e))).await;
+                    return;
+                }
+            };
+            if after == 0 {
+                after = from.saturating_sub(1);
+            }
+            if after.saturating_add(1) < from {
+                let _ = tx.send(Ok(compacted(from))).await;
+                return;
+            }
+            // Every change up to `upto` was stored before `upto` was
+            // published as applied: read the revision first.
+            let upto = *applied.borrow_and_update();
+            let batch = match node.changes_after(after, WATCH_BATCH) {
+                Ok(b) => b,
+                Err(e) => {
+                    let _ = tx.send(Err(status::node(e))).await;
+                    return;
+                }
+            };
+            let batch: Vec<_> = batch.into_iter().filter(|(rev, _)| *rev <= upto).collect();
+            if let Some((last, _)) = batch.last() {
+                let last = *last;
+                let state = node.state();
+                let events: Vec<proto::Event> = batch.iter().filter_map(|(rev, c)| filter.event(&state, *rev, c)).collect();
+                if !events.is_empty() {
+                    if tx.send(Ok(proto::WatchResponse { events, revision: last, compacted: false })).await.is_err() {
+                        return;
+                    }
+                    last_sent = std::time::Instant::now();
+                }
+                after = last;
+                continue;
+            }
+            after = after.max(upto);
+            if last_sent.elapsed() >= PROGRESS_EVERY {
+                if tx.send(Ok(proto::WatchResponse { events: Vec::new(), revision: after, compacted: false })).await.is_err() {
+                    return;
+                }
+                last_sent = std::time::Instant::now();
+            }
+            tokio::select! {
+                changed = applied.changed() => if changed.is_err() { return },
+                _ = tokio::time::sleep(PROGRESS_EVERY.saturating_sub(last_sent.elapsed())) => {}
+                _ = tx.closed() => return,
+            }
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl watch_server::Watch for Api {
+    type WatchStream = ReceiverStream<Result<proto::WatchResponse, Status>>;
+
+    async fn watch(&self, req: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let r = req.into_inner();
+        let filter = Filter::parse(&r)?;
+        let (tx, rx) = mpsc::channel(WATCH_IN_FLIGHT);
+        let api = self.clone();
+        tokio::spawn(async move { api.stream_changes(r.after_revision, filter, tx).await });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
