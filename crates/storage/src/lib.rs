@@ -113,7 +113,7 @@ impl Store {
         let store = Store { db: Arc::new(db) };
         store.check_format()?;
         if store.meta(KEY_CHANGES_FROM)?.is_none() {
-            // A data dir from before change history: it starts now.
+            // A new data dir: its change history starts with its first revision.
             let from = store.revisions()?.0 + 1;
             store.put_meta_synced(KEY_CHANGES_FROM, &from.to_be_bytes())?;
         }
