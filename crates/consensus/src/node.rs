@@ -314,7 +314,6 @@ impl Node {
         self.published.load_full()
     }
 
-    /// The revision applied on this node, as it changes.
     /// Changes at revisions after `after` (see `Store::changes_after`).
     pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Change)>, NodeError> {
         Ok(self.store.changes_after(after, limit)?)
@@ -325,6 +324,7 @@ impl Node {
         Ok(self.store.changes_from()?)
     }
 
+    /// The revision applied on this node, as it changes.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()
     }

@@ -35,7 +35,8 @@ const KEY_REVISIONS: &[u8] = b"sm/revisions";
 
 /// Key of the data format in `meta`, and the format this build writes and
 /// reads: 2 = log entries hold batches of guarded commands, state holds the
-/// request-id window (`r/`). Bump on any change to what is stored.
+/// request-id window (`r/`); 3 = ACME challenges (`a/`, commands, snapshot
+/// image v3) and the `changes` history. Bump on any change to what is stored.
 const KEY_FORMAT: &str = "format";
 pub const FORMAT: u32 = 3;
 
@@ -239,9 +240,11 @@ impl Store {
 
     /// Persist what a batch of applied entries changed, with the state
     /// machine's own metadata (`sm_meta` under `sm_key`), atomically. Not
-    /// fsynced: the log is, and a lost tail of applies is replayed from it.
-    /// Persist what a batch of entries changed: the touched entities, the
-    /// changes for watchers, and the state machine's metadata, in one batch.
+    /// fsynced: the log is, and a lost tail of applies is replayed from it
+    /// (writing the same changes again under the same keys).
+    ///
+    /// `changes` are the watchers' history (see `changes_after`), written in
+    /// the same batch, so the history never runs ahead of or behind the state.
     pub fn write_applied(&self, state: &State, touched: &[Touched], changes: &[(u64, Change)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
         let cf = self.cf(CF_STATE)?;
         let mut b = WriteBatch::default();
