@@ -28,7 +28,7 @@ use serde::{Deserialize, Serialize};
 use switchboard_domain::{CommandError, Envelope, Outcome, State};
 
 pub use log_store::LogStore;
-pub use network::{PeerNetwork, PeerPool, PeerService};
+pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
 pub use state_machine::StateMachine;
 

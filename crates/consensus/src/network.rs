@@ -36,14 +36,78 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a forwarded proposal may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Shortest cluster secret accepted.
+pub const CLUSTER_SECRET_LEN_MIN: usize = 16;
+
+/// Peer message authentication with the cluster secret: every request
+/// carries an HMAC-SHA256 of (from, to, cluster, payload), and a node with
+/// a secret refuses requests without the right one. Without a secret,
+/// nothing is signed or checked.
+#[derive(Clone, Default)]
+pub struct PeerAuth {
+    key: Option<Arc<ring::hmac::Key>>,
+}
+
+impl std::fmt::Debug for PeerAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.key.is_some() { "PeerAuth(secret)" } else { "PeerAuth(none)" })
+    }
+}
+
+impl PeerAuth {
+    pub fn new(secret: Option<&[u8]>) -> PeerAuth {
+        PeerAuth { key: secret.map(|s| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s))) }
+    }
+
+    fn tag(key: &ring::hmac::Key, r: &PeerRequest) -> ring::hmac::Tag {
+        let mut ctx = ring::hmac::Context::with_key(key);
+        ctx.update(&r.from.to_be_bytes());
+        ctx.update(&r.to.to_be_bytes());
+        ctx.update(&(r.cluster.len() as u64).to_be_bytes());
+        ctx.update(r.cluster.as_bytes());
+        ctx.update(&r.payload);
+        ctx.sign()
+    }
+
+    fn sign(&self, mut r: PeerRequest) -> PeerRequest {
+        if let Some(key) = &self.key {
+            r.mac = Self::tag(key, &r).as_ref().to_vec();
+        }
+        r
+    }
+
+    fn verify(&self, r: &PeerRequest) -> Result<(), tonic::Status> {
+        let Some(key) = &self.key else { return Ok(()) };
+        let want = Self::tag(key, r);
+        let want = want.as_ref();
+        // Constant time: the difference of every byte is folded in.
+        let same = want.len() == r.mac.len() && want.iter().zip(&r.mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
+        if same {
+            Ok(())
+        } else {
+            Err(tonic::Status::unauthenticated(format!("peer message from node {} is not signed with this cluster's secret", r.from)))
+        }
+    }
+}
+
 /// Channels to peers by address, so connections are reused across
-/// replication sessions and forwarded proposals.
+/// replication sessions and forwarded proposals; and the cluster secret
+/// every request is signed with.
 #[derive(Debug, Clone, Default)]
 pub struct PeerPool {
     channels: Arc<Mutex<HashMap<String, Channel>>>,
+    auth: PeerAuth,
 }
 
 impl PeerPool {
+    pub fn new(auth: PeerAuth) -> PeerPool {
+        PeerPool { channels: Arc::default(), auth }
+    }
+
+    pub(crate) fn auth(&self) -> &PeerAuth {
+        &self.auth
+    }
+
     /// A client for `addr` (`host:port`), on a cached channel.
     fn client(&self, addr: &str) -> Result<RaftPeerClient<Channel>, String> {
         let channel = {
@@ -73,7 +137,8 @@ impl PeerPool {
     ) -> Result<Written, NodeError> {
         let mut client = self.client(&leader.peer).map_err(NodeError::Unavailable)?;
         let payload = encode("forwarded proposal", proposal).map_err(|e| NodeError::Raft(e.to_string()))?;
-        let mut request = tonic::Request::new(PeerRequest { from, to, cluster: cluster.to_string(), payload });
+        let mut request =
+            tonic::Request::new(self.auth.sign(PeerRequest { from, to, cluster: cluster.to_string(), payload, mac: Vec::new() }));
         request.set_timeout(FORWARD_TIMEOUT);
         let reply = client.forward(request).await.map_err(|s| match s.code() {
             // The leader could not be reached, so the proposal was not
@@ -103,7 +168,14 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
     type Network = PeerClient;
 
     async fn new_client(&mut self, target: NodeId, node: &NodeInfo) -> PeerClient {
-        PeerClient { from: self.id, target, node: node.clone(), cluster: self.cluster.clone(), client: self.pool.client(&node.peer) }
+        PeerClient {
+            from: self.id,
+            target,
+            node: node.clone(),
+            cluster: self.cluster.clone(),
+            client: self.pool.client(&node.peer),
+            auth: self.pool.auth.clone(),
+        }
     }
 }
 
@@ -115,6 +187,7 @@ pub struct PeerClient {
     cluster: String,
     /// `Err` when the node's peer address is not a valid URI.
     client: Result<RaftPeerClient<Channel>, String>,
+    auth: PeerAuth,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -146,7 +219,8 @@ impl PeerClient {
             }
         };
         let payload = encode("peer request", req).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let mut request = tonic::Request::new(PeerRequest { from: self.from, to: self.target, cluster: self.cluster.clone(), payload });
+        let request = PeerRequest { from: self.from, to: self.target, cluster: self.cluster.clone(), payload, mac: Vec::new() };
+        let mut request = tonic::Request::new(self.auth.sign(request));
         // Honour openraft's deadline on the wire too, so the server can give up.
         request.set_timeout(option.hard_ttl());
         let reply = match call {
@@ -211,6 +285,7 @@ impl PeerService {
 
     fn check<T: DeserializeOwned>(&self, req: tonic::Request<PeerRequest>) -> Result<T, tonic::Status> {
         let req = req.into_inner();
+        self.node.peer_auth().verify(&req)?;
         if req.to != self.id {
             return Err(tonic::Status::failed_precondition(format!(
                 "this is node {}, not node {} (from node {})",

@@ -14,7 +14,7 @@ use switchboard_domain::{Command, CommandError, Envelope, Guard, Outcome, State}
 use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
-use crate::network::PeerPool;
+use crate::network::{PeerAuth, PeerPool};
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
 
 /// Raft timing and log retention, from the node config.
@@ -32,6 +32,8 @@ pub struct RaftSettings {
     pub keep_entries_after_snapshot: u64,
     /// Time a follower may take to install a received snapshot chunk.
     pub install_snapshot_timeout_ms: u64,
+    /// Signs and checks every peer message with the cluster secret.
+    pub peer_auth: PeerAuth,
 }
 
 impl Default for RaftSettings {
@@ -51,6 +53,7 @@ impl Default for RaftSettings {
             keep_entries_after_snapshot: 100_000,
             // openraft's 200 ms default is far too short for a large state.
             install_snapshot_timeout_ms: 30_000,
+            peer_auth: PeerAuth::default(),
         }
     }
 }
@@ -274,7 +277,7 @@ impl Node {
             ..Config::default()
         };
         let config = Arc::new(config.validate().map_err(raft_err)?);
-        let peers = PeerPool::default();
+        let peers = PeerPool::new(settings.peer_auth.clone());
         let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
         let raft = Raft::new(id, config, network, LogStore::new(store.clone()), sm).await.map_err(raft_err)?;
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
@@ -322,6 +325,11 @@ impl Node {
     /// The first revision whose changes this node still holds.
     pub fn changes_from(&self) -> Result<u64, NodeError> {
         Ok(self.store.changes_from()?)
+    }
+
+    /// The cluster secret peer messages are signed and checked with.
+    pub(crate) fn peer_auth(&self) -> &PeerAuth {
+        self.peers.auth()
     }
 
     /// The revision applied on this node, as it changes.

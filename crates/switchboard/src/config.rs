@@ -63,6 +63,11 @@ pub struct Cluster {
     /// For learners: API URLs of voters to join through (any reachable one forwards to the leader).
     #[serde(default)]
     pub join: Vec<String>,
+    /// A file holding the cluster secret (at least 16 bytes; surrounding
+    /// whitespace ignored) that signs every peer message; nodes refuse peer
+    /// messages not signed with it. `SWITCHBOARD_CLUSTER_SECRET` overrides it.
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -150,6 +155,7 @@ impl Default for Cluster {
             max_stale_ms: default_max_stale_ms(),
             voters: Vec::new(),
             join: Vec::new(),
+            secret_file: None,
         }
     }
 }
@@ -268,8 +274,28 @@ impl Config {
         Ok(())
     }
 
-    pub fn raft_settings(&self) -> switchboard_consensus::RaftSettings {
+    /// The cluster secret, from `SWITCHBOARD_CLUSTER_SECRET` or
+    /// `cluster.secret_file`; `None` when neither is set.
+    pub fn cluster_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
+        let (secret, from) = match std::env::var("SWITCHBOARD_CLUSTER_SECRET") {
+            Ok(s) if !s.trim().is_empty() => (s.trim().as_bytes().to_vec(), "SWITCHBOARD_CLUSTER_SECRET".to_string()),
+            _ => match &self.cluster.secret_file {
+                None => return Ok(None),
+                Some(path) => {
+                    let bytes = std::fs::read(path).with_context(|| format!("cluster.secret_file: reading {}", path.display()))?;
+                    (bytes.trim_ascii().to_vec(), format!("cluster.secret_file {}", path.display()))
+                }
+            },
+        };
+        if secret.len() < switchboard_consensus::CLUSTER_SECRET_LEN_MIN {
+            bail!("{from}: the secret is {} bytes, at least {} are needed", secret.len(), switchboard_consensus::CLUSTER_SECRET_LEN_MIN);
+        }
+        Ok(Some(secret))
+    }
+
+    pub fn raft_settings(&self, peer_auth: switchboard_consensus::PeerAuth) -> switchboard_consensus::RaftSettings {
         switchboard_consensus::RaftSettings {
+            peer_auth,
             cluster_name: self.cluster.name.clone(),
             heartbeat_ms: self.raft.heartbeat_ms,
             election_timeout_min_ms: self.raft.election_timeout_min_ms,

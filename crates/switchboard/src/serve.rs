@@ -39,7 +39,8 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
-    let node = Arc::new(Node::start(config.node_id, &config.raft_settings(), store).await.context("starting raft")?);
+    let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
+    let node = Arc::new(Node::start(config.node_id, &config.raft_settings(peer_auth), store).await.context("starting raft")?);
     tracing::info!(node_id = config.node_id, revision = node.state().revision(), "state loaded");
 
     // DNS first: it answers from the state on disk before consensus is up.

@@ -299,3 +299,53 @@ fn three_voters_two_learners_survive_failures_and_restarts() -> anyhow::Result<(
     }
     Ok(())
 }
+
+/// Peer (Raft) messages are signed with the cluster secret: a node with
+/// another secret gets nothing replicated and says why; with the right
+/// one it catches up.
+#[test]
+fn peers_without_the_cluster_secret_are_refused() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let (mut voter, mut learner) = (Node::prepare(root.path(), 1)?, Node::prepare(root.path(), 2)?);
+    let secret = root.path().join("secret");
+    let wrong = root.path().join("wrong");
+    std::fs::write(&secret, "0123456789abcdef-the-right-one\n")?;
+    std::fs::write(&wrong, "0123456789abcdef-another-one\n")?;
+    let voters =
+        format!("[[cluster.voters]]\nid = 1\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n", voter.ports.peer, voter.ports.api);
+    voter.write_config(1, &format!("{RAFT}[cluster]\nname = \"s\"\nsecret_file = {secret:?}\n{voters}"))?;
+    let join = voter.server();
+    let learner_config = |file: &std::path::Path| {
+        format!("{RAFT}[cluster]\nname = \"s\"\nrole = \"learner\"\nsecret_file = {file:?}\njoin = [\"{join}\"]\n")
+    };
+    learner.write_config(2, &learner_config(&wrong))?;
+    voter.spawn()?;
+    voter.wait_leader(Duration::from_secs(30))?;
+    let zone = voter.dir.join("zone.toml");
+    std::fs::write(&zone, ZONE)?;
+    voter.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+
+    learner.spawn()?;
+    eventually(Duration::from_secs(20), "the voter refuses to hear from the learner", || {
+        voter.log().contains("not signed with this cluster's secret") || learner.log().contains("not signed with this cluster's secret")
+    })
+    .with_context(|| format!("voter log:\n{}\nlearner log:\n{}", voter.log(), learner.log()))?;
+    let m = query(learner.dns(), "apps.example.test.", RecordType::SOA)?;
+    assert_eq!(m.metadata.response_code, ResponseCode::Refused, "the learner got no zone");
+
+    learner.kill9()?;
+    learner.write_config(2, &learner_config(&secret))?;
+    learner.spawn()?;
+    eventually(Duration::from_secs(20), "the learner with the right secret catches up", || {
+        query(learner.dns(), "apps.example.test.", RecordType::SOA).is_ok_and(|m| m.metadata.response_code == ResponseCode::NoError)
+    })
+    .with_context(|| format!("learner log:\n{}", learner.log()))?;
+    // A secret that is too short is a config error naming its source.
+    std::fs::write(&wrong, "short")?;
+    learner.kill9()?;
+    learner.write_config(2, &learner_config(&wrong))?;
+    let out = std::process::Command::new(common::BIN).args(["serve", "--config"]).arg(&learner.config).output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("cluster.secret_file") && stderr.contains("at least 16"), "{stderr}");
+    Ok(())
+}
