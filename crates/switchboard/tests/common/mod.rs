@@ -14,14 +14,55 @@ use hickory_proto::rr::{Name, RecordType};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 
-/// A TCP and UDP port both free on 127.0.0.1 right now.
+/// Ports tests hand out: below the kernel's ephemeral range (32768 and up
+/// here), where the client sockets of every test take their local ports.
+const TEST_PORTS: std::ops::Range<u32> = 10_000..32_000;
+
+/// A TCP and UDP port both free on 127.0.0.1 right now, and handed to no
+/// other test: test processes run in parallel, so they take ports in turn
+/// from a counter file, under a lock directory (`create_dir` is atomic).
+/// Binding port 0 instead gave ephemeral ports, which a client connection
+/// could take before the node bound them.
 pub fn free_port() -> u16 {
-    loop {
-        let Ok(tcp) = TcpListener::bind("127.0.0.1:0") else { continue };
-        let Ok(addr) = tcp.local_addr() else { continue };
-        if UdpSocket::bind(addr).is_ok() {
-            return addr.port();
+    let root = std::env::temp_dir().join("switchboard-test-ports");
+    let lock = root.join("lock");
+    let counter = root.join("next");
+    let take = || -> anyhow::Result<u16> {
+        std::fs::create_dir_all(&root)?;
+        let started = Instant::now();
+        while let Err(e) = std::fs::create_dir(&lock) {
+            if e.kind() != std::io::ErrorKind::AlreadyExists {
+                return Err(e.into());
+            }
+            // A holder that died keeps it: take over a lock older than 10 s.
+            let stale = std::fs::metadata(&lock)
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() > Duration::from_secs(10));
+            if stale || started.elapsed() > Duration::from_secs(30) {
+                let _ = std::fs::remove_dir(&lock);
+            }
+            std::thread::sleep(Duration::from_millis(1));
         }
+        let found = (|| {
+            let text = std::fs::read_to_string(&counter).unwrap_or_default();
+            let mut next: u32 = text.trim().parse().unwrap_or(std::process::id());
+            let span = TEST_PORTS.end - TEST_PORTS.start;
+            for _ in 0..span {
+                let port = (TEST_PORTS.start + next % span) as u16;
+                next = next.wrapping_add(1);
+                if TcpListener::bind(("127.0.0.1", port)).is_ok() && UdpSocket::bind(("127.0.0.1", port)).is_ok() {
+                    std::fs::write(&counter, next.to_string())?;
+                    return Ok(port);
+                }
+            }
+            Err(anyhow!("no free port in {TEST_PORTS:?}"))
+        })();
+        std::fs::remove_dir(&lock)?;
+        found
+    };
+    match take() {
+        Ok(port) => port,
+        Err(e) => panic!("allocating a test port: {e}"),
     }
 }
 
