@@ -1,0 +1,320 @@
+"""Nemeses: what each round does to the cluster, and how it heals.
+
+Each nemesis has a group (the names --nemesis takes), a start that breaks
+something and returns a description, and a heal that undoes it: afterwards
+every node runs, unpaused, with no drop rules, no proxy faults, free disk
+and a true clock.
+"""
+
+import os
+import threading
+import time
+
+GROUPS = ["kill", "pause", "partition", "proxy", "loss", "restart", "diskfull", "clock"]
+
+
+class Nemesis:
+    group = None
+    name = None
+    needs = ()
+
+    def __init__(self, h):
+        self.h = h  # the harness: .cluster, .net, .log, .leader()
+
+    @property
+    def c(self):
+        return self.h.cluster
+
+    def start(self, rng):
+        raise NotImplementedError
+
+    def heal(self):
+        pass
+
+
+def _voter_ids(h):
+    return [v.id for v in h.cluster.voters]
+
+
+def _pick_leader(h, rng):
+    lid = h.cluster.leader(timeout=15)
+    return lid if lid is not None else rng.choice(_voter_ids(h))
+
+
+class Kill(Nemesis):
+    group = "kill"
+
+    def __init__(self, h, target):
+        super().__init__(h)
+        self.target = target
+        self.name = f"kill-{target}"
+        self.killed = []
+
+    def _choose(self, rng):
+        lid = self.c.leader(timeout=15)
+        voters = _voter_ids(self.h)
+        if self.target == "leader":
+            return [lid if lid is not None else rng.choice(voters)]
+        if self.target == "follower":
+            return [rng.choice([v for v in voters if v != lid] or voters)]
+        if self.target == "learner":
+            return [rng.choice([n.id for n in self.c.learners])]
+        return [rng.choice(sorted(self.c.nodes))]
+
+    def start(self, rng):
+        self.killed = self._choose(rng)
+        for i in self.killed:
+            self.c.nodes[i].kill()
+        return f"kill -9 node {','.join(map(str, self.killed))}"
+
+    def heal(self):
+        for i in self.killed:
+            self.c.nodes[i].start()
+
+
+class Pause(Nemesis):
+    group = "pause"
+
+    def __init__(self, h, target):
+        super().__init__(h)
+        self.target = target
+        self.name = f"pause-{target}"
+        self.paused = []
+
+    def start(self, rng):
+        if self.target == "leader":
+            self.paused = [_pick_leader(self.h, rng)]
+        else:
+            self.paused = [rng.choice(sorted(self.c.nodes))]
+        for i in self.paused:
+            self.c.nodes[i].pause()
+        return f"SIGSTOP node {','.join(map(str, self.paused))}"
+
+    def heal(self):
+        for i in self.paused:
+            self.c.nodes[i].resume()
+
+
+class Partition(Nemesis):
+    group = "partition"
+    needs = ("partition",)
+
+    def __init__(self, h, kind):
+        super().__init__(h)
+        self.kind = kind
+        self.name = f"partition-{kind}"
+
+    def start(self, rng):
+        ids = sorted(self.c.nodes)
+        net = self.h.net
+        if self.kind == "leader":
+            lid = _pick_leader(self.h, rng)
+            net.partition([[lid], [i for i in ids if i != lid]])
+            return f"isolate leader {lid}"
+        if self.kind == "split":
+            voters = _voter_ids(self.h)
+            rng.shuffle(voters)
+            minority = [voters[0]] + [n.id for n in self.c.learners if rng.random() < 0.5]
+            majority = [i for i in ids if i not in minority]
+            net.partition([minority, majority])
+            return f"split {minority} | {majority}"
+        if self.kind == "oneway":
+            lid = _pick_leader(self.h, rng)
+            if rng.random() < 0.5:
+                for i in ids:
+                    if i != lid:
+                        net.drop(lid, i)
+                return f"one-way: leader {lid} -> others dropped"
+            for i in ids:
+                if i != lid:
+                    net.drop(i, lid)
+            return f"one-way: others -> leader {lid} dropped"
+        if self.kind == "bridge":
+            # Majorities that overlap in one node: 1-2-3 where 1 and 3 cannot talk.
+            voters = _voter_ids(self.h)
+            rng.shuffle(voters)
+            a, mid, b = voters
+            net.drop(a, b)
+            net.drop(b, a)
+            return f"bridge: {a} x {b}, both reach {mid}"
+        raise ValueError(self.kind)
+
+    def heal(self):
+        self.h.net.heal()
+
+
+class ProxyFaults(Nemesis):
+    group = "proxy"
+    name = "proxy"
+    needs = ("proxy",)
+
+    def start(self, rng):
+        delay = rng.choice([10, 20, 50, 150])
+        jitter = rng.choice([0, 20, 100])
+        resets = rng.choice([0.0, 0.2, 0.5])
+        which = sorted(self.c.proxies)
+        if rng.random() < 0.5:
+            which = [rng.choice(which)]
+        for i in which:
+            f = self.c.proxies[i].faults
+            f.delay_ms, f.jitter_ms, f.reset_per_s = delay, jitter, resets
+        return f"peer proxy of voter(s) {which}: delay {delay}+{jitter} ms, resets {resets}/s"
+
+    def heal(self):
+        for p in self.c.proxies.values():
+            p.faults.clear()
+
+
+class Loss(Nemesis):
+    group = "loss"
+    name = "loss"
+    needs = ("loss",)
+
+    def start(self, rng):
+        pct = rng.choice([5, 10, 20, 35])
+        nodes = sorted(self.c.nodes) if rng.random() < 0.5 else [_pick_leader(self.h, rng)]
+        self.h.net.loss(pct, nodes)
+        return f"drop {pct}% of peer packets into node(s) {nodes}"
+
+    def heal(self):
+        self.h.net.heal()
+
+
+class Restart(Nemesis):
+    group = "restart"
+    name = "restart-all"
+
+    def start(self, rng):
+        for nd in self.c.nodes.values():
+            nd.kill()
+        self.h.sleep(rng.uniform(0.2, 1.5))
+        for nd in self.c.nodes.values():
+            nd.start()
+        return "kill -9 every node, restart every node"
+
+
+class DiskFull(Nemesis):
+    """Fill a node's data dir (a tmpfs), keep it full while the workload runs,
+    then kill -9 and restart the node on the full disk (RocksDB preallocates
+    its WAL, so a running node may not notice for a while; opening the store
+    must write). Heal: free the space and start the node if it is down."""
+    group = "diskfull"
+    name = "diskfull"
+    needs = ("tmpfs",)
+
+    def __init__(self, h):
+        super().__init__(h)
+        self.node = None
+        self.filler = None
+        self.thread = None
+
+    def start(self, rng):
+        lid = self.c.leader(timeout=15)
+        self.node = lid if (lid is not None and rng.random() < 0.5) else rng.choice(sorted(self.c.nodes))
+        nd = self.c.nodes[self.node]
+        self.filler = os.path.join(nd.data, "chaos-filler")
+        self.window = [self.node, self.h.now(), None]
+        self.h.diskfull_windows.append(self.window)
+        fill(self.filler)
+        st = os.statvfs(nd.data)
+        self.restart_after = rng.uniform(1.0, 3.0)
+        self.thread = threading.Thread(target=self._restart_later, args=(nd, self.restart_after), daemon=True)
+        self.thread.start()
+        return (f"fill the data dir (tmpfs) of node {self.node}{' (leader)' if self.node == lid else ''} "
+                f"({st.f_bavail * st.f_frsize} bytes left), restart it on the full disk after {self.restart_after:.1f} s")
+
+    def _restart_later(self, nd, after):
+        time.sleep(after)
+        if self.filler and os.path.exists(self.filler):
+            nd.kill()
+            nd.start()
+
+    def heal(self):
+        if self.thread is not None:
+            self.thread.join()  # the restart on the full disk happens first
+        if self.filler:
+            try:
+                os.unlink(self.filler)
+            except FileNotFoundError:
+                pass
+            self.filler = None
+        nd = self.c.nodes[self.node]
+        time.sleep(0.5)
+        if not nd.running():
+            self.h.log(f"  node {self.node} is down after its disk was full: starting it")
+            nd.start()
+        self.window[2] = self.h.now() + 1.0
+
+
+def fill(path):
+    """Write zeros until the file system is full."""
+    chunk = b"\0" * (1 << 20)
+    with open(path, "wb", buffering=0) as f:
+        while True:
+            try:
+                f.write(chunk)
+            except OSError:
+                break
+        small = b"\0" * 4096
+        while True:
+            try:
+                f.write(small)
+            except OSError:
+                break
+
+
+class ClockSkew(Nemesis):
+    group = "clock"
+    name = "clock"
+    needs = ("faketime",)
+
+    def __init__(self, h):
+        super().__init__(h)
+        self.skewed = []
+
+    def start(self, rng):
+        lid = _pick_leader(self.h, rng)
+        others = [i for i in sorted(self.c.nodes) if i != lid]
+        self.skewed = [lid] + rng.sample(others, rng.choice([0, 1, 2]))
+        parts = []
+        for i in self.skewed:
+            skew = rng.choice([-1, 1]) * rng.choice([5, 30, 120, 600])
+            nd = self.c.nodes[i]
+            nd.kill()
+            nd.start(skew=skew)
+            parts.append(f"{i}:{skew:+d}s")
+        return f"restart with the clock skewed: {', '.join(parts)}"
+
+    def heal(self):
+        for i in self.skewed:
+            nd = self.c.nodes[i]
+            nd.kill()
+            nd.start(skew=0)
+
+
+def catalogue(h):
+    """Every nemesis variant by group."""
+    return {
+        "kill": [Kill(h, "leader"), Kill(h, "follower"), Kill(h, "learner"), Kill(h, "random")],
+        "pause": [Pause(h, "leader"), Pause(h, "random")],
+        "partition": [Partition(h, "leader"), Partition(h, "split"), Partition(h, "oneway"), Partition(h, "bridge")],
+        "proxy": [ProxyFaults(h)],
+        "loss": [Loss(h)],
+        "restart": [Restart(h)],
+        "diskfull": [DiskFull(h)],
+        "clock": [ClockSkew(h)],
+    }
+
+
+# One round of each, in the order the seed shuffles: what --quick runs.
+QUICK = ["kill-leader", "kill-follower", "kill-learner", "pause-leader", "partition-leader", "partition-split",
+         "partition-oneway", "proxy", "loss", "restart-all", "diskfull", "clock"]
+
+
+def wait_until(pred, timeout, step=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return pred()
