@@ -167,6 +167,16 @@ impl Zone {
         &self.spec.apex
     }
 
+    /// The zone's `acme` rule: `Some(None)` when it serves stored
+    /// challenges, `Some(Some(zone))` when it delegates them to a
+    /// validation zone, `None` without one.
+    pub fn acme_rule(&self) -> Option<&Option<String>> {
+        self.spec.rules.iter().find_map(|r| match r {
+            Rule::Acme { validation_zone } => Some(validation_zone),
+            _ => None,
+        })
+    }
+
     /// Static records owned by `name`.
     pub fn records_at(&self, name: &str) -> Option<&[Record]> {
         self.nodes.get(&name::tree_key(name)).map(Vec::as_slice)

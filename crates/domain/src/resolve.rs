@@ -171,16 +171,7 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
 /// Whether names below `name` exist in the zone: static records, or
 /// challenges the zone serves.
 fn exists_below(state: &State, zone: &Zone, name: &str) -> bool {
-    zone.has_descendants(name) || (matches!(acme_rule(zone), Some(None)) && state.has_challenges_below(name))
-}
-
-/// The zone's `acme` rule: `Some(None)` when it serves stored challenges,
-/// `Some(Some(zone))` when it delegates them to a validation zone.
-fn acme_rule(zone: &Zone) -> Option<&Option<String>> {
-    zone.spec.rules.iter().find_map(|r| match r {
-        Rule::Acme { validation_zone } => Some(validation_zone),
-        _ => None,
-    })
+    zone.has_descendants(name) || (matches!(zone.acme_rule(), Some(None)) && state.has_challenges_below(name))
 }
 
 /// An `_acme-challenge` name: the stored TXT values, or a CNAME into the
@@ -189,7 +180,7 @@ fn acme_answer(state: &State, zone: &Zone, qname: &str) -> Option<Vec<Record>> {
     if !qname.starts_with(&format!("{}.", model::ACME_LABEL)) {
         return None;
     }
-    match acme_rule(zone)? {
+    match zone.acme_rule()? {
         Some(validation_zone) => {
             let target = name::absolute("target", &format!("{qname}{validation_zone}")).ok()?;
             Some(vec![Record { name: qname.to_string(), ttl: zone.spec.ttl, data: RData::Cname(target) }])
@@ -298,7 +289,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     }
     // Stored challenges (a delegation to a validation zone is a CNAME at
     // every `_acme-challenge` name, which a zone file cannot hold).
-    if matches!(acme_rule(zone), Some(None)) {
+    if matches!(zone.acme_rule(), Some(None)) {
         for c in state.challenges() {
             let served = state.zone_for(&c.name).is_some_and(|z| z.apex() == apex);
             if served && zone.records_at(&c.name).is_none() && zone.delegation_for(&c.name).is_none() {

@@ -11,7 +11,7 @@ use imbl::{OrdMap, OrdSet};
 
 use crate::command::{Command, Entity, Envelope, Outcome, RequestRecord, Touched};
 use crate::error::{CommandError, ValidationError};
-use crate::model::{self, Challenge, ChallengeValue, Cluster, Rule, Tenant, Tombstone, Zone};
+use crate::model::{self, Challenge, ChallengeValue, Cluster, Tenant, Tombstone, Zone};
 use crate::name;
 use crate::placement;
 use crate::record;
@@ -453,10 +453,7 @@ impl State {
             return Err(CommandError::precondition("name", format!("no served zone holds {owner}")));
         };
         let apex = zone.apex();
-        match zone.spec.rules.iter().find_map(|r| match r {
-            Rule::Acme { validation_zone } => Some(validation_zone),
-            _ => None,
-        }) {
+        match zone.acme_rule() {
             None => Err(CommandError::precondition("name", format!("zone {apex} has no acme rule"))),
             Some(Some(vz)) => {
                 Err(CommandError::precondition("name", format!("zone {apex} delegates challenges to {vz}: set it at {owner}{vz} instead")))

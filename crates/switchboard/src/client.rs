@@ -716,15 +716,13 @@ async fn acme(mut c: AcmeClient<Channel>, cmd: AcmeCmd, options: &WriteOptions) 
     Ok(Output { value, table: Some(Table { title: Some(format!("revision {}", written.revision)), headers, rows }), failure: None })
 }
 
+/// Watch kinds by the names `--kind` takes and events print.
+const KINDS: [(&str, proto::Kind); 4] =
+    [("zone", proto::Kind::Zone), ("cluster", proto::Kind::Cluster), ("tenant", proto::Kind::Tenant), ("acme", proto::Kind::Acme)];
+
 fn event_json(e: &proto::Event) -> Value {
     use proto::event::Value as V;
-    let kind = match proto::Kind::try_from(e.kind) {
-        Ok(proto::Kind::Zone) => "zone",
-        Ok(proto::Kind::Cluster) => "cluster",
-        Ok(proto::Kind::Tenant) => "tenant",
-        Ok(proto::Kind::Acme) => "acme",
-        _ => "unknown",
-    };
+    let kind = KINDS.iter().find(|(_, k)| *k as i32 == e.kind).map_or("unknown", |(name, _)| name);
     let value = match &e.value {
         Some(V::Zone(z)) => zone_json(z),
         Some(V::Cluster(c)) => json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "revision": c.revision}),
@@ -746,12 +744,9 @@ async fn watch(
     use std::io::Write;
     let kinds = kinds
         .iter()
-        .map(|k| match k.as_str() {
-            "zone" => Ok(proto::Kind::Zone as i32),
-            "cluster" => Ok(proto::Kind::Cluster as i32),
-            "tenant" => Ok(proto::Kind::Tenant as i32),
-            "acme" => Ok(proto::Kind::Acme as i32),
-            other => Err(anyhow!("--kind: {other:?} is not one of zone, cluster, tenant, acme")),
+        .map(|k| match KINDS.iter().find(|(name, _)| name == k) {
+            Some((_, kind)) => Ok(*kind as i32),
+            None => Err(anyhow!("--kind: {k:?} is not one of zone, cluster, tenant, acme")),
         })
         .collect::<anyhow::Result<Vec<_>>>()?;
     let req = proto::WatchRequest { after_revision: after, kinds, cluster: cluster.unwrap_or_default() };
