@@ -2,7 +2,7 @@
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files: Vec<_> = ["common", "zones", "clusters", "tenants", "node", "acme", "watch"]
+    let files: Vec<_> = ["common", "zones", "clusters", "tenants", "node", "acme", "watch", "credentials"]
         .iter()
         .map(|f| root.join(format!("switchboard/v1/{f}.proto")))
         .collect();

@@ -2,7 +2,9 @@
 //! section. Inbound conversions validate and name the field at fault.
 
 use switchboard_domain::model::{ZoneSpec, WEIGHT_DEFAULT};
-use switchboard_domain::{name, Challenge, Cluster, ClusterState, RecordSpec, Rule, Soa, State, Tenant, ValidationError, Zone};
+use switchboard_domain::{
+    name, Challenge, Cluster, ClusterState, Credential, RecordSpec, Role, Rule, Scope, Soa, State, Tenant, ValidationError, Zone,
+};
 
 use crate::proto;
 
@@ -188,4 +190,44 @@ pub fn challenge_out(c: &Challenge) -> proto::Challenge {
             .collect(),
         revision: c.revision,
     }
+}
+
+/// A credential as the API shows it: never its hash.
+pub fn credential_out(c: &Credential) -> proto::Credential {
+    let (environments, zones, tenant) = match &c.scope {
+        Scope::All => (Vec::new(), Vec::new(), String::new()),
+        Scope::Environments(e) => (e.clone(), Vec::new(), String::new()),
+        Scope::Zones(z) => (Vec::new(), z.clone(), String::new()),
+        Scope::Tenant(t) => (Vec::new(), Vec::new(), t.clone()),
+    };
+    proto::Credential {
+        id: c.id.clone(),
+        name: c.name.clone(),
+        role: c.role.as_str().into(),
+        environments,
+        zones,
+        tenant,
+        created_at_ms: c.created_at_ms,
+        revision: c.revision,
+    }
+}
+
+/// The role and scope of a new credential; the fields of the scope that
+/// do not fit the role are refused, not ignored.
+pub fn credential_scope(r: &proto::CreateCredentialRequest) -> Result<(Role, Scope), ValidationError> {
+    let role = Role::parse("role", &r.role)?;
+    let set = [!r.environments.is_empty(), !r.zones.is_empty(), !r.tenant.is_empty()];
+    if set.iter().filter(|s| **s).count() > 1 {
+        return Err(ValidationError::new("environments", "give one scope: environments, zones or tenant"));
+    }
+    let scope = if !r.environments.is_empty() {
+        Scope::Environments(r.environments.clone())
+    } else if !r.zones.is_empty() {
+        Scope::Zones(r.zones.clone())
+    } else if !r.tenant.is_empty() {
+        Scope::Tenant(r.tenant.clone())
+    } else {
+        Scope::All
+    };
+    Ok((role, scope))
 }

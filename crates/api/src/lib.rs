@@ -3,7 +3,9 @@
 //! generated code), and the service implementations over a consensus `Node`.
 
 mod acme;
+pub mod auth;
 pub mod convert;
+mod credentials;
 mod service;
 mod status;
 mod wait;
@@ -18,6 +20,7 @@ pub mod proto {
 /// The encoded descriptors of every public API proto, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/switchboard_v1_descriptor.bin"));
 
+pub use auth::{Auth, BOOTSTRAP_TOKEN_LEN_MIN};
 pub use service::{health, reflection, Api, Services, SERVICE_NAMES};
 pub use status::{CURRENT_REVISION_METADATA, LEADER_API_METADATA, LEADER_ID_METADATA};
 

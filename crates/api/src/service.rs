@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use switchboard_consensus::Node;
 
-use switchboard_domain::{masterfile, placement, zone_records, Command, Guard, Outcome};
+use switchboard_domain::{masterfile, placement, zone_records, Access, Command, Guard, Outcome};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -15,7 +15,10 @@ use tonic::{Request, Response, Status};
 use crate::convert::{self, cluster_out, tenant_out, zone_out};
 use switchboard_consensus::{NodeId, Proposal};
 
-use crate::proto::{self, acme_server, clusters_server, membership_server, node_server, tenants_server, watch_server, zones_server};
+use crate::auth::{Auth, Caller};
+use crate::proto::{
+    self, acme_server, clusters_server, credentials_server, membership_server, node_server, tenants_server, watch_server, zones_server,
+};
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 
@@ -34,6 +37,7 @@ const REBALANCE_LIST_MAX: usize = 10_000;
 pub struct Api {
     pub(crate) node: Arc<Node>,
     max_stale_ms: u64,
+    pub(crate) auth: Arc<Auth>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -47,10 +51,11 @@ pub struct Services {
     pub membership: membership_server::MembershipServer<Api>,
     pub acme: acme_server::AcmeServer<Api>,
     pub watch: watch_server::WatchServer<Api>,
+    pub credentials: credentials_server::CredentialsServer<Api>,
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 7] = [
+pub const SERVICE_NAMES: [&str; 8] = [
     zones_server::SERVICE_NAME,
     clusters_server::SERVICE_NAME,
     tenants_server::SERVICE_NAME,
@@ -58,6 +63,7 @@ pub const SERVICE_NAMES: [&str; 7] = [
     membership_server::SERVICE_NAME,
     acme_server::SERVICE_NAME,
     watch_server::SERVICE_NAME,
+    credentials_server::SERVICE_NAME,
 ];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
@@ -108,8 +114,21 @@ pub fn reflection() -> Result<
 }
 
 impl Api {
-    pub fn new(node: Arc<Node>, max_stale_ms: u64) -> Api {
-        Api { node, max_stale_ms }
+    pub fn new(node: Arc<Node>, max_stale_ms: u64, auth: Auth) -> Api {
+        Api { node, max_stale_ms, auth: Arc::new(auth) }
+    }
+
+    /// The caller of a request (`UNAUTHENTICATED` without valid credentials).
+    pub(crate) fn caller<T>(&self, req: &Request<T>) -> Result<Caller, Status> {
+        self.auth.caller(&self.node.state(), req.metadata())
+    }
+
+    /// The caller of a request, if it may do `access` (`PERMISSION_DENIED` if not).
+    pub(crate) fn check<T>(&self, req: &Request<T>, access: Access<'_>) -> Result<Caller, Status> {
+        let state = self.node.state();
+        let caller = self.auth.caller(&state, req.metadata())?;
+        self.auth.allow(&state, &caller, access)?;
+        Ok(caller)
     }
 
     /// The services to mount on a tonic server, with message limits set.
@@ -126,6 +145,7 @@ impl Api {
             membership: membership_server::MembershipServer::new(self.clone()),
             acme: acme_server::AcmeServer::new(self.clone()),
             watch: watch_server::WatchServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            credentials: credentials_server::CredentialsServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         }
     }
 
@@ -146,8 +166,17 @@ impl Api {
 
     /// Commit a command, then wait as `options` ask; a refused command
     /// becomes its gRPC status. Options are checked before anything is written.
-    pub(crate) async fn write(&self, command: Command, options: Option<proto::WriteOptions>) -> Result<(u64, Outcome), Status> {
-        let guard = guard(options.as_ref())?;
+    /// The caller is authorised here against this node's state, to refuse
+    /// early, and again when the command applies.
+    pub(crate) async fn write(
+        &self,
+        caller: &Caller,
+        command: Command,
+        options: Option<proto::WriteOptions>,
+    ) -> Result<(u64, Outcome), Status> {
+        self.auth.allow(&self.node.state(), caller, Access::Write(&command))?;
+        let mut guard = guard(options.as_ref())?;
+        guard.actor = caller.actor();
         let wait = wait::Wait::parse(options)?;
         let kind = command.kind();
         let written = self.node.write(command, guard).await.map_err(status::node)?;
@@ -165,15 +194,15 @@ impl Api {
 
     /// One record of a bulk import: its revision, or the status its own
     /// create would have got.
-    async fn import_one(&self, record: proto::ImportRecord) -> Result<u64, Status> {
+    async fn import_one(&self, caller: &Caller, record: proto::ImportRecord) -> Result<u64, Status> {
         let id = convert::label("id", &record.id).map_err(status::invalid)?;
         let cluster =
             if record.cluster.is_empty() { None } else { Some(convert::label("cluster", &record.cluster).map_err(status::invalid)?) };
-        self.write(Command::CreateTenant { id, cluster }, None).await.map(|(revision, _)| revision)
+        self.write(caller, Command::CreateTenant { id, cluster }, None).await.map(|(revision, _)| revision)
     }
 
-    async fn tenant_write(&self, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
-        match self.write(command, options).await? {
+    async fn tenant_write(&self, caller: &Caller, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
+        match self.write(caller, command, options).await? {
             (revision, Outcome::Tenant(t)) => Ok(Response::new(proto::TenantResponse { revision, tenant: Some(tenant_out(&t)) })),
             (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
@@ -189,16 +218,17 @@ pub(crate) fn guard(options: Option<&proto::WriteOptions>) -> Result<Guard, Stat
         switchboard_domain::state::request_id("options.request_id", &o.request_id).map_err(status::invalid)?;
         Some(o.request_id.clone())
     };
-    Ok(Guard { expected_revision: o.expected_revision, request_id })
+    Ok(Guard { expected_revision: o.expected_revision, request_id, ..Guard::default() })
 }
 
 #[tonic::async_trait]
 impl zones_server::Zones for Api {
     async fn put_zone(&self, req: Request<proto::PutZoneRequest>) -> Reply<proto::PutZoneResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let zone = r.zone.ok_or_else(|| Status::invalid_argument("zone: required"))?;
         let spec = convert::zone_in(zone).map_err(status::invalid)?;
-        let (revision, outcome) = self.write(Command::PutZone { zone: spec }, r.options).await?;
+        let (revision, outcome) = self.write(&caller, Command::PutZone { zone: spec }, r.options).await?;
         let Outcome::Zone { apex } = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
@@ -208,27 +238,31 @@ impl zones_server::Zones for Api {
     }
 
     async fn get_zone(&self, req: Request<proto::GetZoneRequest>) -> Reply<proto::Zone> {
+        self.check(&req, Access::ReadData)?;
         let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
         let state = self.node.state();
         let z = state.zone(&apex).ok_or_else(|| Status::not_found(format!("zone {apex:?} not found")))?;
         Ok(Response::new(zone_out(&state, z)))
     }
 
-    async fn list_zones(&self, _req: Request<proto::ListZonesRequest>) -> Reply<proto::ListZonesResponse> {
+    async fn list_zones(&self, req: Request<proto::ListZonesRequest>) -> Reply<proto::ListZonesResponse> {
+        self.check(&req, Access::ReadData)?;
         let state = self.node.state();
         Ok(Response::new(proto::ListZonesResponse { zones: state.zones().map(|z| zone_out(&state, z)).collect() }))
     }
 
     async fn delete_zone(&self, req: Request<proto::DeleteZoneRequest>) -> Reply<proto::DeleteResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let apex = switchboard_domain::name::absolute("apex", &r.apex).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteZone { apex }, r.options).await?;
+        let (revision, _) = self.write(&caller, Command::DeleteZone { apex }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 
     type ExportZoneStream = ReceiverStream<Result<proto::ExportZoneChunk, Status>>;
 
     async fn export_zone(&self, req: Request<proto::ExportZoneRequest>) -> Reply<Self::ExportZoneStream> {
+        self.check(&req, Access::ReadData)?;
         let apex = switchboard_domain::name::absolute("apex", &req.into_inner().apex).map_err(status::invalid)?;
         let state = self.node.state();
         let zone = state.zone(&apex).cloned().ok_or_else(|| Status::not_found(format!("zone {apex:?} not found")))?;
@@ -260,10 +294,11 @@ impl zones_server::Zones for Api {
 #[tonic::async_trait]
 impl clusters_server::Clusters for Api {
     async fn put_cluster(&self, req: Request<proto::PutClusterRequest>) -> Reply<proto::PutClusterResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let c = r.cluster.ok_or_else(|| Status::invalid_argument("cluster: required"))?;
         let cluster = convert::cluster_in(c).map_err(status::invalid)?;
-        let (revision, outcome) = self.write(Command::PutCluster { cluster }, r.options).await?;
+        let (revision, outcome) = self.write(&caller, Command::PutCluster { cluster }, r.options).await?;
         let Outcome::Cluster(c) = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
@@ -272,6 +307,7 @@ impl clusters_server::Clusters for Api {
     }
 
     async fn get_cluster(&self, req: Request<proto::GetClusterRequest>) -> Reply<proto::Cluster> {
+        self.check(&req, Access::ReadData)?;
         let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
         let state = self.node.state();
         let c = state.cluster(&id).ok_or_else(|| Status::not_found(format!("cluster {id:?} not found")))?;
@@ -279,7 +315,8 @@ impl clusters_server::Clusters for Api {
         Ok(Response::new(cluster_out(c, held)))
     }
 
-    async fn list_clusters(&self, _req: Request<proto::ListClustersRequest>) -> Reply<proto::ListClustersResponse> {
+    async fn list_clusters(&self, req: Request<proto::ListClustersRequest>) -> Reply<proto::ListClustersResponse> {
+        self.check(&req, Access::ReadData)?;
         let state = self.node.state();
         let mut held: HashMap<&str, u64> = HashMap::new();
         for t in state.tenants_after(None) {
@@ -290,9 +327,10 @@ impl clusters_server::Clusters for Api {
     }
 
     async fn delete_cluster(&self, req: Request<proto::DeleteClusterRequest>) -> Reply<proto::DeleteResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteCluster { id }, r.options).await?;
+        let (revision, _) = self.write(&caller, Command::DeleteCluster { id }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 }
@@ -300,13 +338,19 @@ impl clusters_server::Clusters for Api {
 #[tonic::async_trait]
 impl tenants_server::Tenants for Api {
     async fn create_tenant(&self, req: Request<proto::CreateTenantRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
-        self.tenant_write(Command::CreateTenant { id, cluster }, r.options).await
+        self.tenant_write(&caller, Command::CreateTenant { id, cluster }, r.options).await
     }
 
     async fn import_tenants(&self, req: Request<tonic::Streaming<proto::ImportTenantsRequest>>) -> Reply<proto::ImportTenantsResponse> {
+        let caller = self.caller(&req)?;
+        // One check for the whole stream (every record is a create); each
+        // record is authorised again when it applies.
+        let probe = Command::CreateTenant { id: String::new(), cluster: None };
+        self.auth.allow(&self.node.state(), &caller, Access::Write(&probe))?;
         let mut stream = req.into_inner();
         let mut pending = tokio::task::JoinSet::new();
         let mut summary = proto::ImportTenantsResponse::default();
@@ -341,7 +385,8 @@ impl tenants_server::Tenants for Api {
                     }
                 }
                 let api = self.clone();
-                pending.spawn(async move { (record.line, record.id.clone(), api.import_one(record).await) });
+                let caller = caller.clone();
+                pending.spawn(async move { (record.line, record.id.clone(), api.import_one(&caller, record).await) });
             }
         }
         while let Some(done) = pending.join_next().await {
@@ -353,6 +398,11 @@ impl tenants_server::Tenants for Api {
     }
 
     async fn rebalance(&self, req: Request<proto::RebalanceRequest>) -> Reply<proto::RebalanceResponse> {
+        let caller = self.check(&req, Access::ReadData)?;
+        if !req.get_ref().dry_run {
+            let probe = Command::MoveTenant { id: String::new(), cluster: String::new() };
+            self.auth.allow(&self.node.state(), &caller, Access::Write(&probe))?;
+        }
         let r = req.into_inner();
         if !r.dry_run && r.max == 0 {
             return Err(Status::invalid_argument("max: required unless dry_run (how many tenants at most to move)"));
@@ -384,9 +434,10 @@ impl tenants_server::Tenants for Api {
             let mut pending = tokio::task::JoinSet::new();
             for (i, (id, _, to, revision)) in planned.into_iter().enumerate() {
                 let api = self.clone();
+                let caller = caller.clone();
                 // Compare-and-set: a tenant changed since the plan was made is left alone.
                 let options = proto::WriteOptions { expected_revision: Some(revision), ..Default::default() };
-                pending.spawn(async move { (i, api.write(Command::MoveTenant { id, cluster: to }, Some(options)).await) });
+                pending.spawn(async move { (i, api.write(&caller, Command::MoveTenant { id, cluster: to }, Some(options)).await) });
             }
             while let Some(done) = pending.join_next().await {
                 match done {
@@ -400,13 +451,16 @@ impl tenants_server::Tenants for Api {
     }
 
     async fn get_tenant(&self, req: Request<proto::GetTenantRequest>) -> Reply<proto::Tenant> {
-        let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
+        let caller = self.caller(&req)?;
+        let id = convert::label("id", &req.get_ref().id).map_err(status::invalid)?;
+        self.auth.allow(&self.node.state(), &caller, Access::ReadTenant(&id))?;
         let state = self.node.state();
         let t = state.tenant(&id).ok_or_else(|| Status::not_found(format!("tenant {id:?} not found")))?;
         Ok(Response::new(tenant_out(t)))
     }
 
     async fn list_tenants(&self, req: Request<proto::ListTenantsRequest>) -> Reply<proto::ListTenantsResponse> {
+        self.check(&req, Access::ReadData)?;
         let r = req.into_inner();
         let cluster = if r.cluster.is_empty() { None } else { Some(convert::label("cluster", &r.cluster).map_err(status::invalid)?) };
         let after =
@@ -431,50 +485,57 @@ impl tenants_server::Tenants for Api {
     }
 
     async fn delete_tenant(&self, req: Request<proto::DeleteTenantRequest>) -> Reply<proto::DeleteResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
-        let (revision, _) = self.write(Command::DeleteTenant { id }, r.options).await?;
+        let (revision, _) = self.write(&caller, Command::DeleteTenant { id }, r.options).await?;
         Ok(Response::new(proto::DeleteResponse { revision }))
     }
 
     async fn pin_tenant(&self, req: Request<proto::PinTenantRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
-        self.tenant_write(Command::PinTenant { id, cluster }, r.options).await
+        self.tenant_write(&caller, Command::PinTenant { id, cluster }, r.options).await
     }
 
     async fn unpin_tenant(&self, req: Request<proto::UnpinTenantRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
-        self.tenant_write(Command::UnpinTenant { id }, r.options).await
+        self.tenant_write(&caller, Command::UnpinTenant { id }, r.options).await
     }
 
     async fn move_tenant(&self, req: Request<proto::MoveTenantRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
-        self.tenant_write(Command::MoveTenant { id, cluster }, r.options).await
+        self.tenant_write(&caller, Command::MoveTenant { id, cluster }, r.options).await
     }
 
     async fn add_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
         let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
-        self.tenant_write(Command::AddAlias { tenant, alias }, r.options).await
+        self.tenant_write(&caller, Command::AddAlias { tenant, alias }, r.options).await
     }
 
     async fn remove_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {
+        let caller = self.caller(&req)?;
         let r = req.into_inner();
         let tenant = convert::label("tenant", &r.tenant).map_err(status::invalid)?;
         let alias = convert::label("alias", &r.alias).map_err(status::invalid)?;
-        self.tenant_write(Command::RemoveAlias { tenant, alias }, r.options).await
+        self.tenant_write(&caller, Command::RemoveAlias { tenant, alias }, r.options).await
     }
 }
 
 #[tonic::async_trait]
 impl node_server::Node for Api {
-    async fn status(&self, _req: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
+    async fn status(&self, req: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
+        self.check(&req, Access::ReadStatus)?;
         let m = self.node.metrics();
         let state = self.node.state();
         let membership = m.membership_config.membership();
@@ -523,11 +584,13 @@ fn host_port(field: &str, addr: &str) -> Result<String, Status> {
 
 #[tonic::async_trait]
 impl membership_server::Membership for Api {
-    async fn list_members(&self, _req: Request<proto::MembersRequest>) -> Reply<proto::MembersResponse> {
+    async fn list_members(&self, req: Request<proto::MembersRequest>) -> Reply<proto::MembersResponse> {
+        self.check(&req, Access::ReadStatus)?;
         Ok(Response::new(proto::MembersResponse { members: self.members() }))
     }
 
     async fn add_learner(&self, req: Request<proto::AddLearnerRequest>) -> Reply<proto::MembershipResponse> {
+        self.check(&req, Access::Membership)?;
         let r = req.into_inner();
         let id = member_id(r.id)?;
         let info = switchboard_consensus::NodeInfo { peer: host_port("peer", &r.peer)?, api: host_port("api", &r.api)? };
@@ -535,10 +598,12 @@ impl membership_server::Membership for Api {
     }
 
     async fn promote(&self, req: Request<proto::MemberIdRequest>) -> Reply<proto::MembershipResponse> {
+        self.check(&req, Access::Membership)?;
         self.change(Proposal::Promote { id: member_id(req.into_inner().id)? }).await
     }
 
     async fn remove_member(&self, req: Request<proto::MemberIdRequest>) -> Reply<proto::MembershipResponse> {
+        self.check(&req, Access::Membership)?;
         self.change(Proposal::Remove { id: member_id(req.into_inner().id)? }).await
     }
 }

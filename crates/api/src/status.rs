@@ -30,6 +30,8 @@ pub fn command(e: CommandError) -> Status {
             }
             s
         }
+        CommandError::Unauthenticated(m) => Status::unauthenticated(m),
+        CommandError::PermissionDenied(m) => Status::permission_denied(m),
         other => Status::internal(other.to_string()),
     }
 }

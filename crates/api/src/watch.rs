@@ -3,11 +3,12 @@
 
 use std::time::Duration;
 
-use switchboard_domain::{Change, Zone};
+use switchboard_domain::{Access, Change, Zone};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
+use crate::auth::Caller;
 use crate::convert::{self, challenge_out, cluster_out, tenant_out, zone_out};
 use crate::proto::{self, watch_server, Kind};
 use crate::service::Api;
@@ -79,7 +80,9 @@ type Tx = mpsc::Sender<Result<proto::WatchResponse, Status>>;
 
 impl Api {
     /// Stream changes after `after` to `tx` until the client goes away.
-    async fn stream_changes(&self, mut after: u64, filter: Filter, tx: Tx) {
+    /// A stream opened with a credential ends (`UNAUTHENTICATED`) once the
+    /// credential is revoked.
+    async fn stream_changes(&self, mut after: u64, filter: Filter, caller: Caller, tx: Tx) {
         let node = &self.node;
         let mut applied = node.applied();
         let compacted = |from: u64| proto::WatchResponse { events: Vec::new(), revision: from.saturating_sub(1), compacted: true };
@@ -110,9 +113,15 @@ impl Api {
                 }
             };
             let batch: Vec<_> = batch.into_iter().filter(|(rev, _)| *rev <= upto).collect();
+            let state = node.state();
+            if let Caller::Credential(c) = &caller {
+                if state.credential(&c.id).is_none() {
+                    let _ = tx.send(Err(Status::unauthenticated(format!("credential {} was revoked", c.id)))).await;
+                    return;
+                }
+            }
             if let Some((last, _)) = batch.last() {
                 let last = *last;
-                let state = node.state();
                 let events: Vec<proto::Event> = batch.iter().filter_map(|(rev, c)| filter.event(&state, *rev, c)).collect();
                 if !events.is_empty() {
                     if tx.send(Ok(proto::WatchResponse { events, revision: last, compacted: false })).await.is_err() {
@@ -144,11 +153,12 @@ impl watch_server::Watch for Api {
     type WatchStream = ReceiverStream<Result<proto::WatchResponse, Status>>;
 
     async fn watch(&self, req: Request<proto::WatchRequest>) -> Result<Response<Self::WatchStream>, Status> {
+        let caller = self.check(&req, Access::ReadData)?;
         let r = req.into_inner();
         let filter = Filter::parse(&r)?;
         let (tx, rx) = mpsc::channel(WATCH_IN_FLIGHT);
         let api = self.clone();
-        tokio::spawn(async move { api.stream_changes(r.after_revision, filter, tx).await });
+        tokio::spawn(async move { api.stream_changes(r.after_revision, filter, caller, tx).await });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

@@ -4,6 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::credential::{Actor, Credential};
 use crate::model::{Cluster, Tenant, ZoneSpec};
 
 /// A command with what the leader stamped into it. Apply never reads the
@@ -25,6 +26,9 @@ pub struct Guard {
     /// A retried call with the same id (within the dedup window) is not
     /// applied again: it gets the first call's result and revision.
     pub request_id: Option<String>,
+    /// Whom the command acts for: a stored credential is authorised again
+    /// when the command applies.
+    pub actor: Actor,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +95,14 @@ pub enum Command {
     /// proposes it when its clock passes the earliest expiry, so every node
     /// drops an expired value at the same revision.
     ExpireAcme,
+    /// Store a credential (its `created_at_ms` and `revision` are stamped on apply).
+    CreateCredential {
+        credential: Credential,
+    },
+    /// Delete a credential: calls with its token fail from this revision on.
+    RevokeCredential {
+        id: String,
+    },
 }
 
 impl Command {
@@ -113,6 +125,8 @@ impl Command {
                 Entity::Acme(crate::model::acme_owner("name", name).unwrap_or_else(|_| name.to_ascii_lowercase()))
             }
             Command::ExpireAcme => Entity::Acme(String::new()),
+            Command::CreateCredential { credential } => Entity::Credential(credential.id.clone()),
+            Command::RevokeCredential { id } => Entity::Credential(id.to_ascii_lowercase()),
         }
     }
 
@@ -133,6 +147,8 @@ impl Command {
             Command::SetAcme { .. } => "set_acme",
             Command::ClearAcme { .. } => "clear_acme",
             Command::ExpireAcme => "expire_acme",
+            Command::CreateCredential { .. } => "create_credential",
+            Command::RevokeCredential { .. } => "revoke_credential",
         }
     }
 }
@@ -146,6 +162,7 @@ pub enum Entity {
     Tenant(String),
     /// An `_acme-challenge` name; empty for every one (expiry).
     Acme(String),
+    Credential(String),
 }
 
 impl std::fmt::Display for Entity {
@@ -155,6 +172,7 @@ impl std::fmt::Display for Entity {
             Entity::Cluster(id) => write!(f, "c/{id}"),
             Entity::Tenant(id) => write!(f, "t/{id}"),
             Entity::Acme(name) => write!(f, "a/{name}"),
+            Entity::Credential(id) => write!(f, "k/{id}"),
         }
     }
 }
@@ -171,6 +189,7 @@ pub enum Outcome {
     Acme(crate::model::Challenge),
     /// Expiry: how many values were removed.
     Expired(usize),
+    Credential(Credential),
     Deleted,
     /// A retry of a request id already applied, at `revision`, with this outcome.
     Replayed {
@@ -201,6 +220,7 @@ pub enum Touched {
     Acme(String),
     /// A request id remembered or forgotten (dedup window).
     Request(String),
+    Credential(String),
 }
 
 /// One entity as a command left it, for watchers: the new value, or
@@ -216,7 +236,7 @@ pub enum Change {
 
 impl Change {
     /// What `touched` became between two states; `None` for request ids
-    /// (bookkeeping, not data).
+    /// (bookkeeping, not data) and credentials (not for watchers).
     pub fn between(before: &crate::State, after: &crate::State, touched: &Touched) -> Option<Change> {
         Some(match touched {
             Touched::Zone(apex) => Change::Zone { apex: apex.clone(), spec: after.zone(apex).map(|z| z.spec.clone()) },
@@ -227,7 +247,7 @@ impl Change {
                 previous: before.tenant(id).map(|t| (**t).clone()),
             },
             Touched::Acme(name) => Change::Acme { name: name.clone(), challenge: after.challenge(name).map(|c| (**c).clone()) },
-            Touched::Request(_) => return None,
+            Touched::Request(_) | Touched::Credential(_) => return None,
         })
     }
 }

@@ -44,6 +44,12 @@ pub enum CommandError {
     /// Compare-and-set failed: the entity is not at the expected revision.
     #[error("expected_revision: expected {expected}, but it is at revision {current}")]
     Aborted { expected: u64, current: u64 },
+    /// The credential the command was sent with no longer exists.
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The credential may not do this.
+    #[error("{0}")]
+    PermissionDenied(String),
 }
 
 impl From<ValidationError> for CommandError {

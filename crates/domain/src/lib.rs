@@ -4,6 +4,7 @@
 //! the same code on the same log and reaches the same state.
 
 pub mod command;
+pub mod credential;
 pub mod error;
 pub mod masterfile;
 pub mod model;
@@ -17,6 +18,7 @@ pub mod state;
 mod tests;
 
 pub use command::{Change, Command, Entity, Envelope, Guard, Outcome, RequestRecord, Touched};
+pub use credential::{Access, Actor, Credential, Role, Scope};
 pub use error::{CommandError, ValidationError};
 pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use imbl::{OrdMap, OrdSet};
 
 use crate::command::{Command, Entity, Envelope, Outcome, RequestRecord, Touched};
+use crate::credential::{self, Access, Actor, Credential};
 use crate::error::{CommandError, ValidationError};
 use crate::model::{self, Challenge, ChallengeValue, Cluster, Tenant, Tombstone, Zone};
 use crate::name;
@@ -34,6 +35,21 @@ pub struct State {
     /// ACME challenges by the tree key of their owner name (so the names
     /// below a name form one range).
     acme: OrdMap<String, Arc<Challenge>>,
+    /// API credentials by id.
+    credentials: OrdMap<String, Arc<Credential>>,
+}
+
+/// A state's parts as storage keeps them (restart, snapshot install).
+#[derive(Debug, Default)]
+pub struct Parts {
+    pub revision: u64,
+    pub data_revision: u64,
+    pub zones: Vec<Zone>,
+    pub clusters: Vec<Cluster>,
+    pub tenants: Vec<Tenant>,
+    pub requests: Vec<RequestRecord>,
+    pub challenges: Vec<Challenge>,
+    pub credentials: Vec<Credential>,
 }
 
 /// Most request ids remembered, and for how long (by the leader's clock
@@ -135,6 +151,9 @@ impl State {
     /// expected revision that does not match refuses the command (`Aborted`).
     pub fn apply(&mut self, revision: u64, env: &Envelope) -> (Result<Outcome, CommandError>, Vec<Touched>) {
         self.revision = revision;
+        if let Err(e) = self.check_actor(env) {
+            return (Err(e), Vec::new());
+        }
         let request = env.guard.request_id.as_deref();
         if let Some(id) = request {
             if let Err(e) = request_id("options.request_id", id) {
@@ -162,6 +181,16 @@ impl State {
         (result, touched)
     }
 
+    /// A command sent with a stored credential: the credential must still
+    /// exist and be allowed the command on the state it applies to.
+    fn check_actor(&self, env: &Envelope) -> Result<(), CommandError> {
+        let Actor::Credential(id) = &env.guard.actor else { return Ok(()) };
+        let Some(c) = self.credentials.get(id) else {
+            return Err(CommandError::Unauthenticated(format!("credential {id} was revoked")));
+        };
+        credential::authorize(self, c, Access::Write(&env.command)).map_err(|d| CommandError::PermissionDenied(d.0))
+    }
+
     /// Compare-and-set: the command's entity must be at the expected revision.
     fn check_expected(&self, env: &Envelope) -> Result<(), CommandError> {
         let Some(expected) = env.guard.expected_revision else { return Ok(()) };
@@ -181,6 +210,7 @@ impl State {
             Entity::Cluster(id) => self.clusters.get(&id).map(|c| c.revision),
             Entity::Tenant(id) => self.tenants.get(&id).map(|t| t.revision),
             Entity::Acme(owner) => self.challenge(&owner).map(|c| c.revision),
+            Entity::Credential(id) => self.credentials.get(&id).map(|c| c.revision),
         };
         rev.unwrap_or(0)
     }
@@ -226,6 +256,15 @@ impl State {
     /// The earliest expiry of any challenge value (leader's clock, ms).
     pub fn next_acme_expiry(&self) -> Option<u64> {
         self.acme.values().flat_map(|c| c.values.iter().map(|v| v.expires_at_ms)).min()
+    }
+
+    pub fn credential(&self, id: &str) -> Option<&Arc<Credential>> {
+        self.credentials.get(id)
+    }
+
+    /// Every credential, by id.
+    pub fn credentials(&self) -> impl Iterator<Item = &Arc<Credential>> {
+        self.credentials.values()
     }
 
     /// A request id in the dedup window.
@@ -345,6 +384,35 @@ impl State {
             Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, env.at_ms, name, value, *ttl, *expires_in_s),
             Command::ClearAcme { name, value } => self.clear_acme(rev, name, value.as_deref()),
             Command::ExpireAcme => Ok(self.expire_acme(rev, env.at_ms)),
+            Command::CreateCredential { credential } => {
+                let mut c = credential.clone().validate()?;
+                if self.credentials.contains_key(&c.id) {
+                    return Err(CommandError::exists("credential", &c.id, "id"));
+                }
+                if self.credentials.len() >= credential::CREDENTIALS_MAX {
+                    return Err(CommandError::precondition(
+                        "id",
+                        format!("{} credentials are stored, the most allowed: revoke some first", credential::CREDENTIALS_MAX),
+                    ));
+                }
+                if let credential::Scope::Tenant(t) = &c.scope {
+                    if !self.tenants.contains_key(t) {
+                        return Err(CommandError::not_found("tenant", t, "tenant"));
+                    }
+                }
+                c.created_at_ms = env.at_ms;
+                c.revision = rev;
+                let id = c.id.clone();
+                self.credentials.insert(id.clone(), Arc::new(c.clone()));
+                Ok((Outcome::Credential(c), vec![Touched::Credential(id)]))
+            }
+            Command::RevokeCredential { id } => {
+                let id = id.to_ascii_lowercase();
+                if self.credentials.remove(&id).is_none() {
+                    return Err(CommandError::not_found("credential", &id, "id"));
+                }
+                Ok((Outcome::Deleted, vec![Touched::Credential(id)]))
+            }
             Command::RemoveAlias { tenant, alias } => {
                 let mut t = self.tenant_for_update(tenant)?;
                 let alias = name::label("alias", alias)?;
@@ -525,18 +593,14 @@ impl State {
     }
 
     /// Rebuild a state from persisted parts (restart, snapshot install).
-    pub fn from_parts(
-        revision: u64,
-        data_revision: u64,
-        zones: impl IntoIterator<Item = Zone>,
-        clusters: impl IntoIterator<Item = Cluster>,
-        tenants: impl IntoIterator<Item = Tenant>,
-        requests: impl IntoIterator<Item = RequestRecord>,
-        challenges: impl IntoIterator<Item = Challenge>,
-    ) -> State {
+    pub fn from_parts(parts: Parts) -> State {
+        let Parts { revision, data_revision, zones, clusters, tenants, requests, challenges, credentials } = parts;
         let mut s = State { revision, data_revision, ..State::default() };
         for c in challenges {
             s.acme.insert(name::tree_key(&c.name), Arc::new(c));
+        }
+        for c in credentials {
+            s.credentials.insert(c.id.clone(), Arc::new(c));
         }
         for r in requests {
             s.request_order.insert((r.at_ms, r.id.clone()));

@@ -335,13 +335,13 @@ fn expected_revision_is_compare_and_set() {
     let guarded = |expected: u64, cluster: &str| Envelope {
         at_ms: 0,
         command: Command::MoveTenant { id: "t1".into(), cluster: cluster.into() },
-        guard: Guard { expected_revision: Some(expected), request_id: None },
+        guard: Guard { expected_revision: Some(expected), request_id: None, ..Guard::default() },
     };
     // 0 means "does not exist": a guarded create.
     let create = Envelope {
         at_ms: 0,
         command: Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) },
-        guard: Guard { expected_revision: Some(0), request_id: None },
+        guard: Guard { expected_revision: Some(0), request_id: None, ..Guard::default() },
     };
     w.rev += 1;
     assert!(w.state.apply(w.rev, &create).0.is_ok());
@@ -363,7 +363,7 @@ fn a_retried_request_id_applies_once() {
     let call = |at_ms: u64| Envelope {
         at_ms,
         command: Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) },
-        guard: Guard { expected_revision: None, request_id: Some("req-1".into()) },
+        guard: Guard { expected_revision: None, request_id: Some("req-1".into()), ..Guard::default() },
     };
     w.rev += 1;
     let first = w.rev;
@@ -378,8 +378,10 @@ fn a_retried_request_id_applies_once() {
     // applies again (and is refused: the tenant exists).
     let late = 1_000 + crate::state::REQUEST_ID_WINDOW_MS + 1;
     w.rev += 1;
-    let (r, _) =
-        w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("req-2".into()) }, ..call(late) });
+    let (r, _) = w.state.apply(
+        w.rev,
+        &Envelope { guard: Guard { expected_revision: None, request_id: Some("req-2".into()), ..Guard::default() }, ..call(late) },
+    );
     assert!(matches!(r, Err(CommandError::AlreadyExists { .. })), "{r:?}");
     assert!(w.state.request("req-1").is_none(), "req-1 left the window");
     w.rev += 1;
@@ -392,7 +394,10 @@ fn a_retried_request_id_applies_once() {
     assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
     // Malformed ids are refused.
     w.rev += 1;
-    let (r, _) = w.state.apply(w.rev, &Envelope { guard: Guard { expected_revision: None, request_id: Some("a b".into()) }, ..call(0) });
+    let (r, _) = w.state.apply(
+        w.rev,
+        &Envelope { guard: Guard { expected_revision: None, request_id: Some("a b".into()), ..Guard::default() }, ..call(0) },
+    );
     assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
 }
 
@@ -497,4 +502,183 @@ fn acme_refusals_name_the_reason() {
     z.records.push(RecordSpec { name: "_acme-challenge.static".into(), rtype: "TXT".into(), ttl: None, data: "\"s\"".into() });
     w.ok(Command::PutZone { zone: z });
     assert!(w.run(set_acme("static.apps.example.test", "v", 60)).unwrap_err().to_string().contains("static records"));
+}
+
+// --- Credentials -------------------------------------------------------------
+
+use crate::credential::{authorize, tenant_of_name, Access, Actor, Credential, Role, Scope};
+
+fn credential(id: &str, role: Role, scope: Scope) -> Credential {
+    Credential { id: id.into(), name: format!("test-{id}"), role, scope, hash: vec![7; 32], created_at_ms: 0, revision: 0 }
+}
+
+/// Two zones (prod and staging, both with acme rules), tenants t1 (alias
+/// a1) and t2, and one credential of each role and scope.
+fn credentials_world() -> World {
+    let mut w = acme_world();
+    let mut staging = zone();
+    staging.apex = "apps.staging.example.test.".into();
+    staging.environment = "staging".into();
+    staging.records.clear();
+    staging.ns = vec!["ns1.example.test.".into()];
+    w.ok(Command::PutZone { zone: staging });
+    w.ok(Command::CreateTenant { id: "t2".into(), cluster: Some("mt2".into()) });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "a1".into() });
+    for c in [
+        credential("00000000000000a0", Role::Admin, Scope::All),
+        credential("00000000000000b0", Role::Operator, Scope::All),
+        credential("00000000000000b1", Role::Operator, Scope::Environments(vec!["staging".into()])),
+        credential("00000000000000b2", Role::Operator, Scope::Zones(vec!["apps.staging.example.test.".into()])),
+        credential("00000000000000c1", Role::Tenant, Scope::Tenant("t1".into())),
+    ] {
+        w.ok(Command::CreateCredential { credential: c });
+    }
+    w
+}
+
+const ADMIN: &str = "00000000000000a0";
+const OPERATOR: &str = "00000000000000b0";
+const STAGING: &str = "00000000000000b1";
+const STAGING_ZONE: &str = "00000000000000b2";
+const TENANT_T1: &str = "00000000000000c1";
+
+impl World {
+    /// Run a command as a stored credential.
+    fn run_as(&mut self, id: &str, command: Command) -> Result<Outcome, CommandError> {
+        self.rev += 1;
+        let guard = Guard { actor: Actor::Credential(id.into()), ..Guard::default() };
+        self.state.apply(self.rev, &Envelope { at_ms: 1_000 * self.rev, command, guard }).0
+    }
+}
+
+/// Each role and scope against each kind of write: allowed or denied, as
+/// `authorize` decides and as `apply` enforces (a denied command changes nothing).
+#[test]
+fn each_role_and_scope_is_allowed_exactly_its_writes() {
+    let mut staging_zone = zone();
+    staging_zone.apex = "apps.staging.example.test.".into();
+    staging_zone.environment = "staging".into();
+    staging_zone.records.clear();
+    let mut staging_to_prod = staging_zone.clone();
+    staging_to_prod.environment = "prod".into();
+    let alias = |tenant: &str, alias: &str| Command::AddAlias { tenant: tenant.into(), alias: alias.into() };
+    // (command, [admin, operator, staging operator, staging-zone operator, tenant t1])
+    let cases: Vec<(Command, [bool; 5])> = vec![
+        (Command::PutZone { zone: staging_zone.clone() }, [true, true, true, true, false]),
+        (Command::PutZone { zone: zone() }, [true, true, false, false, false]),
+        // A zone-scoped operator owns its zones whatever their environment label.
+        (Command::PutZone { zone: staging_to_prod }, [true, true, false, true, false]),
+        (Command::DeleteZone { apex: APEX.into() }, [true, true, false, false, false]),
+        (Command::PutCluster { cluster: cluster("mt3", 3) }, [true, true, false, false, false]),
+        (Command::CreateTenant { id: "t9".into(), cluster: None }, [true, true, false, false, false]),
+        (Command::MoveTenant { id: "t1".into(), cluster: "mt2".into() }, [true, true, false, false, false]),
+        (alias("t1", "a2"), [true, true, false, false, true]),
+        (alias("t2", "a3"), [true, true, false, false, false]),
+        (set_acme("t1.apps.example.test", "v", 60), [true, true, false, false, true]),
+        (set_acme("*.a1.apps.example.test", "v", 60), [true, true, false, false, true]),
+        (set_acme("ws-t1.apps.example.test", "v", 60), [true, true, false, false, true]),
+        (set_acme("deep.t1.apps.example.test", "v", 60), [true, true, false, false, true]),
+        (set_acme("t2.apps.example.test", "v", 60), [true, true, false, false, false]),
+        (set_acme("t1.apps.staging.example.test", "v", 60), [true, true, true, true, true]),
+        (set_acme("www.apps.example.test", "v", 60), [true, true, false, false, false]),
+        (Command::ClearAcme { name: "t2.apps.example.test".into(), value: None }, [true, true, false, false, false]),
+        (
+            Command::CreateCredential { credential: credential("00000000000000d0", Role::Operator, Scope::All) },
+            [true, false, false, false, false],
+        ),
+        (Command::RevokeCredential { id: TENANT_T1.into() }, [true, false, false, false, false]),
+        (Command::ExpireAcme, [false, false, false, false, false]),
+    ];
+    for (command, allowed) in cases {
+        for (id, allow) in [ADMIN, OPERATOR, STAGING, STAGING_ZONE, TENANT_T1].into_iter().zip(allowed) {
+            // A fresh world each time: an allowed command must not change what the next one sees.
+            let mut w = credentials_world();
+            let c = w.state.credential(id).cloned().unwrap();
+            let decided = authorize(&w.state, &c, Access::Write(&command));
+            assert_eq!(decided.is_ok(), allow, "{} {:?}: {decided:?}", c.name, command);
+            let before = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count());
+            match w.run_as(id, command.clone()) {
+                Err(CommandError::PermissionDenied(why)) => {
+                    assert!(!allow, "{} {command:?} denied on apply: {why}", c.name);
+                    assert!(why.contains(&c.name), "{why}");
+                    let after = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count());
+                    assert_eq!(before, after, "a denied command changed state");
+                }
+                other => assert!(allow, "{} {command:?} should be denied, got {other:?}", c.name),
+            }
+        }
+    }
+}
+
+#[test]
+fn reads_follow_the_role() {
+    let w = credentials_world();
+    let get = |id: &str| w.state.credential(id).cloned().unwrap();
+    for id in [ADMIN, OPERATOR, STAGING, STAGING_ZONE] {
+        assert!(authorize(&w.state, &get(id), Access::ReadData).is_ok());
+        assert!(authorize(&w.state, &get(id), Access::ReadTenant("t2")).is_ok());
+    }
+    let t1 = get(TENANT_T1);
+    assert!(authorize(&w.state, &t1, Access::ReadTenant("t1")).is_ok());
+    assert!(authorize(&w.state, &t1, Access::ReadTenant("A1")).is_ok(), "by alias, any case");
+    assert!(authorize(&w.state, &t1, Access::ReadTenant("t2")).is_err());
+    assert!(authorize(&w.state, &t1, Access::ReadData).is_err());
+    for id in [OPERATOR, STAGING, TENANT_T1] {
+        assert!(authorize(&w.state, &get(id), Access::ReadStatus).is_ok());
+        assert!(authorize(&w.state, &get(id), Access::ReadCredentials).is_err());
+        assert!(authorize(&w.state, &get(id), Access::Membership).is_err());
+    }
+    assert!(authorize(&w.state, &get(ADMIN), Access::Membership).is_ok());
+}
+
+#[test]
+fn a_revoked_credential_is_refused_when_its_command_applies() {
+    let mut w = credentials_world();
+    w.ok(Command::RevokeCredential { id: TENANT_T1.into() });
+    let r = w.run_as(TENANT_T1, Command::AddAlias { tenant: "t1".into(), alias: "late".into() });
+    assert!(matches!(r, Err(CommandError::Unauthenticated(_))), "{r:?}");
+    assert_eq!(w.state.tenant("t1").unwrap().aliases, vec!["a1".to_string()]);
+    // Ownership is decided on the committed state: an alias removed just
+    // before takes the name away from the tenant.
+    let mut w = credentials_world();
+    w.ok(Command::RemoveAlias { tenant: "t1".into(), alias: "a1".into() });
+    let r = w.run_as(TENANT_T1, set_acme("a1.apps.example.test", "v", 60));
+    assert!(matches!(r, Err(CommandError::PermissionDenied(_))), "{r:?}");
+}
+
+#[test]
+fn credentials_are_validated_and_scoped_to_their_role() {
+    let mut w = credentials_world();
+    let bad = [
+        (credential("xyz", Role::Admin, Scope::All), "id"),
+        (credential("00000000000000e0", Role::Admin, Scope::Environments(vec!["prod".into()])), "scope"),
+        (credential("00000000000000e1", Role::Operator, Scope::Tenant("t1".into())), "tenant"),
+        (credential("00000000000000e2", Role::Tenant, Scope::All), "tenant"),
+        (credential("00000000000000e3", Role::Operator, Scope::Environments(vec![])), "environments"),
+        (credential("00000000000000e4", Role::Operator, Scope::Zones(vec!["bad..name".into()])), "zones[0]"),
+        (Credential { hash: vec![1; 3], ..credential("00000000000000e5", Role::Admin, Scope::All) }, "hash"),
+    ];
+    for (c, field) in bad {
+        match w.run(Command::CreateCredential { credential: c.clone() }) {
+            Err(CommandError::Invalid(e)) => assert!(e.field.starts_with(field), "{c:?}: {e}"),
+            other => panic!("{c:?}: {other:?}"),
+        }
+    }
+    let r = w.run(Command::CreateCredential { credential: credential("00000000000000e6", Role::Tenant, Scope::Tenant("nobody".into())) });
+    assert!(matches!(r, Err(CommandError::NotFound { .. })), "{r:?}");
+    let r = w.run(Command::CreateCredential { credential: credential(ADMIN, Role::Admin, Scope::All) });
+    assert!(matches!(r, Err(CommandError::AlreadyExists { .. })), "{r:?}");
+}
+
+#[test]
+fn names_belong_to_the_tenant_the_rules_give_them() {
+    let w = credentials_world();
+    let owner = |n: &str| tenant_of_name(&w.state, n).map(|t| t.id.clone());
+    assert_eq!(owner("t1.apps.example.test"), Some("t1".into()));
+    assert_eq!(owner("_acme-challenge.x.y.a1.apps.example.test."), Some("t1".into()));
+    assert_eq!(owner("api-t2.apps.example.test"), Some("t2".into()));
+    assert_eq!(owner("x.api-t2.apps.example.test"), None, "service names have nothing below them");
+    assert_eq!(owner("www.apps.example.test"), None);
+    assert_eq!(owner("apps.example.test"), None);
+    assert_eq!(owner("t1.elsewhere.test"), None);
 }

@@ -1,12 +1,13 @@
 //! The whole applied state as one byte string: the body of a Raft snapshot.
 
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Challenge, Cluster, RequestRecord, State, Tenant, Zone, ZoneSpec};
+use switchboard_domain::state::Parts;
+use switchboard_domain::{Challenge, Cluster, Credential, RequestRecord, State, Tenant, Zone, ZoneSpec};
 
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 3;
+const IMAGE_VERSION: u32 = 4;
 
 #[derive(Serialize, Deserialize)]
 struct Image {
@@ -18,6 +19,7 @@ struct Image {
     tenants: Vec<Tenant>,
     requests: Vec<RequestRecord>,
     challenges: Vec<Challenge>,
+    credentials: Vec<Credential>,
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>> {
@@ -30,6 +32,7 @@ pub fn encode_state(state: &State) -> Result<Vec<u8>> {
         tenants: state.tenants_after(None).map(|t| (**t).clone()).collect(),
         requests: state.requests().map(|r| (**r).clone()).collect(),
         challenges: state.challenges().map(|c| (**c).clone()).collect(),
+        credentials: state.credentials().map(|c| (**c).clone()).collect(),
     };
     encode("state image", &image)
 }
@@ -44,5 +47,14 @@ pub fn decode_state(bytes: &[u8]) -> Result<State> {
         .iter()
         .map(|(spec, rev)| Zone::compile(spec, *rev).map_err(|e| StorageError::Corrupt(format!("zone {} in image: {e}", spec.apex))))
         .collect::<Result<Vec<_>>>()?;
-    Ok(State::from_parts(image.revision, image.data_revision, zones, image.clusters, image.tenants, image.requests, image.challenges))
+    Ok(State::from_parts(Parts {
+        revision: image.revision,
+        data_revision: image.data_revision,
+        zones,
+        clusters: image.clusters,
+        tenants: image.tenants,
+        requests: image.requests,
+        challenges: image.challenges,
+        credentials: image.credentials,
+    }))
 }

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_domain::{Challenge, Change, Cluster, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
+use switchboard_domain::state::Parts;
+use switchboard_domain::{Challenge, Change, Cluster, Credential, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
 
 pub use image::{decode_state, encode_state};
 
@@ -38,7 +39,7 @@ const KEY_REVISIONS: &[u8] = b"sm/revisions";
 /// request-id window (`r/`); 3 = ACME challenges (`a/`, commands, snapshot
 /// image v3) and the `changes` history. Bump on any change to what is stored.
 const KEY_FORMAT: &str = "format";
-pub const FORMAT: u32 = 3;
+pub const FORMAT: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -98,6 +99,7 @@ fn state_key(t: &Touched) -> Vec<u8> {
         Touched::Tenant(id) => format!("t/{id}").into_bytes(),
         Touched::Request(id) => format!("r/{id}").into_bytes(),
         Touched::Acme(owner) => format!("a/{owner}").into_bytes(),
+        Touched::Credential(id) => format!("k/{id}").into_bytes(),
     }
 }
 
@@ -271,6 +273,7 @@ impl Store {
                 Touched::Tenant(id) => state.tenant(id).map(|t| encode("tenant", &**t)).transpose()?,
                 Touched::Request(id) => state.request(id).map(|r| encode("request", &**r)).transpose()?,
                 Touched::Acme(owner) => state.challenge(owner).map(|c| encode("challenge", &**c)).transpose()?,
+                Touched::Credential(id) => state.credential(id).map(|c| encode("credential", &**c)).transpose()?,
             };
             match value {
                 Some(v) => b.put_cf(cf, key, v),
@@ -303,6 +306,9 @@ impl Store {
         }
         for c in state.challenges() {
             b.put_cf(cf, state_key(&Touched::Acme(c.name.clone())), encode("challenge", &**c)?);
+        }
+        for c in state.credentials() {
+            b.put_cf(cf, state_key(&Touched::Credential(c.id.clone())), encode("credential", &**c)?);
         }
         let meta = self.cf(CF_META)?;
         b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
@@ -354,11 +360,7 @@ impl Store {
 
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
         let (revision, data_revision) = self.revisions()?;
-        let mut zones = Vec::new();
-        let mut clusters = Vec::new();
-        let mut tenants = Vec::new();
-        let mut requests = Vec::new();
-        let mut challenges = Vec::new();
+        let mut parts = Parts { revision, data_revision, ..Parts::default() };
         for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
             let (k, v) = item?;
             match k.first() {
@@ -366,16 +368,17 @@ impl Store {
                     let (spec, rev): (ZoneSpec, u64) = decode("zone", &v)?;
                     // Stored zones were valid when written; a failure here is corruption.
                     let zone = Zone::compile(&spec, rev).map_err(|e| StorageError::Corrupt(format!("stored zone {}: {e}", spec.apex)))?;
-                    zones.push(zone);
+                    parts.zones.push(zone);
                 }
-                Some(b'c') => clusters.push(decode::<Cluster>("cluster", &v)?),
-                Some(b't') => tenants.push(decode::<Tenant>("tenant", &v)?),
-                Some(b'r') => requests.push(decode::<RequestRecord>("request", &v)?),
-                Some(b'a') => challenges.push(decode::<Challenge>("challenge", &v)?),
+                Some(b'c') => parts.clusters.push(decode::<Cluster>("cluster", &v)?),
+                Some(b't') => parts.tenants.push(decode::<Tenant>("tenant", &v)?),
+                Some(b'r') => parts.requests.push(decode::<RequestRecord>("request", &v)?),
+                Some(b'a') => parts.challenges.push(decode::<Challenge>("challenge", &v)?),
+                Some(b'k') => parts.credentials.push(decode::<Credential>("credential", &v)?),
                 _ => return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k)))),
             }
         }
-        let state = State::from_parts(revision, data_revision, zones, clusters, tenants, requests, challenges);
+        let state = State::from_parts(parts);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }

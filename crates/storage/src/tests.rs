@@ -71,7 +71,7 @@ fn a_data_dir_of_another_format_is_refused() {
         store.put_meta_synced("format", &1u32.to_be_bytes()).unwrap();
     }
     let e = Store::open(dir.path()).unwrap_err().to_string();
-    assert!(e.contains("format") && e.contains("this build reads format 3"), "{e}");
+    assert!(e.contains("format") && e.contains(&format!("this build reads format {}", crate::FORMAT)), "{e}");
     // A fresh dir is marked and opens again.
     let fresh = tempfile::tempdir().unwrap();
     drop(Store::open(fresh.path()).unwrap());

@@ -4,12 +4,13 @@
 use anyhow::{anyhow, Context};
 use serde_json::{json, Value};
 use switchboard_api::proto::{
-    self, acme_client::AcmeClient, clusters_client::ClustersClient, membership_client::MembershipClient, node_client::NodeClient,
-    tenants_client::TenantsClient, watch_client::WatchClient, zones_client::ZonesClient,
+    self, acme_client::AcmeClient, clusters_client::ClustersClient, credentials_client::CredentialsClient,
+    membership_client::MembershipClient, node_client::NodeClient, tenants_client::TenantsClient, watch_client::WatchClient,
+    zones_client::ZonesClient,
 };
 use tonic::transport::{Channel, Endpoint};
 
-use crate::{AcmeCmd, AliasCmd, ClusterCmd, Cmd, MemberCmd, TenantCmd, ZoneCmd};
+use crate::{AcmeCmd, AliasCmd, ClusterCmd, Cmd, MemberCmd, TenantCmd, TokenCmd, ZoneCmd};
 
 /// Time to connect and to complete one call.
 const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
@@ -18,7 +19,27 @@ const CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 pub use proto::write_options::Wait;
 pub use proto::WriteOptions;
 
-pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> anyhow::Result<()> {
+/// Adds the caller's token to every call as `authorization: Bearer <token>`.
+#[derive(Debug, Clone)]
+struct Bearer(Option<tonic::metadata::AsciiMetadataValue>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut request: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        if let Some(v) = &self.0 {
+            request.metadata_mut().insert("authorization", v.clone());
+        }
+        Ok(request)
+    }
+}
+
+/// A channel whose calls carry the token.
+type Ch = tonic::service::interceptor::InterceptedService<Channel, Bearer>;
+
+pub fn run(server: &str, token: Option<&str>, json: bool, options: WriteOptions, command: Cmd) -> anyhow::Result<()> {
+    let bearer = Bearer(match token {
+        Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| anyhow!("--token: not a printable ASCII token"))?),
+        None => None,
+    });
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().context("starting the client runtime")?;
     rt.block_on(async move {
         // Bulk and streaming calls run as long as their work takes.
@@ -31,7 +52,8 @@ pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> any
             Endpoint::from_shared(server.to_string()).map_err(|e| anyhow!("--server {server:?}: {e}"))?.connect_timeout(CONNECT_TIMEOUT),
         );
         let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to {server}: {}", source_text(&e)))?;
-        let out = match execute(channel, command.clone(), &options).await {
+        let channel = Ch::new(channel, bearer.clone());
+        let out = match execute(channel, &bearer, command.clone(), &options).await {
             // The node could neither lead nor reach the leader: ask the leader directly, once.
             Err(e) if e.downcast_ref::<StatusError>().and_then(|s| s.leader.as_ref()).is_some() => {
                 let leader = e.downcast_ref::<StatusError>().and_then(|s| s.leader.clone()).unwrap_or_default();
@@ -41,7 +63,7 @@ pub fn run(server: &str, json: bool, options: WriteOptions, command: Cmd) -> any
                         .connect_timeout(CONNECT_TIMEOUT),
                 );
                 let channel = endpoint.connect().await.map_err(|e| anyhow!("connecting to the leader at {leader}: {}", source_text(&e)))?;
-                execute(channel, command, &options).await?
+                execute(Ch::new(channel, bearer.clone()), &bearer, command, &options).await?
             }
             other => other?,
         };
@@ -164,7 +186,7 @@ fn kv(rows: Vec<(&'static str, String)>, value: Value) -> Output {
     }
 }
 
-async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyhow::Result<Output> {
+async fn execute(channel: Ch, bearer: &Bearer, command: Cmd, options: &WriteOptions) -> anyhow::Result<Output> {
     match command {
         Cmd::Serve { .. } => Err(anyhow!("serve is not a client command")),
         Cmd::Zone(c) => zone(ZonesClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c, options).await,
@@ -172,7 +194,8 @@ async fn execute(channel: Channel, command: Cmd, options: &WriteOptions) -> anyh
         Cmd::Tenant(c) => {
             tenant(TenantsClient::new(channel).max_decoding_message_size(switchboard_api::API_MESSAGE_BYTES_MAX), c, options).await
         }
-        Cmd::Status => status_all(channel).await,
+        Cmd::Status => status_all(channel, bearer).await,
+        Cmd::Token(c) => token(CredentialsClient::new(channel), c, options).await,
         Cmd::Member(c) => member(MembershipClient::new(channel), c).await,
         Cmd::Acme(c) => acme(AcmeClient::new(channel), c, options).await,
         Cmd::Watch { after, kind, cluster, count } => watch(WatchClient::new(channel), after, &kind, cluster, count).await,
@@ -187,7 +210,7 @@ fn members_json(members: &[proto::Member]) -> Value {
     Value::Array(members.iter().map(|m| json!({"id": m.id, "peer": m.peer, "api": m.api, "voter": m.voter})).collect())
 }
 
-async fn member(mut c: MembershipClient<Channel>, cmd: MemberCmd) -> anyhow::Result<Output> {
+async fn member(mut c: MembershipClient<Ch>, cmd: MemberCmd) -> anyhow::Result<Output> {
     let (revision, members) = match cmd {
         MemberCmd::List => (None, c.list_members(proto::MembersRequest {}).await.map_err(status)?.into_inner().members),
         MemberCmd::AddLearner { id, peer, api } => {
@@ -215,13 +238,17 @@ async fn member(mut c: MembershipClient<Channel>, cmd: MemberCmd) -> anyhow::Res
 }
 
 /// Status of one node by API address, or why it could not be had.
-async fn node_status(api: &str) -> Result<proto::StatusResponse, String> {
+async fn node_status(api: &str, bearer: &Bearer) -> Result<proto::StatusResponse, String> {
     let endpoint = Endpoint::from_shared(format!("http://{api}"))
         .map_err(|e| e.to_string())?
         .connect_timeout(std::time::Duration::from_secs(2))
         .timeout(std::time::Duration::from_secs(2));
     let channel = endpoint.connect().await.map_err(|e| source_text(&e))?;
-    NodeClient::new(channel).status(proto::StatusRequest {}).await.map(tonic::Response::into_inner).map_err(|s| s.message().to_string())
+    NodeClient::new(Ch::new(channel, bearer.clone()))
+        .status(proto::StatusRequest {})
+        .await
+        .map(tonic::Response::into_inner)
+        .map_err(|s| s.message().to_string())
 }
 
 fn status_json(s: &proto::StatusResponse) -> Value {
@@ -234,13 +261,13 @@ fn status_json(s: &proto::StatusResponse) -> Value {
 }
 
 /// The node asked, then every member it knows, each asked directly.
-async fn status_all(channel: Channel) -> anyhow::Result<Output> {
+async fn status_all(channel: Ch, bearer: &Bearer) -> anyhow::Result<Output> {
     let s = NodeClient::new(channel).status(proto::StatusRequest {}).await.map_err(status)?.into_inner();
     let mut value = status_json(&s);
     value["members"] = members_json(&s.members);
     let mut per_member = Vec::new();
     for m in &s.members {
-        per_member.push((m.clone(), node_status(&m.api).await));
+        per_member.push((m.clone(), node_status(&m.api, bearer).await));
     }
     // Lag is measured against the most advanced log any member reports.
     let head = per_member.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.last_log_index)).max().unwrap_or(s.last_log_index);
@@ -336,7 +363,7 @@ fn zone_rows(zones: &[proto::Zone]) -> Table {
     }
 }
 
-async fn zone(mut c: ZonesClient<Channel>, cmd: ZoneCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+async fn zone(mut c: ZonesClient<Ch>, cmd: ZoneCmd, options: &WriteOptions) -> anyhow::Result<Output> {
     let options = Some(options.clone());
     match cmd {
         ZoneCmd::Put { file } => {
@@ -463,7 +490,7 @@ fn cluster_rows(cs: &[proto::Cluster]) -> Table {
     }
 }
 
-async fn cluster(mut c: ClustersClient<Channel>, cmd: ClusterCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+async fn cluster(mut c: ClustersClient<Ch>, cmd: ClusterCmd, options: &WriteOptions) -> anyhow::Result<Output> {
     let options = Some(options.clone());
     match cmd {
         ClusterCmd::Put(p) => {
@@ -532,7 +559,7 @@ fn tenant_detail(t: &proto::Tenant, revision: Option<u64>) -> Output {
     kv(rows, value)
 }
 
-async fn tenant(mut c: TenantsClient<Channel>, cmd: TenantCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+async fn tenant(mut c: TenantsClient<Ch>, cmd: TenantCmd, options: &WriteOptions) -> anyhow::Result<Output> {
     let options = Some(options.clone());
     let written = |r: proto::TenantResponse| -> Output { tenant_detail(&r.tenant.unwrap_or_default(), Some(r.revision)) };
     match cmd {
@@ -619,7 +646,7 @@ const IMPORT_CHUNK: usize = 1000;
 /// chunks with a progress line; lines that do not parse are reported with
 /// the server's rejections. Fails (after the summary) if any record was
 /// rejected, so scripts notice.
-async fn import(mut c: TenantsClient<Channel>, file: &std::path::Path) -> anyhow::Result<Output> {
+async fn import(mut c: TenantsClient<Ch>, file: &std::path::Path) -> anyhow::Result<Output> {
     let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
     let (records, mut errors) = crate::import::parse(&text, file);
     let total = records.len() + errors.len();
@@ -660,7 +687,7 @@ async fn import(mut c: TenantsClient<Channel>, file: &std::path::Path) -> anyhow
         .failing_if(rejected > 0, format!("{rejected} of {total} records rejected")))
 }
 
-async fn rebalance(mut c: TenantsClient<Channel>, dry_run: bool, max: u32) -> anyhow::Result<Output> {
+async fn rebalance(mut c: TenantsClient<Ch>, dry_run: bool, max: u32) -> anyhow::Result<Output> {
     let r = c.rebalance(proto::RebalanceRequest { dry_run, max }).await.map_err(status)?.into_inner();
     let failed = r.moves.iter().filter(|m| !m.error.is_empty()).count();
     let title = if dry_run {
@@ -691,7 +718,7 @@ fn challenge_rows(c: &proto::Challenge) -> Vec<Vec<String>> {
     c.values.iter().map(|v| vec![c.name.clone(), v.value.clone(), v.ttl.to_string(), v.expires_at_ms.to_string()]).collect()
 }
 
-async fn acme(mut c: AcmeClient<Channel>, cmd: AcmeCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+async fn acme(mut c: AcmeClient<Ch>, cmd: AcmeCmd, options: &WriteOptions) -> anyhow::Result<Output> {
     let o = Some(options.clone());
     let headers = vec!["NAME", "VALUE", "TTL", "EXPIRES_AT_MS"];
     let written = match cmd {
@@ -716,6 +743,54 @@ async fn acme(mut c: AcmeClient<Channel>, cmd: AcmeCmd, options: &WriteOptions) 
     Ok(Output { value, table: Some(Table { title: Some(format!("revision {}", written.revision)), headers, rows }), failure: None })
 }
 
+fn credential_json(c: &proto::Credential) -> Value {
+    json!({
+        "id": c.id, "name": c.name, "role": c.role, "environments": c.environments, "zones": c.zones, "tenant": c.tenant,
+        "created_at_ms": c.created_at_ms, "revision": c.revision,
+    })
+}
+
+fn credential_row(c: &proto::Credential) -> Vec<String> {
+    let scope = if !c.environments.is_empty() {
+        format!("environments={}", c.environments.join(","))
+    } else if !c.zones.is_empty() {
+        format!("zones={}", c.zones.join(","))
+    } else if !c.tenant.is_empty() {
+        format!("tenant={}", c.tenant)
+    } else {
+        "all".into()
+    };
+    vec![c.id.clone(), c.name.clone(), c.role.clone(), scope, c.revision.to_string()]
+}
+
+async fn token(mut c: CredentialsClient<Ch>, cmd: TokenCmd, options: &WriteOptions) -> anyhow::Result<Output> {
+    let headers = vec!["ID", "NAME", "ROLE", "SCOPE", "REVISION"];
+    match cmd {
+        TokenCmd::Create { name, role, environments, zones, tenant } => {
+            let req = proto::CreateCredentialRequest { name, role, environments, zones, tenant: tenant.unwrap_or_default() };
+            let r = c.create_credential(req).await.map_err(status)?.into_inner();
+            let cred = r.credential.unwrap_or_default();
+            let value = json!({"revision": r.revision, "credential": credential_json(&cred), "token": r.token});
+            let title = format!("revision {}; the token (shown once, only its hash is stored):\n{}\n", r.revision, r.token);
+            Ok(Output { value, table: Some(Table { title: Some(title), headers, rows: vec![credential_row(&cred)] }), failure: None })
+        }
+        TokenCmd::List => {
+            let r = c.list_credentials(proto::ListCredentialsRequest {}).await.map_err(status)?.into_inner();
+            let value = json!({"revision": r.revision, "credentials": r.credentials.iter().map(credential_json).collect::<Vec<_>>()});
+            Ok(Output {
+                value,
+                table: Some(Table { title: None, headers, rows: r.credentials.iter().map(credential_row).collect() }),
+                failure: None,
+            })
+        }
+        TokenCmd::Revoke { id } => {
+            let req = proto::RevokeCredentialRequest { id: id.clone(), options: Some(options.clone()) };
+            let r = c.revoke_credential(req).await.map_err(status)?.into_inner();
+            Ok(deleted(&id, r.revision))
+        }
+    }
+}
+
 /// Watch kinds by the names `--kind` takes and events print.
 const KINDS: [(&str, proto::Kind); 4] =
     [("zone", proto::Kind::Zone), ("cluster", proto::Kind::Cluster), ("tenant", proto::Kind::Tenant), ("acme", proto::Kind::Acme)];
@@ -735,7 +810,7 @@ fn event_json(e: &proto::Event) -> Value {
 
 /// Stream changes to stdout, one JSON line each, flushed as they come.
 async fn watch(
-    mut c: WatchClient<Channel>,
+    mut c: WatchClient<Ch>,
     after: u64,
     kinds: &[String],
     cluster: Option<String>,

@@ -22,6 +22,36 @@ pub struct Config {
     pub cluster: Cluster,
     #[serde(default)]
     pub raft: Raft,
+    #[serde(default)]
+    pub api: Api,
+    /// The file this config was read from, for error messages.
+    #[serde(skip)]
+    pub file: Option<PathBuf>,
+}
+
+/// How the public API authenticates callers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuthMode {
+    /// Every call needs a token: the bootstrap admin token or a stored credential.
+    Token,
+    /// No authentication: anyone who reaches the API may do anything.
+    None,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Api {
+    /// Unset: `token` when a bootstrap token is configured, `none` when the
+    /// API listens on loopback only; anything else refuses to start.
+    #[serde(default)]
+    pub auth: Option<AuthMode>,
+    /// A file holding the bootstrap admin token (at least 16 characters;
+    /// surrounding whitespace ignored): admin on this node before any
+    /// credential exists, and what a learner joins with.
+    /// `SWITCHBOARD_BOOTSTRAP_TOKEN` overrides it.
+    #[serde(default)]
+    pub bootstrap_token_file: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -181,6 +211,8 @@ impl Default for Config {
             listen: Listen::default(),
             cluster: Cluster::default(),
             raft: Raft::default(),
+            api: Api::default(),
+            file: None,
         }
     }
 }
@@ -189,7 +221,52 @@ impl Config {
     /// Read, parse and validate a config file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
         let text = std::fs::read_to_string(path).with_context(|| format!("reading config file {}", path.display()))?;
-        Config::parse(&text).with_context(|| format!("config file {}", path.display()))
+        let mut config = Config::parse(&text).with_context(|| format!("config file {}", path.display()))?;
+        config.file = Some(path.to_path_buf());
+        Ok(config)
+    }
+
+    /// Where the config came from, for errors: the file, or the embedded default.
+    fn origin(&self) -> String {
+        self.file.as_ref().map_or_else(|| "the embedded default config".to_string(), |f| format!("config file {}", f.display()))
+    }
+
+    /// How the API authenticates, and the bootstrap admin token (from
+    /// `SWITCHBOARD_BOOTSTRAP_TOKEN` or `api.bootstrap_token_file`). An API
+    /// reachable beyond loopback without auth is refused unless
+    /// `api.auth = "none"` says so.
+    pub fn api_auth(&self) -> anyhow::Result<(switchboard_api::Auth, Option<String>)> {
+        let bootstrap = self.bootstrap_token().with_context(|| self.origin())?;
+        let auth = match (self.api.auth, &bootstrap) {
+            (Some(AuthMode::None), _) => switchboard_api::Auth::none(),
+            (Some(AuthMode::Token), b) | (None, b @ Some(_)) => switchboard_api::Auth::tokens(b.as_deref()),
+            (None, None) if self.listen.api.ip().is_loopback() => switchboard_api::Auth::none(),
+            (None, None) => bail!(
+                "{}: listen.api: {} is reachable beyond loopback and the API has no auth: set api.bootstrap_token_file \
+                 (or SWITCHBOARD_BOOTSTRAP_TOKEN), or say api.auth = \"none\" to serve it without auth",
+                self.origin(),
+                self.listen.api
+            ),
+        };
+        Ok((auth, bootstrap))
+    }
+
+    fn bootstrap_token(&self) -> anyhow::Result<Option<String>> {
+        let (token, from) = match std::env::var("SWITCHBOARD_BOOTSTRAP_TOKEN") {
+            Ok(s) if !s.trim().is_empty() => (s.trim().to_string(), "SWITCHBOARD_BOOTSTRAP_TOKEN".to_string()),
+            _ => match &self.api.bootstrap_token_file {
+                None => return Ok(None),
+                Some(path) => {
+                    let text =
+                        std::fs::read_to_string(path).with_context(|| format!("api.bootstrap_token_file: reading {}", path.display()))?;
+                    (text.trim().to_string(), format!("api.bootstrap_token_file {}", path.display()))
+                }
+            },
+        };
+        if token.len() < switchboard_api::BOOTSTRAP_TOKEN_LEN_MIN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+            bail!("{from}: the token must be at least {} printable characters without spaces", switchboard_api::BOOTSTRAP_TOKEN_LEN_MIN);
+        }
+        Ok(Some(token))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -355,5 +432,27 @@ mod tests {
         assert!(e.contains("cluster.voters"), "{e}");
         let e = Config::parse("[listen]\napi = \"127.0.0.1:9153\"\n").unwrap_err().to_string();
         assert!(e.contains("listen.http"), "{e}");
+    }
+
+    #[test]
+    fn an_api_beyond_loopback_needs_auth_or_says_none() -> anyhow::Result<()> {
+        let open = Config::parse("[listen]\napi = \"0.0.0.0:50051\"\n")?;
+        let e = open.api_auth().unwrap_err().to_string();
+        assert!(e.contains("listen.api") && e.contains("api.auth = \"none\""), "{e}");
+        let said = Config::parse("[listen]\napi = \"0.0.0.0:50051\"\n[api]\nauth = \"none\"\n")?;
+        assert!(!said.api_auth()?.0.enforced());
+        // Loopback without a bootstrap token: open, as the embedded default is.
+        assert!(!Config::default().api_auth()?.0.enforced());
+        let dir = tempfile::tempdir()?;
+        let file = dir.path().join("token");
+        std::fs::write(&file, "short\n")?;
+        let text = format!("[api]\nbootstrap_token_file = {:?}\n", file.display().to_string());
+        let e = format!("{:#}", Config::parse(&text)?.api_auth().unwrap_err());
+        assert!(e.contains("api.bootstrap_token_file") && e.contains("at least 16"), "{e}");
+        std::fs::write(&file, "0123456789abcdef0123\n")?;
+        let (auth, token) = Config::parse(&text)?.api_auth()?;
+        assert!(auth.enforced());
+        assert_eq!(token.as_deref(), Some("0123456789abcdef0123"));
+        Ok(())
     }
 }

@@ -20,6 +20,10 @@ struct Cli {
     /// API address of the node to talk to.
     #[arg(long, global = true, env = "SWITCHBOARD_SERVER", default_value = "http://127.0.0.1:50051")]
     server: String,
+    /// The API token to call with (see `token create`); not needed by a
+    /// node whose API runs without auth.
+    #[arg(long, global = true, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// Print JSON instead of tables.
     #[arg(long, global = true)]
     json: bool,
@@ -66,6 +70,9 @@ enum Cmd {
     /// ACME DNS-01 challenges: set NAME VALUE, clear NAME [VALUE], list.
     #[command(subcommand)]
     Acme(AcmeCmd),
+    /// API credentials (admin only): create, list, revoke.
+    #[command(subcommand)]
+    Token(TokenCmd),
     /// Print every change after a revision as it commits, one JSON object
     /// per line (kind, key, revision, deleted, value); resumable with
     /// --after. Runs until interrupted, or until --count events.
@@ -121,6 +128,31 @@ pub enum MemberCmd {
     Remove {
         id: u64,
     },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TokenCmd {
+    /// Create a token and print it once: only its hash is stored.
+    Create {
+        /// A label for people, such as ci-staging.
+        name: String,
+        /// admin, operator or tenant.
+        #[arg(long)]
+        role: String,
+        /// Operators: only zones in these environments (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        environments: Vec<String>,
+        /// Operators: only these zones (comma-separated apexes).
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
+        /// Tenant tokens: the tenant it acts for.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Every credential: id, name, role and scope (never the token).
+    List,
+    /// Revoke a credential by id: every node refuses its token from then on.
+    Revoke { id: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]
@@ -293,7 +325,7 @@ fn main() -> ExitCode {
                 expected_revision: cli.expect_revision,
                 request_id: cli.request_id.unwrap_or_default(),
             };
-            client::run(&cli.server, cli.json, options, command)
+            client::run(&cli.server, cli.token.as_deref(), cli.json, options, command)
         }
     };
     match result {

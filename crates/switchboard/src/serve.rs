@@ -37,6 +37,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 }
 
 async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+    let (auth, bootstrap_token) = config.api_auth()?;
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
@@ -65,7 +66,12 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone())),
     );
 
-    let api = Api::new(node.clone(), config.cluster.max_stale_ms);
+    if auth.enforced() {
+        tracing::info!(bootstrap_token = bootstrap_token.is_some(), "API calls need a token");
+    } else {
+        tracing::warn!(api = %config.listen.api, "API calls need no token (api.auth)");
+    }
+    let api = Api::new(node.clone(), config.cluster.max_stale_ms, auth);
     let services = api.services();
     // Standard tooling on the same listener: grpc.health.v1 following this
     // node's readiness, and server reflection.
@@ -81,6 +87,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             .add_service(services.membership)
             .add_service(services.acme)
             .add_service(services.watch)
+            .add_service(services.credentials)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -105,7 +112,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             }
             None
         }
-        Role::Learner => Some(tokio::spawn(join(node.clone(), config.node_id, me_for_join, config.cluster.join.clone()))),
+        Role::Learner => Some(tokio::spawn(join(node.clone(), config.node_id, me_for_join, config.cluster.join.clone(), bootstrap_token))),
     };
 
     shutdown_signal().await?;
@@ -127,8 +134,9 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
 }
 
 /// A learner adds itself through any reachable voter, retrying until the
-/// membership includes it. A restarted learner is already a member.
-async fn join(node: Arc<Node>, id: u64, me: NodeInfo, urls: Vec<String>) {
+/// membership includes it, with the bootstrap admin token when it has one
+/// (voters that need a token share it). A restarted learner is already a member.
+async fn join(node: Arc<Node>, id: u64, me: NodeInfo, urls: Vec<String>, token: Option<String>) {
     use switchboard_api::proto::{membership_client::MembershipClient, AddLearnerRequest};
     let mut delay = std::time::Duration::from_millis(200);
     loop {
@@ -137,7 +145,15 @@ async fn join(node: Arc<Node>, id: u64, me: NodeInfo, urls: Vec<String>) {
             return;
         }
         for url in &urls {
-            let request = AddLearnerRequest { id, peer: me.peer.clone(), api: me.api.clone() };
+            let mut request = tonic::Request::new(AddLearnerRequest { id, peer: me.peer.clone(), api: me.api.clone() });
+            if let Some(t) = &token {
+                match format!("Bearer {t}").parse() {
+                    Ok(v) => {
+                        request.metadata_mut().insert("authorization", v);
+                    }
+                    Err(_) => tracing::warn!("the bootstrap token cannot be sent as metadata"),
+                }
+            }
             let result = async {
                 let mut client = MembershipClient::connect(url.clone()).await.map_err(|e| e.to_string())?;
                 client.add_learner(request).await.map_err(|s| s.message().to_string())

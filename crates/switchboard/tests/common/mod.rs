@@ -84,6 +84,8 @@ pub struct Node {
     pub dir: PathBuf,
     pub ports: Ports,
     pub config: PathBuf,
+    /// Sent as `--token` by `cli` when set.
+    pub token: Option<String>,
     child: Option<Child>,
 }
 
@@ -103,7 +105,7 @@ impl Node {
                 data = dir.join("data"),
             ),
         )?;
-        let mut node = Node { dir: dir.to_path_buf(), ports, config, child: None };
+        let mut node = Node { dir: dir.to_path_buf(), ports, config, token: None, child: None };
         node.spawn()?;
         node.wait_leader(Duration::from_secs(30))?;
         Ok(node)
@@ -114,7 +116,7 @@ impl Node {
         let dir = root.join(format!("node{id}"));
         std::fs::create_dir_all(&dir)?;
         let config = dir.join("node.toml");
-        Ok(Node { dir, ports: Ports::new(), config, child: None })
+        Ok(Node { dir, ports: Ports::new(), config, token: None, child: None })
     }
 
     /// Write this node's config: the listen section from its ports, then `rest`.
@@ -204,7 +206,17 @@ impl Node {
 
     /// Run a CLI command against this node; Ok(stdout) on exit 0, Err(stderr) otherwise.
     pub fn cli(&self, args: &[&str]) -> anyhow::Result<String> {
-        let out = Command::new(BIN).arg("--server").arg(self.server()).args(args).output()?;
+        self.cli_as(self.token.as_deref(), args)
+    }
+
+    /// `cli` with another token (or none).
+    pub fn cli_as(&self, token: Option<&str>, args: &[&str]) -> anyhow::Result<String> {
+        let mut command = Command::new(BIN);
+        command.arg("--server").arg(self.server()).env_remove("SWITCHBOARD_TOKEN");
+        if let Some(t) = token {
+            command.args(["--token", t]);
+        }
+        let out = command.args(args).output()?;
         if out.status.success() {
             Ok(String::from_utf8(out.stdout)?)
         } else {
