@@ -2,6 +2,7 @@
 clock skew (libfaketime), tmpfs data dirs, and the CLI to talk to them."""
 
 import json
+import random
 import os
 import re
 import shutil
@@ -118,6 +119,7 @@ class Node:
         text = (f'node_id = {self.id}\ndata_dir = "{self.data}"\n[listen]\n'
                 f'dns = "{self.ip}:{p["dns"]}"\napi = "{self.ip}:{p["api"]}"\n'
                 f'peer = "{self.ip}:{p["peer"]}"\nhttp = "{self.ip}:{p["http"]}"\n{RAFT}'
+                f'[api]\nbootstrap_token_file = "{self.c.token_file}"\n'
                 f'[cluster]\nname = "chaos"\nrole = "{self.role}"\nmax_stale_ms = 5000\n')
         if self.role == "voter":
             for v in voters:
@@ -196,6 +198,12 @@ class Cluster:
         self.use_proxy = use_proxy
         self.t0 = t0 if t0 is not None else time.monotonic()
         self.faketime = faketime_lib()
+        # Every API call goes through auth, as in production: the nodes'
+        # APIs listen beyond loopback, so they refuse to start without it.
+        self.token = "chaos-bootstrap-%016x" % random.Random(seed).getrandbits(64)
+        self.token_file = os.path.join(root, "bootstrap.token")
+        with open(self.token_file, "w") as f:
+            f.write(self.token + "\n")
         n = voters + learners
         self.nodes = {i: Node(self, i, "voter" if i <= voters else "learner") for i in range(1, n + 1)}
         self.voters = [nd for nd in self.nodes.values() if nd.role == "voter"]
@@ -275,6 +283,7 @@ class Cluster:
     def cli(self, nd, args, timeout=10.0, json_out=True):
         cmd = [self.bin, "--server", nd.server] + (["--json"] if json_out else []) + [str(a) for a in args]
         env = {k: v for k, v in os.environ.items() if not k.startswith("SWITCHBOARD_")}
+        env["SWITCHBOARD_TOKEN"] = self.token
         t = time.monotonic()
         try:
             p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
