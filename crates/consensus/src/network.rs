@@ -9,7 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use openraft::error::{InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError, Unreachable};
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
@@ -175,6 +175,7 @@ impl RaftNetworkFactory<TypeConfig> for PeerNetwork {
             cluster: self.cluster.clone(),
             client: self.pool.client(&node.peer),
             auth: self.pool.auth.clone(),
+            overrun_warned: Arc::default(),
         }
     }
 }
@@ -188,6 +189,48 @@ pub struct PeerClient {
     /// `Err` when the node's peer address is not a valid URI.
     client: Result<RaftPeerClient<Channel>, String>,
     auth: PeerAuth,
+    /// When an overrun was last logged (see `Overrun`).
+    overrun_warned: Arc<Mutex<Option<Instant>>>,
+}
+
+/// At most one overrun warning per peer this often.
+const OVERRUN_WARN_EVERY: Duration = Duration::from_secs(10);
+
+/// Watches one RPC: dropped unanswered at openraft's deadline, it logs a
+/// warning. openraft 0.9 gives every append-entries exactly
+/// `raft.heartbeat_ms`, so a peer whose round trip (plus its disk sync) is
+/// longer never acknowledges anything: replication to it stalls, silently
+/// but for this.
+struct Overrun {
+    target: NodeId,
+    addr: String,
+    call: &'static str,
+    deadline: Duration,
+    started: Instant,
+    warned: Arc<Mutex<Option<Instant>>>,
+    answered: bool,
+}
+
+impl Drop for Overrun {
+    fn drop(&mut self) {
+        // Dropped early: a replication stream was cancelled, not a deadline.
+        if self.answered || self.started.elapsed() < self.deadline * 9 / 10 {
+            return;
+        }
+        let Ok(mut last) = self.warned.lock() else { return };
+        if last.is_some_and(|t| t.elapsed() < OVERRUN_WARN_EVERY) {
+            return;
+        }
+        *last = Some(Instant::now());
+        tracing::warn!(
+            peer = self.target,
+            addr = %self.addr,
+            call = self.call,
+            deadline_ms = self.deadline.as_millis() as u64,
+            "peer did not answer within the deadline (raft.heartbeat_ms for append-entries); if the round trip to it is \
+             longer, nothing replicates to it: raise raft.heartbeat_ms and the election timeouts on every node"
+        );
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -223,11 +266,26 @@ impl PeerClient {
         let mut request = tonic::Request::new(self.auth.sign(request));
         // Honour openraft's deadline on the wire too, so the server can give up.
         request.set_timeout(option.hard_ttl());
+        let mut overrun = Overrun {
+            target: self.target,
+            addr: self.node.peer.clone(),
+            call: match call {
+                Call::Append => "append-entries",
+                Call::Vote => "vote",
+                Call::Snapshot => "install-snapshot",
+            },
+            deadline: option.hard_ttl(),
+            started: Instant::now(),
+            warned: self.overrun_warned.clone(),
+            answered: false,
+        };
         let reply = match call {
             Call::Append => client.append_entries(request).await,
             Call::Vote => client.vote(request).await,
             Call::Snapshot => client.install_snapshot(request).await,
         };
+        // A deadline the server enforced (grpc-timeout) is an overrun too.
+        overrun.answered = !matches!(&reply, Err(s) if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled));
         let reply = reply.map_err(|status| match status.code() {
             tonic::Code::Unavailable | tonic::Code::Unknown => RPCError::Unreachable(Unreachable::new(&PeerFailure(status.to_string()))),
             _ => RPCError::Network(NetworkError::new(&PeerFailure(status.to_string()))),

@@ -40,9 +40,13 @@ impl Default for RaftSettings {
     fn default() -> Self {
         RaftSettings {
             cluster_name: "switchboard".into(),
-            heartbeat_ms: 100,
-            election_timeout_min_ms: 500,
-            election_timeout_max_ms: 1000,
+            // openraft 0.9 gives every append-entries request exactly the
+            // heartbeat interval to be answered: it must exceed the round
+            // trip to the farthest node (an edge learner on another
+            // continent) plus its disk sync, or nothing replicates there.
+            heartbeat_ms: 500,
+            election_timeout_min_ms: 1_500,
+            election_timeout_max_ms: 3_000,
             // A snapshot of a million tenants takes about a second to encode:
             // not more often than every 100k writes.
             snapshot_every_entries: 100_000,

@@ -349,3 +349,48 @@ fn peers_without_the_cluster_secret_are_refused() -> anyhow::Result<()> {
     assert!(!out.status.success() && stderr.contains("cluster.secret_file") && stderr.contains("at least 16"), "{stderr}");
     Ok(())
 }
+
+/// Three voters whose peer links all have a 250 ms round trip (voters in
+/// distant datacenters). openraft 0.9 gives every append-entries exactly
+/// `raft.heartbeat_ms` to be answered, so with a shorter heartbeat the
+/// leader never learns that a follower has an entry and no write ever
+/// commits (the old default of 100 ms did that; the chaos proxy nemesis
+/// found it). With the default timings writes commit; with a 100 ms
+/// heartbeat the leader says why they cannot.
+#[test]
+fn voters_a_long_round_trip_apart_commit_with_the_default_timings() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let short = "[raft]\nheartbeat_ms = 100\nelection_timeout_min_ms = 500\nelection_timeout_max_ms = 1000\n";
+    for (case, raft) in [("default", ""), ("short", short)] {
+        let dir = root.path().join(case);
+        let mut nodes = (1..=3).map(|id| Node::prepare(&dir, id)).collect::<anyhow::Result<Vec<_>>>()?;
+        // Every peer message goes through a link that holds it 125 ms.
+        let links = nodes
+            .iter()
+            .map(|n| common::DelayProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], n.ports.peer)), Duration::from_millis(125)))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        let mut voters = format!("{raft}[cluster]\n");
+        for (i, (n, link)) in nodes.iter().zip(&links).enumerate() {
+            voters +=
+                &format!("[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n", i + 1, link.port, n.ports.api);
+        }
+        for (i, n) in nodes.iter_mut().enumerate() {
+            n.write_config(i as u64 + 1, &voters)?;
+            n.spawn()?;
+        }
+        let leader = nodes[0].wait_leader_known(Duration::from_secs(30))?;
+        let leader = &nodes[leader as usize - 1];
+        if case == "default" {
+            leader.cli(&["--wait", "everywhere", "cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+            for n in &nodes {
+                assert!(n.json(&["cluster", "list"])?.to_string().contains("198.51.100.1"));
+            }
+        } else {
+            // No write can commit here: the leader's log must say why.
+            eventually(Duration::from_secs(20), "the leader logs the overrun", || {
+                leader.log().contains("did not answer within the deadline")
+            })?;
+        }
+    }
+    Ok(())
+}

@@ -330,3 +330,49 @@ pub fn answers(m: &Message) -> Vec<String> {
     v.sort();
     v
 }
+
+/// A TCP proxy on loopback that holds every chunk for `delay` before passing
+/// it on, each way: a long-distance link (the kernel here has no netem).
+/// Its threads live as long as the test process.
+pub struct DelayProxy {
+    pub port: u16,
+}
+
+impl DelayProxy {
+    pub fn start(target: SocketAddr, delay: Duration) -> anyhow::Result<DelayProxy> {
+        let port = free_port();
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port))?;
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(client) = conn else { continue };
+                let Ok(server) = std::net::TcpStream::connect(target) else { continue };
+                let (Ok(client2), Ok(server2)) = (client.try_clone(), server.try_clone()) else { continue };
+                delayed_pipe(client, server, delay);
+                delayed_pipe(server2, client2, delay);
+            }
+        });
+        Ok(DelayProxy { port })
+    }
+}
+
+fn delayed_pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, delay: Duration) {
+    use std::io::{Read, Write};
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, Vec<u8>)>();
+    std::thread::spawn(move || {
+        let mut buf = vec![0u8; 64 * 1024];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || tx.send((Instant::now() + delay, buf[..n].to_vec())).is_err() {
+                break;
+            }
+        }
+    });
+    std::thread::spawn(move || {
+        for (due, bytes) in rx {
+            std::thread::sleep(due.saturating_duration_since(Instant::now()));
+            if to.write_all(&bytes).is_err() {
+                break;
+            }
+        }
+        let _ = to.shutdown(std::net::Shutdown::Both);
+    });
+}
