@@ -4,6 +4,7 @@ continuous DNS queries to every live node."""
 
 import json
 import random
+import subprocess
 import threading
 import time
 
@@ -101,6 +102,10 @@ class Workload:
         self.known_lock = threading.Lock()
         self.acme = acme
         self.strict_reads = strict_reads
+        # `tenant get --consistent` (a read the leader confirms with a
+        # quorum): half the reads use it and are checked as linearizable.
+        help_ = subprocess.run([cluster.bin, "tenant", "get", "--help"], capture_output=True, text=True)
+        self.consistent_reads = "--consistent" in help_.stdout
         self.errors = []
 
     # --- helpers ------------------------------------------------------------------
@@ -214,9 +219,11 @@ class Workload:
         if nd is None:
             return
         inc = nd.incarnation
+        consistent = self.consistent_reads and rng.random() < 0.5
         op = {"id": self.h.new_id(), "process": p, "tenant": tenant, "f": "get", "node": nd.id,
-              "round": self.round_label(), "invoke": self.c.now(), "strict": self.strict_reads}
-        r = self.c.cli(nd, ["tenant", "get", tenant], timeout=self.cli_timeout)
+              "round": self.round_label(), "invoke": self.c.now(), "strict": self.strict_reads or consistent}
+        args = ["tenant", "get", tenant] + (["--consistent"] if consistent else [])
+        r = self.c.cli(nd, args, timeout=self.cli_timeout)
         op["complete"] = self.c.now()
         if nd.incarnation != inc:
             inc = None  # the node restarted meanwhile: which process answered is unclear

@@ -454,6 +454,9 @@ impl tenants_server::Tenants for Api {
         let caller = self.caller(&req)?;
         let id = convert::label("id", &req.get_ref().id).map_err(status::invalid)?;
         self.auth.allow(&self.node.state(), &caller, Access::ReadTenant(&id))?;
+        if req.get_ref().consistent {
+            self.node.read_barrier().await.map_err(status::node)?;
+        }
         let state = self.node.state();
         let t = state.tenant(&id).ok_or_else(|| Status::not_found(format!("tenant {id:?} not found")))?;
         Ok(Response::new(tenant_out(t)))

@@ -336,6 +336,27 @@ impl Node {
         self.peers.auth()
     }
 
+    /// A linearizable read point: this node confirms with a quorum that it
+    /// still leads, then waits until it has applied every entry committed
+    /// before the call; a read of `state()` afterwards sees every write
+    /// acknowledged before it. `NotLeader` on any other node (the read must
+    /// go to the leader; a deposed leader cannot confirm).
+    pub async fn read_barrier(&self) -> Result<u64, NodeError> {
+        let read = self.raft.ensure_linearizable().await.map_err(|e| match e {
+            RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
+                NodeError::NotLeader { leader: f.leader_id.zip(f.leader_node) }
+            }
+            RaftError::APIError(other) => NodeError::Unavailable(other.to_string()),
+            RaftError::Fatal(e) => NodeError::Unavailable(e.to_string()),
+        })?;
+        let index = read.map_or(0, |l| l.index);
+        // openraft counts an entry applied when our state machine returns,
+        // after it published the new state: this wait is for certainty only.
+        let mut applied = self.applied();
+        applied.wait_for(|a| *a >= index).await.map_err(|_| NodeError::Unavailable("shutting down".into()))?;
+        Ok(index)
+    }
+
     /// The revision applied on this node, as it changes.
     pub fn applied(&self) -> watch::Receiver<u64> {
         self.applied.clone()

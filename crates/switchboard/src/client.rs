@@ -571,7 +571,9 @@ async fn tenant(mut c: TenantsClient<Ch>, cmd: TenantCmd, options: &WriteOptions
                 .into_inner();
             Ok(written(r))
         }
-        TenantCmd::Get { id } => Ok(tenant_detail(&c.get_tenant(proto::GetTenantRequest { id }).await.map_err(status)?.into_inner(), None)),
+        TenantCmd::Get { id, consistent } => {
+            Ok(tenant_detail(&c.get_tenant(proto::GetTenantRequest { id, consistent }).await.map_err(status)?.into_inner(), None))
+        }
         TenantCmd::List { cluster, limit } => {
             let mut all = Vec::new();
             let mut token = String::new();

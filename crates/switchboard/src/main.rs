@@ -258,8 +258,12 @@ pub enum TenantCmd {
         #[arg(long)]
         cluster: Option<String>,
     },
+    /// One tenant, from the node asked (it may lag), or with --consistent
+    /// from the leader, seeing every write acknowledged before the call.
     Get {
         id: String,
+        #[arg(long)]
+        consistent: bool,
     },
     /// List tenants, paging through all of them.
     List {

@@ -394,3 +394,36 @@ fn voters_a_long_round_trip_apart_commit_with_the_default_timings() -> anyhow::R
     }
     Ok(())
 }
+
+/// A learner 1.5 s behind its leader (a slow link) answers `tenant get`
+/// from its own replica, so it misses a write just acknowledged;
+/// `tenant get --consistent` through the same learner is answered by the
+/// leader after it confirmed its leadership, and sees the write.
+#[test]
+fn consistent_reads_see_every_acknowledged_write_even_through_a_lagging_node() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    // A heartbeat longer than the 3 s round trip, so the learner's acks count.
+    let raft = "[raft]\nheartbeat_ms = 5000\nelection_timeout_min_ms = 15000\nelection_timeout_max_ms = 30000\n";
+    let mut voter = Node::prepare(dir.path(), 1)?;
+    voter.write_config(1, raft)?;
+    voter.spawn()?;
+    voter.wait_leader(Duration::from_secs(40))?;
+    let mut learner = Node::prepare(dir.path(), 2)?;
+    learner.write_config(2, &format!("{raft}[cluster]\nrole = \"learner\"\njoin = [\"http://127.0.0.1:9\"]\n"))?;
+    learner.spawn()?;
+    let link = common::DelayProxy::start(std::net::SocketAddr::from(([127, 0, 0, 1], learner.ports.peer)), Duration::from_millis(1500))?;
+    voter.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    voter.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2"])?;
+    voter.cli(&["tenant", "create", "t1", "--cluster", "mt1"])?;
+    let (peer, api) = (format!("127.0.0.1:{}", link.port), format!("127.0.0.1:{}", learner.ports.api));
+    voter.cli(&["member", "add-learner", "2", "--peer", &peer, "--api", &api])?;
+    eventually(Duration::from_secs(20), "the learner has t1", || learner.json(&["tenant", "get", "t1"]).is_ok())?;
+
+    let moved = voter.json(&["tenant", "move", "t1", "mt2"])?;
+    let local = learner.json(&["tenant", "get", "t1"])?;
+    let consistent = learner.json(&["tenant", "get", "t1", "--consistent"])?;
+    assert_eq!(local["cluster"], "mt1", "the learner lags 1.5 s behind: {local}");
+    assert_eq!(consistent["cluster"], "mt2", "{consistent}");
+    assert_eq!(consistent["revision"], moved["tenant"]["revision"], "{consistent} after {moved}");
+    Ok(())
+}
