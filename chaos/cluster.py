@@ -120,7 +120,8 @@ class Node:
                 f'dns = "{self.ip}:{p["dns"]}"\napi = "{self.ip}:{p["api"]}"\n'
                 f'peer = "{self.ip}:{p["peer"]}"\nhttp = "{self.ip}:{p["http"]}"\n{RAFT}'
                 f'[api]\nbootstrap_token_file = "{self.c.token_file}"\n'
-                f'[cluster]\nname = "chaos"\nrole = "{self.role}"\nmax_stale_ms = 5000\n')
+                f'[cluster]\nname = "chaos"\nrole = "{self.role}"\nmax_stale_ms = 5000\n'
+                f'secret_file = "{self.c.secret_file}"\n')
         if self.role == "voter":
             for v in voters:
                 text += f'[[cluster.voters]]\nid = {v.id}\npeer = "{v.peer_advertised}"\napi = "{v.api}"\n'
@@ -204,6 +205,10 @@ class Cluster:
         self.token_file = os.path.join(root, "bootstrap.token")
         with open(self.token_file, "w") as f:
             f.write(self.token + "\n")
+        # Peer ports beyond loopback with API tokens need a cluster secret.
+        self.secret_file = os.path.join(root, "cluster.secret")
+        with open(self.secret_file, "w") as f:
+            f.write("chaos-secret-%032x\n" % random.Random(seed + 1).getrandbits(128))
         n = voters + learners
         self.nodes = {i: Node(self, i, "voter" if i <= voters else "learner") for i in range(1, n + 1)}
         self.voters = [nd for nd in self.nodes.values() if nd.role == "voter"]

@@ -14,7 +14,8 @@ type Reply<T> = Result<Response<T>, Status>;
 #[tonic::async_trait]
 impl credentials_server::Credentials for Api {
     async fn create_credential(&self, req: Request<proto::CreateCredentialRequest>) -> Reply<proto::CreateCredentialResponse> {
-        let caller = self.caller(&req)?;
+        // Admins only, checked before a token is made; apply checks again.
+        let caller = self.check(&req, Access::Credentials)?;
         let r = req.into_inner();
         let (role, scope) = credential_scope(&r).map_err(status::invalid)?;
         let (id, token, hash) = new_token()?;
@@ -30,7 +31,7 @@ impl credentials_server::Credentials for Api {
     }
 
     async fn list_credentials(&self, req: Request<proto::ListCredentialsRequest>) -> Reply<proto::ListCredentialsResponse> {
-        self.check(&req, Access::ReadCredentials)?;
+        self.check(&req, Access::Credentials)?;
         let state = self.node.state();
         let credentials = state.credentials().map(|c| credential_out(c)).collect();
         Ok(Response::new(proto::ListCredentialsResponse { credentials, revision: state.revision() }))

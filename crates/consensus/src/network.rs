@@ -227,8 +227,9 @@ impl Drop for Overrun {
             addr = %self.addr,
             call = self.call,
             deadline_ms = self.deadline.as_millis() as u64,
-            "peer did not answer within the deadline (raft.heartbeat_ms for append-entries); if the round trip to it is \
-             longer, nothing replicates to it: raise raft.heartbeat_ms and the election timeouts on every node"
+            "peer did not answer within the deadline (raft.heartbeat_ms for append-entries): it is down, unreachable or \
+             too far; if the round trip to it is longer than that, nothing replicates to it: raise raft.heartbeat_ms \
+             and the election timeouts on every node"
         );
     }
 }

@@ -186,8 +186,8 @@ pub enum Access<'a> {
     ReadTenant(&'a str),
     /// This node's status and the membership.
     ReadStatus,
-    /// List credentials.
-    ReadCredentials,
+    /// List, create or revoke credentials.
+    Credentials,
     /// Add, promote or remove cluster members.
     Membership,
 }
@@ -205,7 +205,7 @@ pub fn authorize(state: &State, credential: &Credential, access: Access<'_>) -> 
         (Role::Admin, _, Access::Write(Command::ExpireAcme)) => deny("expire challenges: the leader does that"),
         (Role::Admin, _, _) => Ok(()),
         (_, _, Access::ReadStatus) => Ok(()),
-        (_, _, Access::ReadCredentials) => deny("read credentials: that needs an admin"),
+        (_, _, Access::Credentials) => deny("manage credentials: that needs an admin"),
         (_, _, Access::Membership) => deny("change the membership: that needs an admin"),
         (Role::Operator, _, Access::ReadData | Access::ReadTenant(_)) => Ok(()),
         (Role::Operator, scope, Access::Write(command)) => operator_write(state, scope, command).or_else(|what| deny(&what)),
@@ -240,8 +240,17 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
             if !in_scope {
                 return Err(format!("write zone {apex} in environment {environment:?}"));
             }
-            match state.zone(&apex) {
-                Some(old) if !scope.covers_zone(old) => Err(format!("replace zone {apex}, now in environment {:?}", old.spec.environment)),
+            // The zone that answers for the apex today (the zone itself, or
+            // the one a new zone would be cut out of) must be in scope too:
+            // otherwise a new zone could take names over from another
+            // environment's zone.
+            match state.zone_for(&apex) {
+                Some(z) if !scope.covers_zone(z) && z.apex() == apex => {
+                    Err(format!("replace zone {apex}, now in environment {:?}", z.spec.environment))
+                }
+                Some(z) if !scope.covers_zone(z) => {
+                    Err(format!("create zone {apex} inside zone {} (environment {:?})", z.apex(), z.spec.environment))
+                }
                 _ => Ok(()),
             }
         }
@@ -286,8 +295,8 @@ fn tenant_write(state: &State, own: &str, command: &Command) -> Result<(), Strin
         }
         Command::SetAcme { name, .. } | Command::ClearAcme { name, .. } => match tenant_of_name(state, name) {
             Some(t) if t.id == own => Ok(()),
-            Some(t) => Err(format!("change challenges of {name:?}, which belongs to tenant {:?}", t.id)),
-            None => Err(format!("change challenges of {name:?}, which belongs to no tenant")),
+            // Not naming the owner: a tenant may not learn other tenants' keys.
+            Some(_) | None => Err(format!("change challenges of {name:?}, which is not a name of tenant {own:?}")),
         },
         other => Err(other.kind().replace('_', " ")),
     }
@@ -303,13 +312,28 @@ fn is_tenant(state: &State, own: &str, key: &str) -> bool {
 /// and `*.` are stripped) belongs to under its zone's rules: the label just
 /// below the apex is the tenant's id or alias under a `tenant-host` rule
 /// (the name and every name below it), or `{service}-{tenant}` under a
-/// `service-tenant` rule (that name only).
+/// `service-tenant` rule (that name only). As in `resolve`, the rules give
+/// way to the operator's static records: a name with static records (or
+/// static names below it), below a delegation, or below a static name
+/// between it and the tenant's label belongs to no tenant.
 pub fn tenant_of_name<'s>(state: &'s State, name: &str) -> Option<&'s Arc<Tenant>> {
     let owner = model::acme_owner("name", name).ok()?;
     let base = &owner[model::ACME_LABEL.len() + 1..];
     let zone = state.zone_for(base)?;
     let labels = name::relative_labels(base, zone.apex())?;
     let key = *labels.last()?;
+    if zone.delegation_for(base).is_some() {
+        return None;
+    }
+    // From the name up to the tenant's own label (`key.<apex>`), every name
+    // must be one the rules answer, not the operator's.
+    let mut cur = base;
+    for _ in 0..labels.len() {
+        if zone.records_at(cur).is_some() || zone.has_descendants(cur) {
+            return None;
+        }
+        cur = name::parent(cur)?;
+    }
     zone.spec.rules.iter().find_map(|rule| match rule {
         Rule::TenantHost { .. } => state.tenant_by_key(key),
         Rule::ServiceTenant { services, .. } if labels.len() == 1 => services

@@ -346,7 +346,16 @@ impl State {
                     self.aliases.remove(a);
                 }
                 self.data_revision = rev;
-                Ok((Outcome::Deleted, vec![Touched::Tenant(id)]))
+                let mut touched = vec![Touched::Tenant(id.clone())];
+                // Its credentials go with it: a tenant created later under
+                // the same id must not inherit them.
+                let scope = credential::Scope::Tenant(id);
+                let orphaned: Vec<String> = self.credentials.values().filter(|c| c.scope == scope).map(|c| c.id.clone()).collect();
+                for c in orphaned {
+                    self.credentials.remove(&c);
+                    touched.push(Touched::Credential(c));
+                }
+                Ok((Outcome::Deleted, touched))
             }
             Command::PinTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, Some(true), true),
             Command::MoveTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, None, false),

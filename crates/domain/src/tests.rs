@@ -561,6 +561,13 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
     staging_zone.records.clear();
     let mut staging_to_prod = staging_zone.clone();
     staging_to_prod.environment = "prod".into();
+    let mut prod_to_staging = zone();
+    prod_to_staging.environment = "staging".into();
+    let subzone = |apex: &str| {
+        let mut z = staging_zone.clone();
+        z.apex = apex.into();
+        z
+    };
     let alias = |tenant: &str, alias: &str| Command::AddAlias { tenant: tenant.into(), alias: alias.into() };
     // (command, [admin, operator, staging operator, staging-zone operator, tenant t1])
     let cases: Vec<(Command, [bool; 5])> = vec![
@@ -568,6 +575,10 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
         (Command::PutZone { zone: zone() }, [true, true, false, false, false]),
         // A zone-scoped operator owns its zones whatever their environment label.
         (Command::PutZone { zone: staging_to_prod }, [true, true, false, true, false]),
+        (Command::PutZone { zone: prod_to_staging }, [true, true, false, false, false]),
+        // A zone cut out of another takes its names: only within scope.
+        (Command::PutZone { zone: subzone("t1.apps.example.test.") }, [true, true, false, false, false]),
+        (Command::PutZone { zone: subzone("sub.apps.staging.example.test.") }, [true, true, true, false, false]),
         (Command::DeleteZone { apex: APEX.into() }, [true, true, false, false, false]),
         (Command::PutCluster { cluster: cluster("mt3", 3) }, [true, true, false, false, false]),
         (Command::CreateTenant { id: "t9".into(), cluster: None }, [true, true, false, false, false]),
@@ -596,12 +607,13 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
             let c = w.state.credential(id).cloned().unwrap();
             let decided = authorize(&w.state, &c, Access::Write(&command));
             assert_eq!(decided.is_ok(), allow, "{} {:?}: {decided:?}", c.name, command);
-            let before = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count());
+            let zones = |s: &State| s.zones().map(|z| (z.apex().to_string(), z.revision)).collect::<Vec<_>>();
+            let before = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
             match w.run_as(id, command.clone()) {
                 Err(CommandError::PermissionDenied(why)) => {
                     assert!(!allow, "{} {command:?} denied on apply: {why}", c.name);
                     assert!(why.contains(&c.name), "{why}");
-                    let after = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count());
+                    let after = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
                     assert_eq!(before, after, "a denied command changed state");
                 }
                 other => assert!(allow, "{} {command:?} should be denied, got {other:?}", c.name),
@@ -625,7 +637,7 @@ fn reads_follow_the_role() {
     assert!(authorize(&w.state, &t1, Access::ReadData).is_err());
     for id in [OPERATOR, STAGING, TENANT_T1] {
         assert!(authorize(&w.state, &get(id), Access::ReadStatus).is_ok());
-        assert!(authorize(&w.state, &get(id), Access::ReadCredentials).is_err());
+        assert!(authorize(&w.state, &get(id), Access::Credentials).is_err());
         assert!(authorize(&w.state, &get(id), Access::Membership).is_err());
     }
     assert!(authorize(&w.state, &get(ADMIN), Access::Membership).is_ok());
@@ -644,6 +656,14 @@ fn a_revoked_credential_is_refused_when_its_command_applies() {
     w.ok(Command::RemoveAlias { tenant: "t1".into(), alias: "a1".into() });
     let r = w.run_as(TENANT_T1, set_acme("a1.apps.example.test", "v", 60));
     assert!(matches!(r, Err(CommandError::PermissionDenied(_))), "{r:?}");
+    // A deleted tenant takes its credentials along: a tenant created later
+    // under the same id does not inherit them.
+    let mut w = credentials_world();
+    w.ok(Command::DeleteTenant { id: "t1".into() });
+    assert!(w.state.credential(TENANT_T1).is_none());
+    w.ok(Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) });
+    let r = w.run_as(TENANT_T1, Command::AddAlias { tenant: "t1".into(), alias: "mine".into() });
+    assert!(matches!(r, Err(CommandError::Unauthenticated(_))), "{r:?}");
 }
 
 #[test]
@@ -681,4 +701,16 @@ fn names_belong_to_the_tenant_the_rules_give_them() {
     assert_eq!(owner("www.apps.example.test"), None);
     assert_eq!(owner("apps.example.test"), None);
     assert_eq!(owner("t1.elsewhere.test"), None);
+    // The operator's static names and delegations are nobody's, even when
+    // a tenant makes their label its alias.
+    let mut w = credentials_world();
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "www".into() });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "sub".into() });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "deep".into() });
+    let owner = |n: &str| tenant_of_name(&w.state, n).map(|t| t.id.clone());
+    assert_eq!(owner("www.apps.example.test"), None, "static records");
+    assert_eq!(owner("x.sub.apps.example.test"), None, "below a delegation");
+    assert_eq!(owner("b.deep.apps.example.test"), None, "a static name below it (a.b.deep)");
+    assert_eq!(owner("zz.deep.apps.example.test"), None, "deep has static names below it");
+    assert_eq!(owner("t1.apps.example.test"), Some("t1".into()));
 }

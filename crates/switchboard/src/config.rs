@@ -248,6 +248,16 @@ impl Config {
                 self.listen.api
             ),
         };
+        // Forwarded writes arrive on the peer port: with tokens on the API
+        // but an open peer port, anyone reaching it could write unchecked.
+        if auth.enforced() && !self.listen.peer.ip().is_loopback() && self.cluster_secret()?.is_none() {
+            bail!(
+                "{}: listen.peer: {} is reachable beyond loopback without a cluster secret, so anyone reaching it could \
+                 write past the API's tokens: set cluster.secret_file (or SWITCHBOARD_CLUSTER_SECRET)",
+                self.origin(),
+                self.listen.peer
+            );
+        }
         Ok((auth, bootstrap))
     }
 
@@ -453,6 +463,14 @@ mod tests {
         let (auth, token) = Config::parse(&text)?.api_auth()?;
         assert!(auth.enforced());
         assert_eq!(token.as_deref(), Some("0123456789abcdef0123"));
+        // Tokens on the API, and a peer port open to the network without a secret: refused.
+        let open_peer = format!("{text}[listen]\npeer = \"0.0.0.0:50052\"\n");
+        let e = format!("{:#}", Config::parse(&open_peer)?.api_auth().unwrap_err());
+        assert!(e.contains("listen.peer") && e.contains("cluster.secret_file"), "{e}");
+        let secret = dir.path().join("secret");
+        std::fs::write(&secret, "a-cluster-secret-of-enough-bytes\n")?;
+        let with_secret = format!("{open_peer}[cluster]\nsecret_file = {:?}\n", secret.display().to_string());
+        assert!(Config::parse(&with_secret)?.api_auth()?.0.enforced());
         Ok(())
     }
 }

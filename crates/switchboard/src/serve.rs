@@ -66,8 +66,10 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
             .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone())),
     );
 
-    if auth.enforced() {
-        tracing::info!(bootstrap_token = bootstrap_token.is_some(), "API calls need a token");
+    if auth.enforced() && bootstrap_token.is_none() {
+        tracing::warn!("API calls need a token and there is no bootstrap token: only stored credentials are accepted");
+    } else if auth.enforced() {
+        tracing::info!("API calls need a token");
     } else {
         tracing::warn!(api = %config.listen.api, "API calls need no token (api.auth)");
     }
