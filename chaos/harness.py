@@ -44,6 +44,28 @@ ttl = 60
 ACME_RULE = '[[rules]]\nkind = "acme"\n'
 
 
+
+def nemesis_table(rows):
+    """The rounds summed up per nemesis: DNS availability on live nodes and
+    time to converge, as the issue asks them reported."""
+    by = {}
+    for row in rows:
+        by.setdefault(row["nemesis"], []).append(row)
+    hdr = (f"{'nemesis':<18} {'rounds':>6} {'ops':>6} {'acked':>6} {'unkn':>5} "
+           f"{'DNS answered':>19} {'converge max':>12}")
+    lines = [hdr, "-" * len(hdr)]
+    for name in sorted(by):
+        rs = by[name]
+        sent = sum(r["dns_sent"] for r in rs)
+        ans = sum(r["dns_answered"] for r in rs)
+        convs = [r["converge_s"] for r in rs if r["converge_s"] is not None]
+        dns = f"{ans}/{sent} " + (f"{100.0 * ans / sent:.2f}%" if sent else "-")
+        conv = "FAILED" if len(convs) < len(rs) else f"{max(convs):.1f}s"
+        lines.append(f"{name:<18} {len(rs):>6} {sum(r['ops'] for r in rs):>6} {sum(r['acked'] for r in rs):>6} "
+                     f"{sum(r['unknown'] for r in rs):>5} {dns:>19} {conv:>12}")
+    lines.append("-" * len(hdr))
+    return lines
+
 class HarnessError(Exception):
     pass
 
@@ -565,6 +587,8 @@ class Harness:
             lines.append(f"{row['round']:>5}  {row['nemesis']:<18} {row['ops']:>5} {row['acked']:>5} {row['retried']:>5} "
                          f"{row['unknown']:>4} {dns + ' ' + pct:>17} {conv:>9}")
         lines.append("-" * len(hdr))
+        if len(self.rounds) > len({row["nemesis"] for row in self.rounds}):
+            lines += [""] + nemesis_table(self.rounds) + [""]
         sent, ans, wrong = self.prober.totals() if self.prober else (0, 0, 0)
         convs = [row["converge_s"] for row in self.rounds if row["converge_s"] is not None]
         if r:
