@@ -219,6 +219,19 @@ class BrokenHistories(unittest.TestCase):
         self.assertEqual(r["read_anomalies"], 1)
         self.assertFalse(r["ok"])
 
+    def test_consistent_read_ahead_of_the_node_asked_is_not_a_regression(self):
+        # A --consistent read sent to node 3 is answered by the leader,
+        # which is ahead of node 3; node 3's next local read is older.
+        h = H()
+        h.create(0, 1, rev=5)
+        h.move(2, 3, expect=5, cluster="mt2", rev=8)
+        h.get(4, 5, "mt2", 8, node=3, strict=True)
+        h.get(6, 7, "mt1", 5, node=3)
+        h.final(20, 21, "mt2", 8, history=[tomb("mt1", "mt2", 8)])
+        r = h.check()
+        self.assertEqual(r["read_anomalies"], 0)
+        self.assertTrue(r["ok"])
+
     def test_failed_write_that_took_effect(self):
         h = H()
         h.create(0, 1, rev=5)

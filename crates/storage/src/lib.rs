@@ -31,13 +31,21 @@ const KEY_CHANGES_FROM: &str = "changes/from";
 pub const CHANGES_KEEP: u64 = 100_000;
 const CHANGES_PRUNE_EVERY: u64 = 4096;
 
+/// Most bytes of write-ahead log kept. A WAL file is deleted only once every
+/// column family with data in it has flushed; `meta` takes a few bytes per
+/// batch and would not fill a memtable for hours, pinning every WAL written
+/// meanwhile (the chaos disk-full nemesis found 244 MB of them on one node).
+/// Past this size RocksDB flushes the column families holding the oldest.
+pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
+
 /// Key of the applied state's revisions in `meta`.
 const KEY_REVISIONS: &[u8] = b"sm/revisions";
 
 /// Key of the data format in `meta`, and the format this build writes and
 /// reads: 2 = log entries hold batches of guarded commands, state holds the
 /// request-id window (`r/`); 3 = ACME challenges (`a/`, commands, snapshot
-/// image v3) and the `changes` history. Bump on any change to what is stored.
+/// image v3) and the `changes` history; 4 = credentials (`k/`, image v4) and
+/// the caller in every command's guard. Bump on any change to what is stored.
 const KEY_FORMAT: &str = "format";
 pub const FORMAT: u32 = 4;
 
@@ -111,6 +119,7 @@ impl Store {
         opts.create_missing_column_families(true);
         // Durability comes from synced WAL writes; keep the WAL on.
         opts.set_manual_wal_flush(false);
+        opts.set_max_total_wal_size(WAL_BYTES_MAX);
         let cfs = [CF_META, CF_LOG, CF_STATE, CF_CHANGES].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = Store { db: Arc::new(db) };

@@ -77,3 +77,32 @@ fn a_data_dir_of_another_format_is_refused() {
     drop(Store::open(fresh.path()).unwrap());
     assert!(Store::open(fresh.path()).is_ok());
 }
+
+/// Sum of the sizes of the write-ahead log files in `dir`.
+fn wal_bytes(dir: &std::path::Path) -> u64 {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .filter_map(Result::ok)
+        .filter(|e| e.path().extension().is_some_and(|x| x == "log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum()
+}
+
+/// The log column family takes most writes and `meta` a few bytes with each;
+/// old WAL files must still go (without a bound on the WAL, `meta` pinned
+/// every one of them and a node filled its disk with WAL).
+#[test]
+fn the_write_ahead_log_stays_bounded_when_one_column_family_is_written_rarely() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path()).unwrap();
+    let entry = vec![7u8; 4096];
+    let mut index = 0u64;
+    // Four times the bound, in synced batches as Raft appends them.
+    while index * entry.len() as u64 <= 4 * crate::WAL_BYTES_MAX {
+        store.append_log((0..256).map(|i| (index + i, entry.clone()))).unwrap();
+        store.put_meta("vote", &index.to_be_bytes()).unwrap();
+        index += 256;
+    }
+    let wal = wal_bytes(dir.path());
+    assert!(wal <= 2 * crate::WAL_BYTES_MAX, "{wal} bytes of WAL after writing {} bytes", index * entry.len() as u64);
+}
