@@ -336,10 +336,9 @@ pub fn tenant_of_name<'s>(state: &'s State, name: &str) -> Option<&'s Arc<Tenant
     }
     zone.spec.rules.iter().find_map(|rule| match rule {
         Rule::TenantHost { .. } => state.tenant_by_key(key),
-        Rule::ServiceTenant { services, .. } if labels.len() == 1 => services
-            .iter()
-            .filter_map(|s| key.strip_prefix(s.as_str()).and_then(|r| r.strip_prefix('-')))
-            .find_map(|k| state.tenant_by_key(k)),
+        Rule::ServiceTenant { services, .. } if labels.len() == 1 => {
+            services.iter().filter_map(|s| model::service_key(key, s)).find_map(|k| state.tenant_by_key(k))
+        }
         Rule::ServiceTenant { .. } | Rule::Acme { .. } => None,
     })
 }

@@ -291,6 +291,12 @@ pub fn acme_value(field: &str, value: &str) -> Result<(), ValidationError> {
     Ok(())
 }
 
+/// The tenant key (id or alias) in a `service-tenant` owner label
+/// `{service}-{key}`, if the label starts with `service`.
+pub fn service_key<'a>(label: &'a str, service: &str) -> Option<&'a str> {
+    label.strip_prefix(service).and_then(|r| r.strip_prefix('-'))
+}
+
 /// Fill a `service-tenant` target template.
 pub fn expand_target(template: &str, service: &str, cluster: &str, tenant: &str) -> String {
     template.replace("{service}", service).replace("{cluster}", cluster).replace("{tenant}", tenant)

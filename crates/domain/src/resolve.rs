@@ -206,7 +206,7 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
         match rule {
             Rule::ServiceTenant { services, target, ttl } => {
                 for (j, s) in services.iter().enumerate() {
-                    let Some(key) = label.strip_prefix(s.as_str()).and_then(|r| r.strip_prefix('-')) else { continue };
+                    let Some(key) = model::service_key(label, s) else { continue };
                     if let Some(t) = state.tenant_by_key(key) {
                         let cname = expand_target(target, s, &t.cluster, &t.id);
                         // Ids near the length limit can overflow a label of the

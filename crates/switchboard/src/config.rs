@@ -262,21 +262,13 @@ impl Config {
     }
 
     fn bootstrap_token(&self) -> anyhow::Result<Option<String>> {
-        let (token, from) = match std::env::var("SWITCHBOARD_BOOTSTRAP_TOKEN") {
-            Ok(s) if !s.trim().is_empty() => (s.trim().to_string(), "SWITCHBOARD_BOOTSTRAP_TOKEN".to_string()),
-            _ => match &self.api.bootstrap_token_file {
-                None => return Ok(None),
-                Some(path) => {
-                    let text =
-                        std::fs::read_to_string(path).with_context(|| format!("api.bootstrap_token_file: reading {}", path.display()))?;
-                    (text.trim().to_string(), format!("api.bootstrap_token_file {}", path.display()))
-                }
-            },
-        };
-        if token.len() < switchboard_api::BOOTSTRAP_TOKEN_LEN_MIN || !token.bytes().all(|b| b.is_ascii_graphic()) {
+        let file = self.api.bootstrap_token_file.as_deref();
+        let Some((token, from)) = secret("SWITCHBOARD_BOOTSTRAP_TOKEN", "api.bootstrap_token_file", file)? else { return Ok(None) };
+        if token.len() < switchboard_api::BOOTSTRAP_TOKEN_LEN_MIN || !token.iter().all(u8::is_ascii_graphic) {
             bail!("{from}: the token must be at least {} printable characters without spaces", switchboard_api::BOOTSTRAP_TOKEN_LEN_MIN);
         }
-        Ok(Some(token))
+        // Printable ASCII, checked just above.
+        Ok(Some(token.iter().map(|&b| char::from(b)).collect()))
     }
 
     pub fn parse(text: &str) -> anyhow::Result<Config> {
@@ -364,16 +356,8 @@ impl Config {
     /// The cluster secret, from `SWITCHBOARD_CLUSTER_SECRET` or
     /// `cluster.secret_file`; `None` when neither is set.
     pub fn cluster_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
-        let (secret, from) = match std::env::var("SWITCHBOARD_CLUSTER_SECRET") {
-            Ok(s) if !s.trim().is_empty() => (s.trim().as_bytes().to_vec(), "SWITCHBOARD_CLUSTER_SECRET".to_string()),
-            _ => match &self.cluster.secret_file {
-                None => return Ok(None),
-                Some(path) => {
-                    let bytes = std::fs::read(path).with_context(|| format!("cluster.secret_file: reading {}", path.display()))?;
-                    (bytes.trim_ascii().to_vec(), format!("cluster.secret_file {}", path.display()))
-                }
-            },
-        };
+        let file = self.cluster.secret_file.as_deref();
+        let Some((secret, from)) = secret("SWITCHBOARD_CLUSTER_SECRET", "cluster.secret_file", file)? else { return Ok(None) };
         if secret.len() < switchboard_consensus::CLUSTER_SECRET_LEN_MIN {
             bail!("{from}: the secret is {} bytes, at least {} are needed", secret.len(), switchboard_consensus::CLUSTER_SECRET_LEN_MIN);
         }
@@ -391,6 +375,22 @@ impl Config {
             keep_entries_after_snapshot: self.raft.keep_entries_after_snapshot,
             install_snapshot_timeout_ms: self.raft.install_snapshot_timeout_ms,
         }
+    }
+}
+
+/// A secret from the environment variable `env`, else from the file the
+/// config key `key` names; surrounding whitespace ignored. With where it
+/// came from, for errors; `None` when neither is set.
+fn secret(env: &str, key: &str, file: Option<&Path>) -> anyhow::Result<Option<(Vec<u8>, String)>> {
+    match std::env::var(env) {
+        Ok(s) if !s.trim().is_empty() => Ok(Some((s.trim().as_bytes().to_vec(), env.to_string()))),
+        _ => match file {
+            None => Ok(None),
+            Some(path) => {
+                let bytes = std::fs::read(path).with_context(|| format!("{key}: reading {}", path.display()))?;
+                Ok(Some((bytes.trim_ascii().to_vec(), format!("{key} {}", path.display()))))
+            }
+        },
     }
 }
 
