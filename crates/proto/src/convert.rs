@@ -1,0 +1,59 @@
+//! Conversions from API types to domain types that a client makes too
+//! (feature `domain`): the CLI checks a zone file exactly as the server
+//! will, before any network call. Inbound conversions validate and name
+//! the field at fault.
+
+use switchboard_domain::model::ZoneSpec;
+use switchboard_domain::{name, RecordSpec, Rule, Soa, ValidationError, Zone};
+
+use crate::v1;
+
+/// Zone TTL when a request leaves it out.
+pub const ZONE_TTL_DEFAULT: u32 = 300;
+pub const SOA_REFRESH_DEFAULT: u32 = 3600;
+pub const SOA_RETRY_DEFAULT: u32 = 600;
+pub const SOA_EXPIRE_DEFAULT: u32 = 604_800;
+pub const SOA_MINIMUM_DEFAULT: u32 = 60;
+
+/// A zone from the API, validated as the state machine will (so bad input is
+/// refused before it reaches the log).
+pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
+    let apex = name::absolute("zone.apex", &z.apex)?;
+    let soa = z.soa.unwrap_or_default();
+    let mname = if soa.mname.is_empty() {
+        z.ns.first().cloned().ok_or_else(|| ValidationError::new("zone.ns", "a zone needs at least one name server"))?
+    } else {
+        soa.mname
+    };
+    let rname = if soa.rname.is_empty() { format!("hostmaster.{apex}") } else { soa.rname };
+    let rules = z
+        .rules
+        .into_iter()
+        .enumerate()
+        .map(|(i, r)| match r.kind {
+            Some(v1::rule::Kind::ServiceTenant(s)) => Ok(Rule::ServiceTenant { services: s.services, target: s.target, ttl: s.ttl }),
+            Some(v1::rule::Kind::TenantHost(h)) => Ok(Rule::TenantHost { ttl: h.ttl }),
+            Some(v1::rule::Kind::Acme(a)) => Ok(Rule::Acme { validation_zone: (!a.validation_zone.is_empty()).then_some(a.validation_zone) }),
+            None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant, tenant_host or acme)")),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let spec = ZoneSpec {
+        apex,
+        environment: z.environment,
+        ttl: z.ttl.unwrap_or(ZONE_TTL_DEFAULT),
+        ns: z.ns,
+        soa: Soa {
+            mname,
+            rname,
+            refresh: soa.refresh.unwrap_or(SOA_REFRESH_DEFAULT),
+            retry: soa.retry.unwrap_or(SOA_RETRY_DEFAULT),
+            expire: soa.expire.unwrap_or(SOA_EXPIRE_DEFAULT),
+            minimum: soa.minimum.unwrap_or(SOA_MINIMUM_DEFAULT),
+        },
+        rules,
+        records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
+    };
+    // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
+    let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
+    Ok(compiled.spec)
+}
