@@ -1,0 +1,152 @@
+//! The `switchboard` command line: its flags and subcommands ([`Cli`]) and
+//! every subcommand but `serve`, each a client of a node's gRPC API ([`run`]).
+//! The binary parses [`Cli`], runs `serve` itself and hands the rest here.
+//!
+//! Layout: `transport` reaches a node (token, leader redirect), one module
+//! per command group makes the calls, `view` is what they print and
+//! `output` prints it, as `comfy-table` tables or, with `--json`, as JSON.
+
+mod acme;
+mod args;
+mod cluster;
+mod import;
+mod node;
+mod output;
+mod tenant;
+mod token;
+mod transport;
+mod view;
+mod watch;
+mod zone;
+mod zonefile;
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, Context};
+use switchboard_proto::v1;
+
+pub use args::{
+    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, MemberCmd, Role, TenantCmd, TokenCmd, Wait, ZoneCmd,
+};
+
+use output::Output;
+use transport::{Ch, Transport};
+
+/// What every command may need besides its arguments.
+struct Ctx {
+    transport: Transport,
+    /// The write options of the global flags, sent with every write.
+    options: v1::WriteOptions,
+}
+
+/// Run a client command (anything but `serve`) against `--server`, print
+/// its result, and fail if the call failed or the result says so.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    // Bulk and streaming calls run as long as their work takes.
+    let bulk = matches!(
+        cli.command,
+        Cmd::Tenant(TenantCmd::Import { .. }) | Cmd::Rebalance { .. } | Cmd::Zone(ZoneCmd::Export { .. }) | Cmd::Watch { .. }
+    );
+    let ctx = Ctx {
+        transport: Transport::new(&cli.server, cli.token.as_deref(), bulk)?,
+        options: v1::WriteOptions {
+            wait: v1::write_options::Wait::from(cli.wait) as i32,
+            wait_timeout_ms: cli.wait_timeout_ms,
+            expected_revision: cli.expect_revision,
+            request_id: cli.request_id.unwrap_or_default(),
+        },
+    };
+    let command = cli.command;
+    let out = ctx.transport.call(|channel| execute(channel, &ctx, &command)).await?;
+    let mut stdout = std::io::stdout().lock();
+    out.print(cli.json, &mut stdout).and_then(|()| stdout.flush()).context("writing to standard output")?;
+    match out.failure {
+        Some(why) => Err(anyhow!(why)),
+        None => Ok(()),
+    }
+}
+
+async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> anyhow::Result<Output> {
+    match command {
+        Cmd::Serve { .. } => Err(anyhow!("serve is not a client command")),
+        Cmd::Zone(c) => zone::run(channel, ctx, c).await,
+        Cmd::Cluster(c) => cluster::run(channel, ctx, c).await,
+        Cmd::Tenant(c) => tenant::run(channel, ctx, c).await,
+        Cmd::Status => node::status(channel, ctx).await,
+        Cmd::Member(c) => node::member(channel, c).await,
+        Cmd::Acme(c) => acme::run(channel, ctx, c).await,
+        Cmd::Token(c) => token::run(channel, ctx, c).await,
+        Cmd::Watch { after, kind, cluster, count } => watch::run(channel, *after, kind, cluster.clone(), *count).await,
+        Cmd::Rebalance { dry_run, apply: _, max } => tenant::rebalance(channel, *dry_run, max.unwrap_or(0)).await,
+    }
+}
+
+/// [`run`] on a runtime of its own (one thread: a CLI call needs no more),
+/// then [`report`]: what the binary's `main` calls for a client command.
+pub fn main(cli: Cli) -> ExitCode {
+    let result = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the client runtime")
+        .and_then(|rt| rt.block_on(run(cli)));
+    report(result)
+}
+
+/// The exit code of a command, printing its error on standard error as
+/// `error: ` and one line (scripts match `error: <gRPC code>: `). A reader
+/// that went away (`switchboard zone list | head -1`) is no error.
+pub fn report(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The error and its causes on one line, outermost first.
+pub fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ").replace('\n', " ")
+}
+
+fn broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::{CommandFactory, Parser};
+
+    use super::*;
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn flags_keep_their_spellings_and_defaults() {
+        let cli = Cli::try_parse_from(["switchboard", "status"]).unwrap();
+        assert_eq!((cli.server.as_str(), cli.wait, cli.wait_timeout_ms, cli.json), ("http://127.0.0.1:50051", Wait::Committed, 0, false));
+        let cli = Cli::try_parse_from(["switchboard", "tenant", "create", "t1", "--wait", "everywhere", "--json"]).unwrap();
+        assert_eq!((cli.wait, cli.json), (Wait::Everywhere, true));
+        assert!(Cli::try_parse_from(["switchboard", "--wait", "Here", "status"]).is_err(), "--wait is case-sensitive, as before");
+        let cli = Cli::try_parse_from(["switchboard", "cluster", "put", "mt1", "--state", "DRAINING"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Cluster(ClusterCmd::Put(ClusterPut { state: ClusterState::Draining, .. }))));
+        let cli = Cli::try_parse_from(["switchboard", "watch", "--kind", "tenant,acme"]).unwrap();
+        assert!(matches!(cli.command, Cmd::Watch { kind, .. } if kind == [Kind::Tenant, Kind::Acme]));
+        assert!(Cli::try_parse_from(["switchboard", "token", "create", "x", "--role", "root"]).is_err());
+        assert!(Cli::try_parse_from(["switchboard", "rebalance", "--apply"]).is_err(), "--apply needs --max");
+        assert!(matches!(Cli::try_parse_from(["switchboard", "serve"]).unwrap().command, Cmd::Serve { config: None }));
+    }
+
+    #[test]
+    fn a_closed_pipe_is_not_an_error() {
+        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing to standard output");
+        assert!(broken_pipe(&e));
+        assert!(!broken_pipe(&anyhow!("Unavailable: no leader")));
+    }
+}

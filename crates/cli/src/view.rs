@@ -1,0 +1,520 @@
+//! The CLI's output model: one serde view per thing a command prints,
+//! built from the API's messages. `--json` prints these (keys sorted, see
+//! `output`), and scripts, the integration tests, chaos/ and bench/ parse
+//! them, so a field here is a promise: rename or drop none.
+
+use serde::Serialize;
+use switchboard_proto::v1;
+
+use crate::args::Kind;
+
+// --- zones ---------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct ZoneView {
+    pub apex: String,
+    pub environment: String,
+    pub ttl: Option<u32>,
+    pub ns: Vec<String>,
+    pub serial: u32,
+    pub revision: u64,
+    pub soa: SoaView,
+    /// `null` for a rule without a kind.
+    pub rules: Vec<Option<RuleView>>,
+    pub records: Vec<RecordView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct SoaView {
+    pub mname: String,
+    pub rname: String,
+    pub refresh: Option<u32>,
+    pub retry: Option<u32>,
+    pub expire: Option<u32>,
+    pub minimum: Option<u32>,
+}
+
+/// A rule, tagged with its `kind` as zone files spell it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum RuleView {
+    ServiceTenant { services: Vec<String>, target: String, ttl: Option<u32> },
+    TenantHost { ttl: Option<u32> },
+    Acme { validation_zone: String },
+}
+
+#[derive(Debug, Serialize)]
+pub struct RecordView {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub rtype: String,
+    pub ttl: Option<u32>,
+    pub data: String,
+}
+
+impl From<&v1::Zone> for ZoneView {
+    fn from(z: &v1::Zone) -> Self {
+        let soa = z.soa.clone().unwrap_or_default();
+        ZoneView {
+            apex: z.apex.clone(),
+            environment: z.environment.clone(),
+            ttl: z.ttl,
+            ns: z.ns.clone(),
+            serial: z.serial,
+            revision: z.revision,
+            soa: SoaView {
+                mname: soa.mname,
+                rname: soa.rname,
+                refresh: soa.refresh,
+                retry: soa.retry,
+                expire: soa.expire,
+                minimum: soa.minimum,
+            },
+            rules: z
+                .rules
+                .iter()
+                .map(|r| {
+                    r.kind.as_ref().map(|k| match k {
+                        v1::rule::Kind::ServiceTenant(s) => {
+                            RuleView::ServiceTenant { services: s.services.clone(), target: s.target.clone(), ttl: s.ttl }
+                        }
+                        v1::rule::Kind::TenantHost(h) => RuleView::TenantHost { ttl: h.ttl },
+                        v1::rule::Kind::Acme(a) => RuleView::Acme { validation_zone: a.validation_zone.clone() },
+                    })
+                })
+                .collect(),
+            records: z
+                .records
+                .iter()
+                .map(|r| RecordView { name: r.name.clone(), rtype: r.r#type.clone(), ttl: r.ttl, data: r.data.clone() })
+                .collect(),
+        }
+    }
+}
+
+/// `zone put`.
+#[derive(Debug, Serialize)]
+pub struct ZoneWritten {
+    pub revision: u64,
+    pub zone: ZoneView,
+}
+
+/// `zone import`: also how many static records the file gave.
+#[derive(Debug, Serialize)]
+pub struct ZoneImported {
+    pub revision: u64,
+    pub records: usize,
+    pub zone: ZoneView,
+}
+
+/// `zone export --output FILE`.
+#[derive(Debug, Serialize)]
+pub struct ZoneExported {
+    pub apex: String,
+    pub revision: u64,
+    pub bytes: usize,
+    pub file: String,
+}
+
+// --- clusters ------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct ClusterView {
+    pub id: String,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    pub hostname: String,
+    pub dedicated: bool,
+    pub weight: Option<u32>,
+    /// active, draining or down.
+    pub state: &'static str,
+    pub tenants: u64,
+    pub revision: u64,
+}
+
+/// A cluster's state by name; an unknown number reads as active, as the
+/// server takes it.
+pub fn state_name(s: i32) -> &'static str {
+    match v1::ClusterState::try_from(s) {
+        Ok(v1::ClusterState::Draining) => "draining",
+        Ok(v1::ClusterState::Down) => "down",
+        _ => "active",
+    }
+}
+
+impl From<&v1::Cluster> for ClusterView {
+    fn from(c: &v1::Cluster) -> Self {
+        ClusterView {
+            id: c.id.clone(),
+            ipv4: c.ipv4.clone(),
+            ipv6: c.ipv6.clone(),
+            hostname: c.hostname.clone(),
+            dedicated: c.dedicated,
+            weight: c.weight,
+            state: state_name(c.state),
+            tenants: c.tenants,
+            revision: c.revision,
+        }
+    }
+}
+
+/// `cluster put`.
+#[derive(Debug, Serialize)]
+pub struct ClusterWritten {
+    pub revision: u64,
+    pub cluster: ClusterView,
+}
+
+// --- tenants -------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub cluster: String,
+    pub pinned: bool,
+    pub aliases: Vec<String>,
+    pub revision: u64,
+    pub history: Vec<TombstoneView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TombstoneView {
+    pub from: String,
+    pub to: String,
+    pub revision: u64,
+    pub at_ms: u64,
+}
+
+impl From<&v1::Tenant> for TenantView {
+    fn from(t: &v1::Tenant) -> Self {
+        TenantView {
+            id: t.id.clone(),
+            cluster: t.cluster.clone(),
+            pinned: t.pinned,
+            aliases: t.aliases.clone(),
+            revision: t.revision,
+            history: t
+                .history
+                .iter()
+                .map(|h| TombstoneView { from: h.from.clone(), to: h.to.clone(), revision: h.revision, at_ms: h.at_ms })
+                .collect(),
+        }
+    }
+}
+
+/// Every tenant write (create, pin, unpin, move, alias add and remove).
+#[derive(Debug, Serialize)]
+pub struct TenantWritten {
+    pub revision: u64,
+    pub tenant: TenantView,
+}
+
+/// `tenant import`: the server's counts, with the lines that did not parse
+/// counted as rejected and listed among the errors, in line order.
+#[derive(Debug, Serialize)]
+pub struct ImportSummary {
+    pub created: u64,
+    pub rejected: u64,
+    pub revision: u64,
+    pub errors: Vec<ImportErrorView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ImportErrorView {
+    pub line: u64,
+    pub id: String,
+    pub error: String,
+}
+
+/// `rebalance`.
+#[derive(Debug, Serialize)]
+pub struct RebalanceView {
+    pub misplaced: u64,
+    pub moves: Vec<MoveView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct MoveView {
+    pub id: String,
+    pub from: String,
+    pub to: String,
+    pub revision: u64,
+    /// Empty when the move applied.
+    pub error: String,
+}
+
+impl From<&v1::RebalanceResponse> for RebalanceView {
+    fn from(r: &v1::RebalanceResponse) -> Self {
+        RebalanceView {
+            misplaced: r.misplaced,
+            moves: r
+                .moves
+                .iter()
+                .map(|m| MoveView {
+                    id: m.id.clone(),
+                    from: m.from.clone(),
+                    to: m.to.clone(),
+                    revision: m.revision,
+                    error: m.error.clone(),
+                })
+                .collect(),
+        }
+    }
+}
+
+/// Every deletion (zone, cluster, tenant, token revoke).
+#[derive(Debug, Serialize)]
+pub struct Deleted {
+    pub deleted: String,
+    pub revision: u64,
+}
+
+// --- node and membership -------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct MemberView {
+    pub id: u64,
+    pub peer: String,
+    pub api: String,
+    pub voter: bool,
+}
+
+impl From<&v1::Member> for MemberView {
+    fn from(m: &v1::Member) -> Self {
+        MemberView { id: m.id, peer: m.peer.clone(), api: m.api.clone(), voter: m.voter }
+    }
+}
+
+pub fn members(ms: &[v1::Member]) -> Vec<MemberView> {
+    ms.iter().map(MemberView::from).collect()
+}
+
+/// `member add-learner`, `promote`, `remove` (`member list` prints the bare list).
+#[derive(Debug, Serialize)]
+pub struct MembersWritten {
+    pub revision: u64,
+    pub members: Vec<MemberView>,
+}
+
+/// One node's own status.
+#[derive(Debug, Serialize)]
+pub struct StatusView {
+    pub node_id: u64,
+    pub role: String,
+    pub leader_id: u64,
+    pub leader_api: String,
+    pub term: u64,
+    pub last_log_index: u64,
+    pub applied_revision: u64,
+    /// `null`: it never heard from a leader (or, on the leader, a quorum).
+    pub staleness_ms: Option<u64>,
+    pub ready: bool,
+    pub snapshot_revision: u64,
+    pub purged_revision: u64,
+    pub zones: u64,
+    pub clusters: u64,
+    pub tenants: u64,
+}
+
+impl From<&v1::StatusResponse> for StatusView {
+    fn from(s: &v1::StatusResponse) -> Self {
+        StatusView {
+            node_id: s.node_id,
+            role: s.role.clone(),
+            leader_id: s.leader_id,
+            leader_api: s.leader_api.clone(),
+            term: s.term,
+            last_log_index: s.last_log_index,
+            applied_revision: s.applied_revision,
+            staleness_ms: s.staleness_ms,
+            ready: s.ready,
+            snapshot_revision: s.snapshot_revision,
+            purged_revision: s.purged_revision,
+            zones: s.zones,
+            clusters: s.clusters,
+            tenants: s.tenants,
+        }
+    }
+}
+
+/// `status`: the node asked, its members, and each member as it answered
+/// when asked directly.
+#[derive(Debug, Serialize)]
+pub struct NodeStatus {
+    #[serde(flatten)]
+    pub node: StatusView,
+    pub members: Vec<MemberView>,
+    pub member_status: Vec<MemberStatus>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum MemberStatus {
+    /// Its status, and how far its applied revision trails the most
+    /// advanced log any member reports.
+    Reached {
+        #[serde(flatten)]
+        status: StatusView,
+        lag: u64,
+    },
+    Unreachable {
+        node_id: u64,
+        error: String,
+    },
+}
+
+// --- acme ----------------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct ChallengeView {
+    pub name: String,
+    pub revision: u64,
+    pub values: Vec<ChallengeValueView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct ChallengeValueView {
+    pub value: String,
+    pub ttl: u32,
+    pub expires_at_ms: u64,
+}
+
+impl From<&v1::Challenge> for ChallengeView {
+    fn from(c: &v1::Challenge) -> Self {
+        ChallengeView {
+            name: c.name.clone(),
+            revision: c.revision,
+            values: c
+                .values
+                .iter()
+                .map(|v| ChallengeValueView { value: v.value.clone(), ttl: v.ttl, expires_at_ms: v.expires_at_ms })
+                .collect(),
+        }
+    }
+}
+
+/// `acme set` and `acme clear`: the challenge after the write (`null` when
+/// no value is left).
+#[derive(Debug, Serialize)]
+pub struct ChallengeWritten {
+    pub revision: u64,
+    pub challenge: Option<ChallengeView>,
+}
+
+/// `acme list`.
+#[derive(Debug, Serialize)]
+pub struct ChallengeList {
+    pub revision: u64,
+    pub challenges: Vec<ChallengeView>,
+}
+
+// --- credentials ---------------------------------------------------------------
+
+#[derive(Debug, Serialize)]
+pub struct CredentialView {
+    pub id: String,
+    pub name: String,
+    pub role: String,
+    pub environments: Vec<String>,
+    pub zones: Vec<String>,
+    pub tenant: String,
+    pub created_at_ms: u64,
+    pub revision: u64,
+}
+
+impl From<&v1::Credential> for CredentialView {
+    fn from(c: &v1::Credential) -> Self {
+        CredentialView {
+            id: c.id.clone(),
+            name: c.name.clone(),
+            role: c.role.clone(),
+            environments: c.environments.clone(),
+            zones: c.zones.clone(),
+            tenant: c.tenant.clone(),
+            created_at_ms: c.created_at_ms,
+            revision: c.revision,
+        }
+    }
+}
+
+/// `token create`: the only time the token is shown.
+#[derive(Debug, Serialize)]
+pub struct CredentialCreated {
+    pub revision: u64,
+    pub credential: CredentialView,
+    pub token: String,
+}
+
+/// `token list`.
+#[derive(Debug, Serialize)]
+pub struct CredentialList {
+    pub revision: u64,
+    pub credentials: Vec<CredentialView>,
+}
+
+// --- watch ---------------------------------------------------------------------
+
+/// One change, as `watch` prints it (one JSON line each, `--json` or not).
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub revision: u64,
+    /// zone, cluster, tenant, acme, or unknown (a kind newer than this CLI).
+    pub kind: &'static str,
+    pub key: String,
+    pub deleted: bool,
+    pub previous_cluster: String,
+    /// `null` when the event carries no value.
+    pub value: Option<EventValue>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum EventValue {
+    Zone(ZoneView),
+    Cluster(EventCluster),
+    Tenant(TenantView),
+    Challenge(ChallengeView),
+}
+
+/// A cluster in an event: its identity and ingress only (what DNS answers
+/// with), as events have always shown it.
+#[derive(Debug, Serialize)]
+pub struct EventCluster {
+    pub id: String,
+    pub ipv4: Vec<String>,
+    pub ipv6: Vec<String>,
+    pub hostname: String,
+    pub revision: u64,
+}
+
+impl From<&v1::Event> for EventView {
+    fn from(e: &v1::Event) -> Self {
+        use v1::event::Value as V;
+        EventView {
+            revision: e.revision,
+            kind: Kind::from_wire(e.kind).map_or("unknown", Kind::as_str),
+            key: e.key.clone(),
+            deleted: e.deleted,
+            previous_cluster: e.previous_cluster.clone(),
+            value: e.value.as_ref().map(|v| match v {
+                V::Zone(z) => EventValue::Zone(z.into()),
+                V::Cluster(c) => EventValue::Cluster(EventCluster {
+                    id: c.id.clone(),
+                    ipv4: c.ipv4.clone(),
+                    ipv6: c.ipv6.clone(),
+                    hostname: c.hostname.clone(),
+                    revision: c.revision,
+                }),
+                V::Tenant(t) => EventValue::Tenant(t.into()),
+                V::Challenge(c) => EventValue::Challenge(c.into()),
+            }),
+        }
+    }
+}
+
+/// `watch` from a revision the node no longer holds.
+#[derive(Debug, Serialize)]
+pub struct Compacted {
+    pub compacted: bool,
+    pub revision: u64,
+}

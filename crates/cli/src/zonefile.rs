@@ -1,0 +1,193 @@
+//! The zone file of `switchboard zone put FILE` (TOML; `config/zones/`
+//! has examples, README's CLI section the commands), read here and sent as
+//! an API `Zone`, and the RFC 1035 master file of `zone import`. Errors
+//! name the file, line and key.
+
+use std::path::Path;
+
+use anyhow::Context;
+use serde::Deserialize;
+use switchboard_proto::v1 as proto;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ZoneFile {
+    apex: String,
+    environment: String,
+    ttl: Option<u32>,
+    ns: Vec<String>,
+    #[serde(default)]
+    soa: SoaFile,
+    #[serde(default)]
+    rules: Vec<RuleFile>,
+    #[serde(default)]
+    records: Vec<RecordFile>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SoaFile {
+    mname: Option<String>,
+    rname: Option<String>,
+    refresh: Option<u32>,
+    retry: Option<u32>,
+    expire: Option<u32>,
+    minimum: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+enum RuleFile {
+    ServiceTenant { services: Vec<String>, target: String, ttl: Option<u32> },
+    TenantHost { ttl: Option<u32> },
+    Acme { validation_zone: Option<String> },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordFile {
+    name: String,
+    #[serde(rename = "type")]
+    rtype: String,
+    ttl: Option<u32>,
+    data: String,
+}
+
+/// Read a zone file and check it as the server will.
+pub fn load(path: &Path) -> anyhow::Result<proto::Zone> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading zone file {}", path.display()))?;
+    parse(&text).with_context(|| format!("zone file {}", path.display()))
+}
+
+pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
+    let f: ZoneFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+    let zone = proto::Zone {
+        apex: f.apex,
+        environment: f.environment,
+        ttl: f.ttl,
+        ns: f.ns,
+        soa: Some(proto::Soa {
+            mname: f.soa.mname.unwrap_or_default(),
+            rname: f.soa.rname.unwrap_or_default(),
+            refresh: f.soa.refresh,
+            retry: f.soa.retry,
+            expire: f.soa.expire,
+            minimum: f.soa.minimum,
+        }),
+        rules: f
+            .rules
+            .into_iter()
+            .map(|r| proto::Rule {
+                kind: Some(match r {
+                    RuleFile::ServiceTenant { services, target, ttl } => {
+                        proto::rule::Kind::ServiceTenant(proto::ServiceTenantRule { services, target, ttl })
+                    }
+                    RuleFile::TenantHost { ttl } => proto::rule::Kind::TenantHost(proto::TenantHostRule { ttl }),
+                    RuleFile::Acme { validation_zone } => {
+                        proto::rule::Kind::Acme(proto::AcmeRule { validation_zone: validation_zone.unwrap_or_default() })
+                    }
+                }),
+            })
+            .collect(),
+        records: f.records.into_iter().map(|r| proto::StaticRecord { name: r.name, r#type: r.rtype, ttl: r.ttl, data: r.data }).collect(),
+        revision: 0,
+        serial: 0,
+    };
+    // The same checks the server makes, so mistakes show before any network call.
+    switchboard_proto::convert::zone_in(zone.clone())?;
+    Ok(zone)
+}
+
+/// Read an RFC 1035 master file as a zone: its SOA gives the apex and SOA
+/// fields (not the serial, which Switchboard derives), the apex NS set gives
+/// the name servers and every other record becomes a static record. The
+/// result has no environment and no rules: the caller fills them in.
+pub fn master(text: &str, apex: Option<&str>) -> anyhow::Result<proto::Zone> {
+    use switchboard_domain::{masterfile, RData, RType};
+    let origin = apex.map(|a| if a.ends_with('.') { a.to_ascii_lowercase() } else { format!("{}.", a.to_ascii_lowercase()) });
+    let records = masterfile::parse(text, origin.as_deref())?;
+    let mut soas = records.iter().filter(|r| r.rtype() == RType::Soa);
+    let (Some(soa), None) = (soas.next(), soas.next()) else {
+        anyhow::bail!("a master file needs exactly one SOA record, at the zone's apex");
+    };
+    let apex = soa.name.clone();
+    if let Some(o) = &origin {
+        anyhow::ensure!(*o == apex, "the SOA is at {apex}, not at --apex {o}");
+    }
+    let RData::Soa { mname, rname, refresh, retry, expire, minimum, .. } = &soa.data else {
+        anyhow::bail!("the SOA record has no SOA data");
+    };
+    let mut zone = proto::Zone {
+        apex: apex.clone(),
+        ttl: Some(soa.ttl),
+        soa: Some(proto::Soa {
+            mname: mname.clone(),
+            rname: rname.clone(),
+            refresh: Some(*refresh),
+            retry: Some(*retry),
+            expire: Some(*expire),
+            minimum: Some(*minimum),
+        }),
+        ..proto::Zone::default()
+    };
+    for r in &records {
+        match &r.data {
+            RData::Soa { .. } => {}
+            RData::Ns(n) if r.name == apex => zone.ns.push(n.clone()),
+            data => zone.records.push(proto::StaticRecord {
+                name: r.name.clone(),
+                r#type: r.rtype().to_string(),
+                ttl: Some(r.ttl),
+                data: masterfile::rdata_text(data),
+            }),
+        }
+    }
+    // The checks the server makes (environment aside), before any network call.
+    switchboard_proto::convert::zone_in(proto::Zone { environment: "prod".into(), ..zone.clone() })?;
+    Ok(zone)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bad_rule_kind_names_line() {
+        let e = parse("apex = \"a.test.\"\nenvironment = \"prod\"\nns = [\"ns.a.test.\"]\n[[rules]]\nkind = \"nope\"\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("line 4") || e.contains("line 5"), "{e}");
+    }
+
+    #[test]
+    fn invalid_record_names_field() {
+        let text = "apex = \"a.test.\"\nenvironment = \"prod\"\nns = [\"ns.a.test.\"]\n[[records]]\nname = \"www\"\ntype = \"A\"\ndata = \"999.1.1.1\"\n";
+        let e = parse(text).unwrap_err().to_string();
+        assert!(e.contains("zone.records[0].data"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod master_tests {
+    use super::*;
+
+    const FILE: &str = "$ORIGIN apps.example.test.\n$TTL 300\n@ IN SOA ns1 hostmaster 1 3600 600 604800 60\n@ NS ns1\n@ NS ns2.example.test.\nns1 A 192.0.2.53\nwww 60 A 192.0.2.80\n";
+
+    #[test]
+    fn soa_ns_and_statics() {
+        let z = master(FILE, None).unwrap();
+        assert_eq!(z.apex, "apps.example.test.");
+        assert_eq!(z.ns, vec!["ns1.apps.example.test.", "ns2.example.test."]);
+        assert_eq!(z.records.len(), 2);
+        assert_eq!(z.records[1].ttl, Some(60));
+        assert_eq!(z.soa.unwrap().minimum, Some(60));
+    }
+
+    #[test]
+    fn needs_one_soa_at_the_given_apex() {
+        assert!(master("$ORIGIN a.test.\nwww 60 A 192.0.2.1\n", None).unwrap_err().to_string().contains("SOA"));
+        assert!(master(FILE, Some("other.test")).is_err());
+        let e = master("$ORIGIN a.test.\n@ 60 SOA ns h 1 2 3 4 5\n@ 60 NS ns\nwww 60 A 999.1.1.1\n", None).unwrap_err();
+        assert!(format!("{e:#}").contains("line 4"), "{e:#}");
+    }
+}
