@@ -518,3 +518,6 @@ pub struct Compacted {
     pub compacted: bool,
     pub revision: u64,
 }
+
+#[cfg(test)]
+mod tests;
