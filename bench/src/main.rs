@@ -15,8 +15,8 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use hickory_proto::op::{Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
-use switchboard_api::proto;
-use switchboard_api::proto::{clusters_client::ClustersClient, tenants_client::TenantsClient, zones_client::ZonesClient};
+use switchboard_proto::v1 as proto;
+use switchboard_proto::v1::{clusters_client::ClustersClient, tenants_client::TenantsClient, zones_client::ZonesClient};
 use tokio::net::UdpSocket;
 use tonic::transport::Channel;
 
