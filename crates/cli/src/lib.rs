@@ -18,7 +18,7 @@ mod transport;
 mod view;
 mod watch;
 mod zone;
-mod zonefile;
+pub mod zonefile;
 
 use std::io::Write;
 use std::process::ExitCode;

@@ -64,7 +64,11 @@ impl Output {
                 if let Some(title) = title {
                     writeln!(out, "{title}\n")?;
                 }
-                writeln!(out, "{table}")
+                // Cells are padded to their column's width; lines end at their last character.
+                for line in table.lines() {
+                    writeln!(out, "{}", line.trim_end())?;
+                }
+                Ok(())
             }
             (_, true) => writeln!(out, "{value}"),
             (Human::Json, false) => writeln!(out, "{}", serde_json::to_string_pretty(value).unwrap_or_default()),
@@ -126,8 +130,7 @@ mod tests {
         let t = table(&["ID", "KIND"], [vec!["1".to_string(), "voter".to_string()], vec!["10".into(), "learner".into()]]);
         let o = Output::table(&View { zebra: 1, apple: "a" }, Some("title".into()), t).unwrap();
         let text = printed(&o, false);
-        let lines: Vec<&str> = text.lines().map(str::trim_end).collect();
-        assert_eq!(lines, ["title", "", "ID  KIND", "1   voter", "10  learner"], "{text:?}");
+        assert_eq!(text, "title\n\nID  KIND\n1   voter\n10  learner\n");
     }
 
     #[test]

@@ -170,3 +170,6 @@ impl Transport {
         Ok(Ch::new(channel, self.bearer.clone()))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -33,7 +33,9 @@ pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
         .map(|(i, r)| match r.kind {
             Some(v1::rule::Kind::ServiceTenant(s)) => Ok(Rule::ServiceTenant { services: s.services, target: s.target, ttl: s.ttl }),
             Some(v1::rule::Kind::TenantHost(h)) => Ok(Rule::TenantHost { ttl: h.ttl }),
-            Some(v1::rule::Kind::Acme(a)) => Ok(Rule::Acme { validation_zone: (!a.validation_zone.is_empty()).then_some(a.validation_zone) }),
+            Some(v1::rule::Kind::Acme(a)) => {
+                Ok(Rule::Acme { validation_zone: (!a.validation_zone.is_empty()).then_some(a.validation_zone) })
+            }
             None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant, tenant_host or acme)")),
         })
         .collect::<Result<Vec<_>, _>>()?;
