@@ -37,7 +37,7 @@ const CLUSTERS: usize = 10;
 const EXCEPTIONS: &[(&str, &str)] = &[(
     "two questions",
     "Knot drops a query with QDCOUNT > 1; we answer FORMERR (RFC 1035 §4.1.1 \
-     format error, as SPEC §4 prefers), so the client learns why instead of timing out",
+     format error) so the client learns why instead of timing out",
 )];
 
 const ZONE: &str = r#"

@@ -1,66 +1,18 @@
 //! Conversions between generated API types and domain types, one family per
 //! section. Inbound conversions validate and name the field at fault.
 
-use switchboard_domain::model::{ZoneSpec, WEIGHT_DEFAULT};
-use switchboard_domain::{
-    name, Challenge, Cluster, ClusterState, Credential, RecordSpec, Role, Rule, Scope, Soa, State, Tenant, ValidationError, Zone,
-};
+use switchboard_domain::model::WEIGHT_DEFAULT;
+use switchboard_domain::{name, Challenge, Cluster, ClusterState, Credential, Role, Rule, Scope, State, Tenant, ValidationError, Zone};
 
 use crate::proto;
 
-/// Zone TTL when a request leaves it out.
-pub const ZONE_TTL_DEFAULT: u32 = 300;
-pub const SOA_REFRESH_DEFAULT: u32 = 3600;
-pub const SOA_RETRY_DEFAULT: u32 = 600;
-pub const SOA_EXPIRE_DEFAULT: u32 = 604_800;
-pub const SOA_MINIMUM_DEFAULT: u32 = 60;
-
 // --- zones ---------------------------------------------------------------------
 
-/// A zone from the API, validated as the state machine will (so bad input is
-/// refused before it reaches the log).
-pub fn zone_in(z: proto::Zone) -> Result<ZoneSpec, ValidationError> {
-    let apex = name::absolute("zone.apex", &z.apex)?;
-    let soa = z.soa.unwrap_or_default();
-    let mname = if soa.mname.is_empty() {
-        z.ns.first().cloned().ok_or_else(|| ValidationError::new("zone.ns", "a zone needs at least one name server"))?
-    } else {
-        soa.mname
-    };
-    let rname = if soa.rname.is_empty() { format!("hostmaster.{apex}") } else { soa.rname };
-    let rules = z
-        .rules
-        .into_iter()
-        .enumerate()
-        .map(|(i, r)| match r.kind {
-            Some(proto::rule::Kind::ServiceTenant(s)) => Ok(Rule::ServiceTenant { services: s.services, target: s.target, ttl: s.ttl }),
-            Some(proto::rule::Kind::TenantHost(h)) => Ok(Rule::TenantHost { ttl: h.ttl }),
-            Some(proto::rule::Kind::Acme(a)) => {
-                Ok(Rule::Acme { validation_zone: (!a.validation_zone.is_empty()).then_some(a.validation_zone) })
-            }
-            None => Err(ValidationError::new(format!("zone.rules[{i}]"), "a rule needs a kind (service_tenant, tenant_host or acme)")),
-        })
-        .collect::<Result<Vec<_>, _>>()?;
-    let spec = ZoneSpec {
-        apex,
-        environment: z.environment,
-        ttl: z.ttl.unwrap_or(ZONE_TTL_DEFAULT),
-        ns: z.ns,
-        soa: Soa {
-            mname,
-            rname,
-            refresh: soa.refresh.unwrap_or(SOA_REFRESH_DEFAULT),
-            retry: soa.retry.unwrap_or(SOA_RETRY_DEFAULT),
-            expire: soa.expire.unwrap_or(SOA_EXPIRE_DEFAULT),
-            minimum: soa.minimum.unwrap_or(SOA_MINIMUM_DEFAULT),
-        },
-        rules,
-        records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
-    };
-    // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
-    let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
-    Ok(compiled.spec)
-}
+/// Inbound zones are converted in the `proto` crate, so the CLI checks a
+/// zone file with exactly this conversion.
+pub use switchboard_proto::convert::{
+    zone_in, SOA_EXPIRE_DEFAULT, SOA_MINIMUM_DEFAULT, SOA_REFRESH_DEFAULT, SOA_RETRY_DEFAULT, ZONE_TTL_DEFAULT,
+};
 
 pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
     let s = &z.spec;
@@ -106,19 +58,17 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
 
 // --- clusters ------------------------------------------------------------------
 
+/// Parse every address of a list, naming the one at fault (`field[i]`).
+fn addresses<A: std::str::FromStr>(field: &str, list: &[String], family: &str) -> Result<Vec<A>, ValidationError> {
+    list.iter()
+        .enumerate()
+        .map(|(i, a)| a.parse().map_err(|_| ValidationError::new(format!("{field}[{i}]"), format!("{a:?} is not an {family} address"))))
+        .collect()
+}
+
 pub fn cluster_in(c: proto::Cluster) -> Result<Cluster, ValidationError> {
-    let ipv4 = c
-        .ipv4
-        .iter()
-        .enumerate()
-        .map(|(i, a)| a.parse().map_err(|_| ValidationError::new(format!("cluster.ipv4[{i}]"), format!("{a:?} is not an IPv4 address"))))
-        .collect::<Result<Vec<_>, _>>()?;
-    let ipv6 = c
-        .ipv6
-        .iter()
-        .enumerate()
-        .map(|(i, a)| a.parse().map_err(|_| ValidationError::new(format!("cluster.ipv6[{i}]"), format!("{a:?} is not an IPv6 address"))))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ipv4 = addresses("cluster.ipv4", &c.ipv4, "IPv4")?;
+    let ipv6 = addresses("cluster.ipv6", &c.ipv6, "IPv6")?;
     let state = match proto::ClusterState::try_from(c.state) {
         Ok(proto::ClusterState::Unspecified | proto::ClusterState::Active) => ClusterState::Active,
         Ok(proto::ClusterState::Draining) => ClusterState::Draining,

@@ -1,7 +1,6 @@
 //! The API services. Writes go through consensus and answer with their
 //! revision; reads are served from this node's applied state.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use std::ops::ControlFlow;
@@ -29,6 +28,8 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// Records of a bulk import being created at once, and errors reported back.
 const IMPORT_IN_FLIGHT: usize = 1024;
 const IMPORT_ERRORS_MAX: usize = 1000;
+/// Most tenants a page reserves room for before it knows how many it holds.
+const PAGE_PREALLOCATE_MAX: usize = 1024;
 /// Most moves one rebalance call lists or makes (`misplaced` counts them all).
 const REBALANCE_LIST_MAX: usize = 10_000;
 
@@ -150,13 +151,7 @@ impl Api {
     }
 
     fn members(&self) -> Vec<proto::Member> {
-        let m = self.node.metrics();
-        let membership = m.membership_config.membership();
-        let voters: Vec<NodeId> = membership.voter_ids().collect();
-        membership
-            .nodes()
-            .map(|(id, info)| proto::Member { id: *id, peer: info.peer.clone(), api: info.api.clone(), voter: voters.contains(id) })
-            .collect()
+        members_out(&self.node.status())
     }
 
     async fn change(&self, proposal: Proposal) -> Reply<proto::MembershipResponse> {
@@ -302,7 +297,7 @@ impl clusters_server::Clusters for Api {
         let Outcome::Cluster(c) = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
-        let held = self.node.state().tenants_after(None).filter(|t| t.cluster == c.id).count() as u64;
+        let held = self.node.state().tenants_on(&c.id);
         Ok(Response::new(proto::PutClusterResponse { revision, cluster: Some(cluster_out(&c, held)) }))
     }
 
@@ -311,18 +306,14 @@ impl clusters_server::Clusters for Api {
         let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
         let state = self.node.state();
         let c = state.cluster(&id).ok_or_else(|| Status::not_found(format!("cluster {id:?} not found")))?;
-        let held = state.tenants_after(None).filter(|t| t.cluster == id).count() as u64;
+        let held = state.tenants_on(&id);
         Ok(Response::new(cluster_out(c, held)))
     }
 
     async fn list_clusters(&self, req: Request<proto::ListClustersRequest>) -> Reply<proto::ListClustersResponse> {
         self.check(&req, Access::ReadData)?;
         let state = self.node.state();
-        let mut held: HashMap<&str, u64> = HashMap::new();
-        for t in state.tenants_after(None) {
-            *held.entry(t.cluster.as_str()).or_default() += 1;
-        }
-        let clusters = state.clusters().map(|c| cluster_out(c, held.get(c.id.as_str()).copied().unwrap_or(0))).collect();
+        let clusters = state.clusters().map(|c| cluster_out(c, state.tenants_on(&c.id))).collect();
         Ok(Response::new(proto::ListClustersResponse { clusters }))
     }
 
@@ -410,29 +401,17 @@ impl tenants_server::Tenants for Api {
         let state = self.node.state();
         let limit = if r.max == 0 { REBALANCE_LIST_MAX } else { (r.max as usize).min(REBALANCE_LIST_MAX) };
         // A walk over every tenant, hashing each against every cluster: off the async workers.
-        let (misplaced, planned) = tokio::task::spawn_blocking(move || {
-            let mut misplaced = 0u64;
-            let mut planned = Vec::new();
-            for t in state.tenants_after(None).filter(|t| !t.pinned) {
-                let Some(c) = placement::place(&t.id, state.clusters().map(|c| &**c)) else { continue };
-                if c.id != t.cluster {
-                    misplaced += 1;
-                    if planned.len() < limit {
-                        planned.push((t.id.clone(), t.cluster.clone(), c.id.clone(), t.revision));
-                    }
-                }
-            }
-            (misplaced, planned)
-        })
-        .await
-        .map_err(|e| Status::internal(e.to_string()))?;
-        let mut moves: Vec<proto::Move> = planned
+        let plan =
+            tokio::task::spawn_blocking(move || placement::rebalance(&state, limit)).await.map_err(|e| Status::internal(e.to_string()))?;
+        let misplaced = plan.misplaced;
+        let mut moves: Vec<proto::Move> = plan
+            .moves
             .iter()
-            .map(|(id, from, to, _)| proto::Move { id: id.clone(), from: from.clone(), to: to.clone(), ..Default::default() })
+            .map(|m| proto::Move { id: m.tenant.clone(), from: m.from.clone(), to: m.to.clone(), ..Default::default() })
             .collect();
         if !r.dry_run {
             let mut pending = tokio::task::JoinSet::new();
-            for (i, (id, _, to, revision)) in planned.into_iter().enumerate() {
+            for (i, placement::Move { tenant: id, to, revision, .. }) in plan.moves.into_iter().enumerate() {
                 let api = self.clone();
                 let caller = caller.clone();
                 // Compare-and-set: a tenant changed since the plan was made is left alone.
@@ -474,7 +453,7 @@ impl tenants_server::Tenants for Api {
             n => n,
         } as usize;
         let state = self.node.state();
-        let mut tenants = Vec::with_capacity(size.min(1024));
+        let mut tenants = Vec::with_capacity(size.min(PAGE_PREALLOCATE_MAX));
         let mut more = false;
         for t in state.tenants_after(after.as_deref()).filter(|t| cluster.as_ref().is_none_or(|c| t.cluster == *c)) {
             if tenants.len() == size {
@@ -539,36 +518,30 @@ impl tenants_server::Tenants for Api {
 impl node_server::Node for Api {
     async fn status(&self, req: Request<proto::StatusRequest>) -> Reply<proto::StatusResponse> {
         self.check(&req, Access::ReadStatus)?;
-        let m = self.node.metrics();
+        let st = self.node.status();
         let state = self.node.state();
-        let membership = m.membership_config.membership();
-        let members = self.members();
-        let leader_api = m.current_leader.and_then(|l| membership.get_node(&l)).map(|n| n.api.clone()).unwrap_or_default();
-        let role = match m.state {
-            openraft::ServerState::Leader => "leader",
-            openraft::ServerState::Follower => "follower",
-            openraft::ServerState::Candidate => "candidate",
-            openraft::ServerState::Learner => "learner",
-            openraft::ServerState::Shutdown => "shutdown",
-        };
         Ok(Response::new(proto::StatusResponse {
-            node_id: m.id,
-            role: role.into(),
-            leader_id: m.current_leader.unwrap_or(0),
-            leader_api,
-            term: m.current_term,
-            last_log_index: m.last_log_index.unwrap_or(0),
+            node_id: st.id,
+            role: st.role.as_str().into(),
+            leader_id: st.leader_id.unwrap_or(0),
+            leader_api: st.leader.as_ref().map(|n| n.api.clone()).unwrap_or_default(),
+            term: st.term,
+            last_log_index: st.last_log_index,
             applied_revision: state.revision(),
-            members,
+            members: members_out(&st),
             zones: state.zones().count() as u64,
             clusters: state.clusters().count() as u64,
             tenants: state.tenant_count() as u64,
-            staleness_ms: self.node.staleness_ms(),
+            staleness_ms: st.staleness_ms,
             ready: self.node.ready(self.max_stale_ms).is_ok(),
-            snapshot_revision: m.snapshot.map_or(0, |l| l.index),
-            purged_revision: m.purged.map_or(0, |l| l.index),
+            snapshot_revision: st.snapshot_index,
+            purged_revision: st.purged_index,
         }))
     }
+}
+
+fn members_out(st: &switchboard_consensus::NodeStatus) -> Vec<proto::Member> {
+    st.members.iter().map(|m| proto::Member { id: m.id, peer: m.info.peer.clone(), api: m.info.api.clone(), voter: m.voter }).collect()
 }
 
 fn member_id(id: u64) -> Result<NodeId, Status> {

@@ -5,13 +5,7 @@ use switchboard_consensus::NodeError;
 use switchboard_domain::{CommandError, ValidationError};
 use tonic::{Code, Status};
 
-/// Metadata keys carried by `UNAVAILABLE` when this node is not the leader,
-/// so a client can retry against the leader.
-pub const LEADER_ID_METADATA: &str = "x-switchboard-leader-id";
-pub const LEADER_API_METADATA: &str = "x-switchboard-leader-api";
-/// Metadata key carried by `ABORTED` (compare-and-set failed): the entity's
-/// revision now, to re-read from or retry with.
-pub const CURRENT_REVISION_METADATA: &str = "x-switchboard-current-revision";
+pub use switchboard_proto::{CURRENT_REVISION_METADATA, LEADER_API_METADATA, LEADER_ID_METADATA};
 
 pub fn invalid(e: ValidationError) -> Status {
     Status::invalid_argument(e.to_string())

@@ -1,18 +1,18 @@
 //! Waiting after a write until it is applied on this node, or on every
 //! member, so a client can read its write from DNS wherever it asks next.
+//! The members are asked over the peer network (`Node::wait_applied_everywhere`),
+//! so this works whatever credentials the public API requires.
 
 use std::time::{Duration, Instant};
 
 use switchboard_consensus::Node;
 use tonic::Status;
 
-use crate::proto::{self, node_client::NodeClient, write_options};
+use crate::proto::{self, write_options};
 
 /// Default and largest time a write waits to be applied.
 pub const WAIT_TIMEOUT_DEFAULT_MS: u32 = 5_000;
 pub const WAIT_TIMEOUT_MAX_MS: u32 = 60_000;
-/// How often other members are asked for their applied revision.
-const POLL_INTERVAL: Duration = Duration::from_millis(10);
 
 pub enum Wait {
     Committed,
@@ -58,37 +58,13 @@ impl Wait {
         if !everywhere {
             return Ok(());
         }
-        let membership = node.metrics().membership_config.membership().clone();
-        let mut pending: Vec<(u64, String, Option<NodeClient<tonic::transport::Channel>>)> =
-            membership.nodes().filter(|(id, _)| **id != node.id()).map(|(id, info)| (*id, info.api.clone(), None)).collect();
-        while !pending.is_empty() {
-            let mut still = Vec::new();
-            for (id, api, client) in pending {
-                let mut client = match client {
-                    Some(c) => c,
-                    None => match tonic::transport::Endpoint::from_shared(format!("http://{api}")) {
-                        Ok(e) => NodeClient::new(e.connect_timeout(Duration::from_secs(1)).timeout(Duration::from_secs(1)).connect_lazy()),
-                        Err(e) => return Err(Status::internal(format!("node {id} has a bad API address {api:?}: {e}"))),
-                    },
-                };
-                let done = client.status(proto::StatusRequest {}).await.is_ok_and(|s| s.get_ref().applied_revision >= revision);
-                if !done {
-                    still.push((id, api, Some(client)));
-                }
-            }
-            pending = still;
-            if pending.is_empty() {
-                break;
-            }
-            if Instant::now() >= deadline {
-                let ids: Vec<String> = pending.iter().map(|(id, _, _)| id.to_string()).collect();
-                return Err(Status::deadline_exceeded(format!(
-                    "revision {revision} not applied within {timeout:?} on node(s) {} (the write itself is committed)",
-                    ids.join(", ")
-                )));
-            }
-            tokio::time::sleep(POLL_INTERVAL).await;
-        }
+        node.wait_applied_everywhere(revision, deadline.saturating_duration_since(Instant::now())).await.map_err(|ids| {
+            let ids: Vec<String> = ids.iter().map(u64::to_string).collect();
+            Status::deadline_exceeded(format!(
+                "revision {revision} not applied within {timeout:?} on node(s) {} (the write itself is committed)",
+                ids.join(", ")
+            ))
+        })?;
         Ok(())
     }
 }

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use switchboard_domain::{Access, Change, Zone};
+use switchboard_domain::{Access, Effect, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -38,41 +38,54 @@ impl Filter {
         Ok(Filter { kinds, cluster })
     }
 
-    fn event(&self, state: &switchboard_domain::State, revision: u64, change: &Change) -> Option<proto::Event> {
-        use proto::event::Value;
-        let (kind, key, deleted, value, previous_cluster) = match change {
-            Change::Zone { apex, spec } => {
-                let zone = spec.as_ref().and_then(|s| Zone::compile(s, revision).ok()).map(|z| Value::Zone(zone_out(state, &z)));
-                (Kind::Zone, apex, spec.is_none(), zone, String::new())
-            }
-            Change::Cluster { id, cluster } => {
-                (Kind::Cluster, id, cluster.is_none(), cluster.as_ref().map(|c| Value::Cluster(cluster_out(c, 0))), String::new())
-            }
-            Change::Tenant { id, tenant, previous } => {
-                let shown = tenant.as_ref().or(previous.as_ref());
-                let before = previous.as_ref().map(|p| p.cluster.clone()).unwrap_or_default();
-                (Kind::Tenant, id, tenant.is_none(), shown.map(|t| Value::Tenant(tenant_out(t))), before)
-            }
-            Change::Acme { name, challenge } => {
-                (Kind::Acme, name, challenge.is_none(), challenge.as_ref().map(|c| Value::Challenge(challenge_out(c))), String::new())
-            }
+    fn event(&self, state: &switchboard_domain::State, revision: u64, effect: &Effect) -> Option<proto::Event> {
+        use proto::event::Value as Out;
+        let kind = match effect.kind {
+            switchboard_domain::Kind::Zone => Kind::Zone,
+            switchboard_domain::Kind::Cluster => Kind::Cluster,
+            switchboard_domain::Kind::Tenant => Kind::Tenant,
+            switchboard_domain::Kind::Acme => Kind::Acme,
+            // Not in the history; not for watchers.
+            _ => return None,
         };
         if !self.kinds.is_empty() && !self.kinds.contains(&kind) {
             return None;
         }
+        let before_tenant = match &effect.before {
+            Some(Value::Tenant(t)) => Some(t),
+            _ => None,
+        };
         if let Some(c) = &self.cluster {
-            let concerns = match change {
-                Change::Cluster { id, .. } => id == c,
-                Change::Tenant { tenant, previous, .. } => {
-                    tenant.as_ref().is_some_and(|t| t.cluster == *c) || previous.as_ref().is_some_and(|t| t.cluster == *c)
+            let concerns = match kind {
+                Kind::Cluster => effect.key == *c,
+                Kind::Tenant => {
+                    matches!(&effect.after, Some(Value::Tenant(t)) if t.cluster == *c) || before_tenant.is_some_and(|t| t.cluster == *c)
                 }
-                Change::Zone { .. } | Change::Acme { .. } => false,
+                _ => false,
             };
             if !concerns {
                 return None;
             }
         }
-        Some(proto::Event { revision, kind: kind as i32, key: key.clone(), deleted, value, previous_cluster })
+        // A deleted tenant shows its last value, so its old cluster learns of
+        // it (the history keeps `before` only for kinds that need it).
+        let shown = effect.after.as_ref().or(effect.before.as_ref());
+        let value = shown.and_then(|v| match v {
+            Value::Zone(z) => Some(Out::Zone(zone_out(state, z))),
+            Value::Cluster(c) => Some(Out::Cluster(cluster_out(c, 0))),
+            Value::Tenant(t) => Some(Out::Tenant(tenant_out(t))),
+            Value::Acme(c) => Some(Out::Challenge(challenge_out(c))),
+            _ => None,
+        });
+        let previous_cluster = before_tenant.map(|t| t.cluster.clone()).unwrap_or_default();
+        Some(proto::Event {
+            revision,
+            kind: kind as i32,
+            key: effect.key.clone(),
+            deleted: effect.after.is_none(),
+            value,
+            previous_cluster,
+        })
     }
 }
 

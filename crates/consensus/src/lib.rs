@@ -13,12 +13,10 @@ mod log_store;
 mod network;
 mod node;
 mod state_machine;
+mod status;
 
-pub mod peer_proto {
-    //! Generated code of `proto/switchboard/raft/v1/peer.proto`.
-    #![allow(clippy::all, missing_docs)]
-    tonic::include_proto!("switchboard.raft.v1");
-}
+/// The generated peer protocol (`proto/switchboard/raft/v1`, from the `proto` crate).
+pub use switchboard_proto::peer as peer_proto;
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -31,6 +29,7 @@ pub use log_store::LogStore;
 pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
 pub use state_machine::StateMachine;
+pub use status::{Member, NodeStatus, Role};
 
 /// Where a node can be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -75,8 +74,7 @@ openraft::declare_raft_types!(
         AsyncRuntime = openraft::TokioRuntime,
 );
 
-pub type Raft = openraft::Raft<TypeConfig>;
-pub type RaftError<E = openraft::error::Infallible> = openraft::error::RaftError<NodeId, E>;
+pub(crate) type Raft = openraft::Raft<TypeConfig>;
 
 /// The state the query path reads: swapped whole after each applied batch.
 pub type Published = Arc<ArcSwap<State>>;

@@ -6,13 +6,10 @@ use std::ops::{Bound, RangeBounds};
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, StorageError, Vote};
+use switchboard_storage::keys::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE};
 use switchboard_storage::{decode, encode, Store};
 
 use crate::{io_err, NodeId, TypeConfig};
-
-const KEY_VOTE: &str = "raft/vote";
-const KEY_PURGED: &str = "raft/purged";
-const KEY_COMMITTED: &str = "raft/committed";
 
 #[derive(Debug, Clone)]
 pub struct LogStore {

@@ -36,6 +36,9 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Time a forwarded proposal may take at the leader.
 const FORWARD_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// Time a member may take to say which revision it has applied.
+const APPLIED_TIMEOUT: Duration = Duration::from_secs(1);
+
 /// Shortest cluster secret accepted.
 pub const CLUSTER_SECRET_LEN_MIN: usize = 16;
 
@@ -59,34 +62,30 @@ impl PeerAuth {
         PeerAuth { key: secret.map(|s| Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, s))) }
     }
 
-    fn tag(key: &ring::hmac::Key, r: &PeerRequest) -> ring::hmac::Tag {
-        let mut ctx = ring::hmac::Context::with_key(key);
-        ctx.update(&r.from.to_be_bytes());
-        ctx.update(&r.to.to_be_bytes());
-        ctx.update(&(r.cluster.len() as u64).to_be_bytes());
-        ctx.update(r.cluster.as_bytes());
-        ctx.update(&r.payload);
-        ctx.sign()
+    /// The signed bytes: from, to, the cluster name (length first) and the payload.
+    fn message(r: &PeerRequest) -> Vec<u8> {
+        let mut m = Vec::with_capacity(24 + r.cluster.len() + r.payload.len());
+        m.extend_from_slice(&r.from.to_be_bytes());
+        m.extend_from_slice(&r.to.to_be_bytes());
+        m.extend_from_slice(&(r.cluster.len() as u64).to_be_bytes());
+        m.extend_from_slice(r.cluster.as_bytes());
+        m.extend_from_slice(&r.payload);
+        m
     }
 
     fn sign(&self, mut r: PeerRequest) -> PeerRequest {
         if let Some(key) = &self.key {
-            r.mac = Self::tag(key, &r).as_ref().to_vec();
+            r.mac = ring::hmac::sign(key, &Self::message(&r)).as_ref().to_vec();
         }
         r
     }
 
     fn verify(&self, r: &PeerRequest) -> Result<(), tonic::Status> {
         let Some(key) = &self.key else { return Ok(()) };
-        let want = Self::tag(key, r);
-        let want = want.as_ref();
-        // Constant time: the difference of every byte is folded in.
-        let same = want.len() == r.mac.len() && want.iter().zip(&r.mac).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0;
-        if same {
-            Ok(())
-        } else {
-            Err(tonic::Status::unauthenticated(format!("peer message from node {} is not signed with this cluster's secret", r.from)))
-        }
+        // ring compares the tags in constant time.
+        ring::hmac::verify(key, &Self::message(r), &r.mac).map_err(|_| {
+            tonic::Status::unauthenticated(format!("peer message from node {} is not signed with this cluster's secret", r.from))
+        })
     }
 }
 
@@ -147,6 +146,19 @@ impl PeerPool {
             _ => NodeError::Unavailable(format!("forwarding to leader {to} at {}: {}", leader.peer, s.message())),
         })?;
         decode::<Result<Written, NodeError>>("forward reply", &reply.into_inner().payload).map_err(|e| NodeError::Raft(e.to_string()))?
+    }
+}
+
+impl PeerPool {
+    /// Ask member `to` (at `info`) which revision it has applied.
+    pub(crate) async fn applied(&self, from: NodeId, to: NodeId, info: &NodeInfo, cluster: &str) -> Result<u64, String> {
+        let mut client = self.client(&info.peer)?;
+        let payload = encode("applied request", &()).map_err(|e| e.to_string())?;
+        let mut request =
+            tonic::Request::new(self.auth.sign(PeerRequest { from, to, cluster: cluster.to_string(), payload, mac: Vec::new() }));
+        request.set_timeout(APPLIED_TIMEOUT);
+        let reply = client.applied(request).await.map_err(|s| format!("node {to} at {}: {}", info.peer, s.message()))?;
+        decode::<u64>("applied reply", &reply.into_inner().payload).map_err(|e| e.to_string())
     }
 }
 
@@ -398,5 +410,10 @@ impl RaftPeer for PeerService {
         // Propose here only: a proposal is forwarded at most once, so two
         // nodes that each think the other leads cannot bounce it forever.
         reply(&self.node.propose_local(proposal).await)
+    }
+
+    async fn applied(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let () = self.check(req)?;
+        reply(&self.node.applied_revision())
     }
 }

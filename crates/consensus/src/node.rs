@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use backon::Retryable;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -15,6 +16,7 @@ use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::network::{PeerAuth, PeerPool};
+use crate::status::{Member, NodeStatus, Role};
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
 
 /// Raft timing and log retention, from the node config.
@@ -152,8 +154,8 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Node
 type Queued = (Command, Guard, oneshot::Sender<Result<Written, NodeError>>);
 
 /// How long a write is retried while the leader is unknown or changing
-/// (a few election timeouts).
-pub const WRITE_RETRY_FOR: Duration = Duration::from_secs(5);
+/// (a few election timeouts): the shared retry policy's span.
+pub const WRITE_RETRY_FOR: Duration = switchboard_proto::retry::RETRY_FOR;
 
 /// Most commands queued for proposal; more wait for room (backpressure).
 pub const WRITE_QUEUE_MAX: usize = 8192;
@@ -164,6 +166,12 @@ pub const BATCH_COMMANDS_MAX: usize = 512;
 /// fsyncs) every client write as its own entry, so this group commit is
 /// what lets many concurrent writers share one fsync and one replication.
 const BATCHES_IN_FLIGHT: usize = 2;
+
+/// Bytes of a snapshot sent per message: well below the peer message limit.
+pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
+
+/// How often `wait_applied_everywhere` asks the members again.
+const POLL_APPLIED_EVERY: Duration = Duration::from_millis(10);
 
 /// How often the leader looks for expired ACME challenges.
 const ACME_EXPIRY_TICK: Duration = Duration::from_millis(500);
@@ -277,7 +285,7 @@ impl Node {
             snapshot_policy: SnapshotPolicy::LogsSinceLast(settings.snapshot_every_entries),
             max_in_snapshot_log_to_keep: settings.keep_entries_after_snapshot,
             // Chunks well below the peer message limit.
-            snapshot_max_chunk_size: 4 * 1024 * 1024,
+            snapshot_max_chunk_size: SNAPSHOT_CHUNK_BYTES,
             ..Config::default()
         };
         let config = Arc::new(config.validate().map_err(raft_err)?);
@@ -307,7 +315,7 @@ impl Node {
         self.id
     }
 
-    pub fn raft(&self) -> &Raft {
+    pub(crate) fn raft(&self) -> &Raft {
         &self.raft
     }
 
@@ -322,7 +330,7 @@ impl Node {
     }
 
     /// Changes at revisions after `after` (see `Store::changes_after`).
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Change)>, NodeError> {
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Effect)>, NodeError> {
         Ok(self.store.changes_after(after, limit)?)
     }
 
@@ -362,8 +370,82 @@ impl Node {
         self.applied.clone()
     }
 
-    pub fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
+    fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
         self.raft.metrics().borrow().clone()
+    }
+
+    /// The revision of the state this node serves.
+    pub fn applied_revision(&self) -> u64 {
+        *self.applied.borrow()
+    }
+
+    /// Role, term, leader, log positions, staleness and membership, in this
+    /// crate's own types.
+    pub fn status(&self) -> NodeStatus {
+        let m = self.metrics();
+        let role = match m.state {
+            ServerState::Leader => Role::Leader,
+            ServerState::Follower => Role::Follower,
+            ServerState::Candidate => Role::Candidate,
+            ServerState::Learner => Role::Learner,
+            ServerState::Shutdown => Role::Shutdown,
+        };
+        let membership = m.membership_config.membership();
+        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+        let members = membership.nodes().map(|(id, info)| Member { id: *id, info: info.clone(), voter: voters.contains(id) }).collect();
+        let last_log_index = m.last_log_index.unwrap_or(0);
+        let lag = m
+            .replication
+            .as_ref()
+            .map(|r| {
+                r.iter().filter(|(id, _)| **id != self.id).map(|(id, l)| (*id, l.map(|l| last_log_index.saturating_sub(l.index)))).collect()
+            })
+            .unwrap_or_default();
+        NodeStatus {
+            id: self.id,
+            role,
+            term: m.current_term,
+            leader_id: m.current_leader,
+            leader: m.current_leader.and_then(|l| membership.get_node(&l)).cloned(),
+            last_log_index,
+            applied: self.applied_revision(),
+            snapshot_index: m.snapshot.map_or(0, |l| l.index),
+            purged_index: m.purged.map_or(0, |l| l.index),
+            staleness_ms: self.staleness_from(&m),
+            members,
+            lag,
+        }
+    }
+
+    /// Wait until every member (this node included) has applied `revision`,
+    /// asking the others over the peer network (signed with the cluster
+    /// secret, on the connections Raft uses) every `POLL_APPLIED_EVERY`.
+    /// On timeout, the ids of the members that have not applied it.
+    pub async fn wait_applied_everywhere(&self, revision: u64, timeout: Duration) -> Result<(), Vec<NodeId>> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut applied = self.applied();
+        let here = tokio::time::timeout_at(deadline, applied.wait_for(|r| *r >= revision)).await.is_ok_and(|r| r.is_ok());
+        if !here {
+            return Err(vec![self.id]);
+        }
+        let cluster = self.raft.config().cluster_name.clone();
+        let mut pending: Vec<Member> = self.status().members.into_iter().filter(|m| m.id != self.id).collect();
+        loop {
+            let asks = pending.iter().map(|m| {
+                let (peers, cluster) = (self.peers.clone(), cluster.clone());
+                let m = m.clone();
+                async move { peers.applied(self.id, m.id, &m.info, &cluster).await.is_ok_and(|a| a >= revision) }
+            });
+            let done = futures::future::join_all(asks).await;
+            pending = pending.into_iter().zip(done).filter(|(_, done)| !done).map(|(m, _)| m).collect();
+            if pending.is_empty() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() + POLL_APPLIED_EVERY >= deadline {
+                return Err(pending.into_iter().map(|m| m.id).collect());
+            }
+            tokio::time::sleep(POLL_APPLIED_EVERY).await;
+        }
     }
 
     pub(crate) fn note_leader_contact(&self) {
@@ -374,7 +456,10 @@ impl Node {
     /// a quorum last acknowledged it; for others, since the leader's last
     /// append-entries or heartbeat. `None` if never.
     pub fn staleness_ms(&self) -> Option<u64> {
-        let m = self.metrics();
+        self.staleness_from(&self.metrics())
+    }
+
+    fn staleness_from(&self, m: &RaftMetrics<NodeId, NodeInfo>) -> Option<u64> {
         if m.state == ServerState::Leader {
             return m.millis_since_quorum_ack;
         }
@@ -432,25 +517,28 @@ impl Node {
             guard.request_id = Some(format!("~{}.{:x}.{n}", self.id, self.boot_nanos));
         }
         let proposal = Proposal::Command(command, guard);
+        // The shared policy paces the retries; the deadline counts the
+        // attempts as well as the pauses.
         let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
-        let mut pause = Duration::from_millis(20);
-        loop {
-            match self.propose(proposal.clone()).await {
-                Err(e @ (NodeError::NotLeader { .. } | NodeError::Unavailable(_))) => {
-                    if tokio::time::Instant::now() + pause > deadline {
-                        return Err(e);
-                    }
-                    tracing::debug!(error = %e, "retrying write");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_millis(500));
-                }
-                other => return other,
-            }
-        }
+        (|| self.propose(proposal.clone()))
+            .retry(switchboard_proto::retry::policy())
+            .sleep(tokio::time::sleep)
+            .when(|e| matches!(e, NodeError::NotLeader { .. } | NodeError::Unavailable(_)) && tokio::time::Instant::now() < deadline)
+            .notify(|e, _| tracing::debug!(error = %e, "retrying write"))
+            .await
     }
 
-    /// Propose here, or at the leader if this node is not the leader.
+    /// Propose at the leader: a node that knows another node leads
+    /// forwards the proposal there directly; otherwise it proposes here, and
+    /// forwards once if that finds another leader after all.
     pub async fn propose(&self, proposal: Proposal) -> Result<Written, NodeError> {
+        let status = self.status();
+        if let (Some(id), Some(info)) = (status.leader_id, &status.leader) {
+            if id != self.id {
+                tracing::debug!(leader = id, "forwarding proposal");
+                return self.peers.forward(self.id, id, info, &self.raft.config().cluster_name, &proposal).await;
+            }
+        }
         match self.propose_local(proposal.clone()).await {
             Err(NodeError::NotLeader { leader: Some((id, info)) }) if id != self.id => {
                 tracing::debug!(leader = id, "forwarding proposal");

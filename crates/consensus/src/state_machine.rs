@@ -7,16 +7,12 @@ use std::sync::Arc;
 use openraft::storage::{RaftStateMachine, Snapshot, SnapshotMeta};
 use openraft::{Entry, EntryPayload, ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftSnapshotBuilder, StorageError, StoredMembership};
 use serde::{Deserialize, Serialize};
-use switchboard_domain::{Change, State};
+use switchboard_domain::State;
+use switchboard_storage::keys::{KEY_SM, KEY_SNAPSHOT};
 use switchboard_storage::{decode, decode_state, encode, encode_state, Store};
 use tokio::sync::watch;
 
 use crate::{io_err, NodeId, NodeInfo, Published, Response, TypeConfig};
-
-/// Key of the state machine's Raft metadata (last applied log id, membership).
-const KEY_SM: &str = "sm/raft";
-/// Key of the last snapshot (meta and body).
-const KEY_SNAPSHOT: &str = "raft/snapshot";
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
 struct SmMeta {
@@ -74,8 +70,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: OptionalSend,
     {
         let mut responses = Vec::new();
-        let mut touched = Vec::new();
-        let mut changes = Vec::new();
+        // What every command changed, in order: storage and the change
+        // history are written from these, nothing is read back or diffed.
+        let mut effects = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             self.meta.last_applied = Some(entry.log_id);
@@ -91,13 +88,11 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         self.state.advance(index);
                     }
                     for envelope in &batch {
-                        let before = self.state.clone();
-                        let (result, t) = self.state.apply(index, envelope);
-                        changes.extend(t.iter().filter_map(|t| Change::between(&before, &self.state, t)).map(|c| (index, c)));
+                        let (result, fx) = self.state.apply(index, envelope);
                         if let Err(e) = &result {
                             tracing::debug!(index, command = envelope.command.kind(), error = %e, "command refused");
                         }
-                        touched.extend(t);
+                        effects.extend(fx.into_iter().map(|e| (index, e)));
                         outcomes.push(result);
                     }
                 }
@@ -106,7 +101,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         }
         let meta = encode("state machine meta", &self.meta).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.store
-            .write_applied(&self.state, &touched, &changes, KEY_SM, &meta)
+            .write_applied((self.state.revision(), self.state.data_revision()), &effects, KEY_SM, &meta)
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.publish();
         Ok(responses)

@@ -28,6 +28,8 @@ use tokio::net::{TcpListener, UdpSocket};
 /// Largest UDP response we send, whatever the client offers (the DNS flag
 /// day 2020 value, safe from IP fragmentation).
 pub const UDP_PAYLOAD_MAX: u16 = 1232;
+/// The UDP payload every client takes (RFC 1035 §4.2.1), and the least we send.
+pub const UDP_PAYLOAD_MIN: u16 = 512;
 /// A TCP connection with no request for this long is closed.
 pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Per-connection buffer of outgoing TCP responses.
@@ -237,7 +239,7 @@ impl RequestHandler for Handler {
             |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(|r| convert::record(r, &qname, asked)).collect() };
         let mut sections =
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
-        let limit = request.edns.as_ref().map_or(512, |e| e.max_payload().clamp(512, UDP_PAYLOAD_MAX));
+        let limit = request.edns.as_ref().map_or(UDP_PAYLOAD_MIN, |e| e.max_payload().clamp(UDP_PAYLOAD_MIN, UDP_PAYLOAD_MAX));
         // Header, question, OPT and uncompressed records: most answers are
         // certain to fit without encoding them twice.
         let bound = 12

@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{Actor, Credential};
+use crate::kind::{EntityId, Kind};
 use crate::model::{Cluster, Tenant, ZoneSpec};
 
 /// A command with what the leader stamped into it. Apply never reads the
@@ -106,28 +107,30 @@ pub enum Command {
 }
 
 impl Command {
-    /// The zone, cluster or tenant this command changes, as compare-and-set,
-    /// request ids and group commit see it.
-    pub fn entity(&self) -> Entity {
-        match self {
-            Command::PutZone { zone } => Entity::Zone(zone.apex.to_ascii_lowercase()),
-            Command::DeleteZone { apex } => Entity::Zone(apex.to_ascii_lowercase()),
-            Command::PutCluster { cluster } => Entity::Cluster(cluster.id.to_ascii_lowercase()),
-            Command::DeleteCluster { id } => Entity::Cluster(id.to_ascii_lowercase()),
+    /// The entity this command changes, as compare-and-set, request ids and
+    /// group commit see it: the same identity its effects carry.
+    pub fn entity(&self) -> EntityId {
+        let (kind, key) = match self {
+            Command::PutZone { zone } => (Kind::Zone, zone.apex.to_ascii_lowercase()),
+            Command::DeleteZone { apex } => (Kind::Zone, apex.to_ascii_lowercase()),
+            Command::PutCluster { cluster } => (Kind::Cluster, cluster.id.to_ascii_lowercase()),
+            Command::DeleteCluster { id } => (Kind::Cluster, id.to_ascii_lowercase()),
             Command::CreateTenant { id, .. }
             | Command::DeleteTenant { id }
             | Command::PinTenant { id, .. }
             | Command::UnpinTenant { id }
             | Command::MoveTenant { id, .. }
             | Command::AddAlias { tenant: id, .. }
-            | Command::RemoveAlias { tenant: id, .. } => Entity::Tenant(id.to_ascii_lowercase()),
+            | Command::RemoveAlias { tenant: id, .. } => (Kind::Tenant, id.to_ascii_lowercase()),
             Command::SetAcme { name, .. } | Command::ClearAcme { name, .. } => {
-                Entity::Acme(crate::model::acme_owner("name", name).unwrap_or_else(|_| name.to_ascii_lowercase()))
+                (Kind::Acme, crate::model::acme_owner("name", name).unwrap_or_else(|_| name.to_ascii_lowercase()))
             }
-            Command::ExpireAcme => Entity::Acme(String::new()),
-            Command::CreateCredential { credential } => Entity::Credential(credential.id.clone()),
-            Command::RevokeCredential { id } => Entity::Credential(id.to_ascii_lowercase()),
-        }
+            // Every challenge: an empty key.
+            Command::ExpireAcme => (Kind::Acme, String::new()),
+            Command::CreateCredential { credential } => (Kind::Credential, credential.id.clone()),
+            Command::RevokeCredential { id } => (Kind::Credential, id.to_ascii_lowercase()),
+        };
+        EntityId::new(kind, key)
     }
 
     /// Short name for logs and metrics.
@@ -149,30 +152,6 @@ impl Command {
             Command::ExpireAcme => "expire_acme",
             Command::CreateCredential { .. } => "create_credential",
             Command::RevokeCredential { .. } => "revoke_credential",
-        }
-    }
-}
-
-/// What a command changes: one zone, cluster or tenant, by its name as the
-/// command gives it (lower-case, not otherwise checked).
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub enum Entity {
-    Zone(String),
-    Cluster(String),
-    Tenant(String),
-    /// An `_acme-challenge` name; empty for every one (expiry).
-    Acme(String),
-    Credential(String),
-}
-
-impl std::fmt::Display for Entity {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Entity::Zone(apex) => write!(f, "z/{apex}"),
-            Entity::Cluster(id) => write!(f, "c/{id}"),
-            Entity::Tenant(id) => write!(f, "t/{id}"),
-            Entity::Acme(name) => write!(f, "a/{name}"),
-            Entity::Credential(id) => write!(f, "k/{id}"),
         }
     }
 }
@@ -208,46 +187,4 @@ pub struct RequestRecord {
     pub revision: u64,
     pub at_ms: u64,
     pub result: Result<Outcome, crate::CommandError>,
-}
-
-/// Which stored entities a command changed, so storage can persist exactly those.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Touched {
-    Zone(String),
-    Cluster(String),
-    Tenant(String),
-    /// An `_acme-challenge` name (by owner name).
-    Acme(String),
-    /// A request id remembered or forgotten (dedup window).
-    Request(String),
-    Credential(String),
-}
-
-/// One entity as a command left it, for watchers: the new value, or
-/// `None` when it was deleted (a tenant's last value and the cluster it
-/// left are kept so that the proxies of that cluster learn of it).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Change {
-    Zone { apex: String, spec: Option<crate::model::ZoneSpec> },
-    Cluster { id: String, cluster: Option<crate::model::Cluster> },
-    Tenant { id: String, tenant: Option<crate::model::Tenant>, previous: Option<crate::model::Tenant> },
-    Acme { name: String, challenge: Option<crate::model::Challenge> },
-}
-
-impl Change {
-    /// What `touched` became between two states; `None` for request ids
-    /// (bookkeeping, not data) and credentials (not for watchers).
-    pub fn between(before: &crate::State, after: &crate::State, touched: &Touched) -> Option<Change> {
-        Some(match touched {
-            Touched::Zone(apex) => Change::Zone { apex: apex.clone(), spec: after.zone(apex).map(|z| z.spec.clone()) },
-            Touched::Cluster(id) => Change::Cluster { id: id.clone(), cluster: after.cluster(id).map(|c| (**c).clone()) },
-            Touched::Tenant(id) => Change::Tenant {
-                id: id.clone(),
-                tenant: after.tenant(id).map(|t| (**t).clone()),
-                previous: before.tenant(id).map(|t| (**t).clone()),
-            },
-            Touched::Acme(name) => Change::Acme { name: name.clone(), challenge: after.challenge(name).map(|c| (**c).clone()) },
-            Touched::Request(_) | Touched::Credential(_) => return None,
-        })
-    }
 }

@@ -6,6 +6,7 @@
 pub mod command;
 pub mod credential;
 pub mod error;
+pub mod kind;
 pub mod masterfile;
 pub mod model;
 pub mod name;
@@ -17,9 +18,10 @@ pub mod state;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Change, Command, Entity, Envelope, Guard, Outcome, RequestRecord, Touched};
+pub use command::{Command, Envelope, Guard, Outcome, RequestRecord};
 pub use credential::{Access, Actor, Credential, Role, Scope};
 pub use error::{CommandError, ValidationError};
+pub use kind::{Effect, EntityId, History, Kind, Value};
 pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};
 pub use resolve::{resolve, zone_records, Answer, Rcode};

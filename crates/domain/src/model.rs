@@ -89,6 +89,21 @@ pub struct Zone {
     pub nodes: BTreeMap<String, Vec<Record>>,
 }
 
+/// A zone is stored as its spec and revision, and compiled again on load;
+/// a stored zone that no longer compiles is corruption.
+impl Serialize for Zone {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        (&self.spec, self.revision).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Zone {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Zone, D::Error> {
+        let (spec, revision): (ZoneSpec, u64) = Deserialize::deserialize(d)?;
+        Zone::compile(&spec, revision).map_err(|e| serde::de::Error::custom(format!("stored zone {}: {e}", spec.apex)))
+    }
+}
+
 impl Zone {
     /// Validate a spec and build its lookup form. Every error names its field.
     pub fn compile(spec: &ZoneSpec, revision: u64) -> Result<Zone, ValidationError> {

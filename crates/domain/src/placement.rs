@@ -7,6 +7,7 @@
 //! instead of `f64::ln`, whose last bit depends on the maths library.
 
 use crate::model::Cluster;
+use crate::State;
 
 /// The cluster a tenant hashes to among `clusters`, or `None` when no
 /// cluster is placeable (active and not dedicated).
@@ -24,6 +25,42 @@ pub fn place<'a>(tenant: &str, clusters: impl IntoIterator<Item = &'a Cluster>) 
         }
     }
     best.map(|(_, c)| c)
+}
+
+/// One tenant that today's hashed placement would put elsewhere.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    /// The tenant's revision when the plan was made: moving it with this
+    /// expected revision leaves a tenant changed since then alone.
+    pub revision: u64,
+}
+
+/// What `rebalance` found: every misplaced tenant counted, the first listed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Plan {
+    pub misplaced: u64,
+    pub moves: Vec<Move>,
+}
+
+/// Which unpinned tenants would move to reach today's hashed placement over
+/// `state`'s clusters (at most `limit` listed, in id order). Pinned tenants
+/// never move. A walk over every tenant: run it off the async workers.
+pub fn rebalance(state: &State, limit: usize) -> Plan {
+    let clusters: Vec<&Cluster> = state.clusters().map(|c| &**c).collect();
+    let mut plan = Plan::default();
+    for t in state.tenants_after(None).filter(|t| !t.pinned) {
+        let Some(c) = place(&t.id, clusters.iter().copied()) else { continue };
+        if c.id != t.cluster {
+            plan.misplaced += 1;
+            if plan.moves.len() < limit {
+                plan.moves.push(Move { tenant: t.id.clone(), from: t.cluster.clone(), to: c.id.clone(), revision: t.revision });
+            }
+        }
+    }
+    plan
 }
 
 /// Weighted HRW score: `w / -ln(u)` with `u` uniform in (0, 1) from the hash

@@ -1,7 +1,7 @@
 //! Name → answer: what an authoritative server says for (qname, qtype),
 //! computed from one immutable `State`. No I/O, no locks, no clock.
 //!
-//! Precedence inside a zone (SPEC §2): static records, then ACME
+//! Precedence inside a zone (README.md, "DNS semantics"): static records, then ACME
 //! challenges, then rules in their order. A CNAME whose target lies in a served zone is followed, at most
 //! `CNAME_CHAIN_MAX` links and never around a loop.
 

@@ -369,7 +369,7 @@ fn a_retried_request_id_applies_once() {
     let first = w.rev;
     let (r, touched) = w.state.apply(first, &call(1_000));
     assert!(matches!(r, Ok(Outcome::Tenant(_))));
-    assert!(touched.contains(&crate::Touched::Request("req-1".into())));
+    assert!(touched.iter().any(|e| e.kind == crate::Kind::Request && e.key == "req-1"));
     w.rev += 1;
     let (r, touched) = w.state.apply(w.rev, &call(2_000));
     assert!(matches!(r, Ok(Outcome::Replayed { revision, .. }) if revision == first), "{r:?}");
@@ -713,4 +713,92 @@ fn names_belong_to_the_tenant_the_rules_give_them() {
     assert_eq!(owner("b.deep.apps.example.test"), None, "a static name below it (a.b.deep)");
     assert_eq!(owner("zz.deep.apps.example.test"), None, "deep has static names below it");
     assert_eq!(owner("t1.apps.example.test"), Some("t1".into()));
+}
+
+// --- The kind registry and effects ---------------------------------------------
+
+use crate::kind::{Effect, Kind, Value};
+
+/// A state holding at least one entity of every registered kind.
+fn every_kind_world() -> World {
+    let mut w = credentials_world();
+    w.ok(set_acme("t1.apps.example.test.", "token-1", 600));
+    let guard = Guard { request_id: Some("req-every".into()), ..Guard::default() };
+    w.rev += 1;
+    let env = Envelope { at_ms: 1_000 * w.rev, command: Command::CreateTenant { id: "t3".into(), cluster: None }, guard };
+    assert!(w.state.apply(w.rev, &env).0.is_ok());
+    w
+}
+
+#[test]
+fn every_registered_kind_round_trips_through_its_stored_values() {
+    let w = every_kind_world();
+    let values: Vec<Value> = w.state.values().collect();
+    let kinds: std::collections::BTreeSet<Kind> = values.iter().map(Value::kind).collect();
+    assert_eq!(kinds.into_iter().collect::<Vec<_>>(), Kind::ALL, "the world must hold every kind");
+
+    let restored = State::restore(w.state.revision(), w.state.data_revision(), values.clone());
+    assert_eq!(restored.values().collect::<Vec<_>>(), values);
+    // The derived indexes follow from the values alone.
+    assert_eq!(restored.tenant_by_key("a1").map(|t| t.id.clone()), Some("t1".into()));
+    assert_eq!(restored.tenants_on("mt1"), w.state.tenants_on("mt1"));
+    assert!(restored.has_challenges_below("apps.example.test."));
+    assert!(restored.request("req-every").is_some());
+    let q = "ws-t1.apps.example.test.";
+    assert_eq!(resolve(&restored, q, RType::Cname), resolve(&w.state, q, RType::Cname));
+}
+
+#[test]
+fn a_prefix_no_kind_declares_names_no_kind() {
+    let mut prefixes: Vec<u8> = Kind::ALL.iter().map(|k| k.prefix()).collect();
+    prefixes.sort_unstable();
+    prefixes.dedup();
+    assert_eq!(prefixes.len(), Kind::ALL.len(), "two kinds share a key prefix");
+    for k in Kind::ALL {
+        assert_eq!(Kind::from_prefix(k.prefix()), Some(*k));
+    }
+    for b in 0..=u8::MAX {
+        assert_eq!(Kind::from_prefix(b).is_some(), prefixes.contains(&b), "prefix {b}");
+    }
+}
+
+#[test]
+fn apply_returns_each_change_where_it_is_made() {
+    let mut w = credentials_world();
+    let run = |w: &mut World, command: Command| -> Vec<Effect> {
+        w.rev += 1;
+        let (r, effects) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });
+        assert!(r.is_ok(), "{r:?}");
+        effects
+    };
+    let tenant = |v: &Option<Value>| match v {
+        Some(Value::Tenant(t)) => Some(t.cluster.clone()),
+        _ => None,
+    };
+
+    let fx = run(&mut w, Command::MoveTenant { id: "t1".into(), cluster: "mt2".into() });
+    assert_eq!(fx.len(), 1);
+    assert_eq!((fx[0].kind, fx[0].key.as_str()), (Kind::Tenant, "t1"));
+    assert_eq!((tenant(&fx[0].before), tenant(&fx[0].after)), (Some("mt1".into()), Some("mt2".into())));
+    assert_eq!(w.state.tenants_on("mt1"), 0);
+    assert_eq!(w.state.tenants_on("mt2"), 2);
+    assert_eq!(w.state.data_revision(), w.rev, "a tenant change moves the serial of zones with rules");
+
+    // Deleting a tenant deletes its credentials in the same command.
+    let fx = run(&mut w, Command::DeleteTenant { id: "t1".into() });
+    let ids: Vec<(Kind, &str, bool)> = fx.iter().map(|e| (e.kind, e.key.as_str(), e.after.is_none())).collect();
+    assert_eq!(ids, [(Kind::Tenant, "t1", true), (Kind::Credential, TENANT_T1, true)]);
+    assert!(fx[0].for_history().is_some_and(|h| h.before.is_some()), "a deleted tenant's last value is kept for watchers");
+    assert!(fx[1].for_history().is_none(), "credentials stay out of the change history");
+    assert!(w.state.tenant_by_key("a1").is_none(), "its aliases go with it");
+
+    // A refused command has no effects, and a zone write does not move the data revision.
+    let data_revision = w.state.data_revision();
+    w.rev += 1;
+    let (r, fx) =
+        w.state.apply(w.rev, &Envelope { at_ms: 0, command: Command::DeleteCluster { id: "mt2".into() }, guard: Guard::default() });
+    assert!(r.is_err() && fx.is_empty());
+    let fx = run(&mut w, Command::PutZone { zone: zone() });
+    assert!(fx[0].before.is_some() && fx[0].for_history().is_some_and(|h| h.before.is_none()));
+    assert_eq!(w.state.data_revision(), data_revision);
 }

@@ -1,25 +1,21 @@
 //! The whole applied state as one byte string: the body of a Raft snapshot.
+//! Its records are the registry's `Value`s, so no kind is named here.
 
 use serde::{Deserialize, Serialize};
-use switchboard_domain::state::Parts;
-use switchboard_domain::{Challenge, Cluster, Credential, RequestRecord, State, Tenant, Zone, ZoneSpec};
+use switchboard_domain::{State, Value};
 
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 4;
+const IMAGE_VERSION: u32 = 5;
 
 #[derive(Serialize, Deserialize)]
 struct Image {
     version: u32,
     revision: u64,
     data_revision: u64,
-    zones: Vec<(ZoneSpec, u64)>,
-    clusters: Vec<Cluster>,
-    tenants: Vec<Tenant>,
-    requests: Vec<RequestRecord>,
-    challenges: Vec<Challenge>,
-    credentials: Vec<Credential>,
+    /// Every stored value, kind by kind as `State::values` gives them.
+    values: Vec<Value>,
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>> {
@@ -27,34 +23,19 @@ pub fn encode_state(state: &State) -> Result<Vec<u8>> {
         version: IMAGE_VERSION,
         revision: state.revision(),
         data_revision: state.data_revision(),
-        zones: state.zones().map(|z| (z.spec.clone(), z.revision)).collect(),
-        clusters: state.clusters().map(|c| (**c).clone()).collect(),
-        tenants: state.tenants_after(None).map(|t| (**t).clone()).collect(),
-        requests: state.requests().map(|r| (**r).clone()).collect(),
-        challenges: state.challenges().map(|c| (**c).clone()).collect(),
-        credentials: state.credentials().map(|c| (**c).clone()).collect(),
+        values: state.values().collect(),
     };
     encode("state image", &image)
 }
 
 pub fn decode_state(bytes: &[u8]) -> Result<State> {
-    let image: Image = decode("state image", bytes)?;
-    if image.version != IMAGE_VERSION {
-        return Err(StorageError::Corrupt(format!("state image version {} (this build reads {IMAGE_VERSION})", image.version)));
+    // The version leads the image: read it alone first, so another
+    // version is reported as such rather than as a decoding error.
+    let (version, _): (u32, usize) = bincode::serde::decode_from_slice(bytes, crate::config())
+        .map_err(|source| StorageError::Decode { what: "state image version".into(), source })?;
+    if version != IMAGE_VERSION {
+        return Err(StorageError::Corrupt(format!("state image version {version} (this build reads {IMAGE_VERSION})")));
     }
-    let zones = image
-        .zones
-        .iter()
-        .map(|(spec, rev)| Zone::compile(spec, *rev).map_err(|e| StorageError::Corrupt(format!("zone {} in image: {e}", spec.apex))))
-        .collect::<Result<Vec<_>>>()?;
-    Ok(State::from_parts(Parts {
-        revision: image.revision,
-        data_revision: image.data_revision,
-        zones,
-        clusters: image.clusters,
-        tenants: image.tenants,
-        requests: image.requests,
-        challenges: image.challenges,
-        credentials: image.credentials,
-    }))
+    let image: Image = decode("state image", bytes)?;
+    Ok(State::restore(image.revision, image.data_revision, image.values))
 }

@@ -7,6 +7,7 @@
 //! writes only what it changed.
 
 mod image;
+pub mod keys;
 
 use std::path::Path;
 use std::sync::Arc;
@@ -14,18 +15,16 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_domain::state::Parts;
-use switchboard_domain::{Challenge, Change, Cluster, Credential, RequestRecord, State, Tenant, Touched, Zone, ZoneSpec};
+use switchboard_domain::{Effect, Kind, State, Value};
 
 pub use image::{decode_state, encode_state};
+use keys::{KEY_CHANGES_FROM, KEY_FORMAT, KEY_REVISIONS};
 
 const CF_META: &str = "meta";
 const CF_LOG: &str = "log";
 const CF_STATE: &str = "state";
 /// Recent changes for watchers, by (revision, sequence in the revision).
 const CF_CHANGES: &str = "changes";
-/// The first revision whose changes `CF_CHANGES` holds completely.
-const KEY_CHANGES_FROM: &str = "changes/from";
 /// Changes kept for watchers to resume from, counted in revisions; older
 /// ones are pruned every `CHANGES_PRUNE_EVERY` revisions.
 pub const CHANGES_KEEP: u64 = 100_000;
@@ -38,16 +37,14 @@ const CHANGES_PRUNE_EVERY: u64 = 4096;
 /// Past this size RocksDB flushes the column families holding the oldest.
 pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
-/// Key of the applied state's revisions in `meta`.
-const KEY_REVISIONS: &[u8] = b"sm/revisions";
-
-/// Key of the data format in `meta`, and the format this build writes and
-/// reads: 2 = log entries hold batches of guarded commands, state holds the
-/// request-id window (`r/`); 3 = ACME challenges (`a/`, commands, snapshot
-/// image v3) and the `changes` history; 4 = credentials (`k/`, image v4) and
-/// the caller in every command's guard. Bump on any change to what is stored.
-const KEY_FORMAT: &str = "format";
-pub const FORMAT: u32 = 4;
+/// The data format this build writes and reads (kept under
+/// `keys::KEY_FORMAT`): 2 = log entries hold batches of guarded commands,
+/// state holds the request-id window (`r/`); 3 = ACME challenges (`a/`,
+/// commands, snapshot image v3) and the `changes` history; 4 = credentials
+/// (`k/`, image v4) and the caller in every command's guard; 5 = every state
+/// value and snapshot record is a registry `Value` (tagged with its kind) and
+/// the history holds `Effect`s (image v5). Bump on any change to what is stored.
+pub const FORMAT: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -100,15 +97,13 @@ fn log_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
 }
 
-fn state_key(t: &Touched) -> Vec<u8> {
-    match t {
-        Touched::Zone(apex) => format!("z/{apex}").into_bytes(),
-        Touched::Cluster(id) => format!("c/{id}").into_bytes(),
-        Touched::Tenant(id) => format!("t/{id}").into_bytes(),
-        Touched::Request(id) => format!("r/{id}").into_bytes(),
-        Touched::Acme(owner) => format!("a/{owner}").into_bytes(),
-        Touched::Credential(id) => format!("k/{id}").into_bytes(),
-    }
+/// The key of a stored entity in `CF_STATE`: its kind's prefix, `/`, its key.
+fn state_key(kind: Kind, key: &str) -> Vec<u8> {
+    let mut k = Vec::with_capacity(key.len() + 2);
+    k.push(kind.prefix());
+    k.push(b'/');
+    k.extend_from_slice(key.as_bytes());
+    k
 }
 
 impl Store {
@@ -252,44 +247,38 @@ impl Store {
     /// Persist what a batch of applied entries changed, with the state
     /// machine's own metadata (`sm_meta` under `sm_key`), atomically. Not
     /// fsynced: the log is, and a lost tail of applies is replayed from it
-    /// (writing the same changes again under the same keys).
+    /// (writing the same values again under the same keys).
     ///
-    /// `changes` are the watchers' history (see `changes_after`), written in
-    /// the same batch, so the history never runs ahead of or behind the state.
-    pub fn write_applied(&self, state: &State, touched: &[Touched], changes: &[(u64, Change)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
+    /// `effects` are the changes in apply order, each with its revision:
+    /// the state is written from them (a later effect on a key wins), and
+    /// so is the watchers' history (see `changes_after`), in the same batch,
+    /// so the history never runs ahead of or behind the state.
+    pub fn write_applied(&self, revisions: (u64, u64), effects: &[(u64, Effect)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
         let cf = self.cf(CF_STATE)?;
-        let mut b = WriteBatch::default();
         let changes_cf = self.cf(CF_CHANGES)?;
+        let mut b = WriteBatch::default();
         let mut seq = 0u32;
-        let mut last = 0;
-        for (rev, change) in changes {
-            seq = if *rev == last { seq + 1 } else { 0 };
-            last = *rev;
-            b.put_cf(changes_cf, change_key(*rev, seq), encode("change", change)?);
+        let mut last = None;
+        for (rev, effect) in effects {
+            let key = state_key(effect.kind, &effect.key);
+            match &effect.after {
+                Some(v) => b.put_cf(cf, key, encode(effect.kind.name(), v)?),
+                None => b.delete_cf(cf, key),
+            }
+            if let Some(h) = effect.for_history() {
+                seq = if last == Some(*rev) { seq + 1 } else { 0 };
+                last = Some(*rev);
+                b.put_cf(changes_cf, change_key(*rev, seq), encode("change", &h)?);
+            }
         }
         let (before, _) = self.revisions()?;
-        let now = state.revision();
+        let now = revisions.0;
         if now / CHANGES_PRUNE_EVERY != before / CHANGES_PRUNE_EVERY && now > CHANGES_KEEP {
             let from = (now - CHANGES_KEEP).max(self.changes_from()?);
             b.delete_range_cf(changes_cf, change_key(0, 0), change_key(from, 0));
             b.put_cf(self.cf(CF_META)?, KEY_CHANGES_FROM, from.to_be_bytes());
         }
-        for t in touched {
-            let key = state_key(t);
-            let value = match t {
-                Touched::Zone(apex) => state.zone(apex).map(|z| encode("zone", &(&z.spec, z.revision))).transpose()?,
-                Touched::Cluster(id) => state.cluster(id).map(|c| encode("cluster", &**c)).transpose()?,
-                Touched::Tenant(id) => state.tenant(id).map(|t| encode("tenant", &**t)).transpose()?,
-                Touched::Request(id) => state.request(id).map(|r| encode("request", &**r)).transpose()?,
-                Touched::Acme(owner) => state.challenge(owner).map(|c| encode("challenge", &**c)).transpose()?,
-                Touched::Credential(id) => state.credential(id).map(|c| encode("credential", &**c)).transpose()?,
-            };
-            match value {
-                Some(v) => b.put_cf(cf, key, v),
-                None => b.delete_cf(cf, key),
-            }
-        }
-        b.put_cf(self.cf(CF_META)?, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
+        b.put_cf(self.cf(CF_META)?, KEY_REVISIONS, encode("revisions", &revisions)?);
         b.put_cf(self.cf(CF_META)?, sm_key, sm_meta);
         self.db.write(b)?;
         Ok(())
@@ -301,23 +290,8 @@ impl Store {
         let cf = self.cf(CF_STATE)?;
         let mut b = WriteBatch::default();
         b.delete_range_cf(cf, b"".as_slice(), &[0xffu8; 1][..]);
-        for z in state.zones() {
-            b.put_cf(cf, state_key(&Touched::Zone(z.apex().into())), encode("zone", &(&z.spec, z.revision))?);
-        }
-        for c in state.clusters() {
-            b.put_cf(cf, state_key(&Touched::Cluster(c.id.clone())), encode("cluster", &**c)?);
-        }
-        for t in state.tenants_after(None) {
-            b.put_cf(cf, state_key(&Touched::Tenant(t.id.clone())), encode("tenant", &**t)?);
-        }
-        for r in state.requests() {
-            b.put_cf(cf, state_key(&Touched::Request(r.id.clone())), encode("request", &**r)?);
-        }
-        for c in state.challenges() {
-            b.put_cf(cf, state_key(&Touched::Acme(c.name.clone())), encode("challenge", &**c)?);
-        }
-        for c in state.credentials() {
-            b.put_cf(cf, state_key(&Touched::Credential(c.id.clone())), encode("credential", &**c)?);
+        for v in state.values() {
+            b.put_cf(cf, state_key(v.kind(), v.key()), encode(v.kind().name(), &v)?);
         }
         let meta = self.cf(CF_META)?;
         b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
@@ -332,7 +306,6 @@ impl Store {
         Ok(())
     }
 
-    /// Load the applied state and the state machine's metadata.
     /// Applied revision and data revision as persisted.
     fn revisions(&self) -> Result<(u64, u64)> {
         match self.db.get_cf(self.cf(CF_META)?, KEY_REVISIONS)? {
@@ -352,8 +325,8 @@ impl Store {
 
     /// Changes at revisions after `after`, oldest first, at most `limit`
     /// (a revision's changes are never split across calls).
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Change)>> {
-        let mut out: Vec<(u64, Change)> = Vec::new();
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Effect)>> {
+        let mut out: Vec<(u64, Effect)> = Vec::new();
         let start = change_key(after.saturating_add(1), 0);
         for item in self.db.iterator_cf(self.cf(CF_CHANGES)?, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;
@@ -367,27 +340,29 @@ impl Store {
         Ok(out)
     }
 
+    /// Load the applied state and the state machine's metadata. Every key
+    /// must start with the prefix of the kind its value is: a key no kind
+    /// of the registry declares is corruption, not data to skip.
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
         let (revision, data_revision) = self.revisions()?;
-        let mut parts = Parts { revision, data_revision, ..Parts::default() };
+        let mut values = Vec::new();
         for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
             let (k, v) = item?;
-            match k.first() {
-                Some(b'z') => {
-                    let (spec, rev): (ZoneSpec, u64) = decode("zone", &v)?;
-                    // Stored zones were valid when written; a failure here is corruption.
-                    let zone = Zone::compile(&spec, rev).map_err(|e| StorageError::Corrupt(format!("stored zone {}: {e}", spec.apex)))?;
-                    parts.zones.push(zone);
-                }
-                Some(b'c') => parts.clusters.push(decode::<Cluster>("cluster", &v)?),
-                Some(b't') => parts.tenants.push(decode::<Tenant>("tenant", &v)?),
-                Some(b'r') => parts.requests.push(decode::<RequestRecord>("request", &v)?),
-                Some(b'a') => parts.challenges.push(decode::<Challenge>("challenge", &v)?),
-                Some(b'k') => parts.credentials.push(decode::<Credential>("credential", &v)?),
-                _ => return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k)))),
+            let Some(kind) = k.first().copied().and_then(Kind::from_prefix).filter(|_| k.get(1) == Some(&b'/')) else {
+                return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k))));
+            };
+            let value: Value = decode(kind.name(), &v)?;
+            if value.kind() != kind || state_key(kind, value.key()) != *k {
+                return Err(StorageError::Corrupt(format!(
+                    "state key {:?} holds {} {:?}",
+                    String::from_utf8_lossy(&k),
+                    value.kind(),
+                    value.key()
+                )));
             }
+            values.push(value);
         }
-        let state = State::from_parts(parts);
+        let state = State::restore(revision, data_revision, values);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }

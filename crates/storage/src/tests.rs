@@ -1,6 +1,6 @@
 //! Round trips through a real RocksDB in a temp dir.
 
-use switchboard_domain::{Change, Cluster, Command, Envelope, State};
+use switchboard_domain::{Cluster, Command, Effect, Envelope, Kind, State, Value};
 
 use super::*;
 
@@ -30,12 +30,10 @@ fn applied_state_survives_reopen() -> Result<()> {
             (2, Command::CreateTenant { id: "t1".into(), cluster: None }),
             (3, Command::AddAlias { tenant: "t1".into(), alias: "one".into() }),
         ] {
-            let before = state.clone();
-            let (r, touched) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
+            let (r, effects) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
             assert!(r.is_ok());
-            let changes: Vec<(u64, Change)> =
-                touched.iter().filter_map(|t| Change::between(&before, &state, t)).map(|c| (rev, c)).collect();
-            s.write_applied(&state, &touched, &changes, "sm", &[rev as u8])?;
+            let effects: Vec<(u64, Effect)> = effects.into_iter().map(|e| (rev, e)).collect();
+            s.write_applied((state.revision(), state.data_revision()), &effects, "sm", &[rev as u8])?;
         }
     }
     let s = Store::open(dir.path())?;
@@ -44,7 +42,7 @@ fn applied_state_survives_reopen() -> Result<()> {
     let changes = s.changes_after(1, 100)?;
     assert_eq!(changes.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![2, 3]);
     assert!(
-        matches!(&changes[1].1, Change::Tenant { tenant: Some(t), previous: Some(p), .. } if t.aliases == ["one"] && p.aliases.is_empty())
+        matches!(&changes[1].1, Effect { kind: Kind::Tenant, before: Some(Value::Tenant(p)), after: Some(Value::Tenant(t)), .. } if t.aliases == ["one"] && p.aliases.is_empty())
     );
     let (loaded, meta) = s.load_state("sm")?;
     assert_eq!(meta.as_deref(), Some([3u8].as_slice()));
@@ -105,4 +103,28 @@ fn the_write_ahead_log_stays_bounded_when_one_column_family_is_written_rarely() 
     }
     let wal = wal_bytes(dir.path());
     assert!(wal <= 2 * crate::WAL_BYTES_MAX, "{wal} bytes of WAL after writing {} bytes", index * entry.len() as u64);
+}
+
+/// Only kinds of the registry are stored: a key under a prefix no kind
+/// declares, or a value of another kind than its key says, is refused on
+/// load as corruption instead of being skipped or misread.
+#[test]
+fn a_kind_missing_from_the_registry_cannot_be_stored() -> Result<()> {
+    let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
+    let s = Store::open(dir.path())?;
+    let cluster = Value::from(Cluster::new("mt1"));
+    s.db.put_cf(s.cf(CF_STATE)?, b"c/mt1", encode("cluster", &cluster)?)?;
+    assert_eq!(s.load_state("sm")?.0.cluster("mt1").map(|c| c.id.clone()), Some("mt1".into()));
+
+    let undeclared = (0..=u8::MAX).find(|b| Kind::from_prefix(*b).is_none() && b.is_ascii_lowercase()).unwrap_or(b'x');
+    s.db.put_cf(s.cf(CF_STATE)?, [undeclared, b'/', b'q'], encode("cluster", &cluster)?)?;
+    let e = s.load_state("sm").map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("unknown state key"), "{e}");
+    s.db.delete_cf(s.cf(CF_STATE)?, [undeclared, b'/', b'q'])?;
+
+    // A cluster stored under a tenant's key.
+    s.db.put_cf(s.cf(CF_STATE)?, b"t/mt1", encode("cluster", &cluster)?)?;
+    let e = s.load_state("sm").map(|_| ()).unwrap_err().to_string();
+    assert!(e.contains("holds"), "{e}");
+    Ok(())
 }

@@ -1,4 +1,4 @@
-//! The node config file (SPEC §6): one TOML file per node, every field with a
+//! The node config file (examples in `config/`): one TOML file per node, every field with a
 //! default, unknown fields refused, cross-field rules checked by `validate`.
 //! Errors name the file, and the line and key where TOML knows them.
 
@@ -413,7 +413,7 @@ mod tests {
         }
         for entry in std::fs::read_dir(root.join("zones"))? {
             let path = entry?.path();
-            crate::zonefile::load(&path)?;
+            switchboard_cli::zonefile::load(&path)?;
             seen += 1;
         }
         assert!(seen >= 6, "config/ should hold working examples");

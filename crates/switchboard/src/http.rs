@@ -33,18 +33,18 @@ impl Health {
     }
 
     fn metrics(&self) -> String {
-        let m = self.node.metrics();
+        let st = self.node.status();
         let state = self.node.state();
         let mut out = String::new();
         let mut gauge = |name: &str, help: &str, v: u64| {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");
         };
         gauge("switchboard_applied_revision", "Revision of the state this node serves.", state.revision());
-        gauge("switchboard_raft_term", "Current Raft term.", m.current_term);
-        gauge("switchboard_raft_last_log_index", "Index of the last entry in the local log.", m.last_log_index.unwrap_or(0));
-        gauge("switchboard_raft_is_leader", "1 when this node is the leader.", u64::from(m.current_leader == Some(m.id)));
+        gauge("switchboard_raft_term", "Current Raft term.", st.term);
+        gauge("switchboard_raft_last_log_index", "Index of the last entry in the local log.", st.last_log_index);
+        gauge("switchboard_raft_is_leader", "1 when this node is the leader.", u64::from(st.leader_id == Some(st.id)));
         gauge("switchboard_ready", "1 when /readyz reports ready.", u64::from(self.ready().is_ok()));
-        if let Some(ms) = self.node.staleness_ms() {
+        if let Some(ms) = st.staleness_ms {
             gauge("switchboard_staleness_ms", "Milliseconds since this node last heard from a leader.", ms);
         }
         gauge("switchboard_zones", "Zones served.", state.zones().count() as u64);

@@ -13,27 +13,6 @@ use hickory_proto::rr::RecordType;
 
 const BOOTSTRAP: &str = "bootstrap-admin-0123456789abcdef";
 
-fn zone(apex: &str, environment: &str) -> String {
-    format!(
-        r#"
-apex = "{apex}"
-environment = "{environment}"
-ns = ["ns1.example.test."]
-
-[[rules]]
-kind = "service-tenant"
-services = ["ws"]
-target = "{{service}}-{{cluster}}.example.test."
-
-[[rules]]
-kind = "tenant-host"
-
-[[rules]]
-kind = "acme"
-"#
-    )
-}
-
 const PROD: &str = "apps.example.test.";
 const STAGING: &str = "apps.staging.example.test.";
 
@@ -83,7 +62,7 @@ fn each_role_and_scope_is_allowed_its_calls_and_denied_the_rest() -> anyhow::Res
     // The bootstrap admin sets the scene.
     for (apex, env) in [(PROD, "prod"), (STAGING, "staging")] {
         let file = dir.path().join(format!("{env}.toml"));
-        std::fs::write(&file, zone(apex, env))?;
+        std::fs::write(&file, common::zone_file(apex, env))?;
         node.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
     }
     node.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;

@@ -13,21 +13,6 @@ use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::RecordType;
 use switchboard_api::proto::{self, tenants_client::TenantsClient};
 
-const ZONE: &str = r#"
-apex = "apps.example.test."
-environment = "prod"
-ns = ["ns1.example.test."]
-[[rules]]
-kind = "service-tenant"
-services = ["ws"]
-target = "{service}-{cluster}.example.test."
-[[rules]]
-kind = "tenant-host"
-ttl = 60
-[[rules]]
-kind = "acme"
-"#;
-
 /// Fast elections so failover fits a test; small snapshots so a late
 /// learner must catch up from one.
 const RAFT: &str = "[raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\nsnapshot_every_entries = 100\nkeep_entries_after_snapshot = 20\n";
@@ -153,7 +138,7 @@ fn three_voters_two_learners_survive_failures_and_restarts() -> anyhow::Result<(
 
     eprintln!("--- writes sent to a learner are forwarded, acknowledged and answered everywhere");
     let zone = c.node(1).dir.join("zone.toml");
-    std::fs::write(&zone, ZONE)?;
+    std::fs::write(&zone, common::zone_file("apps.example.test.", "prod"))?;
     let learner = c.node(4);
     learner.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
     learner.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
@@ -322,7 +307,7 @@ fn peers_without_the_cluster_secret_are_refused() -> anyhow::Result<()> {
     voter.spawn()?;
     voter.wait_leader(Duration::from_secs(30))?;
     let zone = voter.dir.join("zone.toml");
-    std::fs::write(&zone, ZONE)?;
+    std::fs::write(&zone, common::zone_file("apps.example.test.", "prod"))?;
     voter.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
 
     learner.spawn()?;
@@ -425,5 +410,67 @@ fn consistent_reads_see_every_acknowledged_write_even_through_a_lagging_node() -
     assert_eq!(local["cluster"], "mt1", "the learner lags 1.5 s behind: {local}");
     assert_eq!(consistent["cluster"], "mt2", "{consistent}");
     assert_eq!(consistent["revision"], moved["tenant"]["revision"], "{consistent} after {moved}");
+    Ok(())
+}
+
+/// `--wait everywhere` on a cluster with tokens on the API and a cluster
+/// secret: the write returns once every member has applied it (each
+/// answers it at once), and with a member down it fails naming that
+/// member. The members are asked over the signed peer network; they were
+/// once asked over the public API without a token, and every such write
+/// failed with DEADLINE_EXCEEDED although all had applied it.
+#[test]
+fn wait_everywhere_works_with_api_tokens_and_a_cluster_secret() -> anyhow::Result<()> {
+    const BOOTSTRAP: &str = "bootstrap-admin-0123456789abcdef";
+    let root = tempfile::tempdir()?;
+    let token_file = root.path().join("bootstrap.token");
+    let secret = root.path().join("secret");
+    std::fs::write(&token_file, format!("{BOOTSTRAP}\n"))?;
+    std::fs::write(&secret, "0123456789abcdef-cluster-secret\n")?;
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
+    let voters: String = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!("[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n", i + 1, n.ports.peer, n.ports.api)
+        })
+        .collect();
+    for (i, n) in nodes.iter_mut().enumerate() {
+        n.write_config(
+            i as u64 + 1,
+            &format!("{RAFT}[api]\nbootstrap_token_file = {token_file:?}\n[cluster]\nname = \"t\"\nsecret_file = {secret:?}\n{voters}"),
+        )?;
+        n.token = Some(BOOTSTRAP.into());
+        n.spawn()?;
+    }
+    let zone = root.path().join("zone.toml");
+    std::fs::write(&zone, common::zone_file("apps.example.test.", "prod"))?;
+    let mut c = Cluster { _root: root, nodes };
+    let leader = c.leader(&[1, 2, 3])?;
+    c.node(leader).cli(&["--wait", "everywhere", "zone", "put", zone.to_str().unwrap_or_default()])?;
+    c.node(leader).cli(&["--wait", "everywhere", "cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+
+    eprintln!("--- a write through a follower with --wait everywhere is answered at once by every node");
+    let follower = (1..=3).find(|id| *id != leader).unwrap_or(1);
+    for t in ["alpha", "beta", "gamma"] {
+        c.node(follower).cli(&["--wait", "everywhere", "tenant", "create", t, "--cluster", "mt1"])?;
+        for id in 1..=3 {
+            let m = query(c.node(id).dns(), &format!("ws-{t}.apps.example.test."), RecordType::CNAME)?;
+            assert_eq!(answers(&m), cname(t, "mt1"), "node {id} had not applied the write when it returned");
+        }
+    }
+
+    eprintln!("--- with a member down, the wait fails naming it; the write stands");
+    let down = (1..=3).find(|id| *id != leader && *id != follower).unwrap_or(3);
+    c.node_mut(down).kill9()?;
+    let err = c
+        .node(leader)
+        .cli(&["--wait", "everywhere", "--wait-timeout-ms", "1000", "tenant", "create", "delta", "--cluster", "mt1"])
+        .err()
+        .map(|e| e.to_string())
+        .unwrap_or_default();
+    assert!(err.contains("DeadlineExceeded") && err.contains(&format!("node(s) {down}")), "{err}");
+    let m = query(c.node(leader).dns(), "ws-delta.apps.example.test.", RecordType::CNAME)?;
+    assert_eq!(answers(&m), cname("delta", "mt1"));
     Ok(())
 }

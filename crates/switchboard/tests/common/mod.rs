@@ -251,6 +251,30 @@ impl Drop for Node {
     }
 }
 
+/// A zone file at `apex` with the rules most tests use: `{service}-{tenant}`
+/// CNAMEs for `ws`, tenant hosts (TTL 60) and ACME challenges.
+pub fn zone_file(apex: &str, environment: &str) -> String {
+    format!(
+        r#"
+apex = "{apex}"
+environment = "{environment}"
+ns = ["ns1.example.test."]
+
+[[rules]]
+kind = "service-tenant"
+services = ["ws"]
+target = "{{service}}-{{cluster}}.example.test."
+
+[[rules]]
+kind = "tenant-host"
+ttl = 60
+
+[[rules]]
+kind = "acme"
+"#
+    )
+}
+
 /// A single node in a temp dir with `zone` (TOML) put and each cluster of
 /// `clusters` (the arguments after `cluster put`) created.
 pub fn single_with(zone: &str, clusters: &[&[&str]]) -> anyhow::Result<(tempfile::TempDir, Node)> {

@@ -1,0 +1,76 @@
+//! What a node tells about itself, in this crate's own types: role, term,
+//! leader, log and applied positions, staleness and membership. Callers
+//! (API, HTTP, the wait for `--wait everywhere`) read this, never openraft's
+//! metrics.
+
+use serde::{Deserialize, Serialize};
+
+use crate::{NodeId, NodeInfo};
+
+/// A node's part in consensus right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Role {
+    Leader,
+    Follower,
+    Candidate,
+    /// A non-voting member (an edge node), or a node not yet in any membership.
+    Learner,
+    /// Raft has stopped on this node.
+    Shutdown,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Leader => "leader",
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::Learner => "learner",
+            Role::Shutdown => "shutdown",
+        }
+    }
+}
+
+/// One member of the cluster's membership.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    pub voter: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeStatus {
+    pub id: NodeId,
+    pub role: Role,
+    pub term: u64,
+    /// The leader this node knows of, with its addresses when the
+    /// membership lists it.
+    pub leader_id: Option<NodeId>,
+    pub leader: Option<NodeInfo>,
+    /// Index of the last entry in this node's log.
+    pub last_log_index: u64,
+    /// Revision of the state this node serves.
+    pub applied: u64,
+    pub snapshot_index: u64,
+    pub purged_index: u64,
+    /// Milliseconds since this node last heard from a leader (the leader:
+    /// since a quorum last acknowledged it); `None` if never.
+    pub staleness_ms: Option<u64>,
+    /// Voters and learners, by id.
+    pub members: Vec<Member>,
+    /// On the leader only: how many entries each other member's log is
+    /// behind the leader's (`None` for a member not yet replicated to).
+    pub lag: Vec<(NodeId, Option<u64>)>,
+}
+
+impl NodeStatus {
+    pub fn is_leader(&self) -> bool {
+        self.role == Role::Leader
+    }
+
+    /// The member `id`, if it belongs to the membership.
+    pub fn member(&self, id: NodeId) -> Option<&Member> {
+        self.members.iter().find(|m| m.id == id)
+    }
+}

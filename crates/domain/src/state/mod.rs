@@ -1,0 +1,339 @@
+//! The replicated state and `apply`, the pure function that changes it.
+//!
+//! `State` is built from persistent maps (`imbl`): cloning it is O(1) and
+//! shares structure, so the state machine can publish a fresh immutable
+//! snapshot to the DNS path after every batch of entries while it keeps
+//! applying. Readers never wait for a writer.
+//!
+//! The stored part is one table per kind (`kind::Tables`, from the
+//! registry); every change to it goes through `State::set`, which keeps the
+//! derived indexes and returns the `Effect`. The commands live with their
+//! concern: zones, clusters and tenants, ACME challenges, credentials, and
+//! the request-id dedup window.
+
+mod acme;
+mod credentials;
+mod dedup;
+mod tenants;
+mod zones;
+
+use std::sync::Arc;
+
+use imbl::{OrdMap, OrdSet};
+
+pub use dedup::{request_id, REQUEST_IDS_MAX, REQUEST_ID_LEN_MAX, REQUEST_ID_WINDOW_MS};
+
+use crate::command::{Command, Envelope, Outcome, RequestRecord};
+use crate::credential::{self, Access, Actor, Credential};
+use crate::error::CommandError;
+use crate::kind::{Effect, EntityId, Kind, Tables, Value};
+use crate::model::{Challenge, Cluster, Tenant, Zone};
+use crate::name;
+
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// Log index of the last applied entry (of any kind).
+    revision: u64,
+    /// Revision of the last change to a kind that `moves_serial` (clusters,
+    /// tenants, challenges); the SOA serial of a zone with rules follows it,
+    /// since such changes alter its answers.
+    data_revision: u64,
+    tables: Tables,
+    // Derived indexes, kept by `set` from the tables alone.
+    /// alias → tenant id. Aliases and tenant ids share one namespace.
+    aliases: OrdMap<String, String>,
+    /// Tenants per cluster id, so cluster reads and deletes walk no tenants.
+    tenants_per_cluster: OrdMap<String, u64>,
+    /// Request ids in the order of their stamps, for eviction.
+    request_order: OrdSet<(u64, String)>,
+    /// Challenge owner names by `name::tree_key`, so the names below a name
+    /// form one range.
+    acme_tree: OrdMap<String, String>,
+}
+
+impl State {
+    pub fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub fn data_revision(&self) -> u64 {
+        self.data_revision
+    }
+
+    pub fn zone(&self, apex: &str) -> Option<&Arc<Zone>> {
+        self.tables.zones.get(apex)
+    }
+
+    pub fn zones(&self) -> impl Iterator<Item = &Arc<Zone>> {
+        self.tables.zones.values()
+    }
+
+    pub fn cluster(&self, id: &str) -> Option<&Arc<Cluster>> {
+        self.tables.clusters.get(id)
+    }
+
+    pub fn clusters(&self) -> impl Iterator<Item = &Arc<Cluster>> {
+        self.tables.clusters.values()
+    }
+
+    /// How many tenants live on cluster `id`.
+    pub fn tenants_on(&self, id: &str) -> u64 {
+        self.tenants_per_cluster.get(id).copied().unwrap_or(0)
+    }
+
+    pub fn tenant(&self, id: &str) -> Option<&Arc<Tenant>> {
+        self.tables.tenants.get(id)
+    }
+
+    /// Tenants in id order, starting after `after` (for paging).
+    pub fn tenants_after<'a>(&'a self, after: Option<&str>) -> Box<dyn Iterator<Item = &'a Arc<Tenant>> + 'a> {
+        match after {
+            None => Box::new(self.tables.tenants.values()),
+            Some(a) => {
+                Box::new(self.tables.tenants.range::<_, str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, t)| t))
+            }
+        }
+    }
+
+    pub fn tenant_count(&self) -> usize {
+        self.tables.len(Kind::Tenant)
+    }
+
+    /// A tenant by its id or one of its aliases.
+    pub fn tenant_by_key(&self, key: &str) -> Option<&Arc<Tenant>> {
+        self.tables.tenants.get(key).or_else(|| self.aliases.get(key).and_then(|id| self.tables.tenants.get(id)))
+    }
+
+    /// The served zone with the longest apex containing `qname` (lower-case, absolute).
+    pub fn zone_for(&self, qname: &str) -> Option<&Arc<Zone>> {
+        let mut cur = qname;
+        loop {
+            if let Some(z) = self.tables.zones.get(cur) {
+                return Some(z);
+            }
+            cur = name::parent(cur)?;
+        }
+    }
+
+    /// SOA serial of a zone: the revision of the last change that can alter its answers.
+    pub fn serial(&self, zone: &Zone) -> u32 {
+        let rev = if zone.spec.rules.is_empty() { zone.revision } else { zone.revision.max(self.data_revision) };
+        // RFC 1982 serial arithmetic tolerates the wrap at 2^32.
+        rev as u32
+    }
+
+    /// The challenge at `owner` (`_acme-challenge.…`, absolute, lower-case).
+    pub fn challenge(&self, owner: &str) -> Option<&Arc<Challenge>> {
+        self.tables.challenges.get(owner)
+    }
+
+    /// Every challenge, in tree order.
+    pub fn challenges(&self) -> impl Iterator<Item = &Arc<Challenge>> {
+        self.acme_tree.values().filter_map(|owner| self.tables.challenges.get(owner))
+    }
+
+    /// Whether some challenge is owned by a name below `name`.
+    pub fn has_challenges_below(&self, name: &str) -> bool {
+        let prefix = format!("{}.", name::tree_key(name));
+        self.acme_tree.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+    }
+
+    /// The earliest expiry of any challenge value (leader's clock, ms).
+    pub fn next_acme_expiry(&self) -> Option<u64> {
+        self.tables.challenges.values().flat_map(|c| c.values.iter().map(|v| v.expires_at_ms)).min()
+    }
+
+    pub fn credential(&self, id: &str) -> Option<&Arc<Credential>> {
+        self.tables.credentials.get(id)
+    }
+
+    /// Every credential, by id.
+    pub fn credentials(&self) -> impl Iterator<Item = &Arc<Credential>> {
+        self.tables.credentials.values()
+    }
+
+    /// A request id in the dedup window.
+    pub fn request(&self, id: &str) -> Option<&Arc<RequestRecord>> {
+        self.tables.requests.get(id)
+    }
+
+    /// The stored entity `id`, of whichever kind.
+    pub fn get(&self, id: &EntityId) -> Option<Value> {
+        self.tables.get(id.kind, &id.key)
+    }
+
+    /// Every stored value, kind by kind (what storage and snapshots hold).
+    pub fn values(&self) -> impl Iterator<Item = Value> + '_ {
+        self.tables.values()
+    }
+
+    /// Rebuild a state from stored values (restart, snapshot install). The
+    /// derived indexes follow from the values.
+    pub fn restore(revision: u64, data_revision: u64, values: impl IntoIterator<Item = Value>) -> State {
+        let mut s = State { revision, data_revision, ..State::default() };
+        for v in values {
+            let (kind, key) = (v.kind(), v.key().to_string());
+            s.set(kind, &key, Some(v));
+        }
+        s
+    }
+
+    /// Note an entry that carries no command (membership change, leader blank).
+    pub fn advance(&mut self, revision: u64) {
+        debug_assert!(revision > self.revision || revision == 0);
+        self.revision = revision;
+    }
+
+    /// Apply one command at `revision`. On error nothing but the revision
+    /// changes (and the dedup window, which remembers refusals too).
+    /// Returns the outcome and every entity change it made, as `Effect`s.
+    ///
+    /// A request id already in the dedup window gets its first result again
+    /// (as `Outcome::Replayed` with the first revision) and changes nothing;
+    /// a new one is remembered with its result, refusals included. An
+    /// expected revision that does not match refuses the command (`Aborted`).
+    pub fn apply(&mut self, revision: u64, env: &Envelope) -> (Result<Outcome, CommandError>, Vec<Effect>) {
+        self.revision = revision;
+        if let Err(e) = self.check_actor(env) {
+            return (Err(e), Vec::new());
+        }
+        let request = env.guard.request_id.as_deref();
+        if let Some(id) = request {
+            if let Some(replay) = self.replay(id, env) {
+                return (replay, Vec::new());
+            }
+        }
+        let mut effects = Vec::new();
+        let result = self.check_expected(env).and_then(|()| self.dispatch(revision, env, &mut effects));
+        if result.is_err() {
+            debug_assert!(effects.is_empty(), "a refused command changed state");
+            effects.clear();
+        }
+        if effects.iter().any(|e| e.kind.moves_serial()) {
+            self.data_revision = revision;
+        }
+        if let Some(id) = request {
+            effects.extend(self.remember(id, revision, env, result.clone()));
+        }
+        (result, effects)
+    }
+
+    fn dispatch(&mut self, rev: u64, env: &Envelope, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        match &env.command {
+            Command::PutZone { zone } => self.put_zone(rev, zone, fx),
+            Command::DeleteZone { apex } => self.delete_zone(apex, fx),
+            Command::PutCluster { cluster } => self.put_cluster(rev, cluster, fx),
+            Command::DeleteCluster { id } => self.delete_cluster(id, fx),
+            Command::CreateTenant { id, cluster } => self.create_tenant(rev, id, cluster.as_deref(), fx),
+            Command::DeleteTenant { id } => self.delete_tenant(id, fx),
+            Command::PinTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, Some(true), true, fx),
+            Command::MoveTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, None, false, fx),
+            Command::UnpinTenant { id } => self.unpin_tenant(rev, id, fx),
+            Command::AddAlias { tenant, alias } => self.add_alias(rev, tenant, alias, fx),
+            Command::RemoveAlias { tenant, alias } => self.remove_alias(rev, tenant, alias, fx),
+            Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, env.at_ms, name, value, *ttl, *expires_in_s, fx),
+            Command::ClearAcme { name, value } => self.clear_acme(rev, name, value.as_deref(), fx),
+            Command::ExpireAcme => Ok(self.expire_acme(rev, env.at_ms, fx)),
+            Command::CreateCredential { credential } => self.create_credential(rev, env.at_ms, credential, fx),
+            Command::RevokeCredential { id } => self.revoke_credential(id, fx),
+        }
+    }
+
+    /// A command sent with a stored credential: the credential must still
+    /// exist and be allowed the command on the state it applies to.
+    fn check_actor(&self, env: &Envelope) -> Result<(), CommandError> {
+        let Actor::Credential(id) = &env.guard.actor else { return Ok(()) };
+        let Some(c) = self.credential(id) else {
+            return Err(CommandError::Unauthenticated(format!("credential {id} was revoked")));
+        };
+        credential::authorize(self, c, Access::Write(&env.command)).map_err(|d| CommandError::PermissionDenied(d.0))
+    }
+
+    /// Compare-and-set: the command's entity must be at the expected revision.
+    fn check_expected(&self, env: &Envelope) -> Result<(), CommandError> {
+        let Some(expected) = env.guard.expected_revision else { return Ok(()) };
+        let current = self.entity_revision(&env.command);
+        if current == expected {
+            Ok(())
+        } else {
+            Err(CommandError::Aborted { expected, current })
+        }
+    }
+
+    /// Revision of the entity a command changes; 0 when it does not exist
+    /// (or the command names it invalidly).
+    pub fn entity_revision(&self, command: &Command) -> u64 {
+        self.get(&command.entity()).map_or(0, |v| v.revision())
+    }
+
+    /// Store `after` under `kind`/`key`, or remove the entity when `None`:
+    /// the one place the tables change. Keeps the derived indexes and
+    /// returns what changed.
+    fn set(&mut self, kind: Kind, key: &str, after: Option<Value>) -> Effect {
+        debug_assert!(after.as_ref().is_none_or(|v| v.kind() == kind && v.key() == key));
+        let before = match &after {
+            Some(v) => self.tables.insert(v.clone()),
+            None => self.tables.remove(kind, key),
+        };
+        if let Some(b) = &before {
+            self.index(b, false);
+        }
+        if let Some(a) = &after {
+            self.index(a, true);
+        }
+        Effect { kind, key: key.to_string(), before, after }
+    }
+
+    /// Remove an entity that must exist: `NotFound`, naming `field`, if it does not.
+    fn remove_existing(&mut self, kind: Kind, key: &str, field: &str) -> Result<Effect, CommandError> {
+        if self.tables.get(kind, key).is_none() {
+            return Err(CommandError::not_found(kind.noun(), key, field));
+        }
+        Ok(self.set(kind, key, None))
+    }
+
+    /// Store a value (of any kind) under its own key.
+    fn put(&mut self, value: impl Into<Value>) -> Effect {
+        let value = value.into();
+        let (kind, key) = (value.kind(), value.key().to_string());
+        self.set(kind, &key, Some(value))
+    }
+
+    /// Add (`present`) or remove a stored value's entries in the derived indexes.
+    fn index(&mut self, value: &Value, present: bool) {
+        match value {
+            Value::Tenant(t) => {
+                for a in &t.aliases {
+                    if present {
+                        self.aliases.insert(a.clone(), t.id.clone());
+                    } else {
+                        self.aliases.remove(a);
+                    }
+                }
+                let n = self.tenants_per_cluster.get(&t.cluster).copied().unwrap_or(0);
+                let n = if present { n + 1 } else { n.saturating_sub(1) };
+                if n == 0 {
+                    self.tenants_per_cluster.remove(&t.cluster);
+                } else {
+                    self.tenants_per_cluster.insert(t.cluster.clone(), n);
+                }
+            }
+            Value::Request(r) => {
+                if present {
+                    self.request_order.insert((r.at_ms, r.id.clone()));
+                } else {
+                    self.request_order.remove(&(r.at_ms, r.id.clone()));
+                }
+            }
+            Value::Acme(c) => {
+                if present {
+                    self.acme_tree.insert(name::tree_key(&c.name), c.name.clone());
+                } else {
+                    self.acme_tree.remove(&name::tree_key(&c.name));
+                }
+            }
+            // Kinds without derived indexes.
+            _ => {}
+        }
+    }
+}

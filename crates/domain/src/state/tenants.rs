@@ -1,0 +1,166 @@
+//! Cluster and tenant commands: clusters, tenants, their placement, pins,
+//! moves (with tombstones) and aliases.
+
+use crate::command::Outcome;
+use crate::error::CommandError;
+use crate::kind::{Effect, Kind};
+use crate::model::{self, Cluster, Tenant, Tombstone};
+use crate::name;
+use crate::placement;
+
+use super::State;
+
+impl State {
+    pub(super) fn put_cluster(&mut self, rev: u64, cluster: &Cluster, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let mut c = cluster.clone().validate()?;
+        c.revision = rev;
+        fx.push(self.put(c.clone()));
+        Ok(Outcome::Cluster(c))
+    }
+
+    pub(super) fn delete_cluster(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let id = name::label("id", id)?;
+        let held = self.tenants_on(&id);
+        if held > 0 {
+            return Err(CommandError::precondition("id", format!("cluster {id:?} still holds {held} tenant(s); move them first")));
+        }
+        fx.push(self.remove_existing(Kind::Cluster, &id, "id")?);
+        Ok(Outcome::Deleted)
+    }
+
+    pub(super) fn create_tenant(
+        &mut self,
+        rev: u64,
+        id: &str,
+        cluster: Option<&str>,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Outcome, CommandError> {
+        let id = name::label("id", id)?;
+        if self.tenant(&id).is_some() {
+            return Err(CommandError::exists("tenant", &id, "id"));
+        }
+        if let Some(owner) = self.aliases.get(&id) {
+            return Err(CommandError::precondition("id", format!("{id:?} is already an alias of tenant {owner:?}")));
+        }
+        let (cluster, pinned) = match cluster {
+            Some(c) => {
+                let c = name::label("cluster", c)?;
+                self.check_target_cluster(&c, "cluster", true)?;
+                (c, true)
+            }
+            None => match placement::place(&id, self.clusters().map(|c| &**c)) {
+                Some(c) => (c.id.clone(), false),
+                None => return Err(CommandError::precondition("cluster", "no active, shared cluster to place the tenant on")),
+            },
+        };
+        let t = Tenant { id, cluster, pinned, aliases: Vec::new(), history: Vec::new(), revision: rev };
+        fx.push(self.put(t.clone()));
+        Ok(Outcome::Tenant(t))
+    }
+
+    pub(super) fn delete_tenant(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let id = name::label("id", id)?;
+        fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
+        self.revoke_tenant_credentials(&id, fx);
+        Ok(Outcome::Deleted)
+    }
+
+    pub(super) fn unpin_tenant(&mut self, rev: u64, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let mut t = self.tenant_for_update(id)?;
+        t.pinned = false;
+        t.revision = rev;
+        Ok(self.store_tenant(t, fx))
+    }
+
+    pub(super) fn add_alias(&mut self, rev: u64, tenant: &str, alias: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let mut t = self.tenant_for_update(tenant)?;
+        let alias = name::label("alias", alias)?;
+        if self.tenant(&alias).is_some() {
+            return Err(CommandError::precondition("alias", format!("{alias:?} is a tenant id")));
+        }
+        match self.aliases.get(&alias) {
+            Some(owner) if *owner == t.id => return Ok(Outcome::Tenant(t)),
+            Some(owner) => return Err(CommandError::precondition("alias", format!("{alias:?} is already an alias of tenant {owner:?}"))),
+            None => {}
+        }
+        if t.aliases.len() >= model::ALIASES_MAX {
+            return Err(CommandError::precondition(
+                "alias",
+                format!("tenant already has {} aliases, the most allowed", model::ALIASES_MAX),
+            ));
+        }
+        t.aliases.push(alias);
+        t.aliases.sort();
+        t.revision = rev;
+        Ok(self.store_tenant(t, fx))
+    }
+
+    pub(super) fn remove_alias(&mut self, rev: u64, tenant: &str, alias: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let mut t = self.tenant_for_update(tenant)?;
+        let alias = name::label("alias", alias)?;
+        let Some(pos) = t.aliases.iter().position(|a| *a == alias) else {
+            return Err(CommandError::not_found("alias", &alias, "alias"));
+        };
+        t.aliases.remove(pos);
+        t.revision = rev;
+        Ok(self.store_tenant(t, fx))
+    }
+
+    /// Pin (`pin`, setting `pinned`) or move a tenant to `cluster`, recording
+    /// a tombstone when its cluster changes.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn relocate(
+        &mut self,
+        rev: u64,
+        at_ms: u64,
+        id: &str,
+        cluster: &str,
+        pinned: Option<bool>,
+        pin: bool,
+        fx: &mut Vec<Effect>,
+    ) -> Result<Outcome, CommandError> {
+        let mut t = self.tenant_for_update(id)?;
+        let cluster = name::label("cluster", cluster)?;
+        if t.cluster != cluster {
+            self.check_target_cluster(&cluster, "cluster", pin)?;
+            t.history.push(Tombstone { from: t.cluster.clone(), to: cluster.clone(), revision: rev, at_ms });
+            if t.history.len() > model::TOMBSTONES_MAX {
+                let excess = t.history.len() - model::TOMBSTONES_MAX;
+                t.history.drain(..excess);
+            }
+            t.cluster = cluster;
+        } else if self.cluster(&cluster).is_none() {
+            return Err(CommandError::not_found("cluster", &cluster, "cluster"));
+        }
+        if let Some(p) = pinned {
+            t.pinned = p;
+        }
+        t.revision = rev;
+        Ok(self.store_tenant(t, fx))
+    }
+
+    fn tenant_for_update(&self, id: &str) -> Result<Tenant, CommandError> {
+        let id = name::label("id", id)?;
+        self.tenant(&id).map(|t| (**t).clone()).ok_or_else(|| CommandError::not_found("tenant", &id, "id"))
+    }
+
+    fn store_tenant(&mut self, t: Tenant, fx: &mut Vec<Effect>) -> Outcome {
+        fx.push(self.put(t.clone()));
+        Outcome::Tenant(t)
+    }
+
+    /// Can a tenant be put on `id` by an operator? Dedicated clusters take
+    /// tenants only by pin; draining and down clusters take none.
+    fn check_target_cluster(&self, id: &str, field: &str, pin: bool) -> Result<(), CommandError> {
+        let Some(c) = self.cluster(id) else {
+            return Err(CommandError::not_found("cluster", id, field));
+        };
+        if c.state != model::ClusterState::Active {
+            return Err(CommandError::precondition(field, format!("cluster {id:?} is {} and takes no new tenants", c.state.as_str())));
+        }
+        if c.dedicated && !pin {
+            return Err(CommandError::precondition(field, format!("cluster {id:?} is dedicated: use pin to place a tenant there")));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,11 @@
+//! The Switchboard server as a library: the node config (`config`), the
+//! wiring of a node (`serve`) and its HTTP health and metrics endpoint
+//! (`http`). The only code that reads config files, the environment and
+//! signals; `main.rs` only chooses between this and the CLI.
+
+pub mod config;
+pub mod http;
+pub mod serve;
+
+pub use config::Config;
+pub use serve::run;
