@@ -1,7 +1,8 @@
 """A standard gRPC client that knows nothing of Switchboard but what server
 reflection tells it: list the services, load their descriptors, and call
 Tenants.CreateTenant, Tenants.GetTenant and Node.Status by name; then ask
-grpc.health.v1 whether the server is serving.
+grpc.health.v1 whether the server is serving, and send bytes that are no
+message at all.
 
 Usage: python3 tests/reflection_client.py HOST:PORT
 Run by crates/switchboard/tests/single_node.rs; needs grpcio,
@@ -71,7 +72,15 @@ def main(target):
         if health.status == health_pb2.HealthCheckResponse.SERVING:
             break
         time.sleep(0.1)
+    # Bytes that are no protobuf message: the caller's fault, INVALID_ARGUMENT.
+    garbage = channel.unary_unary("/switchboard.v1.Tenants/GetTenant", request_serializer=None, response_deserializer=None)
+    try:
+        garbage(b"\xff\xff\xff\xff", timeout=10)
+        garbage_code = "OK"
+    except grpc.RpcError as e:
+        garbage_code = e.code().name
     print(json.dumps({
+        "garbage_code": garbage_code,
         "services": sorted(services),
         "created_revision": int(created.get("revision", 0)),
         "tenant": got,

@@ -71,11 +71,17 @@ impl Auth {
         if !self.enforce {
             return Ok(Caller::Trusted);
         }
-        let Some(value) = metadata.get("authorization") else {
+        let mut values = metadata.get_all("authorization").iter();
+        let Some(value) = values.next() else {
             return Err(Status::unauthenticated(
                 "no credentials: send `authorization: Bearer <token>` (switchboard --token or SWITCHBOARD_TOKEN)",
             ));
         };
+        // Two tokens would leave it to chance which one a proxy or a log
+        // attributes the call to: one header or none.
+        if values.next().is_some() {
+            return Err(Status::unauthenticated("authorization: sent more than once; send one `Bearer <token>`"));
+        }
         let token = value
             .to_str()
             .ok()
@@ -145,5 +151,18 @@ mod tests {
         assert!(equal(&sha256(secret.as_bytes()), &h1));
         assert!(!equal(&sha256(b"other"), &h1));
         assert!(!equal(&h1[..31], &h1));
+    }
+
+    #[test]
+    fn a_second_authorization_header_is_refused() {
+        let auth = Auth::tokens(Some("bootstrap-admin-0123456789abcdef"));
+        let state = State::default();
+        let mut metadata = MetadataMap::new();
+        metadata.append("authorization", tonic::metadata::MetadataValue::from_static("Bearer bootstrap-admin-0123456789abcdef"));
+        assert!(matches!(auth.caller(&state, &metadata), Ok(Caller::Trusted)));
+        metadata.append("authorization", tonic::metadata::MetadataValue::from_static("Bearer sbt_0000000000000000_x"));
+        let e = auth.caller(&state, &metadata).map(|_| ()).unwrap_err();
+        assert_eq!(e.code(), tonic::Code::Unauthenticated);
+        assert!(e.message().contains("more than once"), "{}", e.message());
     }
 }

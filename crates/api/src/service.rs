@@ -367,7 +367,7 @@ impl tenants_server::Tenants for Api {
                 summary.errors.truncate(IMPORT_ERRORS_MAX);
             }
         };
-        while let Some(chunk) = stream.message().await? {
+        while let Some(chunk) = stream.message().await.map_err(status::stream)? {
             for record in chunk.records {
                 // Enough in flight to fill log entries, few enough to bound memory.
                 while pending.len() >= IMPORT_IN_FLIGHT {

@@ -49,3 +49,40 @@ pub fn node(e: NodeError) -> Status {
         other => Status::internal(other.to_string()),
     }
 }
+
+/// tonic answers a request it cannot decode with INTERNAL ("failed to decode
+/// Protobuf message: …", as gRPC's own guidance has it); the fault is the
+/// caller's, and every other bad input here is INVALID_ARGUMENT, so a
+/// unary call's decode failure (a trailers-only response, status in the
+/// headers) says so too. Streamed requests are mapped where they are read
+/// (`stream`).
+pub fn decode_failure_is_invalid_argument<B>(mut response: http::Response<B>) -> http::Response<B> {
+    let headers = response.headers();
+    let internal = headers.get("grpc-status").is_some_and(|v| v.as_bytes() == b"13");
+    let decode = headers.get("grpc-message").is_some_and(|m| {
+        let m = m.as_bytes();
+        m.starts_with(DECODE_FAILURE.as_bytes()) || m.starts_with(DECODE_FAILURE.replace(' ', "%20").as_bytes())
+    });
+    if internal && decode {
+        response.headers_mut().insert("grpc-status", http::HeaderValue::from_static("3"));
+    }
+    response
+}
+
+/// How prost's decode errors begin.
+const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+
+/// A status from reading a streamed request: decode failures are the
+/// caller's (INVALID_ARGUMENT), anything else stays as it is.
+pub fn stream(s: Status) -> Status {
+    if s.code() == Code::Internal && s.message().starts_with(DECODE_FAILURE) {
+        Status::invalid_argument(s.message().to_string())
+    } else {
+        s
+    }
+}
+
+/// The layer that applies `decode_failure_is_invalid_argument` to every response.
+pub fn decode_failure_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<B>> {
+    tower::util::MapResponseLayer::new(decode_failure_is_invalid_argument::<B>)
+}

@@ -28,6 +28,10 @@ use tokio::net::{TcpListener, UdpSocket};
 /// Largest UDP response we send, whatever the client offers (the DNS flag
 /// day 2020 value, safe from IP fragmentation).
 pub const UDP_PAYLOAD_MAX: u16 = 1232;
+/// The transfer QTYPEs (RFC 1995, RFC 5936).
+const QTYPE_IXFR: u16 = 251;
+const QTYPE_AXFR: u16 = 252;
+
 /// The UDP payload every client takes (RFC 1035 §4.2.1), and the least we send.
 pub const UDP_PAYLOAD_MIN: u16 = 512;
 /// A TCP connection with no request for this long is closed.
@@ -54,16 +58,37 @@ impl Handler {
     }
 }
 
-/// Bind UDP and TCP on `addr` and serve until the server is dropped or shut down.
-pub async fn serve(addr: SocketAddr, handler: Handler) -> Result<(Server<Handler>, SocketAddr), DnsError> {
-    let udp = UdpSocket::bind(addr).await.map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
-    let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
-    // TCP on the same port as UDP, also when the caller asked for port 0.
-    let tcp = TcpListener::bind(bound).await.map_err(|source| DnsError::Bind { proto: "tcp", addr: bound, source })?;
+/// The DNS sockets of a node: UDP and TCP on one port, bound before the
+/// node opens its store so a busy port stops it before anything is written.
+/// Bind them on the runtime that will serve them (their I/O belongs to it).
+#[derive(Debug)]
+pub struct Listeners {
+    udp: UdpSocket,
+    tcp: TcpListener,
+    bound: SocketAddr,
+}
+
+impl Listeners {
+    pub async fn bind(addr: SocketAddr) -> Result<Listeners, DnsError> {
+        let udp = UdpSocket::bind(addr).await.map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
+        let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
+        // TCP on the same port as UDP, also when the caller asked for port 0.
+        let tcp = TcpListener::bind(bound).await.map_err(|source| DnsError::Bind { proto: "tcp", addr: bound, source })?;
+        Ok(Listeners { udp, tcp, bound })
+    }
+
+    /// The address bound (the port chosen when port 0 was asked for).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.bound
+    }
+}
+
+/// Serve DNS on `listeners` with `handler`: hickory-server answers UDP and TCP.
+pub fn serve(listeners: Listeners, handler: Handler) -> Server<Handler> {
     let mut server = Server::new(handler);
-    server.register_socket(udp);
-    server.register_listener(tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-    Ok((server, bound))
+    server.register_socket(listeners.udp);
+    server.register_listener(listeners.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
+    server
 }
 
 fn info_for(request: &Request, rcode: ResponseCode) -> ResponseInfo {
@@ -218,6 +243,19 @@ impl RequestHandler for Handler {
         let query = &request.queries.queries()[0];
         if query.query_class() != DNSClass::IN {
             let msg = builder.error_msg(&request.metadata, ResponseCode::Refused);
+            return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+        }
+
+        // Zone transfers are not served (yet): refused as Knot DNS refuses a
+        // transfer it does not allow (NOTAUTH, RFC 5936 §2.2.1); QTYPE 0 is
+        // reserved and means nothing to answer (NOTIMP, as Knot says).
+        let refusal = match u16::from(query.query_type()) {
+            0 => Some(ResponseCode::NotImp),
+            QTYPE_IXFR | QTYPE_AXFR => Some(ResponseCode::NotAuth),
+            _ => None,
+        };
+        if let Some(rcode) = refusal {
+            let msg = builder.error_msg(&request.metadata, rcode);
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }
 

@@ -38,6 +38,14 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 
 async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
     let (auth, bootstrap_token) = config.api_auth()?;
+    // Every port first: a busy one stops the node before its store exists.
+    let dns_addr = config.listen.dns;
+    let dns_listeners = dns_runtime.spawn(switchboard_dns::Listeners::bind(dns_addr)).await??;
+    let dns_bound = dns_listeners.local_addr();
+    let peer_listener = TcpListener::bind(config.listen.peer).await.with_context(|| format!("binding peer on {}", config.listen.peer))?;
+    let api_listener = TcpListener::bind(config.listen.api).await.with_context(|| format!("binding API on {}", config.listen.api))?;
+    let http_listener = http::bind(config.listen.http).await?;
+
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
@@ -46,12 +54,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
 
     // DNS first: it answers from the state on disk before consensus is up.
     let handler = switchboard_dns::Handler::new(node.published());
-    let dns_addr = config.listen.dns;
-    let (dns_server, dns_bound) = dns_runtime.spawn(async move { switchboard_dns::serve(dns_addr, handler).await }).await??;
-
-    let peer_listener = TcpListener::bind(config.listen.peer).await.with_context(|| format!("binding peer on {}", config.listen.peer))?;
-    let api_listener = TcpListener::bind(config.listen.api).await.with_context(|| format!("binding API on {}", config.listen.api))?;
-    let http_listener = http::bind(config.listen.http).await?;
+    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler) }).await?;
     tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -82,6 +85,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
     let (reflection_v1, reflection_v1alpha) = switchboard_api::reflection().context("building gRPC reflection")?;
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .layer(switchboard_api::decode_failure_layer())
             .add_service(services.zones)
             .add_service(services.clusters)
             .add_service(services.tenants)

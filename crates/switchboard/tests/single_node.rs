@@ -193,6 +193,66 @@ fn malformed_packets_do_not_stop_the_server() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Zone transfers are refused as Knot DNS refuses one it does not allow
+/// (NOTAUTH), and QTYPE 0 is NOTIMP as Knot says; neither gets the NODATA
+/// answer a plain query would.
+#[test]
+fn transfers_and_qtype_zero_are_refused_as_knot_refuses_them() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    let question = |qtype: u16| {
+        let mut q = vec![0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0];
+        for label in ["apps", "example", "test"] {
+            q.push(label.len() as u8);
+            q.extend_from_slice(label.as_bytes());
+        }
+        q.push(0);
+        q.extend_from_slice(&qtype.to_be_bytes());
+        q.extend_from_slice(&1u16.to_be_bytes());
+        q
+    };
+    for (qtype, rcode, what) in [(252u16, 9u8, "AXFR: NOTAUTH"), (251, 9, "IXFR: NOTAUTH"), (0, 4, "QTYPE 0: NOTIMP")] {
+        let resp = raw_udp(node.dns(), &question(qtype))?.ok_or_else(|| anyhow::anyhow!("{what}: no answer"))?;
+        assert_eq!(resp[3] & 0x0f, rcode, "{what}");
+        assert_eq!(u16::from_be_bytes([resp[6], resp[7]]), 0, "{what}: no answer records");
+    }
+    Ok(())
+}
+
+/// A busy port stops the node before it creates its store: no empty data
+/// dir is left behind to be mistaken for a node's state later.
+#[test]
+fn a_busy_port_leaves_no_store_behind() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let node = Node::prepare(root.path(), 1)?;
+    node.write_config(1, "")?;
+    for busy in [node.ports.api, node.ports.dns] {
+        let _held = std::net::TcpListener::bind(("127.0.0.1", busy))?;
+        let out = std::process::Command::new(common::BIN).args(["serve", "--config"]).arg(&node.config).output()?;
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && stderr.contains(&busy.to_string()), "port {busy}: {stderr}");
+        assert!(!node.dir.join("data").exists(), "port {busy}: a data dir was created");
+    }
+    Ok(())
+}
+
+/// `switchboard zone list | head -1`: a reader that goes away ends the
+/// CLI quietly, without a panic and its backtrace.
+#[test]
+fn a_closed_stdout_ends_the_cli_quietly() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    let mut child = std::process::Command::new(common::BIN)
+        .args(["--server", &node.server(), "zone", "list"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    // Close the read end before the CLI has connected, let alone written.
+    drop(child.stdout.take());
+    let out = child.wait_with_output()?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !stderr.contains("panicked"), "{:?}: {stderr}", out.status);
+    Ok(())
+}
+
 /// /healthz, /readyz and /metrics answer on the HTTP listener.
 #[test]
 fn health_and_metrics_endpoints() -> anyhow::Result<()> {
@@ -330,6 +390,7 @@ fn standard_grpc_tooling_reflection_and_health() -> anyhow::Result<()> {
     assert!(v["created_revision"].as_u64().unwrap_or(0) > 0, "{v}");
     assert_eq!(v["tenant"]["cluster"], "mt1", "{v}");
     assert_eq!(v["health"], "SERVING", "{v}");
+    assert_eq!(v["garbage_code"], "INVALID_ARGUMENT", "an undecodable request is the caller's fault: {v}");
     assert_eq!(node.json(&["tenant", "get", "via-reflection"])?["cluster"], "mt1");
     Ok(())
 }
