@@ -579,6 +579,11 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
         // A zone cut out of another takes its names: only within scope.
         (Command::PutZone { zone: subzone("t1.apps.example.test.") }, [true, true, false, false, false]),
         (Command::PutZone { zone: subzone("sub.apps.staging.example.test.") }, [true, true, true, false, false]),
+        // A zone no served zone contains is cut out of nobody's scope: only an
+        // operator scoped to all may create it (prod's CNAME targets live in
+        // `example.test.`, which no zone serves yet).
+        (Command::PutZone { zone: subzone("example.test.") }, [true, true, false, false, false]),
+        (Command::PutZone { zone: subzone("staging.other.test.") }, [true, true, false, false, false]),
         (Command::DeleteZone { apex: APEX.into() }, [true, true, false, false, false]),
         (Command::PutCluster { cluster: cluster("mt3", 3) }, [true, true, false, false, false]),
         (Command::CreateTenant { id: "t9".into(), cluster: None }, [true, true, false, false, false]),
@@ -801,4 +806,39 @@ fn apply_returns_each_change_where_it_is_made() {
     let fx = run(&mut w, Command::PutZone { zone: zone() });
     assert!(fx[0].before.is_some() && fx[0].for_history().is_some_and(|h| h.before.is_none()));
     assert_eq!(w.state.data_revision(), data_revision);
+}
+
+// --- Scopes that cannot be stepped around (issue 14) ---------------------------
+
+/// A zone `example.test.` of `environment` holding an address at the prod
+/// rule's CNAME target `ws-mt1.example.test.`.
+fn target_zone(environment: &str) -> ZoneSpec {
+    let mut z = zone();
+    z.apex = "example.test.".into();
+    z.environment = environment.into();
+    z.rules.clear();
+    z.records = vec![
+        RecordSpec { name: "ns2".into(), rtype: "A".into(), ttl: None, data: "192.0.2.54".into() },
+        RecordSpec { name: "ws-mt1".into(), rtype: "A".into(), ttl: None, data: "203.0.113.66".into() },
+    ];
+    z
+}
+
+#[test]
+fn a_cname_is_not_chased_into_a_zone_of_another_environment() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "123".into(), cluster: Some("mt1".into()) });
+    // The target's zone is staging: the CNAME is answered, the chase stops
+    // there, as when the target lies outside every zone.
+    w.ok(Command::PutZone { zone: target_zone("staging") });
+    let a = resolve(&w.state, "ws-123.apps.example.test.", RType::A);
+    assert_eq!((a.rcode, a.authoritative), (Rcode::NoError, true));
+    assert_eq!(a.answers.len(), 1, "{a:?}");
+    assert_eq!(cname_target(&a).as_deref(), Some("ws-mt1.example.test."));
+    assert!(a.authority.is_empty() && a.additional.is_empty(), "{a:?}");
+    // The same zone in prod: the chase goes on into it.
+    w.ok(Command::PutZone { zone: target_zone("prod") });
+    let a = resolve(&w.state, "ws-123.apps.example.test.", RType::A);
+    assert_eq!(a.answers.len(), 2, "{a:?}");
+    assert_eq!(a.answers[1].data, RData::A(Ipv4Addr::new(203, 0, 113, 66)));
 }
