@@ -707,11 +707,17 @@ fn names_belong_to_the_tenant_the_rules_give_them() {
     assert_eq!(owner("apps.example.test"), None);
     assert_eq!(owner("t1.elsewhere.test"), None);
     // The operator's static names and delegations are nobody's, even when
-    // a tenant makes their label its alias.
+    // a tenant has their label as its alias. An alias may no longer take
+    // such a label, but it can have taken it before the operator put the
+    // static records there: the aliases come first here, then the records.
     let mut w = credentials_world();
+    let mut bare = credentials_zone();
+    bare.records.clear();
+    w.ok(Command::PutZone { zone: bare });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "www".into() });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "sub".into() });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "deep".into() });
+    w.ok(Command::PutZone { zone: credentials_zone() });
     let owner = |n: &str| tenant_of_name(&w.state, n).map(|t| t.id.clone());
     assert_eq!(owner("www.apps.example.test"), None, "static records");
     assert_eq!(owner("x.sub.apps.example.test"), None, "below a delegation");
@@ -841,4 +847,39 @@ fn a_cname_is_not_chased_into_a_zone_of_another_environment() {
     let a = resolve(&w.state, "ws-123.apps.example.test.", RType::A);
     assert_eq!(a.answers.len(), 2, "{a:?}");
     assert_eq!(a.answers[1].data, RData::A(Ipv4Addr::new(203, 0, 113, 66)));
+}
+
+#[test]
+fn an_alias_may_not_take_a_label_the_zones_give_a_meaning() {
+    let mut w = credentials_world();
+    let refused = |r: Result<Outcome, CommandError>, what: &str| match r {
+        Err(CommandError::FailedPrecondition { field, reason }) => {
+            assert_eq!(field, "alias", "{what}: {reason}");
+            reason
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    // `ws-newco` is service `ws` of a tenant `newco` (not created yet), in any case.
+    for alias in ["ws-newco", "API-x", "ws-t2"] {
+        let why = refused(w.run(Command::AddAlias { tenant: "t1".into(), alias: alias.into() }), alias);
+        assert!(why.contains("service"), "{why}");
+    }
+    // Static records, static names below, a delegation: the operator's names.
+    for alias in ["www", "deep", "sub"] {
+        let why = refused(w.run(Command::AddAlias { tenant: "t1".into(), alias: alias.into() }), alias);
+        assert!(why.contains("apps.example.test."), "{why}");
+    }
+    // The tenant's own credential is refused the same way, not denied.
+    refused(w.run_as(TENANT_T1, Command::AddAlias { tenant: "t1".into(), alias: "ws-newco".into() }), "as t1");
+    assert_eq!(w.state.tenant("t1").unwrap().aliases, vec!["a1".to_string()]);
+    // A label no zone gives a meaning is fine, `ws` alone included.
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "ws".into() });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "shop".into() });
+}
+
+/// The prod zone as `credentials_world` serves it (with its acme rule).
+fn credentials_zone() -> ZoneSpec {
+    let mut z = zone();
+    z.rules.push(Rule::Acme { validation_zone: None });
+    z
 }
