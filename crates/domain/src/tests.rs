@@ -877,6 +877,98 @@ fn an_alias_may_not_take_a_label_the_zones_give_a_meaning() {
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "shop".into() });
 }
 
+/// Apply `command` as trusted and return its effects on challenges:
+/// (owner name, removed).
+fn challenge_effects(w: &mut World, command: Command) -> Vec<(String, bool)> {
+    w.rev += 1;
+    let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command: command.clone(), guard: Guard::default() });
+    assert!(r.is_ok(), "{command:?}: {r:?}");
+    fx.iter().filter(|e| e.kind == Kind::Acme).map(|e| (e.key.clone(), e.after.is_none())).collect()
+}
+
+#[test]
+fn a_challenge_goes_when_a_new_tenant_takes_its_name() {
+    // `ws-newco` is t1's alias from before the zone had a `ws` service.
+    let mut w = credentials_world();
+    w.ok(Command::DeleteZone { apex: "apps.staging.example.test.".into() });
+    let mut no_ws = zone();
+    no_ws.rules = vec![
+        Rule::ServiceTenant { services: vec!["api".into()], target: "{service}-{cluster}.example.test.".into(), ttl: None },
+        Rule::TenantHost { ttl: None },
+        Rule::Acme { validation_zone: None },
+    ];
+    w.ok(Command::PutZone { zone: no_ws });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "ws-newco".into() });
+    let owner = "_acme-challenge.ws-newco.apps.example.test.";
+    w.run_as(TENANT_T1, set_acme("ws-newco.apps.example.test", "squat", 3600)).unwrap();
+    w.run_as(TENANT_T1, set_acme("t1.apps.example.test", "mine", 3600)).unwrap();
+    // The zone gets its `ws` service back: no tenant newco yet, so the name is still t1's.
+    assert_eq!(challenge_effects(&mut w, Command::PutZone { zone: credentials_zone() }), vec![]);
+    assert!(w.state.challenge(owner).is_some());
+    // newco is created and owns `ws-newco` through the service rule: t1's
+    // challenge goes in that same command, and t1's other challenge stays.
+    let fx = challenge_effects(&mut w, Command::CreateTenant { id: "newco".into(), cluster: Some("mt2".into()) });
+    assert_eq!(fx, vec![(owner.to_string(), true)]);
+    assert!(w.state.challenge(owner).is_none());
+    assert!(txt_values(&resolve(&w.state, owner, RType::Txt)).is_empty());
+    assert!(w.state.challenge("_acme-challenge.t1.apps.example.test.").is_some());
+    assert_eq!(w.state.data_revision(), w.rev);
+}
+
+#[test]
+fn a_challenge_goes_when_its_alias_changes_hands() {
+    let mut w = credentials_world();
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "shop".into() });
+    for name in ["shop.apps.example.test", "*.deep.shop.apps.example.test", "t1.apps.example.test"] {
+        w.run_as(TENANT_T1, set_acme(name, "v", 3600)).unwrap();
+    }
+    // A challenge an operator set at a name of nobody's survives tenant changes.
+    w.ok(set_acme("www.apps.example.test", "ops", 3600));
+    // Each records the tenant that owned its name when set, whoever set it.
+    let tenant_at = |w: &World, owner: &str| w.state.challenge(owner).and_then(|c| c.tenant.clone());
+    assert_eq!(tenant_at(&w, "_acme-challenge.www.apps.example.test."), None);
+    assert_eq!(tenant_at(&w, "_acme-challenge.shop.apps.example.test."), Some("t1".into()));
+    w.ok(set_acme("t1.apps.example.test", "ops", 3600));
+    assert_eq!(tenant_at(&w, "_acme-challenge.t1.apps.example.test."), Some("t1".into()));
+    let fx = challenge_effects(&mut w, Command::RemoveAlias { tenant: "t1".into(), alias: "shop".into() });
+    assert_eq!(
+        fx,
+        vec![
+            ("_acme-challenge.deep.shop.apps.example.test.".to_string(), true),
+            ("_acme-challenge.shop.apps.example.test.".to_string(), true)
+        ]
+    );
+    // Given to t2, the name carries nothing of t1's.
+    assert_eq!(challenge_effects(&mut w, Command::AddAlias { tenant: "t2".into(), alias: "shop".into() }), vec![]);
+    assert!(w.state.challenge("_acme-challenge.shop.apps.example.test.").is_none());
+    assert!(w.state.challenge("_acme-challenge.t1.apps.example.test.").is_some());
+    assert!(w.state.challenge("_acme-challenge.www.apps.example.test.").is_some());
+    // Deleting t1 takes the challenges of its names (id and alias) along.
+    w.run_as(TENANT_T1, set_acme("a1.apps.example.test", "v", 3600)).unwrap();
+    let fx = challenge_effects(&mut w, Command::DeleteTenant { id: "t1".into() });
+    assert_eq!(
+        fx,
+        vec![("_acme-challenge.a1.apps.example.test.".to_string(), true), ("_acme-challenge.t1.apps.example.test.".to_string(), true)]
+    );
+    assert!(w.state.challenge("_acme-challenge.www.apps.example.test.").is_some());
+}
+
+#[test]
+fn a_challenge_goes_when_a_zone_write_changes_its_names_owner() {
+    let mut w = credentials_world();
+    w.run_as(TENANT_T1, set_acme("x.t1.apps.example.test", "v", 3600)).unwrap();
+    w.ok(set_acme("t2.apps.example.test", "v", 3600));
+    // A static name between the challenge and the tenant's label makes the
+    // name the operator's: that challenge goes, t2's stays.
+    let mut z = credentials_zone();
+    z.records.push(RecordSpec { name: "x.t1".into(), rtype: "A".into(), ttl: None, data: "192.0.2.1".into() });
+    let fx = challenge_effects(&mut w, Command::PutZone { zone: z });
+    assert_eq!(fx, vec![("_acme-challenge.x.t1.apps.example.test.".to_string(), true)]);
+    // The zone goes: its names are no tenant's any more.
+    let fx = challenge_effects(&mut w, Command::DeleteZone { apex: APEX.into() });
+    assert_eq!(fx, vec![("_acme-challenge.t2.apps.example.test.".to_string(), true)]);
+}
+
 /// The prod zone as `credentials_world` serves it (with its acme rule).
 fn credentials_zone() -> ZoneSpec {
     let mut z = zone();

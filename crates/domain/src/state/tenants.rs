@@ -55,13 +55,20 @@ impl State {
         };
         let t = Tenant { id, cluster, pinned, aliases: Vec::new(), history: Vec::new(), revision: rev };
         fx.push(self.put(t.clone()));
+        // The new id can take names (`{service}-{id}`) from whoever owned them.
+        let reowned = self.challenges_of_key(&t.id);
+        self.drop_reowned_challenges(reowned, fx);
         Ok(Outcome::Tenant(t))
     }
 
     pub(super) fn delete_tenant(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let id = name::label("id", id)?;
+        let keys: Vec<String> = self.tenant(&id).map(|t| std::iter::once(&t.id).chain(&t.aliases).cloned().collect()).unwrap_or_default();
         fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
         self.revoke_tenant_credentials(&id, fx);
+        // Its names (id and aliases) are its no more, nor their challenges.
+        let reowned = keys.iter().flat_map(|k| self.challenges_of_key(k)).collect();
+        self.drop_reowned_challenges(reowned, fx);
         Ok(Outcome::Deleted)
     }
 
@@ -92,10 +99,13 @@ impl State {
                 format!("tenant already has {} aliases, the most allowed", model::ALIASES_MAX),
             ));
         }
-        t.aliases.push(alias);
+        t.aliases.push(alias.clone());
         t.aliases.sort();
         t.revision = rev;
-        Ok(self.store_tenant(t, fx))
+        let outcome = self.store_tenant(t, fx);
+        let reowned = self.challenges_of_key(&alias);
+        self.drop_reowned_challenges(reowned, fx);
+        Ok(outcome)
     }
 
     pub(super) fn remove_alias(&mut self, rev: u64, tenant: &str, alias: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
@@ -106,7 +116,10 @@ impl State {
         };
         t.aliases.remove(pos);
         t.revision = rev;
-        Ok(self.store_tenant(t, fx))
+        let outcome = self.store_tenant(t, fx);
+        let reowned = self.challenges_of_key(&alias);
+        self.drop_reowned_challenges(reowned, fx);
+        Ok(outcome)
     }
 
     /// Pin (`pin`, setting `pinned`) or move a tenant to `cluster`, recording
