@@ -10,7 +10,11 @@
 //! - `operator` scoped to all: every data write (zones, clusters, tenants,
 //!   ACME). Scoped to environments or zones: only zones in scope and ACME
 //!   challenges inside them; tenants and clusters are shared by every zone,
-//!   so changing them needs the unscoped operator.
+//!   so changing them needs the unscoped operator. A scoped operator
+//!   replaces a zone in its scope or creates one strictly inside a zone in
+//!   its scope, never one that no served zone contains: names outside every
+//!   zone may be what other environments' zones point at (their CNAME
+//!   targets), and serving them would redirect those answers.
 //! - `tenant` (scope: one tenant): its own aliases and the ACME challenges
 //!   of names that belong to it, and reading itself.
 
@@ -223,7 +227,8 @@ pub fn authorize(state: &State, credential: &Credential, access: Access<'_>) -> 
 }
 
 /// An operator's writes: everything with scope `all`; zones in scope and
-/// their challenges otherwise. `Err` says what is refused.
+/// their challenges otherwise (a new zone only strictly inside a served zone
+/// in scope). `Err` says what is refused.
 fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(), String> {
     match command {
         Command::CreateCredential { .. } | Command::RevokeCredential { .. } => Err("manage credentials: that needs an admin".into()),
@@ -243,7 +248,10 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
             // The zone that answers for the apex today (the zone itself, or
             // the one a new zone would be cut out of) must be in scope too:
             // otherwise a new zone could take names over from another
-            // environment's zone.
+            // environment's zone. A name no zone serves is in nobody's
+            // scope: another environment's zones may point at it (CNAME
+            // targets, name servers), so only an operator scoped to all may
+            // start serving it.
             match state.zone_for(&apex) {
                 Some(z) if !scope.covers_zone(z) && z.apex() == apex => {
                     Err(format!("replace zone {apex}, now in environment {:?}", z.spec.environment))
@@ -251,7 +259,8 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
                 Some(z) if !scope.covers_zone(z) => {
                     Err(format!("create zone {apex} inside zone {} (environment {:?})", z.apex(), z.spec.environment))
                 }
-                _ => Ok(()),
+                Some(_) => Ok(()),
+                None => Err(format!("create zone {apex}, which no served zone contains: that needs an operator scoped to all")),
             }
         }
         Command::DeleteZone { apex } => {

@@ -258,6 +258,14 @@ pub struct Challenge {
     pub name: String,
     /// Several at once: a wildcard and an apex certificate share one name.
     pub values: Vec<ChallengeValue>,
+    /// The tenant (by id) that owned the name (`credential::tenant_of_name`)
+    /// when the challenge was set; `None` for a name of no tenant (an
+    /// operator's challenge at a static name). A challenge belongs to that
+    /// owner only: the command that gives its name another owner (a tenant
+    /// created or deleted, an alias added or removed, a zone put or deleted)
+    /// removes it at its own revision, so nobody passes DNS-01 for a name
+    /// with a value set while the name was someone else's.
+    pub tenant: Option<String>,
     pub revision: u64,
 }
 

@@ -2,8 +2,14 @@
 //! computed from one immutable `State`. No I/O, no locks, no clock.
 //!
 //! Precedence inside a zone (README.md, "DNS semantics"): static records, then ACME
-//! challenges, then rules in their order. A CNAME whose target lies in a served zone is followed, at most
-//! `CNAME_CHAIN_MAX` links and never around a loop.
+//! challenges, then rules in their order. A CNAME whose target lies in a
+//! served zone of the same environment is followed, at most
+//! `CNAME_CHAIN_MAX` links and never around a loop. A target in another
+//! environment's zone is treated as one outside every zone: the CNAME is
+//! answered and the chase stops, so no environment's zone ever supplies
+//! another environment's answers (a staging zone cannot redirect prod
+//! through prod's CNAME targets). `zone_records` exports one zone and
+//! holds no chased records, so the rule does not change it.
 
 use std::ops::ControlFlow;
 
@@ -12,7 +18,7 @@ use crate::name;
 use crate::record::{RData, RType, Record};
 use crate::state::State;
 
-/// Longest CNAME chain followed within served zones.
+/// Longest CNAME chain followed within served zones (of one environment).
 pub const CNAME_CHAIN_MAX: usize = 8;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,10 +63,15 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
                         answer.answers.push(c.clone());
                         seen.push(name.clone());
                         let Some(target) = c.data.target().map(str::to_string) else { break };
-                        // Follow only into served zones, within the limit, never in a loop.
+                        // Follow only into served zones of the same environment,
+                        // within the limit, never in a loop.
                         let next = state.zone_for(&target);
                         match next {
-                            Some(z) if seen.len() < CNAME_CHAIN_MAX && !seen.contains(&target) => {
+                            Some(z)
+                                if z.spec.environment == zone.spec.environment
+                                    && seen.len() < CNAME_CHAIN_MAX
+                                    && !seen.contains(&target) =>
+                            {
                                 zone = z.clone();
                                 name = target;
                                 continue;

@@ -579,6 +579,11 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
         // A zone cut out of another takes its names: only within scope.
         (Command::PutZone { zone: subzone("t1.apps.example.test.") }, [true, true, false, false, false]),
         (Command::PutZone { zone: subzone("sub.apps.staging.example.test.") }, [true, true, true, false, false]),
+        // A zone no served zone contains is cut out of nobody's scope: only an
+        // operator scoped to all may create it (prod's CNAME targets live in
+        // `example.test.`, which no zone serves yet).
+        (Command::PutZone { zone: subzone("example.test.") }, [true, true, false, false, false]),
+        (Command::PutZone { zone: subzone("staging.other.test.") }, [true, true, false, false, false]),
         (Command::DeleteZone { apex: APEX.into() }, [true, true, false, false, false]),
         (Command::PutCluster { cluster: cluster("mt3", 3) }, [true, true, false, false, false]),
         (Command::CreateTenant { id: "t9".into(), cluster: None }, [true, true, false, false, false]),
@@ -702,11 +707,17 @@ fn names_belong_to_the_tenant_the_rules_give_them() {
     assert_eq!(owner("apps.example.test"), None);
     assert_eq!(owner("t1.elsewhere.test"), None);
     // The operator's static names and delegations are nobody's, even when
-    // a tenant makes their label its alias.
+    // a tenant has their label as its alias. An alias may no longer take
+    // such a label, but it can have taken it before the operator put the
+    // static records there: the aliases come first here, then the records.
     let mut w = credentials_world();
+    let mut bare = credentials_zone();
+    bare.records.clear();
+    w.ok(Command::PutZone { zone: bare });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "www".into() });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "sub".into() });
     w.ok(Command::AddAlias { tenant: "t1".into(), alias: "deep".into() });
+    w.ok(Command::PutZone { zone: credentials_zone() });
     let owner = |n: &str| tenant_of_name(&w.state, n).map(|t| t.id.clone());
     assert_eq!(owner("www.apps.example.test"), None, "static records");
     assert_eq!(owner("x.sub.apps.example.test"), None, "below a delegation");
@@ -801,4 +812,166 @@ fn apply_returns_each_change_where_it_is_made() {
     let fx = run(&mut w, Command::PutZone { zone: zone() });
     assert!(fx[0].before.is_some() && fx[0].for_history().is_some_and(|h| h.before.is_none()));
     assert_eq!(w.state.data_revision(), data_revision);
+}
+
+// --- Scopes that cannot be stepped around (issue 14) ---------------------------
+
+/// A zone `example.test.` of `environment` holding an address at the prod
+/// rule's CNAME target `ws-mt1.example.test.`.
+fn target_zone(environment: &str) -> ZoneSpec {
+    let mut z = zone();
+    z.apex = "example.test.".into();
+    z.environment = environment.into();
+    z.rules.clear();
+    z.records = vec![
+        RecordSpec { name: "ns2".into(), rtype: "A".into(), ttl: None, data: "192.0.2.54".into() },
+        RecordSpec { name: "ws-mt1".into(), rtype: "A".into(), ttl: None, data: "203.0.113.66".into() },
+    ];
+    z
+}
+
+#[test]
+fn a_cname_is_not_chased_into_a_zone_of_another_environment() {
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "123".into(), cluster: Some("mt1".into()) });
+    // The target's zone is staging: the CNAME is answered, the chase stops
+    // there, as when the target lies outside every zone.
+    w.ok(Command::PutZone { zone: target_zone("staging") });
+    let a = resolve(&w.state, "ws-123.apps.example.test.", RType::A);
+    assert_eq!((a.rcode, a.authoritative), (Rcode::NoError, true));
+    assert_eq!(a.answers.len(), 1, "{a:?}");
+    assert_eq!(cname_target(&a).as_deref(), Some("ws-mt1.example.test."));
+    assert!(a.authority.is_empty() && a.additional.is_empty(), "{a:?}");
+    // The same zone in prod: the chase goes on into it.
+    w.ok(Command::PutZone { zone: target_zone("prod") });
+    let a = resolve(&w.state, "ws-123.apps.example.test.", RType::A);
+    assert_eq!(a.answers.len(), 2, "{a:?}");
+    assert_eq!(a.answers[1].data, RData::A(Ipv4Addr::new(203, 0, 113, 66)));
+}
+
+#[test]
+fn an_alias_may_not_take_a_label_the_zones_give_a_meaning() {
+    let mut w = credentials_world();
+    let refused = |r: Result<Outcome, CommandError>, what: &str| match r {
+        Err(CommandError::FailedPrecondition { field, reason }) => {
+            assert_eq!(field, "alias", "{what}: {reason}");
+            reason
+        }
+        other => panic!("{what}: {other:?}"),
+    };
+    // `ws-newco` is service `ws` of a tenant `newco` (not created yet), in any case.
+    for alias in ["ws-newco", "API-x", "ws-t2"] {
+        let why = refused(w.run(Command::AddAlias { tenant: "t1".into(), alias: alias.into() }), alias);
+        assert!(why.contains("service"), "{why}");
+    }
+    // Static records, static names below, a delegation: the operator's names.
+    for alias in ["www", "deep", "sub"] {
+        let why = refused(w.run(Command::AddAlias { tenant: "t1".into(), alias: alias.into() }), alias);
+        assert!(why.contains("apps.example.test."), "{why}");
+    }
+    // The tenant's own credential is refused the same way, not denied.
+    refused(w.run_as(TENANT_T1, Command::AddAlias { tenant: "t1".into(), alias: "ws-newco".into() }), "as t1");
+    assert_eq!(w.state.tenant("t1").unwrap().aliases, vec!["a1".to_string()]);
+    // A label no zone gives a meaning is fine, `ws` alone included.
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "ws".into() });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "shop".into() });
+}
+
+/// Apply `command` as trusted and return its effects on challenges:
+/// (owner name, removed).
+fn challenge_effects(w: &mut World, command: Command) -> Vec<(String, bool)> {
+    w.rev += 1;
+    let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command: command.clone(), guard: Guard::default() });
+    assert!(r.is_ok(), "{command:?}: {r:?}");
+    fx.iter().filter(|e| e.kind == Kind::Acme).map(|e| (e.key.clone(), e.after.is_none())).collect()
+}
+
+#[test]
+fn a_challenge_goes_when_a_new_tenant_takes_its_name() {
+    // `ws-newco` is t1's alias from before the zone had a `ws` service.
+    let mut w = credentials_world();
+    w.ok(Command::DeleteZone { apex: "apps.staging.example.test.".into() });
+    let mut no_ws = zone();
+    no_ws.rules = vec![
+        Rule::ServiceTenant { services: vec!["api".into()], target: "{service}-{cluster}.example.test.".into(), ttl: None },
+        Rule::TenantHost { ttl: None },
+        Rule::Acme { validation_zone: None },
+    ];
+    w.ok(Command::PutZone { zone: no_ws });
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "ws-newco".into() });
+    let owner = "_acme-challenge.ws-newco.apps.example.test.";
+    w.run_as(TENANT_T1, set_acme("ws-newco.apps.example.test", "squat", 3600)).unwrap();
+    w.run_as(TENANT_T1, set_acme("t1.apps.example.test", "mine", 3600)).unwrap();
+    // The zone gets its `ws` service back: no tenant newco yet, so the name is still t1's.
+    assert_eq!(challenge_effects(&mut w, Command::PutZone { zone: credentials_zone() }), vec![]);
+    assert!(w.state.challenge(owner).is_some());
+    // newco is created and owns `ws-newco` through the service rule: t1's
+    // challenge goes in that same command, and t1's other challenge stays.
+    let fx = challenge_effects(&mut w, Command::CreateTenant { id: "newco".into(), cluster: Some("mt2".into()) });
+    assert_eq!(fx, vec![(owner.to_string(), true)]);
+    assert!(w.state.challenge(owner).is_none());
+    assert!(txt_values(&resolve(&w.state, owner, RType::Txt)).is_empty());
+    assert!(w.state.challenge("_acme-challenge.t1.apps.example.test.").is_some());
+    assert_eq!(w.state.data_revision(), w.rev);
+}
+
+#[test]
+fn a_challenge_goes_when_its_alias_changes_hands() {
+    let mut w = credentials_world();
+    w.ok(Command::AddAlias { tenant: "t1".into(), alias: "shop".into() });
+    for name in ["shop.apps.example.test", "*.deep.shop.apps.example.test", "t1.apps.example.test"] {
+        w.run_as(TENANT_T1, set_acme(name, "v", 3600)).unwrap();
+    }
+    // A challenge an operator set at a name of nobody's survives tenant changes.
+    w.ok(set_acme("www.apps.example.test", "ops", 3600));
+    // Each records the tenant that owned its name when set, whoever set it.
+    let tenant_at = |w: &World, owner: &str| w.state.challenge(owner).and_then(|c| c.tenant.clone());
+    assert_eq!(tenant_at(&w, "_acme-challenge.www.apps.example.test."), None);
+    assert_eq!(tenant_at(&w, "_acme-challenge.shop.apps.example.test."), Some("t1".into()));
+    w.ok(set_acme("t1.apps.example.test", "ops", 3600));
+    assert_eq!(tenant_at(&w, "_acme-challenge.t1.apps.example.test."), Some("t1".into()));
+    let fx = challenge_effects(&mut w, Command::RemoveAlias { tenant: "t1".into(), alias: "shop".into() });
+    assert_eq!(
+        fx,
+        vec![
+            ("_acme-challenge.deep.shop.apps.example.test.".to_string(), true),
+            ("_acme-challenge.shop.apps.example.test.".to_string(), true)
+        ]
+    );
+    // Given to t2, the name carries nothing of t1's.
+    assert_eq!(challenge_effects(&mut w, Command::AddAlias { tenant: "t2".into(), alias: "shop".into() }), vec![]);
+    assert!(w.state.challenge("_acme-challenge.shop.apps.example.test.").is_none());
+    assert!(w.state.challenge("_acme-challenge.t1.apps.example.test.").is_some());
+    assert!(w.state.challenge("_acme-challenge.www.apps.example.test.").is_some());
+    // Deleting t1 takes the challenges of its names (id and alias) along.
+    w.run_as(TENANT_T1, set_acme("a1.apps.example.test", "v", 3600)).unwrap();
+    let fx = challenge_effects(&mut w, Command::DeleteTenant { id: "t1".into() });
+    assert_eq!(
+        fx,
+        vec![("_acme-challenge.a1.apps.example.test.".to_string(), true), ("_acme-challenge.t1.apps.example.test.".to_string(), true)]
+    );
+    assert!(w.state.challenge("_acme-challenge.www.apps.example.test.").is_some());
+}
+
+#[test]
+fn a_challenge_goes_when_a_zone_write_changes_its_names_owner() {
+    let mut w = credentials_world();
+    w.run_as(TENANT_T1, set_acme("x.t1.apps.example.test", "v", 3600)).unwrap();
+    w.ok(set_acme("t2.apps.example.test", "v", 3600));
+    // A static name between the challenge and the tenant's label makes the
+    // name the operator's: that challenge goes, t2's stays.
+    let mut z = credentials_zone();
+    z.records.push(RecordSpec { name: "x.t1".into(), rtype: "A".into(), ttl: None, data: "192.0.2.1".into() });
+    let fx = challenge_effects(&mut w, Command::PutZone { zone: z });
+    assert_eq!(fx, vec![("_acme-challenge.x.t1.apps.example.test.".to_string(), true)]);
+    // The zone goes: its names are no tenant's any more.
+    let fx = challenge_effects(&mut w, Command::DeleteZone { apex: APEX.into() });
+    assert_eq!(fx, vec![("_acme-challenge.t2.apps.example.test.".to_string(), true)]);
+}
+
+/// The prod zone as `credentials_world` serves it (with its acme rule).
+fn credentials_zone() -> ZoneSpec {
+    let mut z = zone();
+    z.rules.push(Rule::Acme { validation_zone: None });
+    z
 }

@@ -43,7 +43,9 @@ pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// commands, snapshot image v3) and the `changes` history; 4 = credentials
 /// (`k/`, image v4) and the caller in every command's guard; 5 = every state
 /// value and snapshot record is a registry `Value` (tagged with its kind) and
-/// the history holds `Effect`s (image v5). Bump on any change to what is stored.
+/// the history holds `Effect`s (image v5), and every ACME challenge carries
+/// the tenant that owned its name when it was set (`Challenge::tenant`).
+/// Bump on any change to what is stored.
 pub const FORMAT: u32 = 5;
 
 #[derive(Debug, thiserror::Error)]

@@ -129,6 +129,13 @@ fn each_role_and_scope_is_allowed_its_calls_and_denied_the_rest() -> anyhow::Res
     refused(&node, Some(&staging_zone), &["acme", "set", "t1.apps.example.test", "from-zone-operator"], "PermissionDenied")?;
     refused(&node, Some(&tenant), &["acme", "set", "t2.apps.example.test", "from-t1"], "PermissionDenied")?;
     refused(&node, Some(&operator), &["token", "create", "escalate", "--role", "admin"], "PermissionDenied")?;
+    // A scoped operator may not start serving a name no zone contains (prod's
+    // CNAME targets live in example.test.), and an alias may not take a name
+    // the service rule gives another tenant (issue 14).
+    let outside = dir.path().join("outside.toml");
+    std::fs::write(&outside, common::zone_file("example.test.", "staging"))?;
+    refused(&node, Some(&staging), &["zone", "put", outside.to_str().unwrap_or_default()], "PermissionDenied")?;
+    refused(&node, Some(&tenant), &["tenant", "alias", "add", "t1", "ws-newco"], "FailedPrecondition")?;
     assert_eq!(node.json(&["tenant", "get", "t1"])?, before);
     let a = answers(&query(node.dns(), "t1.apps.example.test.", RecordType::A)?);
     assert!(a.len() == 1 && a[0].ends_with(" 198.51.100.1"), "{a:?}");

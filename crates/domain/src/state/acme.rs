@@ -1,12 +1,14 @@
 //! ACME challenge commands: set and clear TXT values at `_acme-challenge`
 //! names, and expire them by the leader's stamp.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use crate::command::Outcome;
+use crate::credential;
 use crate::error::{CommandError, ValidationError};
 use crate::kind::{Effect, Kind};
-use crate::model::{self, Challenge, ChallengeValue};
+use crate::model::{self, Challenge, ChallengeValue, Rule};
 use crate::record;
 
 use super::State;
@@ -30,8 +32,14 @@ impl State {
         if expires_in == 0 || expires_in > model::ACME_EXPIRES_IN_MAX_S {
             return Err(ValidationError::new("expires_in_s", format!("must be 1 to {} seconds", model::ACME_EXPIRES_IN_MAX_S)).into());
         }
-        let mut c =
-            self.challenge(&owner).map_or_else(|| Challenge { name: owner.clone(), values: Vec::new(), revision: rev }, |c| (**c).clone());
+        let tenant = credential::tenant_of_name(self, &owner).map(|t| t.id.clone());
+        // Values set under another owner never carry over (the command that
+        // changed the owner removed them already; this keeps it so whatever
+        // the history of the stored value).
+        let mut c = match self.challenge(&owner) {
+            Some(c) if c.tenant == tenant => (**c).clone(),
+            _ => Challenge { name: owner.clone(), values: Vec::new(), tenant, revision: rev },
+        };
         let v = ChallengeValue { value: value.to_string(), ttl, expires_at_ms: at_ms.saturating_add(expires_in.saturating_mul(1000)) };
         let full = c.values.len() >= model::ACME_VALUES_MAX;
         match c.values.iter_mut().find(|x| x.value == value) {
@@ -84,6 +92,50 @@ impl State {
             self.store_challenge(c, fx);
         }
         Outcome::Expired(removed)
+    }
+
+    /// Remove each challenge among `owners` whose name now belongs to
+    /// another owner than the one recorded when it was set: the rule that
+    /// a challenge belongs to its setter's tenant, applied in the command
+    /// that changed the ownership, so at the same revision on every node.
+    /// The callers pass only the names their command can affect, so a
+    /// tenant write does not walk every challenge.
+    pub(super) fn drop_reowned_challenges(&mut self, owners: BTreeSet<String>, fx: &mut Vec<Effect>) {
+        for owner in owners {
+            let Some(c) = self.challenge(&owner) else { continue };
+            let now = credential::tenant_of_name(self, &owner).map(|t| t.id.as_str());
+            if c.tenant.as_deref() != now {
+                fx.push(self.set(Kind::Acme, &owner, None));
+            }
+        }
+    }
+
+    /// The stored challenges whose owner a change of the tenant key `key`
+    /// (an id or an alias appearing or going) can change, in every zone
+    /// with rules: `_acme-challenge.{service}-{key}.<apex>` under a
+    /// `service-tenant` rule, and `_acme-challenge.{key}.<apex>` with every
+    /// challenge below `{key}.<apex>` under a `tenant-host` rule (one range
+    /// of the tree-ordered index). Nothing else reads `key`.
+    pub(super) fn challenges_of_key(&self, key: &str) -> BTreeSet<String> {
+        let mut out = BTreeSet::new();
+        for zone in self.zones() {
+            let apex = zone.apex();
+            for rule in &zone.spec.rules {
+                match rule {
+                    Rule::ServiceTenant { services, .. } => {
+                        for s in services {
+                            let owner = format!("{}.{s}-{key}.{apex}", model::ACME_LABEL);
+                            if self.challenge(&owner).is_some() {
+                                out.insert(owner);
+                            }
+                        }
+                    }
+                    Rule::TenantHost { .. } => out.extend(self.challenges_below(&format!("{key}.{apex}"))),
+                    Rule::Acme { .. } => {}
+                }
+            }
+        }
+        out
     }
 
     /// Store a challenge, or drop it when it has no values left.

@@ -138,6 +138,14 @@ impl State {
         self.acme_tree.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
     }
 
+    /// The owner names of the challenges below `name` (not at it), in tree
+    /// order: one range of the tree-ordered index, so a check of one
+    /// tenant's names costs what they hold, not what every tenant holds.
+    pub fn challenges_below(&self, name: &str) -> impl Iterator<Item = String> + '_ {
+        let prefix = format!("{}.", name::tree_key(name));
+        self.acme_tree.range(prefix.clone()..).take_while(move |(k, _)| k.starts_with(&prefix)).map(|(_, owner)| owner.clone())
+    }
+
     /// The earliest expiry of any challenge value (leader's clock, ms).
     pub fn next_acme_expiry(&self) -> Option<u64> {
         self.tables.challenges.values().flat_map(|c| c.values.iter().map(|v| v.expires_at_ms)).min()

@@ -4,7 +4,7 @@
 use crate::command::Outcome;
 use crate::error::CommandError;
 use crate::kind::{Effect, Kind};
-use crate::model::{self, Cluster, Tenant, Tombstone};
+use crate::model::{self, Cluster, Rule, Tenant, Tombstone};
 use crate::name;
 use crate::placement;
 
@@ -55,13 +55,20 @@ impl State {
         };
         let t = Tenant { id, cluster, pinned, aliases: Vec::new(), history: Vec::new(), revision: rev };
         fx.push(self.put(t.clone()));
+        // The new id can take names (`{service}-{id}`) from whoever owned them.
+        let reowned = self.challenges_of_key(&t.id);
+        self.drop_reowned_challenges(reowned, fx);
         Ok(Outcome::Tenant(t))
     }
 
     pub(super) fn delete_tenant(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let id = name::label("id", id)?;
+        let keys: Vec<String> = self.tenant(&id).map(|t| std::iter::once(&t.id).chain(&t.aliases).cloned().collect()).unwrap_or_default();
         fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
         self.revoke_tenant_credentials(&id, fx);
+        // Its names (id and aliases) are its no more, nor their challenges.
+        let reowned = keys.iter().flat_map(|k| self.challenges_of_key(k)).collect();
+        self.drop_reowned_challenges(reowned, fx);
         Ok(Outcome::Deleted)
     }
 
@@ -83,16 +90,22 @@ impl State {
             Some(owner) => return Err(CommandError::precondition("alias", format!("{alias:?} is already an alias of tenant {owner:?}"))),
             None => {}
         }
+        if let Some(meaning) = self.label_meaning(&alias) {
+            return Err(CommandError::precondition("alias", format!("{alias:?} is taken: {meaning}")));
+        }
         if t.aliases.len() >= model::ALIASES_MAX {
             return Err(CommandError::precondition(
                 "alias",
                 format!("tenant already has {} aliases, the most allowed", model::ALIASES_MAX),
             ));
         }
-        t.aliases.push(alias);
+        t.aliases.push(alias.clone());
         t.aliases.sort();
         t.revision = rev;
-        Ok(self.store_tenant(t, fx))
+        let outcome = self.store_tenant(t, fx);
+        let reowned = self.challenges_of_key(&alias);
+        self.drop_reowned_challenges(reowned, fx);
+        Ok(outcome)
     }
 
     pub(super) fn remove_alias(&mut self, rev: u64, tenant: &str, alias: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
@@ -103,7 +116,10 @@ impl State {
         };
         t.aliases.remove(pos);
         t.revision = rev;
-        Ok(self.store_tenant(t, fx))
+        let outcome = self.store_tenant(t, fx);
+        let reowned = self.challenges_of_key(&alias);
+        self.drop_reowned_challenges(reowned, fx);
+        Ok(outcome)
     }
 
     /// Pin (`pin`, setting `pinned`) or move a tenant to `cluster`, recording
@@ -137,6 +153,39 @@ impl State {
         }
         t.revision = rev;
         Ok(self.store_tenant(t, fx))
+    }
+
+    /// What a served zone already makes of the one-label name `label`, if
+    /// anything: `{service}-{x}` is service `service` of tenant `x` under a
+    /// `service-tenant` rule (whether or not `x` exists yet), and a label
+    /// with static records, static names below it or a delegation at
+    /// `<label>.<apex>` of a zone with a `tenant-host` rule is the
+    /// operator's. An alias may take none of these: as an alias it would
+    /// claim a name the rules give another tenant, now or once that tenant
+    /// is created (and with it that name's ACME challenges), or one the
+    /// operator answers. Walks every zone's rules, not every tenant.
+    fn label_meaning(&self, label: &str) -> Option<String> {
+        self.zones().find_map(|zone| {
+            let apex = zone.apex();
+            zone.spec.rules.iter().find_map(|rule| match rule {
+                Rule::ServiceTenant { services, .. } => services.iter().find_map(|s| {
+                    model::service_key(label, s).map(|key| {
+                        format!("{label}.{apex} is service {s:?} of tenant {key:?} under the service-tenant rule of zone {apex}")
+                    })
+                }),
+                Rule::TenantHost { .. } => {
+                    let owner = format!("{label}.{apex}");
+                    if zone.records_at(&owner).is_some() {
+                        Some(format!("{owner} has static records in zone {apex}"))
+                    } else if zone.has_descendants(&owner) {
+                        Some(format!("{owner} has static names below it in zone {apex}"))
+                    } else {
+                        None
+                    }
+                }
+                Rule::Acme { .. } => None,
+            })
+        })
     }
 
     fn tenant_for_update(&self, id: &str) -> Result<Tenant, CommandError> {

@@ -13,12 +13,22 @@ impl State {
         let z = Zone::compile(spec, rev)?;
         let apex = z.apex().to_string();
         fx.push(self.put(z));
+        self.recheck_zone_challenges(&apex, fx);
         Ok(Outcome::Zone { apex })
     }
 
     pub(super) fn delete_zone(&mut self, apex: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let apex = name::absolute("apex", apex)?;
         fx.push(self.remove_existing(Kind::Zone, &apex, "apex")?);
+        self.recheck_zone_challenges(&apex, fx);
         Ok(Outcome::Deleted)
+    }
+
+    /// A zone's rules, static records and cut decide who owns the names
+    /// in it: after a zone write, the challenges inside it whose name
+    /// changed owner go (the names outside the apex are not affected).
+    fn recheck_zone_challenges(&mut self, apex: &str, fx: &mut Vec<Effect>) {
+        let inside = self.challenges_below(apex).collect();
+        self.drop_reowned_challenges(inside, fx);
     }
 }
