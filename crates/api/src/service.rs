@@ -28,6 +28,11 @@ const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
 /// Records of a bulk import being created at once, and errors reported back.
 const IMPORT_IN_FLIGHT: usize = 1024;
 const IMPORT_ERRORS_MAX: usize = 1000;
+/// Zones per `ListZones` page: default and most; and the most bytes of zones
+/// a page carries (half the message limit, so a page always fits).
+const ZONE_PAGE_SIZE_DEFAULT: u32 = 100;
+const ZONE_PAGE_SIZE_MAX: u32 = 1_000;
+const ZONE_PAGE_BYTES_MAX: usize = crate::API_MESSAGE_BYTES_MAX / 2;
 /// Most tenants a page reserves room for before it knows how many it holds.
 const PAGE_PREALLOCATE_MAX: usize = 1024;
 /// Most moves one rebalance call lists or makes (`misplaced` counts them all).
@@ -240,10 +245,36 @@ impl zones_server::Zones for Api {
         Ok(Response::new(zone_out(&state, z)))
     }
 
+    /// Zones in apex order, a page at a time: at most `page_size`, and no
+    /// more bytes than `ZONE_PAGE_BYTES_MAX` (a page holds at least one
+    /// zone, which `ZONE_BYTES_MAX` keeps well within a message).
     async fn list_zones(&self, req: Request<proto::ListZonesRequest>) -> Reply<proto::ListZonesResponse> {
         self.check(&req, Access::ReadData)?;
+        let r = req.into_inner();
+        let after = if r.page_token.is_empty() {
+            None
+        } else {
+            Some(switchboard_domain::name::absolute("page_token", &r.page_token).map_err(status::invalid)?)
+        };
+        let size = match r.page_size {
+            0 => ZONE_PAGE_SIZE_DEFAULT,
+            n if n > ZONE_PAGE_SIZE_MAX => return Err(Status::invalid_argument(format!("page_size: {n} exceeds {ZONE_PAGE_SIZE_MAX}"))),
+            n => n,
+        } as usize;
         let state = self.node.state();
-        Ok(Response::new(proto::ListZonesResponse { zones: state.zones().map(|z| zone_out(&state, z)).collect() }))
+        let (mut zones, mut bytes, mut more) = (Vec::new(), 0usize, false);
+        for z in state.zones().filter(|z| after.as_deref().is_none_or(|a| z.apex() > a)) {
+            let out = zone_out(&state, z);
+            let len = prost::Message::encoded_len(&out);
+            if zones.len() == size || (!zones.is_empty() && bytes + len > ZONE_PAGE_BYTES_MAX) {
+                more = true;
+                break;
+            }
+            bytes += len;
+            zones.push(out);
+        }
+        let next_page_token = if more { zones.last().map(|z| z.apex.clone()).unwrap_or_default() } else { String::new() };
+        Ok(Response::new(proto::ListZonesResponse { zones, next_page_token, revision: state.revision() }))
     }
 
     async fn delete_zone(&self, req: Request<proto::DeleteZoneRequest>) -> Reply<proto::DeleteResponse> {

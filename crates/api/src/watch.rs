@@ -3,13 +3,13 @@
 
 use std::time::Duration;
 
-use switchboard_domain::{Access, Effect, Value};
+use switchboard_domain::{Access, Change, Value};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 use crate::auth::Caller;
-use crate::convert::{self, challenge_out, cluster_out, tenant_out, zone_out};
+use crate::convert::{self, challenge_out, cluster_out, tenant_out};
 use crate::proto::{self, watch_server, Kind};
 use crate::service::Api;
 use crate::status;
@@ -38,7 +38,7 @@ impl Filter {
         Ok(Filter { kinds, cluster })
     }
 
-    fn event(&self, state: &switchboard_domain::State, revision: u64, effect: &Effect) -> Option<proto::Event> {
+    fn event(&self, revision: u64, effect: &Change) -> Option<proto::Event> {
         use proto::event::Value as Out;
         let kind = match effect.kind {
             switchboard_domain::Kind::Zone => Kind::Zone,
@@ -68,10 +68,11 @@ impl Filter {
             }
         }
         // A deleted tenant shows its last value, so its old cluster learns of
-        // it (the history keeps `before` only for kinds that need it).
+        // it (the history keeps `before` only for kinds that need it). A
+        // zone comes without its value (`History::KeyOnly`): it may be too
+        // large for a message, and the watcher reads it with GetZone.
         let shown = effect.after.as_ref().or(effect.before.as_ref());
         let value = shown.and_then(|v| match v {
-            Value::Zone(z) => Some(Out::Zone(zone_out(state, z))),
             Value::Cluster(c) => Some(Out::Cluster(cluster_out(c, 0))),
             Value::Tenant(t) => Some(Out::Tenant(tenant_out(t))),
             Value::Acme(c) => Some(Out::Challenge(challenge_out(c))),
@@ -135,7 +136,7 @@ impl Api {
             }
             if let Some((last, _)) = batch.last() {
                 let last = *last;
-                let events: Vec<proto::Event> = batch.iter().filter_map(|(rev, c)| filter.event(&state, *rev, c)).collect();
+                let events: Vec<proto::Event> = batch.iter().filter_map(|(rev, c)| filter.event(*rev, c)).collect();
                 if !events.is_empty() {
                     if tx.send(Ok(proto::WatchResponse { events, revision: last, compacted: false })).await.is_err() {
                         return;

@@ -14,7 +14,13 @@ use crate::Kind;
 pub async fn run(channel: Ch, after: u64, kinds: &[Kind], cluster: Option<String>, count: Option<u64>) -> anyhow::Result<Output> {
     let kinds = kinds.iter().map(|k| k.wire() as i32).collect();
     let req = v1::WatchRequest { after_revision: after, kinds, cluster: cluster.unwrap_or_default() };
-    let mut stream = WatchClient::new(channel).watch(req).await.map_err(status)?.into_inner();
+    // Events as large as the server may send (the default stops at 4 MiB).
+    let mut stream = WatchClient::new(channel)
+        .max_decoding_message_size(switchboard_proto::API_MESSAGE_BYTES_MAX)
+        .watch(req)
+        .await
+        .map_err(status)?
+        .into_inner();
     let mut seen = 0u64;
     let mut out = std::io::stdout().lock();
     while let Some(r) = stream.message().await.map_err(status)? {

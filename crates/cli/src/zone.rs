@@ -23,7 +23,17 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output
             Output::table(&ZoneWritten { revision: r.revision, zone: (&z).into() }, None, fields(rows.map(|(k, v)| (k.into(), v))))
         }
         ZoneCmd::List => {
-            let zones = c.list_zones(v1::ListZonesRequest {}).await.map_err(status)?.into_inner().zones;
+            // Every page, so any number and size of zones can be listed.
+            let mut zones = Vec::new();
+            let mut page_token = String::new();
+            loop {
+                let page = c.list_zones(v1::ListZonesRequest { page_size: 0, page_token }).await.map_err(status)?.into_inner();
+                zones.extend(page.zones);
+                if page.next_page_token.is_empty() {
+                    break;
+                }
+                page_token = page.next_page_token;
+            }
             let rows = zones.iter().map(|z| {
                 [
                     z.apex.clone(),

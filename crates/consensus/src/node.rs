@@ -330,7 +330,7 @@ impl Node {
     }
 
     /// Changes at revisions after `after` (see `Store::changes_after`).
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Effect)>, NodeError> {
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, switchboard_domain::Change)>, NodeError> {
         Ok(self.store.changes_after(after, limit)?)
     }
 

@@ -31,6 +31,10 @@ pub trait Stored {
 pub enum History {
     /// Not at all: bookkeeping or secrets, not data for watchers.
     Omitted,
+    /// Its key, and whether it was deleted, but no value: a value that may
+    /// be large (a zone) would make a message of the history too big to
+    /// send, so the watcher reads the entity itself.
+    KeyOnly,
     /// The value after the change (none when deleted).
     After,
     /// The value before and after: a deleted or moved tenant's last value
@@ -157,7 +161,7 @@ macro_rules! registry {
 
 registry! {
     /// A served zone, by apex (stored as its spec and revision, compiled on load).
-    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: After, serial: false }
+    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly, serial: false }
     /// A cluster (scale unit), by id.
     Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: After, serial: true }
     /// A tenant, by id.
@@ -215,11 +219,24 @@ impl Effect {
 
     /// The effect as the change history keeps it, or `None` for kinds the
     /// history omits.
-    pub fn for_history(&self) -> Option<Effect> {
-        match self.kind.history() {
-            History::Omitted => None,
-            History::After => Some(Effect { before: None, ..self.clone() }),
-            History::BeforeAndAfter => Some(self.clone()),
-        }
+    pub fn for_history(&self) -> Option<Change> {
+        let (before, after) = match self.kind.history() {
+            History::Omitted => return None,
+            History::KeyOnly => (None, None),
+            History::After => (None, self.after.clone()),
+            History::BeforeAndAfter => (self.before.clone(), self.after.clone()),
+        };
+        Some(Change { kind: self.kind, key: self.key.clone(), deleted: self.after.is_none(), before, after })
     }
+}
+
+/// One entry of the change history that watchers read: an `Effect` with
+/// the values its kind's `History` keeps.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Change {
+    pub kind: Kind,
+    pub key: String,
+    pub deleted: bool,
+    pub before: Option<Value>,
+    pub after: Option<Value>,
 }

@@ -21,7 +21,7 @@ mod tests;
 pub use command::{Command, Envelope, Guard, Outcome, RequestRecord};
 pub use credential::{Access, Actor, Credential, Role, Scope};
 pub use error::{CommandError, ValidationError};
-pub use kind::{Effect, EntityId, History, Kind, Value};
+pub use kind::{Change, Effect, EntityId, History, Kind, Value};
 pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};
 pub use resolve::{resolve, zone_records, Answer, Rcode};

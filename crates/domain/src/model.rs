@@ -17,6 +17,10 @@ pub const RULES_MAX: usize = 16;
 pub const SERVICES_MAX: usize = 64;
 /// Most static records in one zone.
 pub const RECORDS_MAX: usize = 10_000;
+/// Most bytes a zone's spec may take, counted by `ZoneSpec::size_bytes`: a
+/// zone must fit every message that carries it whole (a 16 MiB API message,
+/// a ListZones page, a log entry, a peer message), with room to spare.
+pub const ZONE_BYTES_MAX: usize = 4 * 1024 * 1024;
 /// Most name servers at a zone apex.
 pub const NS_MAX: usize = 16;
 /// Most ingress addresses of each family per cluster.
@@ -75,6 +79,27 @@ pub struct ZoneSpec {
     pub soa: Soa,
     pub rules: Vec<Rule>,
     pub records: Vec<RecordSpec>,
+}
+
+impl ZoneSpec {
+    /// The bytes the spec's text takes, with 16 for each record's and
+    /// rule's framing: an upper bound, near enough, of its size in any
+    /// encoding we use (bincode, protobuf, the master file).
+    pub fn size_bytes(&self) -> usize {
+        let names = self.apex.len() + self.environment.len() + self.ns.iter().map(|n| n.len() + 16).sum::<usize>();
+        let soa = self.soa.mname.len() + self.soa.rname.len() + 16;
+        let rules: usize = self
+            .rules
+            .iter()
+            .map(|r| match r {
+                Rule::ServiceTenant { services, target, .. } => target.len() + services.iter().map(|s| s.len() + 16).sum::<usize>(),
+                Rule::TenantHost { .. } => 0,
+                Rule::Acme { validation_zone } => validation_zone.as_ref().map_or(0, String::len),
+            } + 16)
+            .sum();
+        let records: usize = self.records.iter().map(|r| r.name.len() + r.rtype.len() + r.data.len() + 16).sum();
+        names + soa + rules + records
+    }
 }
 
 /// A validated zone ready for lookups.
@@ -142,6 +167,10 @@ impl Zone {
             .map(|(i, r)| compile_rule(r).map_err(|e| e.within(format!("rules[{i}]"))))
             .collect::<Result<Vec<_>, _>>()?;
 
+        let size = spec.size_bytes();
+        if size > ZONE_BYTES_MAX {
+            return Err(ValidationError::new("records", format!("the zone takes {size} bytes, at most {ZONE_BYTES_MAX}")));
+        }
         if spec.records.len() > RECORDS_MAX {
             return Err(ValidationError::new("records", format!("{} records, at most {RECORDS_MAX}", spec.records.len())));
         }

@@ -255,6 +255,24 @@ fn zone_validation_names_the_field() {
     }
 }
 
+/// A zone must fit every message that carries it whole: past
+/// `ZONE_BYTES_MAX` it is refused, however few records it has.
+#[test]
+fn a_zone_too_large_for_its_messages_is_refused() {
+    let mut w = World::new();
+    let txt = format!("\"{}\"", "x".repeat(250)).repeat(4);
+    let mut z = zone();
+    let n = crate::model::ZONE_BYTES_MAX / txt.len() + 1;
+    z.records = (0..n).map(|i| RecordSpec { name: format!("t{i}"), rtype: "TXT".into(), ttl: None, data: txt.clone() }).collect();
+    assert!(n <= crate::model::RECORDS_MAX, "the size must be what refuses it, not the count");
+    match w.run(Command::PutZone { zone: z.clone() }) {
+        Err(CommandError::Invalid(e)) => assert!(e.field == "records" && e.reason.contains("bytes"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+    z.records.truncate(n / 2);
+    assert!(w.run(Command::PutZone { zone: z }).is_ok());
+}
+
 #[test]
 fn names_match_case_insensitively_via_lowercase_input() {
     let mut w = World::new();
@@ -810,7 +828,11 @@ fn apply_returns_each_change_where_it_is_made() {
         w.state.apply(w.rev, &Envelope { at_ms: 0, command: Command::DeleteCluster { id: "mt2".into() }, guard: Guard::default() });
     assert!(r.is_err() && fx.is_empty());
     let fx = run(&mut w, Command::PutZone { zone: zone() });
-    assert!(fx[0].before.is_some() && fx[0].for_history().is_some_and(|h| h.before.is_none()));
+    assert!(fx[0].before.is_some(), "the zone was there before");
+    assert!(
+        fx[0].for_history().is_some_and(|h| h.before.is_none() && h.after.is_none() && !h.deleted),
+        "a zone's history entry names it without its (possibly large) value"
+    );
     assert_eq!(w.state.data_revision(), data_revision);
 }
 

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
-use switchboard_domain::{Effect, Kind, State, Value};
+use switchboard_domain::{Change, Effect, Kind, State, Value};
 
 pub use image::{decode_state, encode_state};
 use keys::{KEY_CHANGES_FROM, KEY_FORMAT, KEY_REVISIONS};
@@ -327,8 +327,8 @@ impl Store {
 
     /// Changes at revisions after `after`, oldest first, at most `limit`
     /// (a revision's changes are never split across calls).
-    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Effect)>> {
-        let mut out: Vec<(u64, Effect)> = Vec::new();
+    pub fn changes_after(&self, after: u64, limit: usize) -> Result<Vec<(u64, Change)>> {
+        let mut out: Vec<(u64, Change)> = Vec::new();
         let start = change_key(after.saturating_add(1), 0);
         for item in self.db.iterator_cf(self.cf(CF_CHANGES)?, IteratorMode::From(&start, Direction::Forward)) {
             let (k, v) = item?;

@@ -1,6 +1,6 @@
 //! Round trips through a real RocksDB in a temp dir.
 
-use switchboard_domain::{Cluster, Command, Effect, Envelope, Kind, State, Value};
+use switchboard_domain::{Change, Cluster, Command, Effect, Envelope, Kind, State, Value};
 
 use super::*;
 
@@ -42,7 +42,7 @@ fn applied_state_survives_reopen() -> Result<()> {
     let changes = s.changes_after(1, 100)?;
     assert_eq!(changes.iter().map(|(r, _)| *r).collect::<Vec<_>>(), vec![2, 3]);
     assert!(
-        matches!(&changes[1].1, Effect { kind: Kind::Tenant, before: Some(Value::Tenant(p)), after: Some(Value::Tenant(t)), .. } if t.aliases == ["one"] && p.aliases.is_empty())
+        matches!(&changes[1].1, Change { kind: Kind::Tenant, before: Some(Value::Tenant(p)), after: Some(Value::Tenant(t)), .. } if t.aliases == ["one"] && p.aliases.is_empty())
     );
     let (loaded, meta) = s.load_state("sm")?;
     assert_eq!(meta.as_deref(), Some([3u8].as_slice()));

@@ -207,3 +207,50 @@ fn watch_resumes_after_a_restart_with_every_change_once_in_order() -> anyhow::Re
     }
     Ok(())
 }
+
+/// Large zones cannot poison listing or the change history: a zone must fit
+/// `ZONE_BYTES_MAX` (a larger one is refused, naming the limit), `zone list`
+/// pages through zones whose sum is past one message, and a watch from
+/// before them resumes, since zone events name the zone without its body.
+#[test]
+fn large_zones_list_in_pages_and_leave_the_history_resumable() -> anyhow::Result<()> {
+    let (dir, node) = setup()?;
+    let zone_file = |apex: &str, records: usize| {
+        let txt = format!("\\\"{}\\\"", "x".repeat(250)).repeat(4);
+        let mut text = format!("apex = \"{apex}\"\nenvironment = \"prod\"\nns = [\"ns1.example.test.\"]\n");
+        for i in 0..records {
+            text.push_str(&format!("[[records]]\nname = \"t{i}\"\ntype = \"TXT\"\ndata = \"{txt}\"\n"));
+        }
+        text
+    };
+    let too_large = dir.path().join("too-large.toml");
+    std::fs::write(&too_large, zone_file("huge.example.test.", 5_000))?;
+    let err = node.cli(&["zone", "put", too_large.to_str().unwrap_or_default()]).err().map(|e| e.to_string()).unwrap_or_default();
+    // Refused before it is sent, naming the file, the field and the limit.
+    assert!(err.contains("too-large.toml") && err.contains("zone.records") && err.contains("at most 4194304"), "{err}");
+
+    // Four zones of about 3 MB: more than one page of zone list.
+    for i in 0..4 {
+        let file = dir.path().join(format!("big{i}.toml"));
+        std::fs::write(&file, zone_file(&format!("big{i}.example.test."), 3_000))?;
+        node.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
+    }
+    let zones = node.json(&["zone", "list"])?;
+    let apexes: Vec<&str> = zones.as_array().map(|a| a.iter().filter_map(|z| z["apex"].as_str()).collect()).unwrap_or_default();
+    for i in 0..4 {
+        assert!(apexes.contains(&format!("big{i}.example.test.").as_str()), "{apexes:?}");
+    }
+    let deleted = node.json(&["zone", "delete", "big0.example.test."])?;
+    let after_delete = deleted["revision"].as_u64().unwrap_or(0);
+
+    let out = node.cli(&["watch", "--after", "0", "--kind", "zone", "--count", "6"])?;
+    let events: Vec<serde_json::Value> = out.lines().map(serde_json::from_str).collect::<Result<_, _>>()?;
+    let keys: Vec<&str> = events.iter().filter_map(|e| e["key"].as_str()).collect();
+    assert_eq!(
+        keys[keys.len() - 5..],
+        ["big0.example.test.", "big1.example.test.", "big2.example.test.", "big3.example.test.", "big0.example.test."]
+    );
+    let last = &events[events.len() - 1];
+    assert!(last["deleted"] == true && last["revision"].as_u64() == Some(after_delete), "{last}");
+    Ok(())
+}
