@@ -44,6 +44,7 @@ pub struct Api {
     pub(crate) node: Arc<Node>,
     max_stale_ms: u64,
     pub(crate) auth: Arc<Auth>,
+    pub(crate) watch: Arc<crate::watch::WatchGate>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -120,8 +121,8 @@ pub fn reflection() -> Result<
 }
 
 impl Api {
-    pub fn new(node: Arc<Node>, max_stale_ms: u64, auth: Auth) -> Api {
-        Api { node, max_stale_ms, auth: Arc::new(auth) }
+    pub fn new(node: Arc<Node>, max_stale_ms: u64, auth: Auth, watch: crate::WatchLimits) -> Api {
+        Api { node, max_stale_ms, auth: Arc::new(auth), watch: Arc::new(crate::watch::WatchGate::new(watch)) }
     }
 
     /// The caller of a request (`UNAUTHENTICATED` without valid credentials).

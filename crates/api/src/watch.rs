@@ -1,6 +1,14 @@
 //! The Watch service: every change after a revision, from this node's
 //! change history (`Store::changes_after`), then live as entries apply.
+//!
+//! Every stream is bounded: a node serves at most `WatchLimits::streams_max`
+//! of them and a credential `streams_per_credential_max`; each queues at
+//! most `WATCH_IN_FLIGHT` responses of at most `WATCH_RESPONSE_BYTES_MAX`
+//! ahead of its reader; and a reader that takes nothing for
+//! `send_timeout` is ended with RESOURCE_EXHAUSTED saying where to resume.
 
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use switchboard_domain::{Access, Change, Value};
@@ -14,9 +22,94 @@ use crate::proto::{self, watch_server, Kind};
 use crate::service::Api;
 use crate::status;
 
-/// Changes read from storage per step, and responses queued ahead of a slow client.
-const WATCH_BATCH: usize = 1024;
-const WATCH_IN_FLIGHT: usize = 16;
+/// Changes read from storage per step, and responses queued ahead of a slow
+/// client (one slot of which is kept for the status that ends a stalled
+/// stream).
+const WATCH_BATCH: usize = 256;
+const WATCH_IN_FLIGHT: usize = 3;
+/// Most bytes of events in one response; a revision's events are never
+/// split, so one revision may pass it. With `WATCH_IN_FLIGHT`, this bounds
+/// what a reader that stops reading holds on the node.
+const WATCH_RESPONSE_BYTES_MAX: usize = 64 * 1024;
+
+/// The Watch service's limits, from the node config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WatchLimits {
+    /// Streams open on this node at once.
+    pub streams_max: usize,
+    /// Streams one stored credential may hold open on this node.
+    pub streams_per_credential_max: usize,
+    /// How long a stream may wait for its reader to take a response.
+    pub send_timeout: Duration,
+}
+
+impl Default for WatchLimits {
+    fn default() -> Self {
+        WatchLimits { streams_max: 128, streams_per_credential_max: 16, send_timeout: Duration::from_secs(30) }
+    }
+}
+
+/// Who holds how many streams: a stream's `WatchPermit` gives its place back.
+#[derive(Debug, Default)]
+pub(crate) struct WatchGate {
+    limits: WatchLimits,
+    /// Streams open, in all and by credential id (callers without a stored
+    /// credential count only in all).
+    open: Mutex<(usize, HashMap<String, usize>)>,
+}
+
+impl WatchGate {
+    pub(crate) fn new(limits: WatchLimits) -> WatchGate {
+        WatchGate { limits, open: Mutex::default() }
+    }
+
+    /// A place for one more stream of `caller`, or RESOURCE_EXHAUSTED naming the limit.
+    fn admit(self: &Arc<Self>, caller: &Caller) -> Result<WatchPermit, Status> {
+        let mut open = self.open.lock().map_err(|_| Status::internal("watch gate lock poisoned"))?;
+        if open.0 >= self.limits.streams_max {
+            return Err(Status::resource_exhausted(format!(
+                "this node serves {} watch streams, the most it allows (api.watch_streams_max)",
+                self.limits.streams_max
+            )));
+        }
+        let credential = match caller {
+            Caller::Credential(c) => Some(c.id.clone()),
+            Caller::Trusted => None,
+        };
+        if let Some(id) = &credential {
+            let held = open.1.get(id).copied().unwrap_or(0);
+            if held >= self.limits.streams_per_credential_max {
+                return Err(Status::resource_exhausted(format!(
+                    "credential {id} holds {held} watch streams on this node, the most it may (api.watch_streams_per_credential_max)"
+                )));
+            }
+            *open.1.entry(id.clone()).or_default() += 1;
+        }
+        open.0 += 1;
+        Ok(WatchPermit { gate: self.clone(), credential })
+    }
+}
+
+/// One admitted stream; dropping it (when the stream ends) frees its place.
+pub(crate) struct WatchPermit {
+    gate: Arc<WatchGate>,
+    credential: Option<String>,
+}
+
+impl Drop for WatchPermit {
+    fn drop(&mut self) {
+        let Ok(mut open) = self.gate.open.lock() else { return };
+        open.0 = open.0.saturating_sub(1);
+        if let Some(id) = &self.credential {
+            if let Some(n) = open.1.get_mut(id) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    open.1.remove(id);
+                }
+            }
+        }
+    }
+}
 /// An idle stream says how far it has got this often.
 const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
@@ -92,12 +185,44 @@ impl Filter {
 
 type Tx = mpsc::Sender<Result<proto::WatchResponse, Status>>;
 
+/// Why a stream stopped sending.
+enum Stop {
+    /// The client went away.
+    Gone,
+    /// The reader took nothing for the send timeout; it has been told.
+    Stalled,
+}
+
+/// Queue `response` once the reader has made room, keeping one slot free
+/// for the status that ends a stalled stream: a reader that takes nothing
+/// for `timeout` gets, after what is queued, RESOURCE_EXHAUSTED saying to
+/// resume after `resume`, and the stream ends, so what it holds is freed.
+async fn send(tx: &Tx, response: proto::WatchResponse, timeout: Duration, resume: u64) -> Result<(), Stop> {
+    match tokio::time::timeout(timeout, tx.reserve_many(2)).await {
+        Ok(Ok(mut permits)) => {
+            if let Some(p) = permits.next() {
+                p.send(Ok(response));
+            }
+            Ok(())
+        }
+        Ok(Err(_)) => Err(Stop::Gone),
+        Err(_) => {
+            let _ = tx.try_send(Err(Status::resource_exhausted(format!(
+                "this watcher took no response for {} ms and its buffer is full: watch again with after_revision {resume}",
+                timeout.as_millis()
+            ))));
+            Err(Stop::Stalled)
+        }
+    }
+}
+
 impl Api {
     /// Stream changes after `after` to `tx` until the client goes away.
     /// A stream opened with a credential ends (`UNAUTHENTICATED`) once the
     /// credential is revoked.
-    async fn stream_changes(&self, mut after: u64, filter: Filter, caller: Caller, tx: Tx) {
+    async fn stream_changes(&self, mut after: u64, filter: Filter, caller: Caller, tx: Tx, _permit: WatchPermit) {
         let node = &self.node;
+        let timeout = self.watch.limits.send_timeout;
         let mut applied = node.applied();
         let compacted = |from: u64| proto::WatchResponse { events: Vec::new(), revision: from.saturating_sub(1), compacted: true };
         let mut last_sent = std::time::Instant::now();
@@ -105,7 +230,7 @@ impl Api {
             let from = match node.changes_from() {
                 Ok(f) => f,
                 Err(e) => {
-                    let _ = tx.send(Err(status::node(e))).await;
+                    let _ = tx.try_send(Err(status::node(e)));
                     return;
                 }
             };
@@ -113,16 +238,17 @@ impl Api {
                 after = from.saturating_sub(1);
             }
             if after.saturating_add(1) < from {
-                let _ = tx.send(Ok(compacted(from))).await;
+                let _ = tx.try_send(Ok(compacted(from)));
                 return;
             }
+            // (Final statuses go out with try_send: `send` keeps a slot free.)
             // Every change up to `upto` was stored before `upto` was
             // published as applied: read the revision first.
             let upto = *applied.borrow_and_update();
             let batch = match node.changes_after(after, WATCH_BATCH) {
                 Ok(b) => b,
                 Err(e) => {
-                    let _ = tx.send(Err(status::node(e))).await;
+                    let _ = tx.try_send(Err(status::node(e)));
                     return;
                 }
             };
@@ -130,15 +256,27 @@ impl Api {
             let state = node.state();
             if let Caller::Credential(c) = &caller {
                 if state.credential(&c.id).is_none() {
-                    let _ = tx.send(Err(Status::unauthenticated(format!("credential {} was revoked", c.id)))).await;
+                    let _ = tx.try_send(Err(Status::unauthenticated(format!("credential {} was revoked", c.id))));
                     return;
                 }
             }
-            if let Some((last, _)) = batch.last() {
-                let last = *last;
-                let events: Vec<proto::Event> = batch.iter().filter_map(|(rev, c)| filter.event(*rev, c)).collect();
+            if !batch.is_empty() {
+                // Whole revisions, until the response passes its byte budget;
+                // the rest is read again on the next turn.
+                let (mut events, mut bytes, mut last) = (Vec::new(), 0usize, after);
+                for (rev, c) in &batch {
+                    if *rev != last && bytes > WATCH_RESPONSE_BYTES_MAX {
+                        break;
+                    }
+                    last = *rev;
+                    if let Some(e) = filter.event(*rev, c) {
+                        bytes += prost::Message::encoded_len(&e);
+                        events.push(e);
+                    }
+                }
                 if !events.is_empty() {
-                    if tx.send(Ok(proto::WatchResponse { events, revision: last, compacted: false })).await.is_err() {
+                    let response = proto::WatchResponse { events, revision: last, compacted: false };
+                    if send(&tx, response, timeout, after).await.is_err() {
                         return;
                     }
                     last_sent = std::time::Instant::now();
@@ -148,7 +286,8 @@ impl Api {
             }
             after = after.max(upto);
             if last_sent.elapsed() >= PROGRESS_EVERY {
-                if tx.send(Ok(proto::WatchResponse { events: Vec::new(), revision: after, compacted: false })).await.is_err() {
+                let progress = proto::WatchResponse { events: Vec::new(), revision: after, compacted: false };
+                if send(&tx, progress, timeout, after).await.is_err() {
                     return;
                 }
                 last_sent = std::time::Instant::now();
@@ -170,9 +309,10 @@ impl watch_server::Watch for Api {
         let caller = self.check(&req, Access::ReadData)?;
         let r = req.into_inner();
         let filter = Filter::parse(&r)?;
+        let permit = self.watch.admit(&caller)?;
         let (tx, rx) = mpsc::channel(WATCH_IN_FLIGHT);
         let api = self.clone();
-        tokio::spawn(async move { api.stream_changes(r.after_revision, filter, caller, tx).await });
+        tokio::spawn(async move { api.stream_changes(r.after_revision, filter, caller, tx, permit).await });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 }

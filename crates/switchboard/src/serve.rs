@@ -76,7 +76,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
     } else {
         tracing::warn!(api = %config.listen.api, "API calls need no token (api.auth)");
     }
-    let api = Api::new(node.clone(), config.cluster.max_stale_ms, auth);
+    let api = Api::new(node.clone(), config.cluster.max_stale_ms, auth, config.api.watch_limits());
     let services = api.services();
     // Standard tooling on the same listener: grpc.health.v1 following this
     // node's readiness, and server reflection.

@@ -254,3 +254,78 @@ fn large_zones_list_in_pages_and_leave_the_history_resumable() -> anyhow::Result
     assert!(last["deleted"] == true && last["revision"].as_u64() == Some(after_delete), "{last}");
     Ok(())
 }
+
+/// 200 Watch streams that never read, on one HTTP/2 connection, over a
+/// history of 30,000 changes: the node admits `api.watch_streams_max` of
+/// them (RESOURCE_EXHAUSTED for the rest), each queues a bounded buffer, its
+/// memory stays within 300 MB of where it started, and a stalled stream is
+/// ended after `api.watch_send_timeout_ms` with a status saying where to
+/// resume, which frees its place.
+#[test]
+fn watch_streams_that_never_read_are_bounded() -> anyhow::Result<()> {
+    use switchboard_api::proto::{watch_client::WatchClient, WatchRequest};
+    let dir = tempfile::tempdir()?;
+    let mut node = Node::prepare(dir.path(), 1)?;
+    node.write_config(1, "[api]\nwatch_streams_max = 128\nwatch_send_timeout_ms = 2000\n")?;
+    node.spawn()?;
+    node.wait_leader(std::time::Duration::from_secs(30))?;
+    let zone = dir.path().join("zone.toml");
+    std::fs::write(&zone, ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    node.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    let import = dir.path().join("tenants.csv");
+    std::fs::write(&import, (0..30_000).map(|i| format!("tenant-with-a-longer-id-{i:06},mt1\n")).collect::<String>())?;
+    node.cli(&["tenant", "import", import.to_str().unwrap_or_default()])?;
+    let before = node.rss_bytes()?;
+
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
+    let server = node.server();
+    rt.block_on(async move {
+        let channel = tonic::transport::Endpoint::from_shared(server)?.connect().await?;
+        let (mut open, mut refused) = (Vec::new(), 0);
+        for _ in 0..200 {
+            let mut client = WatchClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
+            match client.watch(WatchRequest { after_revision: 0, ..Default::default() }).await {
+                Ok(stream) => open.push(stream.into_inner()),
+                Err(s) if s.code() == tonic::Code::ResourceExhausted && s.message().contains("api.watch_streams_max") => refused += 1,
+                Err(s) => anyhow::bail!("watch: {s}"),
+            }
+        }
+        assert_eq!((open.len(), refused), (128, 72));
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        let during = node.rss_bytes()?;
+        eprintln!("RSS {} MB before, {} MB with 128 stalled watchers", before >> 20, during >> 20);
+        assert!(during < before + 300 * 1024 * 1024, "RSS {before} -> {during} bytes with 128 stalled watchers");
+
+        // Closed streams give their places back.
+        drop(open);
+        let connect = || tonic::transport::Endpoint::from_shared(node.server()).map(|e| e.connect_lazy());
+        let mut client = WatchClient::new(connect()?);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(10);
+        while let Err(s) = client.watch(WatchRequest { after_revision: 0, ..Default::default() }).await {
+            anyhow::ensure!(tokio::time::Instant::now() < deadline, "places not given back: {s}");
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+
+        // A stream whose reader takes nothing past the send timeout ends,
+        // after what it queued, with a status saying where to resume. (On a
+        // connection of its own: unread data of other streams would hold
+        // the connection's HTTP/2 window.)
+        let mut stalled = WatchClient::new(connect()?)
+            .max_decoding_message_size(64 * 1024 * 1024)
+            .watch(WatchRequest { after_revision: 0, ..Default::default() })
+            .await?
+            .into_inner();
+        tokio::time::sleep(std::time::Duration::from_secs(4)).await;
+        let ended = loop {
+            match tokio::time::timeout(std::time::Duration::from_secs(10), stalled.message()).await? {
+                Ok(Some(_)) => continue,
+                Ok(None) => anyhow::bail!("the stalled stream ended without a status"),
+                Err(s) => break s,
+            }
+        };
+        assert!(ended.code() == tonic::Code::ResourceExhausted && ended.message().contains("watch again with after_revision"), "{ended}");
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(())
+}

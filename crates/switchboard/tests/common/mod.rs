@@ -119,6 +119,18 @@ impl Node {
         Ok(Node { dir, ports: Ports::new(), config, token: None, child: None })
     }
 
+    /// The resident memory of the node's process, in bytes (from /proc).
+    pub fn rss_bytes(&self) -> anyhow::Result<u64> {
+        let pid = self.child.as_ref().map(Child::id).ok_or_else(|| anyhow!("node not running"))?;
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+        let kb = status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .ok_or_else(|| anyhow!("no VmRSS in /proc/{pid}/status"))?;
+        Ok(kb * 1024)
+    }
+
     /// Write this node's config: the listen section from its ports, then `rest`.
     pub fn write_config(&self, id: u64, rest: &str) -> anyhow::Result<()> {
         let p = &self.ports;
