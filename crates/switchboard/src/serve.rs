@@ -21,6 +21,7 @@ use crate::http;
 const DNS_THREADS: usize = 2;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
+    raise_open_files_limit();
     let dns_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(DNS_THREADS)
         .thread_name("dns")
@@ -34,6 +35,17 @@ pub fn run(config: Config) -> anyhow::Result<()> {
     drop(control);
     dns_runtime.shutdown_background();
     result
+}
+
+/// Raise the soft limit on open files to the hard limit, and say what it is:
+/// every DNS TCP connection, gRPC connection and RocksDB file takes one,
+/// and the common soft default (1024) is far below what a node under load
+/// holds, while the hard limit is the administrator's real bound.
+fn raise_open_files_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::info!(nofile = limit, "open files: soft limit raised to the hard limit"),
+        Err(e) => tracing::warn!(error = %e, "open files: could not raise the soft limit"),
+    }
 }
 
 async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {

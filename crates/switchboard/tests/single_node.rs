@@ -253,6 +253,27 @@ fn a_closed_stdout_ends_the_cli_quietly() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A node raises its soft limit on open files to the hard limit at start
+/// and logs what it got (under `prlimit --nofile=256:2048`: 2048).
+#[test]
+fn the_open_files_limit_is_raised_to_the_hard_limit() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let node = Node::prepare(root.path(), 1)?;
+    node.write_config(1, "")?;
+    let log = root.path().join("node.log");
+    let mut child = std::process::Command::new("prlimit")
+        .args(["--nofile=256:2048", common::BIN, "serve", "--config"])
+        .arg(&node.config)
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let seen = common::eventually(std::time::Duration::from_secs(20), "the limit logged", || {
+        std::fs::read_to_string(&log).is_ok_and(|l| l.contains("nofile=2048") && l.contains("soft limit raised"))
+    });
+    child.kill()?;
+    child.wait()?;
+    seen.map_err(|e| anyhow::anyhow!("{e}: {}", std::fs::read_to_string(&log).unwrap_or_default()))
+}
+
 /// /healthz, /readyz and /metrics answer on the HTTP listener.
 #[test]
 fn health_and_metrics_endpoints() -> anyhow::Result<()> {
