@@ -555,10 +555,10 @@ impl node_server::Node for Api {
         Ok(Response::new(proto::StatusResponse {
             node_id: st.id,
             role: st.role.as_str().into(),
-            leader_id: st.leader_id.unwrap_or(0),
-            leader_api: st.leader.as_ref().map(|n| n.api.clone()).unwrap_or_default(),
+            leader_id: st.leader.as_ref().map_or(0, |(id, _)| *id),
+            leader_api: st.leader.as_ref().and_then(|(_, n)| n.as_ref()).map(|n| n.api.clone()).unwrap_or_default(),
             term: st.term,
-            last_log_index: st.last_log_index,
+            last_log_index: st.log.last,
             applied_revision: state.revision(),
             members: members_out(&st),
             zones: state.zones().count() as u64,
@@ -566,8 +566,8 @@ impl node_server::Node for Api {
             tenants: state.tenant_count() as u64,
             staleness_ms: st.staleness_ms,
             ready: self.node.ready(self.max_stale_ms).is_ok(),
-            snapshot_revision: st.snapshot_index,
-            purged_revision: st.purged_index,
+            snapshot_revision: st.log.snapshot,
+            purged_revision: st.log.purged,
         }))
     }
 }

@@ -29,7 +29,7 @@ pub use log_store::LogStore;
 pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
 pub use state_machine::StateMachine;
-pub use status::{Member, NodeStatus, Role};
+pub use status::{LogPositions, Member, NodeStatus, Role};
 
 /// Where a node can be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

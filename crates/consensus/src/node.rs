@@ -16,7 +16,7 @@ use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::network::{PeerAuth, PeerPool};
-use crate::status::{Member, NodeStatus, Role};
+use crate::status::{LogPositions, Member, NodeStatus, Role};
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
 
 /// Raft timing and log retention, from the node config.
@@ -405,16 +405,26 @@ impl Node {
             id: self.id,
             role,
             term: m.current_term,
-            leader_id: m.current_leader,
-            leader: m.current_leader.and_then(|l| membership.get_node(&l)).cloned(),
-            last_log_index,
-            applied: self.applied_revision(),
-            snapshot_index: m.snapshot.map_or(0, |l| l.index),
-            purged_index: m.purged.map_or(0, |l| l.index),
+            leader: m.current_leader.map(|l| (l, membership.get_node(&l).cloned())),
+            log: LogPositions {
+                last: last_log_index,
+                applied: self.applied_revision(),
+                snapshot: m.snapshot.map_or(0, |l| l.index),
+                purged: m.purged.map_or(0, |l| l.index),
+            },
             staleness_ms: self.staleness_from(&m),
             members,
             lag,
         }
+    }
+
+    /// The leader and its addresses, when another node than this one leads
+    /// (read from the metrics in place: this runs on every proposal).
+    fn leader_elsewhere(&self) -> Option<(NodeId, NodeInfo)> {
+        let m = self.raft.metrics();
+        let m = m.borrow();
+        let id = m.current_leader.filter(|l| *l != self.id)?;
+        m.membership_config.membership().get_node(&id).map(|info| (id, info.clone()))
     }
 
     /// Wait until every member (this node included) has applied `revision`,
@@ -532,12 +542,9 @@ impl Node {
     /// forwards the proposal there directly; otherwise it proposes here, and
     /// forwards once if that finds another leader after all.
     pub async fn propose(&self, proposal: Proposal) -> Result<Written, NodeError> {
-        let status = self.status();
-        if let (Some(id), Some(info)) = (status.leader_id, &status.leader) {
-            if id != self.id {
-                tracing::debug!(leader = id, "forwarding proposal");
-                return self.peers.forward(self.id, id, info, &self.raft.config().cluster_name, &proposal).await;
-            }
+        if let Some((id, info)) = self.leader_elsewhere() {
+            tracing::debug!(leader = id, "forwarding proposal");
+            return self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await;
         }
         match self.propose_local(proposal.clone()).await {
             Err(NodeError::NotLeader { leader: Some((id, info)) }) if id != self.id => {

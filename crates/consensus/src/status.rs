@@ -46,14 +46,8 @@ pub struct NodeStatus {
     pub term: u64,
     /// The leader this node knows of, with its addresses when the
     /// membership lists it.
-    pub leader_id: Option<NodeId>,
-    pub leader: Option<NodeInfo>,
-    /// Index of the last entry in this node's log.
-    pub last_log_index: u64,
-    /// Revision of the state this node serves.
-    pub applied: u64,
-    pub snapshot_index: u64,
-    pub purged_index: u64,
+    pub leader: Option<(NodeId, Option<NodeInfo>)>,
+    pub log: LogPositions,
     /// Milliseconds since this node last heard from a leader (the leader:
     /// since a quorum last acknowledged it); `None` if never.
     pub staleness_ms: Option<u64>,
@@ -64,13 +58,13 @@ pub struct NodeStatus {
     pub lag: Vec<(NodeId, Option<u64>)>,
 }
 
-impl NodeStatus {
-    pub fn is_leader(&self) -> bool {
-        self.role == Role::Leader
-    }
-
-    /// The member `id`, if it belongs to the membership.
-    pub fn member(&self, id: NodeId) -> Option<&Member> {
-        self.members.iter().find(|m| m.id == id)
-    }
+/// Where a node's log and state stand, as log indexes (0: none yet).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogPositions {
+    /// The last entry in its log; the revision of the state it serves; the
+    /// last entry in its latest snapshot; the last entry purged.
+    pub last: u64,
+    pub applied: u64,
+    pub snapshot: u64,
+    pub purged: u64,
 }

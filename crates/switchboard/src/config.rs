@@ -39,7 +39,7 @@ pub enum AuthMode {
     None,
 }
 
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Api {
     /// Unset: `token` when a bootstrap token is configured, `none` when the
@@ -52,47 +52,27 @@ pub struct Api {
     /// `SWITCHBOARD_BOOTSTRAP_TOKEN` overrides it.
     #[serde(default)]
     pub bootstrap_token_file: Option<PathBuf>,
-    /// Watch streams this node serves at once, and per stored credential.
-    #[serde(default = "default_watch_streams_max")]
-    pub watch_streams_max: usize,
-    #[serde(default = "default_watch_streams_per_credential_max")]
-    pub watch_streams_per_credential_max: usize,
-    /// A watch stream whose reader takes nothing for this long is ended.
-    #[serde(default = "default_watch_send_timeout_ms")]
-    pub watch_send_timeout_ms: u64,
+    /// Watch streams this node serves at once, and per stored credential;
+    /// and how long a stream may wait for its reader before it is ended.
+    /// Unset: `switchboard_api::WatchLimits::default()`.
+    #[serde(default)]
+    pub watch_streams_max: Option<usize>,
+    #[serde(default)]
+    pub watch_streams_per_credential_max: Option<usize>,
+    #[serde(default)]
+    pub watch_send_timeout_ms: Option<u64>,
 }
 
 /// The shortest wait for a watch reader that makes sense (a reader across an ocean).
 const WATCH_SEND_TIMEOUT_MIN_MS: u64 = 100;
 
-fn default_watch_streams_max() -> usize {
-    switchboard_api::WatchLimits::default().streams_max
-}
-fn default_watch_streams_per_credential_max() -> usize {
-    switchboard_api::WatchLimits::default().streams_per_credential_max
-}
-fn default_watch_send_timeout_ms() -> u64 {
-    switchboard_api::WatchLimits::default().send_timeout.as_millis() as u64
-}
-
-impl Default for Api {
-    fn default() -> Self {
-        Api {
-            auth: None,
-            bootstrap_token_file: None,
-            watch_streams_max: default_watch_streams_max(),
-            watch_streams_per_credential_max: default_watch_streams_per_credential_max(),
-            watch_send_timeout_ms: default_watch_send_timeout_ms(),
-        }
-    }
-}
-
 impl Api {
     pub fn watch_limits(&self) -> switchboard_api::WatchLimits {
+        let d = switchboard_api::WatchLimits::default();
         switchboard_api::WatchLimits {
-            streams_max: self.watch_streams_max,
-            streams_per_credential_max: self.watch_streams_per_credential_max,
-            send_timeout: std::time::Duration::from_millis(self.watch_send_timeout_ms),
+            streams_max: self.watch_streams_max.unwrap_or(d.streams_max),
+            streams_per_credential_max: self.watch_streams_per_credential_max.unwrap_or(d.streams_per_credential_max),
+            send_timeout: self.watch_send_timeout_ms.map_or(d.send_timeout, std::time::Duration::from_millis),
         }
     }
 }
@@ -328,10 +308,11 @@ impl Config {
         if self.cluster.name.is_empty() || self.cluster.name.len() > 64 {
             bail!("cluster.name: must be 1 to 64 characters");
         }
-        if self.api.watch_streams_max == 0 || self.api.watch_streams_per_credential_max == 0 {
+        let watch = self.api.watch_limits();
+        if watch.streams_max == 0 || watch.streams_per_credential_max == 0 {
             bail!("api.watch_streams_max and api.watch_streams_per_credential_max: must be at least 1");
         }
-        if self.api.watch_send_timeout_ms < WATCH_SEND_TIMEOUT_MIN_MS {
+        if watch.send_timeout < std::time::Duration::from_millis(WATCH_SEND_TIMEOUT_MIN_MS) {
             bail!("api.watch_send_timeout_ms: must be at least {WATCH_SEND_TIMEOUT_MIN_MS}");
         }
         let mut ids = BTreeSet::new();

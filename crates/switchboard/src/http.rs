@@ -41,8 +41,8 @@ impl Health {
         };
         gauge("switchboard_applied_revision", "Revision of the state this node serves.", state.revision());
         gauge("switchboard_raft_term", "Current Raft term.", st.term);
-        gauge("switchboard_raft_last_log_index", "Index of the last entry in the local log.", st.last_log_index);
-        gauge("switchboard_raft_is_leader", "1 when this node is the leader.", u64::from(st.leader_id == Some(st.id)));
+        gauge("switchboard_raft_last_log_index", "Index of the last entry in the local log.", st.log.last);
+        gauge("switchboard_raft_is_leader", "1 when this node is the leader.", u64::from(st.role == switchboard_consensus::Role::Leader));
         gauge("switchboard_ready", "1 when /readyz reports ready.", u64::from(self.ready().is_ok()));
         if let Some(ms) = st.staleness_ms {
             gauge("switchboard_staleness_ms", "Milliseconds since this node last heard from a leader.", ms);

@@ -265,8 +265,7 @@ fn large_zones_list_in_pages_and_leave_the_history_resumable() -> anyhow::Result
 fn watch_streams_that_never_read_are_bounded() -> anyhow::Result<()> {
     use switchboard_api::proto::{watch_client::WatchClient, WatchRequest};
     let dir = tempfile::tempdir()?;
-    let mut node = Node::prepare(dir.path(), 1)?;
-    node.write_config(1, "[api]\nwatch_streams_max = 128\nwatch_send_timeout_ms = 2000\n")?;
+    let mut node = Node::configured(dir.path(), "[api]\nwatch_streams_max = 128\nwatch_send_timeout_ms = 2000\n")?;
     node.spawn()?;
     node.wait_leader(std::time::Duration::from_secs(30))?;
     let zone = dir.path().join("zone.toml");

@@ -223,11 +223,10 @@ fn transfers_and_qtype_zero_are_refused_as_knot_refuses_them() -> anyhow::Result
 #[test]
 fn a_busy_port_leaves_no_store_behind() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let node = Node::prepare(root.path(), 1)?;
-    node.write_config(1, "")?;
+    let node = Node::configured(root.path(), "")?;
     for busy in [node.ports.api, node.ports.dns] {
         let _held = std::net::TcpListener::bind(("127.0.0.1", busy))?;
-        let out = std::process::Command::new(common::BIN).args(["serve", "--config"]).arg(&node.config).output()?;
+        let out = node.serve_command().output()?;
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && stderr.contains(&busy.to_string()), "port {busy}: {stderr}");
         assert!(!node.dir.join("data").exists(), "port {busy}: a data dir was created");
@@ -258,12 +257,13 @@ fn a_closed_stdout_ends_the_cli_quietly() -> anyhow::Result<()> {
 #[test]
 fn the_open_files_limit_is_raised_to_the_hard_limit() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let node = Node::prepare(root.path(), 1)?;
-    node.write_config(1, "")?;
+    let node = Node::configured(root.path(), "")?;
     let log = root.path().join("node.log");
+    let serve = node.serve_command();
     let mut child = std::process::Command::new("prlimit")
-        .args(["--nofile=256:2048", common::BIN, "serve", "--config"])
-        .arg(&node.config)
+        .arg("--nofile=256:2048")
+        .arg(serve.get_program())
+        .args(serve.get_args())
         .stderr(std::fs::File::create(&log)?)
         .spawn()?;
     let seen = common::eventually(std::time::Duration::from_secs(20), "the limit logged", || {

@@ -119,6 +119,21 @@ impl Node {
         Ok(Node { dir, ports: Ports::new(), config, token: None, child: None })
     }
 
+    /// Node 1 of its own cluster under `root`, its config written with
+    /// `rest` after the listen section, not started.
+    pub fn configured(root: &Path, rest: &str) -> anyhow::Result<Node> {
+        let node = Node::prepare(root, 1)?;
+        node.write_config(1, rest)?;
+        Ok(node)
+    }
+
+    /// `switchboard serve --config` with this node's config, not started.
+    pub fn serve_command(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.args(["serve", "--config"]).arg(&self.config);
+        c
+    }
+
     /// The resident memory of the node's process, in bytes (from /proc).
     pub fn rss_bytes(&self) -> anyhow::Result<u64> {
         let pid = self.child.as_ref().map(Child::id).ok_or_else(|| anyhow!("node not running"))?;
