@@ -7,10 +7,12 @@
 //! apply could hold: a stream of writes cannot make a query wait.
 
 mod convert;
+mod tcp;
+
+pub use tcp::{TcpCounters, TcpLimits};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{emit_message_parts, Edns, EmitAndCount, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
@@ -34,10 +36,6 @@ const QTYPE_AXFR: u16 = 252;
 
 /// The UDP payload every client takes (RFC 1035 §4.2.1), and the least we send.
 pub const UDP_PAYLOAD_MIN: u16 = 512;
-/// A TCP connection with no request for this long is closed.
-pub const TCP_IDLE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Per-connection buffer of outgoing TCP responses.
-const TCP_RESPONSE_BUFFER: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -83,12 +81,28 @@ impl Listeners {
     }
 }
 
-/// Serve DNS on `listeners` with `handler`: hickory-server answers UDP and TCP.
-pub fn serve(listeners: Listeners, handler: Handler) -> Server<Handler> {
-    let mut server = Server::new(handler);
+/// DNS being served; dropping it stops both transports.
+pub struct Serving {
+    _udp: Server<Handler>,
+    tcp: tokio::task::JoinHandle<()>,
+    /// What the TCP listener counted.
+    pub tcp_counters: Arc<tcp::TcpCounters>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        self.tcp.abort();
+    }
+}
+
+/// Serve DNS on `listeners` with `handler`: hickory-server answers UDP,
+/// our own bounded listener TCP (`tcp`). Call on the runtime that bound them.
+pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Serving {
+    let mut server = Server::new(handler.clone());
     server.register_socket(listeners.udp);
-    server.register_listener(listeners.tcp, TCP_IDLE_TIMEOUT, TCP_RESPONSE_BUFFER);
-    server
+    let tcp_counters = Arc::new(tcp::TcpCounters::default());
+    let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler, limits, tcp_counters.clone()));
+    Serving { _udp: server, tcp, tcp_counters }
 }
 
 fn info_for(request: &Request, rcode: ResponseCode) -> ResponseInfo {

@@ -24,9 +24,38 @@ pub struct Config {
     pub raft: Raft,
     #[serde(default)]
     pub api: Api,
+    #[serde(default)]
+    pub dns: Dns,
     /// The file this config was read from, for error messages.
     #[serde(skip)]
     pub file: Option<PathBuf>,
+}
+
+/// The DNS listener's limits. Unset: `switchboard_dns::TcpLimits::default()`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dns {
+    /// TCP connections open at once, in all and from one source address;
+    /// past either, a new connection is closed at once. The total is
+    /// lowered at start to fit the open-files limit.
+    #[serde(default)]
+    pub tcp_connections_max: Option<usize>,
+    #[serde(default)]
+    pub tcp_connections_per_source_max: Option<usize>,
+    /// A TCP connection that sends nothing for this long is closed.
+    #[serde(default)]
+    pub tcp_idle_timeout_ms: Option<u64>,
+}
+
+impl Dns {
+    pub fn tcp_limits(&self) -> switchboard_dns::TcpLimits {
+        let d = switchboard_dns::TcpLimits::default();
+        switchboard_dns::TcpLimits {
+            connections_max: self.tcp_connections_max.unwrap_or(d.connections_max),
+            connections_per_source_max: self.tcp_connections_per_source_max.unwrap_or(d.connections_per_source_max),
+            idle_timeout: self.tcp_idle_timeout_ms.map_or(d.idle_timeout, std::time::Duration::from_millis),
+        }
+    }
 }
 
 /// How the public API authenticates callers.
@@ -235,6 +264,7 @@ impl Default for Config {
             cluster: Cluster::default(),
             raft: Raft::default(),
             api: Api::default(),
+            dns: Dns::default(),
             file: None,
         }
     }
@@ -307,6 +337,10 @@ impl Config {
         }
         if self.cluster.name.is_empty() || self.cluster.name.len() > 64 {
             bail!("cluster.name: must be 1 to 64 characters");
+        }
+        let tcp = self.dns.tcp_limits();
+        if tcp.connections_max == 0 || tcp.connections_per_source_max == 0 || tcp.idle_timeout.is_zero() {
+            bail!("dns.tcp_connections_max, dns.tcp_connections_per_source_max and dns.tcp_idle_timeout_ms: must be at least 1");
         }
         let watch = self.api.watch_limits();
         if watch.streams_max == 0 || watch.streams_per_credential_max == 0 {

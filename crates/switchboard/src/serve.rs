@@ -21,7 +21,7 @@ use crate::http;
 const DNS_THREADS: usize = 2;
 
 pub fn run(config: Config) -> anyhow::Result<()> {
-    raise_open_files_limit();
+    let open_files = raise_open_files_limit();
     let dns_runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(DNS_THREADS)
         .thread_name("dns")
@@ -30,7 +30,7 @@ pub fn run(config: Config) -> anyhow::Result<()> {
         .context("starting the DNS runtime")?;
     let control =
         tokio::runtime::Builder::new_multi_thread().thread_name("control").enable_all().build().context("starting the control runtime")?;
-    let result = control.block_on(serve(config, dns_runtime.handle().clone()));
+    let result = control.block_on(serve(config, dns_runtime.handle().clone(), open_files));
     // Dropping the runtimes stops every task; Raft has been shut down by then.
     drop(control);
     dns_runtime.shutdown_background();
@@ -41,14 +41,44 @@ pub fn run(config: Config) -> anyhow::Result<()> {
 /// every DNS TCP connection, gRPC connection and RocksDB file takes one,
 /// and the common soft default (1024) is far below what a node under load
 /// holds, while the hard limit is the administrator's real bound.
-fn raise_open_files_limit() {
+fn raise_open_files_limit() -> Option<u64> {
     match rlimit::increase_nofile_limit(u64::MAX) {
-        Ok(limit) => tracing::info!(nofile = limit, "open files: soft limit raised to the hard limit"),
-        Err(e) => tracing::warn!(error = %e, "open files: could not raise the soft limit"),
+        Ok(limit) => {
+            tracing::info!(nofile = limit, "open files: soft limit raised to the hard limit");
+            Some(limit)
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "open files: could not raise the soft limit");
+            None
+        }
     }
 }
 
-async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::Result<()> {
+/// Descriptors kept for everything but DNS TCP: RocksDB's files, gRPC and
+/// peer connections, HTTP, the runtimes.
+const OPEN_FILES_RESERVED: u64 = 384;
+/// The fewest DNS TCP connections a node accepts, however low the limit.
+const DNS_TCP_CONNECTIONS_MIN: usize = 16;
+
+/// The DNS TCP limits, the total lowered to fit the open-files limit so
+/// that TCP clients can never take the descriptors the rest of the node needs.
+fn fit_tcp_limits(mut limits: switchboard_dns::TcpLimits, open_files: Option<u64>) -> switchboard_dns::TcpLimits {
+    if let Some(nofile) = open_files {
+        let room = usize::try_from(nofile.saturating_sub(OPEN_FILES_RESERVED)).unwrap_or(usize::MAX).max(DNS_TCP_CONNECTIONS_MIN);
+        if limits.connections_max > room {
+            tracing::warn!(
+                configured = limits.connections_max,
+                nofile,
+                used = room,
+                "dns.tcp_connections_max does not fit the open-files limit: lowered"
+            );
+            limits.connections_max = room;
+        }
+    }
+    limits
+}
+
+async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: Option<u64>) -> anyhow::Result<()> {
     let (auth, bootstrap_token) = config.api_auth()?;
     // Every port first: a busy one stops the node before its store exists.
     let dns_addr = config.listen.dns;
@@ -66,7 +96,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle) -> anyhow::R
 
     // DNS first: it answers from the state on disk before consensus is up.
     let handler = switchboard_dns::Handler::new(node.published());
-    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler) }).await?;
+    let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files);
+    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
     tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -197,4 +228,18 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dns_tcp_connections_are_fitted_to_the_open_files_limit() {
+        let limits = switchboard_dns::TcpLimits { connections_max: 512, ..switchboard_dns::TcpLimits::default() };
+        assert_eq!(fit_tcp_limits(limits, Some(1024)).connections_max, 512, "fits: kept");
+        assert_eq!(fit_tcp_limits(limits, Some(600)).connections_max, 600 - OPEN_FILES_RESERVED as usize);
+        assert_eq!(fit_tcp_limits(limits, Some(100)).connections_max, DNS_TCP_CONNECTIONS_MIN);
+        assert_eq!(fit_tcp_limits(limits, None).connections_max, 512, "limit unknown: kept");
+    }
 }

@@ -415,3 +415,63 @@ fn standard_grpc_tooling_reflection_and_health() -> anyhow::Result<()> {
     assert_eq!(node.json(&["tenant", "get", "via-reflection"])?["cluster"], "mt1");
     Ok(())
 }
+
+/// Under `prlimit --nofile=1024`, 1,100 DNS TCP connections held open (from
+/// 20 loopback addresses) cannot take the descriptors the rest of the node
+/// needs: past `dns.tcp_connections_max` (fitted to the limit) a connection
+/// is closed at once, while UDP answers, /readyz answers and an API write
+/// commits. TCP itself answers again once the holders let go.
+#[test]
+fn held_tcp_connections_cannot_starve_the_node_of_descriptors() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    rlimit::increase_nofile_limit(8192)?;
+    let root = tempfile::tempdir()?;
+    let mut node = Node::configured(root.path(), "")?;
+    let log = root.path().join("node.log");
+    let serve = node.serve_command();
+    let mut child = std::process::Command::new("prlimit")
+        .arg("--nofile=1024:1024")
+        .arg(serve.get_program())
+        .args(serve.get_args())
+        .stderr(std::fs::File::create(&log)?)
+        .spawn()?;
+    let result = (|| -> anyhow::Result<()> {
+        node.wait_leader(std::time::Duration::from_secs(30))?;
+        let zone = root.path().join("zone.toml");
+        std::fs::write(&zone, ZONE)?;
+        node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+        anyhow::ensure!(common::query_tcp(node.dns(), "www.apps.example.test.", RecordType::A).is_ok(), "TCP answers");
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let mut held = Vec::new();
+        for i in 0..1_100u32 {
+            let sock = bound_socket(std::net::Ipv4Addr::new(127, 0, 3, 1 + (i % 20) as u8))?;
+            if let Ok(s) = rt.block_on(sock.connect(std::net::SocketAddr::from(([127, 0, 0, 1], node.ports.dns)))) {
+                held.push(s);
+            }
+        }
+        anyhow::ensure!(held.len() >= 1_000, "only {} connections opened", held.len());
+        let udp = query(node.dns(), "www.apps.example.test.", RecordType::A)?.metadata.response_code;
+        anyhow::ensure!(udp == ResponseCode::NoError, "UDP answered {udp:?}");
+        let mut s = std::net::TcpStream::connect(("127.0.0.1", node.ports.http))?;
+        s.set_read_timeout(Some(std::time::Duration::from_secs(1)))?;
+        write!(s, "GET /readyz HTTP/1.0\r\n\r\n")?;
+        let mut out = String::new();
+        s.read_to_string(&mut out)?;
+        anyhow::ensure!(out.starts_with("HTTP/1.0 200"), "/readyz: {out}");
+        node.cli(&["cluster", "put", "mt9", "--ipv4", "198.51.100.9"])?;
+        drop(held);
+        common::eventually(std::time::Duration::from_secs(10), "TCP answers again", || {
+            common::query_tcp(node.dns(), "www.apps.example.test.", RecordType::A).is_ok()
+        })
+    })();
+    child.kill()?;
+    child.wait()?;
+    result.map_err(|e| anyhow::anyhow!("{e}; node log:\n{}", std::fs::read_to_string(&log).unwrap_or_default()))
+}
+
+/// A TCP socket bound to `ip` (any port), ready to connect.
+fn bound_socket(ip: std::net::Ipv4Addr) -> anyhow::Result<tokio::net::TcpSocket> {
+    let s = tokio::net::TcpSocket::new_v4()?;
+    s.bind(std::net::SocketAddr::from((ip, 0)))?;
+    Ok(s)
+}

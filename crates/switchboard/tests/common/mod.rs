@@ -358,6 +358,23 @@ pub fn query_with(server: SocketAddr, name: &str, rtype: RecordType, edns_payloa
     bail!("no DNS answer from {server} for {name} {rtype}")
 }
 
+/// Send one query over TCP (length-prefixed) and return the parsed response.
+pub fn query_tcp(server: SocketAddr, name: &str, rtype: RecordType) -> anyhow::Result<Message> {
+    use std::io::{Read, Write};
+    let mut msg = Message::new(rand_id(), MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(name)?, rtype));
+    let bytes = msg.to_vec()?;
+    let mut s = std::net::TcpStream::connect_timeout(&server, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(&(bytes.len() as u16).to_be_bytes())?;
+    s.write_all(&bytes)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf)?;
+    Message::from_vec(&buf).map_err(|e| anyhow!("{e}"))
+}
+
 /// Send raw bytes over UDP; the response bytes, or None if the server stayed silent.
 pub fn raw_udp(server: SocketAddr, bytes: &[u8]) -> anyhow::Result<Option<Vec<u8>>> {
     let sock = UdpSocket::bind("127.0.0.1:0")?;

@@ -1,0 +1,209 @@
+//! DNS over TCP (RFC 7766), served by us rather than hickory-server's
+//! listener so that every resource is bounded: connections in total and
+//! per source address (past either, a new connection is closed at once and
+//! counted), an idle timeout, and an accept loop that backs off when the
+//! process is out of file descriptors instead of spinning on EMFILE.
+//! Each message is answered by the same `Handler` as UDP.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use hickory_proto::serialize::binary::BinEncoder;
+use hickory_server::net::runtime::TokioTime;
+use hickory_server::net::xfer::Protocol;
+use hickory_server::net::NetError;
+use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::zone_handler::MessageResponse;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::OwnedWriteHalf;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+
+use crate::Handler;
+
+/// Limits of the TCP listener, from the node config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpLimits {
+    /// Connections open at once.
+    pub connections_max: usize,
+    /// Connections open at once from one source address.
+    pub connections_per_source_max: usize,
+    /// A connection that sends nothing for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+impl Default for TcpLimits {
+    fn default() -> Self {
+        TcpLimits { connections_max: 512, connections_per_source_max: 64, idle_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// What the TCP listener counted, for logs and (later) metrics.
+#[derive(Debug, Default)]
+pub struct TcpCounters {
+    /// Connections closed at accept because a limit was reached.
+    pub refused: AtomicU64,
+    /// Times accept failed for want of file descriptors (and waited).
+    pub accept_backoffs: AtomicU64,
+}
+
+/// The first and the longest wait after accept fails for want of descriptors.
+const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
+const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Open connections per source address.
+type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
+
+/// Accept and serve connections until the task is dropped.
+pub(crate) async fn serve(listener: TcpListener, handler: Handler, limits: TcpLimits, counters: Arc<TcpCounters>) {
+    let open = Arc::new(Semaphore::new(limits.connections_max));
+    let sources: Sources = Arc::default();
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => {
+                backoff = ACCEPT_BACKOFF_FIRST;
+                accepted
+            }
+            Err(e) if out_of_descriptors(&e) => {
+                // Retrying at once would spin a core while nothing can
+                // change; descriptors come back as connections close.
+                counters.accept_backoffs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "DNS TCP accept: out of file descriptors");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+                continue;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "DNS TCP accept");
+                continue;
+            }
+        };
+        let Some(place) = admit(&open, &sources, peer.ip(), limits.connections_per_source_max) else {
+            // Closing it now gives its descriptor back; the client retries or goes.
+            counters.refused.fetch_add(1, Ordering::Relaxed);
+            drop(stream);
+            continue;
+        };
+        tokio::spawn(connection(stream, peer, handler.clone(), limits.idle_timeout, place));
+    }
+}
+
+/// A place for one more connection from `ip`, or `None` past a limit.
+fn admit(open: &Arc<Semaphore>, sources: &Sources, ip: IpAddr, per_source_max: usize) -> Option<Place> {
+    let permit = open.clone().try_acquire_owned().ok()?;
+    let mut held = sources.lock().ok()?;
+    if held.get(&ip).is_some_and(|n| *n >= per_source_max) {
+        return None;
+    }
+    *held.entry(ip).or_default() += 1;
+    Some(Place { _permit: permit, sources: sources.clone(), ip })
+}
+
+/// One admitted connection; dropping it gives its places back.
+struct Place {
+    _permit: OwnedSemaphorePermit,
+    sources: Sources,
+    ip: IpAddr,
+}
+
+impl Drop for Place {
+    fn drop(&mut self) {
+        let Ok(mut held) = self.sources.lock() else { return };
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
+    }
+}
+
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    // EMFILE (24), ENFILE (23), ENOBUFS (105), ENOMEM (12) on Linux.
+    matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
+}
+
+/// Read length-prefixed messages (RFC 1035 §4.2.2) and answer each in turn,
+/// until the client closes, sends nothing for `idle`, or sends a frame that
+/// cannot be a DNS message.
+async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle: Duration, _place: Place) {
+    let _ = stream.set_nodelay(true);
+    let (mut rd, wr) = stream.into_split();
+    let writer = Writer(Arc::new(tokio::sync::Mutex::new(wr)));
+    loop {
+        let mut len = [0u8; 2];
+        if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut len)).await, Ok(Ok(_))) {
+            return;
+        }
+        let mut message = vec![0u8; usize::from(u16::from_be_bytes(len))];
+        if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut message)).await, Ok(Ok(_))) {
+            return;
+        }
+        // Shorter than a header: nothing to answer; a response (QR=1):
+        // never answered, so no one can reflect traffic through us.
+        if message.len() < 12 || message[2] & 0x80 != 0 {
+            continue;
+        }
+        match Request::from_bytes(message.clone(), peer, Protocol::Tcp) {
+            Ok(request) => {
+                handler.handle_request::<_, TokioTime>(&request, writer.clone()).await;
+            }
+            Err(_) => {
+                if writer.send(&format_error(&message)).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// FORMERR for a message whose header was read but not the rest: its id
+/// and opcode, QR set, no sections (RFC 1035 §4.1.1).
+fn format_error(message: &[u8]) -> Vec<u8> {
+    let mut header = [0u8; 12];
+    header[..2].copy_from_slice(&message[..2]);
+    header[2] = 0x80 | (message[2] & 0x78);
+    header[3] = 1;
+    header.to_vec()
+}
+
+/// The write half of a connection, shared by the responses to its messages.
+#[derive(Clone)]
+struct Writer(Arc<tokio::sync::Mutex<OwnedWriteHalf>>);
+
+impl Writer {
+    /// Send one message with its length prefix.
+    async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("a DNS message over 65535 bytes"))?;
+        let mut framed = Vec::with_capacity(bytes.len() + 2);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(bytes);
+        self.0.lock().await.write_all(&framed).await
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Writer {
+    async fn send_response<'a>(
+        &mut self,
+        response: MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+            impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, NetError> {
+        let mut bytes = Vec::with_capacity(512);
+        let mut encoder = BinEncoder::new(&mut bytes);
+        encoder.set_max_size(u16::MAX);
+        let info = response.destructive_emit(&mut encoder)?;
+        self.send(&bytes).await.map_err(NetError::from)?;
+        Ok(info)
+    }
+}
