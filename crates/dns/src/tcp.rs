@@ -122,7 +122,9 @@ impl Drop for Place {
     }
 }
 
-fn out_of_descriptors(e: &std::io::Error) -> bool {
+/// Whether accept failed for want of descriptors or buffers (shared with
+/// the node's other listeners, which back off the same way).
+pub fn out_of_descriptors(e: &std::io::Error) -> bool {
     // EMFILE (24), ENFILE (23), ENOBUFS (105), ENOMEM (12) on Linux.
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }

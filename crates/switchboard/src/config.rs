@@ -90,12 +90,39 @@ pub struct Api {
     pub watch_streams_per_credential_max: Option<usize>,
     #[serde(default)]
     pub watch_send_timeout_ms: Option<u64>,
+    /// API connections open at once (past it a new one is closed at once),
+    /// and concurrent calls (HTTP/2 streams) on one connection.
+    #[serde(default)]
+    pub connections_max: Option<usize>,
+    #[serde(default)]
+    pub streams_per_connection_max: Option<u32>,
+}
+
+/// The API listener's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiConnectionLimits {
+    pub connections_max: usize,
+    pub streams_per_connection_max: u32,
+}
+
+impl Default for ApiConnectionLimits {
+    fn default() -> Self {
+        ApiConnectionLimits { connections_max: 256, streams_per_connection_max: 256 }
+    }
 }
 
 /// The shortest wait for a watch reader that makes sense (a reader across an ocean).
 const WATCH_SEND_TIMEOUT_MIN_MS: u64 = 100;
 
 impl Api {
+    pub fn connection_limits(&self) -> ApiConnectionLimits {
+        let d = ApiConnectionLimits::default();
+        ApiConnectionLimits {
+            connections_max: self.connections_max.unwrap_or(d.connections_max),
+            streams_per_connection_max: self.streams_per_connection_max.unwrap_or(d.streams_per_connection_max),
+        }
+    }
+
     pub fn watch_limits(&self) -> switchboard_api::WatchLimits {
         let d = switchboard_api::WatchLimits::default();
         switchboard_api::WatchLimits {
@@ -341,6 +368,10 @@ impl Config {
         let tcp = self.dns.tcp_limits();
         if tcp.connections_max == 0 || tcp.connections_per_source_max == 0 || tcp.idle_timeout.is_zero() {
             bail!("dns.tcp_connections_max, dns.tcp_connections_per_source_max and dns.tcp_idle_timeout_ms: must be at least 1");
+        }
+        let api = self.api.connection_limits();
+        if api.connections_max == 0 || api.streams_per_connection_max == 0 {
+            bail!("api.connections_max and api.streams_per_connection_max: must be at least 1");
         }
         let watch = self.api.watch_limits();
         if watch.streams_max == 0 || watch.streams_per_credential_max == 0 {

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod http;
+mod listen;
 pub mod serve;
 
 pub use config::Config;

@@ -12,7 +12,6 @@ use switchboard_api::Api;
 use switchboard_consensus::{Node, NodeInfo, PeerService};
 use switchboard_storage::Store;
 use tokio::net::TcpListener;
-use tokio_stream::wrappers::TcpListenerStream;
 
 use crate::config::{Config, Role};
 use crate::http;
@@ -54,17 +53,25 @@ fn raise_open_files_limit() -> Option<u64> {
     }
 }
 
-/// Descriptors kept for everything but DNS TCP: RocksDB's files, gRPC and
-/// peer connections, HTTP, the runtimes.
-const OPEN_FILES_RESERVED: u64 = 384;
+/// Peer connections open at once: a cluster's members (3 voters and 100
+/// edge learners, say), with room for reconnects.
+const PEER_CONNECTIONS_MAX: usize = 256;
+/// Keepalive probes on gRPC connections, so dead peers' connections go.
+const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+
+/// Descriptors kept for what is not a listener's connection: RocksDB's
+/// files, HTTP, the runtimes.
+const OPEN_FILES_RESERVED: u64 = 128;
 /// The fewest DNS TCP connections a node accepts, however low the limit.
 const DNS_TCP_CONNECTIONS_MIN: usize = 16;
 
-/// The DNS TCP limits, the total lowered to fit the open-files limit so
-/// that TCP clients can never take the descriptors the rest of the node needs.
-fn fit_tcp_limits(mut limits: switchboard_dns::TcpLimits, open_files: Option<u64>) -> switchboard_dns::TcpLimits {
+/// The DNS TCP limits, the total lowered to fit the open-files limit beside
+/// `others` (the API's and the peers' connection caps), so that TCP clients
+/// can never take the descriptors the rest of the node needs.
+fn fit_tcp_limits(mut limits: switchboard_dns::TcpLimits, open_files: Option<u64>, others: usize) -> switchboard_dns::TcpLimits {
     if let Some(nofile) = open_files {
-        let room = usize::try_from(nofile.saturating_sub(OPEN_FILES_RESERVED)).unwrap_or(usize::MAX).max(DNS_TCP_CONNECTIONS_MIN);
+        let kept = OPEN_FILES_RESERVED.saturating_add(others as u64);
+        let room = usize::try_from(nofile.saturating_sub(kept)).unwrap_or(usize::MAX).max(DNS_TCP_CONNECTIONS_MIN);
         if limits.connections_max > room {
             tracing::warn!(
                 configured = limits.connections_max,
@@ -96,7 +103,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
 
     // DNS first: it answers from the state on disk before consensus is up.
     let handler = switchboard_dns::Handler::new(node.published());
-    let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files);
+    let api_limits = config.api.connection_limits();
+    let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
     let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
     tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
 
@@ -108,8 +116,9 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let peer = PeerService::new(config.cluster.name.clone(), node.clone()).into_server();
     let peer_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .tcp_keepalive(Some(TCP_KEEPALIVE))
             .add_service(peer)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(peer_listener), stopped(stop_rx.clone())),
+            .serve_with_incoming_shutdown(crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer"), stopped(stop_rx.clone())),
     );
 
     if auth.enforced() && bootstrap_token.is_none() {
@@ -128,6 +137,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let (reflection_v1, reflection_v1alpha) = switchboard_api::reflection().context("building gRPC reflection")?;
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
+            .max_concurrent_streams(Some(api_limits.streams_per_connection_max))
+            .tcp_keepalive(Some(TCP_KEEPALIVE))
             .layer(switchboard_api::decode_failure_layer())
             .add_service(services.zones)
             .add_service(services.clusters)
@@ -140,7 +151,10 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(TcpListenerStream::new(api_listener), stopped(stop_rx.clone())),
+            .serve_with_incoming_shutdown(
+                crate::listen::bounded(api_listener, api_limits.connections_max, "api"),
+                stopped(stop_rx.clone()),
+            ),
     );
 
     let health = Arc::new(http::Health { node: node.clone(), max_stale_ms: config.cluster.max_stale_ms });
@@ -237,9 +251,9 @@ mod tests {
     #[test]
     fn dns_tcp_connections_are_fitted_to_the_open_files_limit() {
         let limits = switchboard_dns::TcpLimits { connections_max: 512, ..switchboard_dns::TcpLimits::default() };
-        assert_eq!(fit_tcp_limits(limits, Some(1024)).connections_max, 512, "fits: kept");
-        assert_eq!(fit_tcp_limits(limits, Some(600)).connections_max, 600 - OPEN_FILES_RESERVED as usize);
-        assert_eq!(fit_tcp_limits(limits, Some(100)).connections_max, DNS_TCP_CONNECTIONS_MIN);
-        assert_eq!(fit_tcp_limits(limits, None).connections_max, 512, "limit unknown: kept");
+        assert_eq!(fit_tcp_limits(limits, Some(1 << 20), 512).connections_max, 512, "fits: kept");
+        assert_eq!(fit_tcp_limits(limits, Some(1024), 512).connections_max, 1024 - 512 - OPEN_FILES_RESERVED as usize);
+        assert_eq!(fit_tcp_limits(limits, Some(100), 512).connections_max, DNS_TCP_CONNECTIONS_MIN);
+        assert_eq!(fit_tcp_limits(limits, None, 512).connections_max, 512, "limit unknown: kept");
     }
 }

@@ -284,7 +284,9 @@ fn watch_streams_that_never_read_are_bounded() -> anyhow::Result<()> {
         let (mut open, mut refused) = (Vec::new(), 0);
         for _ in 0..200 {
             let mut client = WatchClient::new(channel.clone()).max_decoding_message_size(64 * 1024 * 1024);
-            match client.watch(WatchRequest { after_revision: 0, ..Default::default() }).await {
+            // Bounded, so a stream the connection cannot open fails the test, not hangs it.
+            let opened = tokio::time::timeout(std::time::Duration::from_secs(10), client.watch(WatchRequest::default())).await;
+            match opened.map_err(|_| anyhow::anyhow!("opening watch stream {} took over 10 s", open.len() + refused))? {
                 Ok(stream) => open.push(stream.into_inner()),
                 Err(s) if s.code() == tonic::Code::ResourceExhausted && s.message().contains("api.watch_streams_max") => refused += 1,
                 Err(s) => anyhow::bail!("watch: {s}"),

@@ -475,3 +475,30 @@ fn bound_socket(ip: std::net::Ipv4Addr) -> anyhow::Result<tokio::net::TcpSocket>
     s.bind(std::net::SocketAddr::from((ip, 0)))?;
     Ok(s)
 }
+
+/// The API admits at most `api.connections_max` connections: past it a new
+/// one is closed at once (the node does not run out of descriptors for
+/// them), and calls work again as soon as the holders let go.
+#[test]
+fn api_connections_past_the_limit_are_closed_at_once() -> anyhow::Result<()> {
+    use std::io::Read;
+    let root = tempfile::tempdir()?;
+    let mut node = Node::configured(root.path(), "[api]\nconnections_max = 8\n")?;
+    node.spawn()?;
+    node.wait_leader(std::time::Duration::from_secs(30))?;
+    let held: Vec<std::net::TcpStream> =
+        (0..8).map(|_| std::net::TcpStream::connect(("127.0.0.1", node.ports.api))).collect::<Result<_, _>>()?;
+    // Each held one is admitted before the next connects.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let mut extra = std::net::TcpStream::connect(("127.0.0.1", node.ports.api))?;
+    extra.set_read_timeout(Some(std::time::Duration::from_secs(5)))?;
+    let mut buf = [0u8; 16];
+    let n = extra.read(&mut buf).unwrap_or(usize::MAX);
+    assert_eq!(n, 0, "the connection past the limit is closed at once");
+    assert!(node.cli(&["status"]).is_err(), "no room for the CLI while 8 are held");
+    drop(held);
+    common::eventually(std::time::Duration::from_secs(10), "the API answers again", || node.cli(&["status"]).is_ok())?;
+    // DNS never depended on it.
+    assert_eq!(query(node.dns(), "apps.example.test.", RecordType::SOA)?.metadata.response_code, ResponseCode::Refused);
+    Ok(())
+}
