@@ -150,12 +150,13 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
         if message.len() < 12 || message[2] & 0x80 != 0 {
             continue;
         }
-        match Request::from_bytes(message.clone(), peer, Protocol::Tcp) {
+        let header = [message[0], message[1], message[2]];
+        match Request::from_bytes(message, peer, Protocol::Tcp) {
             Ok(request) => {
                 handler.handle_request::<_, TokioTime>(&request, writer.clone()).await;
             }
             Err(_) => {
-                if writer.send(&format_error(&message)).await.is_err() {
+                if writer.send(&format_error(header)).await.is_err() {
                     return;
                 }
             }
@@ -163,12 +164,12 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
     }
 }
 
-/// FORMERR for a message whose header was read but not the rest: its id
-/// and opcode, QR set, no sections (RFC 1035 §4.1.1).
-fn format_error(message: &[u8]) -> Vec<u8> {
+/// FORMERR for a message whose header was read but not the rest, from its
+/// first three bytes: its id and opcode, QR set, no sections (RFC 1035 §4.1.1).
+fn format_error(first: [u8; 3]) -> Vec<u8> {
     let mut header = [0u8; 12];
-    header[..2].copy_from_slice(&message[..2]);
-    header[2] = 0x80 | (message[2] & 0x78);
+    header[..2].copy_from_slice(&first[..2]);
+    header[2] = 0x80 | (first[2] & 0x78);
     header[3] = 1;
     header.to_vec()
 }

@@ -502,3 +502,26 @@ fn api_connections_past_the_limit_are_closed_at_once() -> anyhow::Result<()> {
     assert_eq!(query(node.dns(), "apps.example.test.", RecordType::SOA)?.metadata.response_code, ResponseCode::Refused);
     Ok(())
 }
+
+/// Over TCP, a message with QR set (a response) is never answered, and one
+/// whose header reads but whose question does not gets FORMERR with its id;
+/// the connection serves the next query either way.
+#[test]
+fn tcp_drops_responses_and_answers_garbage_with_formerr() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let (_dir, node) = setup()?;
+    let mut s = std::net::TcpStream::connect(node.dns())?;
+    s.set_read_timeout(Some(std::time::Duration::from_millis(700)))?;
+    let frame = |m: &[u8]| [&(m.len() as u16).to_be_bytes()[..], m].concat();
+    // A response (QR=1) to nothing: silence.
+    s.write_all(&frame(&[0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0]))?;
+    let mut len = [0u8; 2];
+    assert!(s.read_exact(&mut len).is_err(), "a response must not be answered");
+    // A header that promises a question that is not there: FORMERR, same id.
+    s.write_all(&frame(&[0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff]))?;
+    s.read_exact(&mut len)?;
+    let mut resp = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut resp)?;
+    assert_eq!((resp[0], resp[1], resp[2] & 0x80, resp[3] & 0x0f), (0xab, 0xcd, 0x80, 1), "FORMERR with the query's id");
+    Ok(())
+}
