@@ -9,7 +9,7 @@
 mod convert;
 mod tcp;
 
-pub use tcp::{out_of_descriptors, TcpCounters, TcpLimits};
+pub use tcp::{accept, TcpCounters, TcpLimits};
 
 use std::net::SocketAddr;
 use std::sync::Arc;

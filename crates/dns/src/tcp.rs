@@ -54,6 +54,27 @@ pub struct TcpCounters {
 const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
 const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
 
+/// The next connection on `listener` (`what` names it in logs). When the
+/// process is out of descriptors it waits, 10 ms doubling to 1 s, counting
+/// each wait in `backoffs`: retrying at once would spin a core while
+/// nothing can change, and descriptors come back as connections close.
+/// Every listener of the node accepts through this.
+pub async fn accept(listener: &TcpListener, what: &'static str, backoffs: &AtomicU64) -> (TcpStream, SocketAddr) {
+    let mut backoff = ACCEPT_BACKOFF_FIRST;
+    loop {
+        match listener.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) if out_of_descriptors(&e) => {
+                backoffs.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(error = %e, listener = what, wait_ms = backoff.as_millis() as u64, "accept: out of file descriptors");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            }
+            Err(e) => tracing::debug!(error = %e, listener = what, "accept"),
+        }
+    }
+}
+
 /// Open connections per source address.
 type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
@@ -61,27 +82,8 @@ type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
 pub(crate) async fn serve(listener: TcpListener, handler: Handler, limits: TcpLimits, counters: Arc<TcpCounters>) {
     let open = Arc::new(Semaphore::new(limits.connections_max));
     let sources: Sources = Arc::default();
-    let mut backoff = ACCEPT_BACKOFF_FIRST;
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => {
-                backoff = ACCEPT_BACKOFF_FIRST;
-                accepted
-            }
-            Err(e) if out_of_descriptors(&e) => {
-                // Retrying at once would spin a core while nothing can
-                // change; descriptors come back as connections close.
-                counters.accept_backoffs.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(error = %e, wait_ms = backoff.as_millis() as u64, "DNS TCP accept: out of file descriptors");
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
-                continue;
-            }
-            Err(e) => {
-                tracing::debug!(error = %e, "DNS TCP accept");
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&listener, "dns", &counters.accept_backoffs).await;
         let Some(place) = admit(&open, &sources, peer.ip(), limits.connections_per_source_max) else {
             // Closing it now gives its descriptor back; the client retries or goes.
             counters.refused.fetch_add(1, Ordering::Relaxed);
@@ -122,9 +124,8 @@ impl Drop for Place {
     }
 }
 
-/// Whether accept failed for want of descriptors or buffers (shared with
-/// the node's other listeners, which back off the same way).
-pub fn out_of_descriptors(e: &std::io::Error) -> bool {
+/// Whether accept failed for want of descriptors or buffers.
+fn out_of_descriptors(e: &std::io::Error) -> bool {
     // EMFILE (24), ENFILE (23), ENOBUFS (105), ENOMEM (12) on Linux.
     matches!(e.raw_os_error(), Some(24 | 23 | 105 | 12))
 }

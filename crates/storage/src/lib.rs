@@ -354,7 +354,8 @@ impl Store {
                 return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k))));
             };
             let value: Value = decode(kind.name(), &v)?;
-            if value.kind() != kind || state_key(kind, value.key()) != *k {
+            // `k` is the prefix, `/` and the key (checked above).
+            if value.kind() != kind || k.get(2..) != Some(value.key().as_bytes()) {
                 return Err(StorageError::Corrupt(format!(
                     "state key {:?} holds {} {:?}",
                     String::from_utf8_lossy(&k),

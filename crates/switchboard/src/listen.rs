@@ -5,9 +5,9 @@
 
 use std::io;
 use std::pin::Pin;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
 
 use futures::Stream;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -15,40 +15,27 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
-/// The first and the longest wait after accept fails for want of descriptors.
-const ACCEPT_BACKOFF_FIRST: Duration = Duration::from_millis(10);
-const ACCEPT_BACKOFF_MAX: Duration = Duration::from_secs(1);
-
 /// An accepted connection holding its place; dropping it frees the place.
 pub struct Held {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
 }
 
-/// Connections from `listener`, at most `max` open at once; `what` names
-/// the listener in logs.
+/// Connections from `listener`, at most `max` open at once (past it a new
+/// one is closed at once); `what` names the listener in logs. Accepts
+/// through `switchboard_dns::accept`, which backs off on EMFILE.
 pub fn bounded(listener: TcpListener, max: usize, what: &'static str) -> impl Stream<Item = io::Result<Held>> {
     let open = Arc::new(Semaphore::new(max));
-    futures::stream::unfold((listener, open), move |(listener, open)| async move {
-        let mut backoff = ACCEPT_BACKOFF_FIRST;
+    let backoffs = Arc::new(AtomicU64::new(0));
+    futures::stream::unfold((listener, open, backoffs), move |(listener, open, backoffs)| async move {
         loop {
-            match listener.accept().await {
-                Ok((stream, peer)) => match open.clone().try_acquire_owned() {
-                    Ok(place) => {
-                        let _ = stream.set_nodelay(true);
-                        return Some((Ok(Held { stream, _place: place }), (listener, open)));
-                    }
-                    Err(_) => {
-                        tracing::debug!(%peer, listener = what, connections_max = max, "connection refused: too many open");
-                        drop(stream);
-                    }
-                },
-                Err(e) if switchboard_dns::out_of_descriptors(&e) => {
-                    tracing::warn!(error = %e, listener = what, wait_ms = backoff.as_millis() as u64, "accept: out of file descriptors");
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(ACCEPT_BACKOFF_MAX);
+            let (stream, peer) = switchboard_dns::accept(&listener, what, &backoffs).await;
+            match open.clone().try_acquire_owned() {
+                Ok(place) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((Ok(Held { stream, _place: place }), (listener, open, backoffs)));
                 }
-                Err(e) => tracing::debug!(error = %e, listener = what, "accept"),
+                Err(_) => tracing::debug!(%peer, listener = what, connections_max = max, "connection refused: too many open"),
             }
         }
     })

@@ -56,8 +56,12 @@ fn raise_open_files_limit() -> Option<u64> {
 /// Peer connections open at once: a cluster's members (3 voters and 100
 /// edge learners, say), with room for reconnects.
 const PEER_CONNECTIONS_MAX: usize = 256;
-/// Keepalive probes on gRPC connections, so dead peers' connections go.
-const TCP_KEEPALIVE: std::time::Duration = std::time::Duration::from_secs(60);
+/// HTTP/2 pings on gRPC connections, and how long one may go unanswered
+/// before the connection is closed, so dead clients' and peers' connections
+/// give their places back. (tonic's TCP keepalive applies only to its own
+/// listener, not to the bounded one these servers accept through.)
+const KEEPALIVE_EVERY: std::time::Duration = std::time::Duration::from_secs(60);
+const KEEPALIVE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
 
 /// Descriptors kept for what is not a listener's connection: RocksDB's
 /// files, HTTP, the runtimes.
@@ -116,7 +120,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let peer = PeerService::new(config.cluster.name.clone(), node.clone()).into_server();
     let peer_task = tokio::spawn(
         tonic::transport::Server::builder()
-            .tcp_keepalive(Some(TCP_KEEPALIVE))
+            .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(peer)
             .serve_with_incoming_shutdown(crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer"), stopped(stop_rx.clone())),
     );
@@ -138,7 +143,8 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
             .max_concurrent_streams(Some(api_limits.streams_per_connection_max))
-            .tcp_keepalive(Some(TCP_KEEPALIVE))
+            .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
+            .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(switchboard_api::decode_failure_layer())
             .add_service(services.zones)
             .add_service(services.clusters)
