@@ -20,6 +20,11 @@ election_timeout_min_ms = 300
 election_timeout_max_ms = 600
 snapshot_every_entries = 200
 keep_entries_after_snapshot = 50
+[storage]
+# The data dirs of the diskfull nemesis are 256 MiB tmpfs, of which RocksDB
+# preallocates 64 MiB of write-ahead log; the default margin (128 MiB)
+# would leave too little room to run in.
+free_space_min_mb = 32
 """
 
 FAKETIME_LIBS = [

@@ -7,8 +7,9 @@ and a true clock.
 """
 
 import os
-import threading
 import time
+import urllib.error
+import urllib.request
 
 GROUPS = ["kill", "pause", "partition", "proxy", "loss", "restart", "diskfull", "clock"]
 
@@ -194,56 +195,79 @@ class Restart(Nemesis):
 
 
 class DiskFull(Nemesis):
-    """Fill a node's data dir (a tmpfs), keep it full while the workload runs,
-    then kill -9 and restart the node on the full disk (RocksDB preallocates
-    its WAL, so a running node may not notice for a while; opening the store
-    must write). Heal: free the space and start the node if it is down."""
+    """Fill a node's data dir (a tmpfs) and keep it full while the workload
+    runs. The node must stay up (an exit fails the run, as at any time),
+    and while full refuse writes and say "disk full" on /readyz; after the
+    filler is deleted it must take a write within RECOVER_WITHIN seconds,
+    as the same process (no restart). A full leader must hand over: another
+    voter leads before the heal."""
     group = "diskfull"
     name = "diskfull"
     needs = ("tmpfs",)
+    RECOVER_WITHIN = 30.0
 
     def __init__(self, h):
         super().__init__(h)
         self.node = None
         self.filler = None
-        self.thread = None
 
     def start(self, rng):
         lid = self.c.leader(timeout=15)
         self.node = lid if (lid is not None and rng.random() < 0.5) else rng.choice(sorted(self.c.nodes))
         nd = self.c.nodes[self.node]
         self.filler = os.path.join(nd.data, "chaos-filler")
-        self.window = [self.node, self.h.now(), None]
-        self.h.diskfull_windows.append(self.window)
+        self.incarnation = nd.incarnation
+        self.was_leader = self.node == lid
         fill(self.filler)
         st = os.statvfs(nd.data)
-        self.restart_after = rng.uniform(1.0, 3.0)
-        self.thread = threading.Thread(target=self._restart_later, args=(nd, self.restart_after), daemon=True)
-        self.thread.start()
         return (f"fill the data dir (tmpfs) of node {self.node}{' (leader)' if self.node == lid else ''} "
-                f"({st.f_bavail * st.f_frsize} bytes left), restart it on the full disk after {self.restart_after:.1f} s")
-
-    def _restart_later(self, nd, after):
-        time.sleep(after)
-        if self.filler and os.path.exists(self.filler):
-            nd.kill()
-            nd.start()
+                f"({st.f_bavail * st.f_frsize} bytes left)")
 
     def heal(self):
-        if self.thread is not None:
-            self.thread.join()  # the restart on the full disk happens first
-        if self.filler:
-            try:
-                os.unlink(self.filler)
-            except FileNotFoundError:
-                pass
-            self.filler = None
         nd = self.c.nodes[self.node]
-        time.sleep(0.5)
-        if not nd.running():
-            self.h.log(f"  node {self.node} is down after its disk was full: starting it")
-            nd.start()
-        self.window[2] = self.h.now() + 1.0
+        if self.was_leader:
+            # It stops its heartbeats: another voter, with room, leads.
+            lid = self.c.leader(among=[self.c.nodes[v] for v in _voter_ids(self.h) if v != self.node], timeout=10)
+            if lid is None:
+                self.h.fail(f"diskfull: node {self.node} kept leading on its full disk")
+        ready = readyz(nd)
+        if "disk full" not in ready:
+            self.h.fail(f"diskfull: node {self.node}'s /readyz said {ready!r} while its disk was full")
+        refused = self.c.cli(nd, ["cluster", "put", *self.h.probe_cluster])
+        if refused.ok or "ResourceExhausted" not in refused.err or f"node {self.node}" not in refused.err:
+            self.h.fail(f"diskfull: a write to node {self.node} on its full disk was not refused naming it: "
+                        f"rc {refused.rc} {refused.err.strip()[-200:]}")
+        try:
+            os.unlink(self.filler)
+        except FileNotFoundError:
+            pass
+        self.filler = None
+        t0 = time.monotonic()
+        while True:
+            r = self.c.cli(nd, ["cluster", "put", *self.h.probe_cluster])
+            if r.ok:
+                self.h.log(f"  node {self.node} took a write {time.monotonic() - t0:.1f} s after space returned")
+                break
+            if time.monotonic() - t0 > self.RECOVER_WITHIN:
+                self.h.fail(f"diskfull: node {self.node} took no write within {self.RECOVER_WITHIN:.0f} s of space "
+                            f"returning: {r.code} {r.err.strip()[-200:]}")
+                break
+            time.sleep(0.5)
+        if nd.incarnation != self.incarnation or not nd.running():
+            self.h.fail(f"diskfull: node {self.node} did not stay up through its full disk")
+            if not nd.running():
+                nd.start()
+
+
+def readyz(nd):
+    """The body of the node's /readyz, or the error reaching it."""
+    try:
+        with urllib.request.urlopen(f"http://{nd.ip}:{nd.ports['http']}/readyz", timeout=5) as r:
+            return r.read().decode(errors="replace")
+    except urllib.error.HTTPError as e:
+        return e.read().decode(errors="replace")
+    except OSError as e:
+        return f"unreachable: {e}"
 
 
 def fill(path):

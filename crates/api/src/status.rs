@@ -1,7 +1,7 @@
 //! Mapping of domain and consensus errors to gRPC statuses. Every status
 //! names the field at fault where there is one.
 
-use switchboard_consensus::NodeError;
+use switchboard_consensus::{NodeError, NodeId, NodeInfo};
 use switchboard_domain::{CommandError, ValidationError};
 use tonic::{Code, Status};
 
@@ -30,20 +30,26 @@ pub fn command(e: CommandError) -> Status {
     }
 }
 
+/// UNAVAILABLE with `message`, and the leader's id and API address in
+/// metadata when known (the CLI retries there).
+fn unavailable(message: String, leader: Option<&(NodeId, NodeInfo)>) -> Status {
+    let mut s = Status::new(Code::Unavailable, message);
+    if let Some((id, info)) = leader {
+        if let Ok(v) = id.to_string().parse() {
+            s.metadata_mut().insert(LEADER_ID_METADATA, v);
+        }
+        if let Ok(v) = info.api.parse() {
+            s.metadata_mut().insert(LEADER_API_METADATA, v);
+        }
+    }
+    s
+}
+
 pub fn node(e: NodeError) -> Status {
     match e {
-        NodeError::NotLeader { leader } => {
-            let mut s = Status::new(Code::Unavailable, NodeError::NotLeader { leader: leader.clone() }.to_string());
-            if let Some((id, info)) = leader {
-                if let Ok(v) = id.to_string().parse() {
-                    s.metadata_mut().insert(LEADER_ID_METADATA, v);
-                }
-                if let Ok(v) = info.api.parse() {
-                    s.metadata_mut().insert(LEADER_API_METADATA, v);
-                }
-            }
-            s
-        }
+        NodeError::NotLeader { ref leader } => unavailable(e.to_string(), leader.as_ref()),
+        NodeError::OutcomeUnknown { ref leader, .. } => unavailable(e.to_string(), leader.as_ref()),
+        NodeError::DiskFull(m) => Status::resource_exhausted(m),
         NodeError::Unavailable(m) => Status::unavailable(m),
         NodeError::Membership(m) => Status::failed_precondition(m),
         other => Status::internal(other.to_string()),

@@ -9,6 +9,7 @@
 // type; our helpers return what the traits must.
 #![allow(clippy::result_large_err)]
 
+mod disk;
 mod log_store;
 mod network;
 mod node;
@@ -25,6 +26,7 @@ use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 use switchboard_domain::{CommandError, Envelope, Outcome, State};
 
+pub use disk::Disk;
 pub use log_store::LogStore;
 pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, NodeError, Proposal, RaftSettings, Written};

@@ -1,24 +1,29 @@
 //! openraft's log storage on RocksDB. Appends, truncations, purges and votes
 //! are fsynced before they are reported durable: that is the Raft contract.
+//! A write that finds the disk full waits for space (see `disk`) rather
+//! than fail: a storage error stops openraft's core for good.
 
 use std::fmt::Debug;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{Entry, ErrorSubject, ErrorVerb, LogId, OptionalSend, StorageError, Vote};
 use switchboard_storage::keys::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE};
 use switchboard_storage::{decode, encode, Store};
 
+use crate::disk::Disk;
 use crate::{io_err, NodeId, TypeConfig};
 
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Store,
+    disk: Arc<Disk>,
 }
 
 impl LogStore {
-    pub fn new(store: Store) -> LogStore {
-        LogStore { store }
+    pub fn new(store: Store, disk: Arc<Disk>) -> LogStore {
+        LogStore { store, disk }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -30,9 +35,14 @@ impl LogStore {
         bytes.map(|b| decode(key, &b)).transpose().map_err(|e| io_err(subject, ErrorVerb::Read, &e))
     }
 
-    fn write_meta<T: serde::Serialize>(&self, key: &str, value: &T, subject: ErrorSubject<NodeId>) -> Result<(), StorageError<NodeId>> {
+    async fn write_meta<T: serde::Serialize>(
+        &self,
+        key: &str,
+        value: &T,
+        subject: ErrorSubject<NodeId>,
+    ) -> Result<(), StorageError<NodeId>> {
         let bytes = encode(key, value).map_err(|e| io_err(subject.clone(), ErrorVerb::Write, &e))?;
-        self.store.put_meta_synced(key, &bytes).map_err(|e| io_err(subject, ErrorVerb::Write, &e))
+        self.disk.durable(key, || self.store.put_meta_synced(key, &bytes)).await.map_err(|e| io_err(subject, ErrorVerb::Write, &e))
     }
 }
 
@@ -86,7 +96,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_vote(&mut self, vote: &Vote<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.write_meta(KEY_VOTE, vote, ErrorSubject::Vote)
+        self.write_meta(KEY_VOTE, vote, ErrorSubject::Vote).await
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote<NodeId>>, StorageError<NodeId>> {
@@ -97,7 +107,10 @@ impl RaftLogStorage<TypeConfig> for LogStore {
         // Not fsynced: losing it only means re-learning the commit index from
         // the leader; it lets a restarted node re-apply its committed tail sooner.
         let bytes = encode(KEY_COMMITTED, &committed).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
-        self.store.put_meta(KEY_COMMITTED, &bytes).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))
+        self.disk
+            .durable(KEY_COMMITTED, || self.store.put_meta(KEY_COMMITTED, &bytes))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
@@ -115,7 +128,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Write, &e))?;
         // Synced: the entries are on disk when the callback says so.
-        let result = self.store.append_log(encoded);
+        let result = self.disk.durable("appending to the log", || self.store.append_log(&encoded)).await;
         match result {
             Ok(()) => {
                 callback.log_io_completed(Ok(()));
@@ -129,11 +142,17 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn truncate(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
-        self.store.truncate_log(log_id.index).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
+        self.disk
+            .durable("truncating the log", || self.store.truncate_log(log_id.index))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
     }
 
     async fn purge(&mut self, log_id: LogId<NodeId>) -> Result<(), StorageError<NodeId>> {
         let bytes = encode(KEY_PURGED, &log_id).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;
-        self.store.purge_log(log_id.index, KEY_PURGED, &bytes).map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
+        self.disk
+            .durable("purging the log", || self.store.purge_log(log_id.index, KEY_PURGED, &bytes))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Logs, ErrorVerb::Delete, &e))
     }
 }

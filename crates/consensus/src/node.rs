@@ -15,6 +15,7 @@ use switchboard_domain::{Command, CommandError, Envelope, Guard, Outcome, State}
 use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
+use crate::disk::{self, Disk};
 use crate::network::{PeerAuth, PeerPool};
 use crate::status::{LogPositions, Member, NodeStatus, Role};
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
@@ -36,6 +37,9 @@ pub struct RaftSettings {
     pub install_snapshot_timeout_ms: u64,
     /// Signs and checks every peer message with the cluster secret.
     pub peer_auth: PeerAuth,
+    /// Below this many free bytes on the data dir's file system, client
+    /// writes are refused and the node steps back from leading (see `disk`).
+    pub free_space_min_bytes: u64,
 }
 
 impl Default for RaftSettings {
@@ -60,6 +64,10 @@ impl Default for RaftSettings {
             // openraft's 200 ms default is far too short for a large state.
             install_snapshot_timeout_ms: 30_000,
             peer_auth: PeerAuth::default(),
+            // Room for what is in flight when the line is crossed: a
+            // memtable flush (RocksDB's default write buffer is 64 MiB) and
+            // the entries replicated meanwhile.
+            free_space_min_bytes: 128 * 1024 * 1024,
         }
     }
 }
@@ -80,6 +88,16 @@ pub enum NodeError {
     Membership(String),
     #[error("storage: {0}")]
     Storage(String),
+    /// The data dir of the node that would write is full: nothing was
+    /// proposed. The message names the node and the dir.
+    #[error("{0}")]
+    DiskFull(String),
+    /// The write was proposed but its fate is not known here (the leader
+    /// changed or could not be reached while it was in flight): it may yet
+    /// commit. Retrying with the same request id is safe and tells;
+    /// `leader` is who leads, when known (a client may retry there).
+    #[error("outcome unknown: {cause}; the write may have taken effect: retry it with request id {request_id:?} to learn its result")]
+    OutcomeUnknown { request_id: String, cause: String, leader: Option<(NodeId, NodeInfo)> },
     #[error("raft: {0}")]
     Raft(String),
 }
@@ -116,6 +134,7 @@ pub struct Written {
 pub struct Node {
     id: NodeId,
     store: Store,
+    disk: Arc<Disk>,
     raft: Raft,
     published: Published,
     applied: watch::Receiver<u64>,
@@ -180,12 +199,12 @@ const ACME_EXPIRY_TICK: Duration = Duration::from_millis(500);
 /// challenge expiry. The batcher stamps the entry with the same clock and
 /// every node removes exactly the values expired by that stamp, at the same
 /// revision; nodes never consult their own clocks.
-async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queued>) {
+async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queued>, disk: Arc<Disk>) {
     let mut tick = tokio::time::interval(ACME_EXPIRY_TICK);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        if raft.metrics().borrow().state != ServerState::Leader {
+        if raft.metrics().borrow().state != ServerState::Leader || disk.full() {
             continue;
         }
         let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
@@ -275,7 +294,8 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
 impl Node {
     /// Open the state from `store`, publish it, and start Raft.
     pub async fn start(id: NodeId, settings: &RaftSettings, store: Store) -> Result<Node, NodeError> {
-        let (sm, published, applied) = StateMachine::open(store.clone())?;
+        let disk = Arc::new(Disk::new(id, store.clone(), settings.free_space_min_bytes));
+        let (sm, published, applied) = StateMachine::open(store.clone(), disk.clone())?;
         let config = Config {
             cluster_name: settings.cluster_name.clone(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -291,14 +311,16 @@ impl Node {
         let config = Arc::new(config.validate().map_err(raft_err)?);
         let peers = PeerPool::new(settings.peer_auth.clone());
         let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
-        let raft = Raft::new(id, config, network, LogStore::new(store.clone()), sm).await.map_err(raft_err)?;
+        let raft = Raft::new(id, config, network, LogStore::new(store.clone(), disk.clone()), sm).await.map_err(raft_err)?;
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         tokio::spawn(batcher(raft.clone(), rx));
-        tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone()));
+        tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone(), disk.clone()));
+        tokio::spawn(disk::watch(disk.clone(), raft.clone()));
         let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         Ok(Node {
             id,
             store,
+            disk,
             raft,
             published,
             applied,
@@ -313,6 +335,11 @@ impl Node {
 
     pub fn id(&self) -> NodeId {
         self.id
+    }
+
+    /// The free space of the data dir, and whether writes are refused for want of it.
+    pub fn disk(&self) -> &Disk {
+        &self.disk
     }
 
     pub(crate) fn raft(&self) -> &Raft {
@@ -483,6 +510,9 @@ impl Node {
     /// heard from it (or, as leader, from a quorum) within `max_stale_ms`.
     /// DNS answers from the last state either way.
     pub fn ready(&self, max_stale_ms: u64) -> Result<(), String> {
+        if let Some(why) = self.disk.why_full() {
+            return Err(format!("disk full: {why}"));
+        }
         if self.metrics().current_leader.is_none() {
             return Err("no known leader".into());
         }
@@ -520,22 +550,45 @@ impl Node {
     /// leader may still commit. Retrying such a write is safe only because
     /// it carries a request id: one is made up here when the client sent
     /// none, and the write is retried (at the leader of the moment) for up
-    /// to `WRITE_RETRY_FOR` while there is no leader or it changes.
+    /// to `WRITE_RETRY_FOR` while there is no leader or it changes. If it
+    /// is still undecided then, the answer is `OutcomeUnknown` with the id.
+    ///
+    /// While this node's disk is full the write is refused (`DiskFull`)
+    /// before anything is proposed, unless this node already holds the
+    /// result of the same call under the same request id: a retry of a
+    /// write that took effect is answered with its result, never refused.
     pub async fn write(&self, command: Command, mut guard: Guard) -> Result<Written, NodeError> {
         if guard.request_id.is_none() {
             let n = self.auto_ids.fetch_add(1, Ordering::Relaxed);
             guard.request_id = Some(format!("~{}.{:x}.{n}", self.id, self.boot_nanos));
         }
+        let request_id = guard.request_id.clone().unwrap_or_default();
+        if let Err(full) = self.disk.check() {
+            return match self.state().recorded(&request_id, &command) {
+                Some((revision, result)) => Ok(Written { revision, result: result.map(Some) }),
+                None => Err(full),
+            };
+        }
         let proposal = Proposal::Command(command, guard);
         // The shared policy paces the retries; the deadline counts the
         // attempts as well as the pauses.
         let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
-        (|| self.propose(proposal.clone()))
+        let result = (|| self.propose(proposal.clone()))
             .retry(switchboard_proto::retry::policy())
             .sleep(tokio::time::sleep)
             .when(|e| matches!(e, NodeError::NotLeader { .. } | NodeError::Unavailable(_)) && tokio::time::Instant::now() < deadline)
             .notify(|e, _| tracing::debug!(error = %e, "retrying write"))
-            .await
+            .await;
+        match result {
+            Err(e @ NodeError::NotLeader { .. }) | Err(e @ NodeError::Unavailable(_)) => {
+                let leader = match &e {
+                    NodeError::NotLeader { leader } => leader.clone(),
+                    _ => None,
+                };
+                Err(NodeError::OutcomeUnknown { request_id, cause: e.to_string(), leader })
+            }
+            other => other,
+        }
     }
 
     /// Propose at the leader: a node that knows another node leads
@@ -555,9 +608,11 @@ impl Node {
         }
     }
 
-    /// Propose on this node only; `NotLeader` when it is not the leader.
-    /// Commands go through the group-commit queue (see `batcher`).
+    /// Propose on this node only; `NotLeader` when it is not the leader,
+    /// `DiskFull` when its disk is. Commands go through the group-commit
+    /// queue (see `batcher`).
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Written, NodeError> {
+        self.disk.check()?;
         let response = match proposal {
             Proposal::Command(command, guard) => {
                 let (tx, rx) = oneshot::channel();

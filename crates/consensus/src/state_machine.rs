@@ -12,6 +12,7 @@ use switchboard_storage::keys::{KEY_SM, KEY_SNAPSHOT};
 use switchboard_storage::{decode, decode_state, encode, encode_state, Store};
 use tokio::sync::watch;
 
+use crate::disk::Disk;
 use crate::{io_err, NodeId, NodeInfo, Published, Response, TypeConfig};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -28,6 +29,8 @@ struct StoredSnapshot {
 
 pub struct StateMachine {
     store: Store,
+    /// Writes wait here for space when the disk is full.
+    disk: Arc<Disk>,
     state: State,
     meta: SmMeta,
     published: Published,
@@ -43,12 +46,15 @@ impl std::fmt::Debug for StateMachine {
 impl StateMachine {
     /// Load the applied state from `store` and publish it, so DNS answers
     /// from the last state before Raft has even started.
-    pub fn open(store: Store) -> Result<(StateMachine, Published, watch::Receiver<u64>), switchboard_storage::StorageError> {
+    pub fn open(
+        store: Store,
+        disk: Arc<Disk>,
+    ) -> Result<(StateMachine, Published, watch::Receiver<u64>), switchboard_storage::StorageError> {
         let (state, meta) = store.load_state(KEY_SM)?;
         let meta: SmMeta = meta.map(|b| decode("state machine meta", &b)).transpose()?.unwrap_or_default();
         let published: Published = Arc::new(arc_swap::ArcSwap::from_pointee(state.clone()));
         let (applied_tx, applied_rx) = watch::channel(state.revision());
-        Ok((StateMachine { store, state, meta, published: published.clone(), applied_tx }, published, applied_rx))
+        Ok((StateMachine { store, disk, state, meta, published: published.clone(), applied_tx }, published, applied_rx))
     }
 
     fn publish(&self) {
@@ -100,15 +106,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(Response { revision: index, outcomes });
         }
         let meta = encode("state machine meta", &self.meta).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
-        self.store
-            .write_applied((self.state.revision(), self.state.data_revision()), &effects, KEY_SM, &meta)
+        let revisions = (self.state.revision(), self.state.data_revision());
+        self.disk
+            .durable("writing the applied state", || self.store.write_applied(revisions, &effects, KEY_SM, &meta))
+            .await
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.publish();
         Ok(responses)
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), state: self.state.clone(), meta: self.meta.clone() }
+        SnapshotBuilder { store: self.store.clone(), disk: self.disk.clone(), state: self.state.clone(), meta: self.meta.clone() }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
@@ -128,8 +136,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let stored = encode("snapshot", &StoredSnapshot { meta: meta.clone(), data })
             .map_err(|e| io_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, &e))?;
         // One synced batch: the state, its Raft metadata and the snapshot itself.
-        self.store
-            .replace_state(&state, KEY_SM, &sm_bytes, &[(KEY_SNAPSHOT, &stored)])
+        self.disk
+            .durable("installing a snapshot", || self.store.replace_state(&state, KEY_SM, &sm_bytes, &[(KEY_SNAPSHOT, &stored)]))
+            .await
             .map_err(|e| io_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, &e))?;
         self.state = state;
         self.meta = sm_meta;
@@ -150,6 +159,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 /// O(1) and immutable, so applies go on while the image is encoded.
 pub struct SnapshotBuilder {
     store: Store,
+    disk: Arc<Disk>,
     state: State,
     meta: SmMeta,
 }
@@ -170,7 +180,10 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
         let stored = encode("snapshot", &StoredSnapshot { meta: meta.clone(), data: data.clone() })
             .map_err(|e| io_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Write, &e))?;
         // Synced: logs up to this snapshot may be purged once it is reported built.
-        self.store.put_meta_synced(KEY_SNAPSHOT, &stored).map_err(|e| io_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, &e))?;
+        self.disk
+            .durable("storing a snapshot", || self.store.put_meta_synced(KEY_SNAPSHOT, &stored))
+            .await
+            .map_err(|e| io_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, &e))?;
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }

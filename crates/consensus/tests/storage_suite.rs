@@ -3,7 +3,9 @@
 
 use openraft::testing::{StoreBuilder, Suite};
 use openraft::StorageError;
-use switchboard_consensus::{LogStore, NodeId, StateMachine, TypeConfig};
+use std::sync::Arc;
+
+use switchboard_consensus::{Disk, LogStore, NodeId, StateMachine, TypeConfig};
 use switchboard_storage::Store;
 
 struct RocksBuilder;
@@ -13,8 +15,9 @@ impl StoreBuilder<TypeConfig, LogStore, StateMachine, tempfile::TempDir> for Roc
         let fail = |e: String| StorageError::from(openraft::StorageIOError::write(openraft::AnyError::error(e)));
         let dir = tempfile::tempdir().map_err(|e| fail(e.to_string()))?;
         let store = Store::open(dir.path()).map_err(|e| fail(e.to_string()))?;
-        let (sm, _published, _applied) = StateMachine::open(store.clone()).map_err(|e| fail(e.to_string()))?;
-        Ok((dir, LogStore::new(store), sm))
+        let disk = Arc::new(Disk::new(1, store.clone(), 0));
+        let (sm, _published, _applied) = StateMachine::open(store.clone(), disk.clone()).map_err(|e| fail(e.to_string()))?;
+        Ok((dir, LogStore::new(store, disk), sm))
     }
 }
 

@@ -63,6 +63,21 @@ pub enum StorageError {
     Format { found: String },
 }
 
+impl StorageError {
+    /// The file system of the data dir is full. RocksDB then refuses every
+    /// write until it has recovered by itself (its file manager polls for
+    /// free space and resumes the database), so the write may be retried.
+    pub fn is_no_space(&self) -> bool {
+        match self {
+            StorageError::Rocks(e) => e.kind() == rocksdb::ErrorKind::IOError && e.as_ref().contains(NO_SPACE),
+            _ => false,
+        }
+    }
+}
+
+/// How RocksDB words ENOSPC (`IOStatus::NoSpace`, from the OS's strerror).
+const NO_SPACE: &str = "No space left on device";
+
 pub type Result<T, E = StorageError> = std::result::Result<T, E>;
 
 fn config() -> bincode::config::Configuration {
@@ -153,6 +168,18 @@ impl Store {
         }
     }
 
+    /// The database directory.
+    pub fn path(&self) -> &Path {
+        self.db.path()
+    }
+
+    /// Bytes an unprivileged process may still write to the file system of
+    /// the database directory.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        let st = rustix::fs::statvfs(self.db.path())?;
+        Ok(st.f_bavail.saturating_mul(st.f_frsize))
+    }
+
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {
         self.db.cf_handle(name).ok_or_else(|| StorageError::Corrupt(format!("column family {name} missing")))
     }
@@ -186,11 +213,11 @@ impl Store {
     // --- Log ------------------------------------------------------------------
 
     /// Append entries (index, bytes) in one batch, fsynced before returning.
-    pub fn append_log(&self, entries: impl IntoIterator<Item = (u64, Vec<u8>)>) -> Result<()> {
+    pub fn append_log(&self, entries: &[(u64, Vec<u8>)]) -> Result<()> {
         let cf = self.cf(CF_LOG)?;
         let mut b = WriteBatch::default();
         for (i, bytes) in entries {
-            b.put_cf(cf, log_key(i), bytes);
+            b.put_cf(cf, log_key(*i), bytes);
         }
         self.db.write_opt(b, &Self::synced())?;
         Ok(())

@@ -8,7 +8,7 @@ use super::*;
 fn log_append_range_truncate_purge() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
     let s = Store::open(dir.path())?;
-    s.append_log((1..=10).map(|i| (i, vec![i as u8])))?;
+    s.append_log(&(1..=10).map(|i| (i, vec![i as u8])).collect::<Vec<_>>())?;
     assert_eq!(s.log_range(3, 6)?.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![3, 4, 5]);
     assert_eq!(s.last_log()?.map(|(i, _)| i), Some(10));
     s.truncate_log(8)?;
@@ -97,7 +97,7 @@ fn the_write_ahead_log_stays_bounded_when_one_column_family_is_written_rarely() 
     let mut index = 0u64;
     // Four times the bound, in synced batches as Raft appends them.
     while index * entry.len() as u64 <= 4 * crate::WAL_BYTES_MAX {
-        store.append_log((0..256).map(|i| (index + i, entry.clone()))).unwrap();
+        store.append_log(&(0..256).map(|i| (index + i, entry.clone())).collect::<Vec<_>>()).unwrap();
         store.put_meta("vote", &index.to_be_bytes()).unwrap();
         index += 256;
     }

@@ -26,6 +26,8 @@ pub struct Config {
     pub api: Api,
     #[serde(default)]
     pub dns: Dns,
+    #[serde(default)]
+    pub storage: Storage,
     /// The file this config was read from, for error messages.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -56,6 +58,28 @@ impl Dns {
             idle_timeout: self.tcp_idle_timeout_ms.map_or(d.idle_timeout, std::time::Duration::from_millis),
         }
     }
+}
+
+/// The data dir's disk.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Storage {
+    /// Below this much free space (MiB) on the data dir's file system,
+    /// writes are refused (RESOURCE_EXHAUSTED), `/readyz` says "disk full"
+    /// and the node does not lead; all of it ends by itself when space
+    /// returns. What is left is for the writes already in flight.
+    #[serde(default = "default_free_space_min_mb")]
+    pub free_space_min_mb: u64,
+}
+
+impl Default for Storage {
+    fn default() -> Self {
+        Storage { free_space_min_mb: default_free_space_min_mb() }
+    }
+}
+
+fn default_free_space_min_mb() -> u64 {
+    switchboard_consensus::RaftSettings::default().free_space_min_bytes / (1024 * 1024)
 }
 
 /// How the public API authenticates callers.
@@ -292,6 +316,7 @@ impl Default for Config {
             raft: Raft::default(),
             api: Api::default(),
             dns: Dns::default(),
+            storage: Storage::default(),
             file: None,
         }
     }
@@ -469,6 +494,7 @@ impl Config {
             snapshot_every_entries: self.raft.snapshot_every_entries,
             keep_entries_after_snapshot: self.raft.keep_entries_after_snapshot,
             install_snapshot_timeout_ms: self.raft.install_snapshot_timeout_ms,
+            free_space_min_bytes: self.storage.free_space_min_mb.saturating_mul(1024 * 1024),
         }
     }
 }

@@ -47,6 +47,11 @@ impl Health {
         if let Some(ms) = st.staleness_ms {
             gauge("switchboard_staleness_ms", "Milliseconds since this node last heard from a leader.", ms);
         }
+        let disk = self.node.disk();
+        if disk.free_bytes() != u64::MAX {
+            gauge("switchboard_disk_free_bytes", "Free bytes on the data dir's file system at the last look.", disk.free_bytes());
+        }
+        gauge("switchboard_disk_full", "1 while writes are refused for want of disk space.", u64::from(disk.full()));
         gauge("switchboard_zones", "Zones served.", state.zones().count() as u64);
         gauge("switchboard_clusters", "Clusters known.", state.clusters().count() as u64);
         gauge("switchboard_tenants", "Tenants known.", state.tenant_count() as u64);

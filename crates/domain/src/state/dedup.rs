@@ -29,6 +29,14 @@ pub fn request_id(field: &str, id: &str) -> Result<(), ValidationError> {
 }
 
 impl State {
+    /// What a retry of `command` with request id `id` is answered, when this
+    /// state already holds the id for the same call: the revision the call
+    /// took effect at and its first result (as a replay).
+    pub fn recorded(&self, id: &str, command: &Command) -> Option<(u64, Result<Outcome, CommandError>)> {
+        let r = self.request(id).filter(|r| r.call == call_of(command))?;
+        Some((r.revision, r.result.clone().map(|o| Outcome::Replayed { revision: r.revision, outcome: Box::new(o) })))
+    }
+
     /// The answer to a command whose request id is malformed, or already in
     /// the window (by this entry's stamp); `None` when it is to be applied.
     pub(super) fn replay(&self, id: &str, env: &Envelope) -> Option<Result<Outcome, CommandError>> {
