@@ -1,5 +1,6 @@
 //! Switchboard's DNS front end: a hickory-server `RequestHandler` that answers
-//! from the published in-memory `State`.
+//! from the published in-memory `State`, behind our own UDP (`udp`) and TCP
+//! (`tcp`) loops; hickory-proto parses and encodes the messages.
 //!
 //! The query path loads the current state with one atomic pointer read
 //! (`ArcSwap::load`), resolves with the pure domain resolver, and encodes.
@@ -8,6 +9,7 @@
 
 mod convert;
 mod tcp;
+mod udp;
 
 pub use tcp::{accept, TcpCounters, TcpLimits};
 
@@ -23,7 +25,6 @@ use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
-use hickory_server::Server;
 use switchboard_domain::{resolve, RType, Rcode, State};
 use tokio::net::{TcpListener, UdpSocket};
 
@@ -83,7 +84,7 @@ impl Listeners {
 
 /// DNS being served; dropping it stops both transports.
 pub struct Serving {
-    _udp: Server<Handler>,
+    udp: tokio::task::JoinHandle<()>,
     tcp: tokio::task::JoinHandle<()>,
     /// What the TCP listener counted.
     pub tcp_counters: Arc<tcp::TcpCounters>,
@@ -91,18 +92,20 @@ pub struct Serving {
 
 impl Drop for Serving {
     fn drop(&mut self) {
+        self.udp.abort();
         self.tcp.abort();
     }
 }
 
-/// Serve DNS on `listeners` with `handler`: hickory-server answers UDP,
-/// our own bounded listener TCP (`tcp`). Call on the runtime that bound them.
+/// Serve DNS on `listeners` with `handler`: UDP with a receive loop per
+/// core (`udp`), TCP on our own bounded listener (`tcp`). Call on the
+/// runtime that bound them.
 pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Serving {
-    let mut server = Server::new(handler.clone());
-    server.register_socket(listeners.udp);
+    let loops = std::thread::available_parallelism().map_or(1, usize::from);
+    let udp = tokio::spawn(udp::serve(listeners.udp, handler.clone(), loops));
     let tcp_counters = Arc::new(tcp::TcpCounters::default());
     let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler, limits, tcp_counters.clone()));
-    Serving { _udp: server, tcp, tcp_counters }
+    Serving { udp, tcp, tcp_counters }
 }
 
 fn info_for(request: &Request, rcode: ResponseCode) -> ResponseInfo {

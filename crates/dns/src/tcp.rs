@@ -167,7 +167,7 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
 
 /// FORMERR for a message whose header was read but not the rest, from its
 /// first three bytes: its id and opcode, QR set, no sections (RFC 1035 §4.1.1).
-fn format_error(first: [u8; 3]) -> Vec<u8> {
+pub(crate) fn format_error(first: [u8; 3]) -> Vec<u8> {
     let mut header = [0u8; 12];
     header[..2].copy_from_slice(&first[..2]);
     header[2] = 0x80 | (first[2] & 0x78);

@@ -525,3 +525,22 @@ fn tcp_drops_responses_and_answers_garbage_with_formerr() -> anyhow::Result<()> 
     assert_eq!((resp[0], resp[1], resp[2] & 0x80, resp[3] & 0x0f), (0xab, 0xcd, 0x80, 1), "FORMERR with the query's id");
     Ok(())
 }
+
+/// Over UDP as over TCP: a response (QR=1), well formed or garbage, is
+/// never answered (no reflection through us), and a query that cannot be
+/// parsed gets FORMERR with its id.
+#[test]
+fn udp_drops_responses_and_answers_garbage_with_formerr() -> anyhow::Result<()> {
+    let (_dir, node) = setup()?;
+    // A well-formed response, and garbage with QR set: silence.
+    let response = [0x12, 0x34, 0x81, 0x80, 0, 0, 0, 0, 0, 0, 0, 0];
+    assert_eq!(raw_udp(node.dns(), &response)?, None, "a response must not be answered");
+    let garbage = [0x12, 0x34, 0x81, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
+    assert_eq!(raw_udp(node.dns(), &garbage)?, None, "garbage with QR=1 must not be answered");
+    // A query header that promises a question that is not there: FORMERR, same id.
+    let resp = raw_udp(node.dns(), &[0xab, 0xcd, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xff])?
+        .ok_or_else(|| anyhow::anyhow!("no FORMERR for an unparseable query"))?;
+    assert_eq!((resp[0], resp[1], resp[2] & 0x80, resp[3] & 0x0f), (0xab, 0xcd, 0x80, 1), "FORMERR with the query's id");
+    assert_eq!(query(node.dns(), "www.apps.example.test.", RecordType::A)?.metadata.response_code, ResponseCode::NoError);
+    Ok(())
+}
