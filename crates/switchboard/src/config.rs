@@ -120,6 +120,9 @@ pub struct Api {
     pub connections_max: Option<usize>,
     #[serde(default)]
     pub streams_per_connection_max: Option<u32>,
+    /// A connection with no call open for this long is closed.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
 }
 
 /// The API listener's limits.
@@ -127,11 +130,12 @@ pub struct Api {
 pub struct ApiConnectionLimits {
     pub connections_max: usize,
     pub streams_per_connection_max: u32,
+    pub idle_timeout: std::time::Duration,
 }
 
 impl Default for ApiConnectionLimits {
     fn default() -> Self {
-        ApiConnectionLimits { connections_max: 256, streams_per_connection_max: 256 }
+        ApiConnectionLimits { connections_max: 256, streams_per_connection_max: 256, idle_timeout: std::time::Duration::from_secs(300) }
     }
 }
 
@@ -144,6 +148,7 @@ impl Api {
         ApiConnectionLimits {
             connections_max: self.connections_max.unwrap_or(d.connections_max),
             streams_per_connection_max: self.streams_per_connection_max.unwrap_or(d.streams_per_connection_max),
+            idle_timeout: self.idle_timeout_ms.map_or(d.idle_timeout, std::time::Duration::from_millis),
         }
     }
 
@@ -397,6 +402,9 @@ impl Config {
         let api = self.api.connection_limits();
         if api.connections_max == 0 || api.streams_per_connection_max == 0 {
             bail!("api.connections_max and api.streams_per_connection_max: must be at least 1");
+        }
+        if api.idle_timeout < std::time::Duration::from_secs(1) {
+            bail!("api.idle_timeout_ms: must be at least 1000");
         }
         let watch = self.api.watch_limits();
         if watch.streams_max == 0 || watch.streams_per_credential_max == 0 {

@@ -123,7 +123,10 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(peer)
-            .serve_with_incoming_shutdown(crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer"), stopped(stop_rx.clone())),
+            .serve_with_incoming_shutdown(
+                crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer", None),
+                stopped(stop_rx.clone()),
+            ),
     );
 
     if auth.enforced() && bootstrap_token.is_none() {
@@ -140,11 +143,13 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let (health_service, follow_readiness) = switchboard_api::health(node.clone(), config.cluster.max_stale_ms);
     let health_task = tokio::spawn(follow_readiness);
     let (reflection_v1, reflection_v1alpha) = switchboard_api::reflection().context("building gRPC reflection")?;
+    let idle = crate::listen::Idle::new(api_limits.idle_timeout);
     let api_task = tokio::spawn(
         tonic::transport::Server::builder()
             .max_concurrent_streams(Some(api_limits.streams_per_connection_max))
             .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
+            .layer(idle.layer())
             .layer(switchboard_api::decode_failure_layer())
             .add_service(services.zones)
             .add_service(services.clusters)
@@ -158,7 +163,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(
-                crate::listen::bounded(api_listener, api_limits.connections_max, "api"),
+                crate::listen::bounded(api_listener, api_limits.connections_max, "api", Some(idle)),
                 stopped(stop_rx.clone()),
             ),
     );

@@ -544,3 +544,44 @@ fn udp_drops_responses_and_answers_garbage_with_formerr() -> anyhow::Result<()> 
     assert_eq!(query(node.dns(), "www.apps.example.test.", RecordType::A)?.metadata.response_code, ResponseCode::NoError);
     Ok(())
 }
+
+/// An API connection with no call open for `api.idle_timeout_ms` is closed
+/// (HTTP/2 keepalive alone keeps an idle client's connection forever); a
+/// connection with a call open, a Watch stream here, is not.
+#[test]
+fn idle_api_connections_are_closed_and_open_calls_are_not() -> anyhow::Result<()> {
+    use std::io::{Read, Write};
+    let root = tempfile::tempdir()?;
+    let mut node = Node::configured(root.path(), "[api]\nidle_timeout_ms = 1000\n")?;
+    node.spawn()?;
+    node.wait_leader(std::time::Duration::from_secs(30))?;
+
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", node.ports.api))?;
+    s.set_read_timeout(Some(std::time::Duration::from_secs(10)))?;
+    // The HTTP/2 preface and an empty SETTINGS frame: a connection, no call.
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\x00\x00\x00\x04\x00\x00\x00\x00\x00")?;
+    let opened = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break,
+            Err(e) => anyhow::bail!("the idle connection was not closed: {e}"),
+        }
+    }
+    let after = opened.elapsed();
+    assert!(after >= std::time::Duration::from_millis(900) && after < std::time::Duration::from_secs(5), "closed after {after:?}");
+
+    let mut watch = std::process::Command::new(common::BIN)
+        .args(["--server", &node.server(), "watch"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    let still_running = watch.try_wait()?.is_none();
+    let _ = watch.kill();
+    let out = watch.wait_with_output()?;
+    assert!(still_running, "the watch ended: {}", String::from_utf8_lossy(&out.stderr));
+    Ok(())
+}
