@@ -444,3 +444,37 @@ fn delayed_pipe(mut from: std::net::TcpStream, mut to: std::net::TcpStream, dela
         let _ = to.shutdown(std::net::Shutdown::Both);
     });
 }
+
+/// The zone most single-node tests serve: `{service}-{tenant}` CNAMEs for
+/// `ws` and `api`, tenant hosts and a static `www`.
+pub const ZONE: &str = r#"
+apex = "apps.example.test."
+environment = "prod"
+ttl = 300
+ns = ["ns1.example.test.", "ns2.example.test."]
+
+[soa]
+mname = "ns1.example.test."
+rname = "hostmaster.example.test."
+minimum = 60
+
+[[rules]]
+kind = "service-tenant"
+services = ["ws", "api"]
+target = "{service}-{cluster}.example.test."
+ttl = 300
+
+[[rules]]
+kind = "tenant-host"
+ttl = 60
+
+[[records]]
+name = "www"
+type = "A"
+data = "192.0.2.80"
+"#;
+
+/// A single node serving `ZONE`, with clusters mt1 (IPv4 and IPv6) and mt2.
+pub fn standard() -> anyhow::Result<(tempfile::TempDir, Node)> {
+    single_with(ZONE, &[&["mt1", "--ipv4", "198.51.100.1", "--ipv6", "2001:db8::1"], &["mt2", "--ipv4", "198.51.100.2"]])
+}
