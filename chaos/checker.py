@@ -177,7 +177,11 @@ def wgl(ops, model, max_steps=20_000_000):
     linearized = 0
     cache = set()
     stack = []  # (call entry, state before)
-    best = []
+    # The deepest prefix linearized so far, for the explanation: the op ids
+    # as a chain shared with the stack (newest first), so recording it is
+    # O(1) rather than a copy of the stack at every new depth.
+    chain = None  # (op id, rest) for the calls on the stack
+    best_len, best_chain, best_state = 0, None, None
     blocked = []
     entry = head.next
     steps = 0
@@ -195,17 +199,18 @@ def wgl(ops, model, max_steps=20_000_000):
                     continue
                 cache.add(key)
                 stack.append((entry, state))
+                chain = (entry.op["id"], chain)
                 state, linearized = ns, nl
                 lift(entry)
-                if len(stack) + 1 > len(best):
-                    best = [(e.op["id"], s) for e, s in stack] + [(None, state)]
+                if len(stack) + 1 > best_len:
+                    best_len, best_chain, best_state = len(stack) + 1, chain, state
                 entry = head.next
                 moved = True
                 break
             if not moved:
                 entry = entry.next
         else:
-            if len(stack) + 1 >= len(best):
+            if len(stack) + 1 >= best_len:
                 # At the deepest prefix: this op had to take effect by now and
                 # could not, nor could the calls pending before its return.
                 blocked = [entry.op["id"]]
@@ -215,10 +220,15 @@ def wgl(ops, model, max_steps=20_000_000):
                         blocked.append(e.op["id"])
                     e = e.next
             if not stack:
-                return False, {"linearized": [b[0] for b in best[:-1]],
-                               "state_after": best[-1][1][0] if best else ABSENT,
+                ids, c = [], best_chain
+                while c is not None:
+                    ids.append(c[0])
+                    c = c[1]
+                return False, {"linearized": ids[::-1],
+                               "state_after": best_state[0] if best_len else ABSENT,
                                "blocked": blocked, "steps": steps}
             e, state = stack.pop()
+            chain = chain[1]
             linearized &= ~(1 << index[e.op["id"]])
             unlift(e)
             entry = e  # retry it: alternatives already tried are in the cache
