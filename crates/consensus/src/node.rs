@@ -88,6 +88,10 @@ pub enum NodeError {
     Membership(String),
     #[error("storage: {0}")]
     Storage(String),
+    #[error("raft: {0}")]
+    Raft(String),
+    // Variants below were added later: appended, so a forwarded error
+    // (bincode, by variant index) reads the same on nodes of either build.
     /// The data dir of the node that would write is full: nothing was
     /// proposed. The message names the node and the dir.
     #[error("{0}")]
@@ -98,8 +102,6 @@ pub enum NodeError {
     /// `leader` is who leads, when known (a client may retry there).
     #[error("outcome unknown: {cause}; the write may have taken effect: retry it with request id {request_id:?} to learn its result")]
     OutcomeUnknown { request_id: String, cause: String, leader: Option<(NodeId, NodeInfo)> },
-    #[error("raft: {0}")]
-    Raft(String),
 }
 
 impl From<switchboard_storage::StorageError> for NodeError {
