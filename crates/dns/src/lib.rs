@@ -108,6 +108,26 @@ pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Servi
     Serving { udp, tcp, tcp_counters }
 }
 
+/// A response on the wire, at most `max_size` bytes: the one encoding both
+/// transports' response handlers use.
+pub(crate) fn emit<'a>(
+    response: hickory_server::zone_handler::MessageResponse<
+        '_,
+        'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+        impl Iterator<Item = &'a Record> + Send + 'a,
+    >,
+    max_size: u16,
+) -> Result<(Vec<u8>, ResponseInfo), hickory_server::net::NetError> {
+    let mut bytes = Vec::with_capacity(512);
+    let mut encoder = BinEncoder::new(&mut bytes);
+    encoder.set_max_size(max_size);
+    let info = response.destructive_emit(&mut encoder)?;
+    Ok((bytes, info))
+}
+
 fn info_for(request: &Request, rcode: ResponseCode) -> ResponseInfo {
     let mut metadata = Metadata::response_from_request(&request.metadata);
     metadata.response_code = rcode;

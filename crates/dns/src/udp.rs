@@ -8,7 +8,6 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_proto::serialize::binary::BinEncoder;
 use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
@@ -94,10 +93,7 @@ impl ResponseHandler for Reply {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let mut bytes = Vec::with_capacity(512);
-        let mut encoder = BinEncoder::new(&mut bytes);
-        encoder.set_max_size(UDP_PAYLOAD_MAX);
-        let info = response.destructive_emit(&mut encoder)?;
+        let (bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX)?;
         self.socket.send_to(&bytes, self.peer).await.map_err(NetError::from)?;
         Ok(info)
     }
