@@ -11,7 +11,6 @@
 //! again and resumed the database (it polls every 5 s), so the waiting write
 //! retries, paced, until it goes through.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -28,7 +27,6 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 #[derive(Debug)]
 pub struct Disk {
     node: NodeId,
-    dir: PathBuf,
     store: Store,
     /// Below this many free bytes, client writes are refused.
     min_free: u64,
@@ -45,9 +43,8 @@ impl Disk {
     /// what is left is for the entries already in flight, replication from
     /// the leader and RocksDB's flushes.
     pub fn new(node: NodeId, store: Store, min_free: u64) -> Disk {
-        let dir = store.path().to_path_buf();
         let disk =
-            Disk { node, dir, store, min_free, free: AtomicU64::new(u64::MAX), low: AtomicBool::new(false), waiting: AtomicUsize::new(0) };
+            Disk { node, store, min_free, free: AtomicU64::new(u64::MAX), low: AtomicBool::new(false), waiting: AtomicUsize::new(0) };
         disk.look();
         disk
     }
@@ -60,7 +57,7 @@ impl Disk {
                 self.low.store(free < self.min_free, Ordering::Relaxed);
             }
             // Not knowing is not full: the storage writes still tell.
-            Err(e) => tracing::debug!(error = %e, dir = %self.dir.display(), "reading free space"),
+            Err(e) => tracing::debug!(error = %e, dir = %self.store.path().display(), "reading free space"),
         }
         self.full()
     }
@@ -79,7 +76,7 @@ impl Disk {
         if !self.full() {
             return None;
         }
-        let dir = self.dir.display();
+        let dir = self.store.path().display();
         let free = self.free_bytes();
         Some(if self.low.load(Ordering::Relaxed) {
             format!("data dir {dir} has {} free, less than storage.free_space_min_mb ({})", mb(free), mb(self.min_free))
@@ -108,7 +105,7 @@ impl Disk {
             match write() {
                 Err(e) if e.is_no_space() => {
                     if waiting.is_none() {
-                        tracing::warn!(node = self.node, dir = %self.dir.display(), error = %e, "disk full while {what}: waiting for space");
+                        tracing::warn!(node = self.node, dir = %self.store.path().display(), error = %e, "disk full while {what}: waiting for space");
                         waiting = Some((Waiting::new(&self.waiting), Instant::now()));
                     }
                     tokio::time::sleep(pause).await;
