@@ -8,16 +8,28 @@
 //! apply could hold: a stream of writes cannot make a query wait.
 
 mod convert;
+mod cookie;
+mod rrl;
+mod stats;
+mod tap;
 mod tcp;
 mod udp;
 
+pub use cookie::CookieSecret;
+pub use rrl::RrlSettings;
+pub use stats::DnsStats;
+pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
+
+use rrl::{AnswerClass, Rrl, Verdict};
+use stats::{CookieSeen, Refused, RrlAction, Shard};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
 use hickory_proto::op::{emit_message_parts, Edns, EmitAndCount, Header, HeaderCounts, Metadata, OpCode, ResponseCode};
+use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::ProtoError;
@@ -45,15 +57,72 @@ pub enum DnsError {
     Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
 }
 
-/// Answers queries from the state published by the state machine.
+/// How a node's DNS front end behaves beyond answering: its limits, rate
+/// limiting, cookies and query log.
+#[derive(Debug, Default)]
+pub struct Options {
+    /// UDP receive loops (default: one per core).
+    pub udp_loops: Option<usize>,
+    /// Response rate limiting (off unless `responses_per_second` > 0).
+    pub rrl: RrlSettings,
+    /// The server cookie secret; `None`: cookies are not answered.
+    pub cookies: Option<CookieSecret>,
+    /// Where sampled queries and responses go (dnstap).
+    pub tap: Option<Arc<Tap>>,
+}
+
+/// What every copy of the handler shares.
+#[derive(Debug)]
+struct Shared {
+    stats: Arc<DnsStats>,
+    tcp: Arc<TcpCounters>,
+    udp_loops: usize,
+    rrl: Option<Rrl>,
+    cookies: Option<CookieSecret>,
+    tap: Option<Arc<Tap>>,
+}
+
+/// Answers queries from the state published by the state machine. Each
+/// UDP loop has its own copy (`for_loop`), counting into its own shard.
 #[derive(Clone)]
 pub struct Handler {
     state: Arc<ArcSwap<State>>,
+    shared: Arc<Shared>,
+    transport: Transport,
+    shard: usize,
 }
 
 impl Handler {
+    /// A handler with the default options and a random cookie secret.
     pub fn new(state: Arc<ArcSwap<State>>) -> Handler {
-        Handler { state }
+        let cookies = CookieSecret::random().ok();
+        Handler::with(state, Options { cookies, ..Options::default() })
+    }
+
+    pub fn with(state: Arc<ArcSwap<State>>, options: Options) -> Handler {
+        let udp_loops = options.udp_loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
+        let tcp = Arc::new(TcpCounters::default());
+        let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone()));
+        let shared = Shared { stats, tcp, udp_loops, rrl: Rrl::new(options.rrl), cookies: options.cookies, tap: options.tap };
+        Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
+    }
+
+    /// What this front end counts, for `/metrics`.
+    pub fn stats(&self) -> Arc<DnsStats> {
+        self.shared.stats.clone()
+    }
+
+    /// The copy for UDP loop `i`, or for TCP.
+    pub(crate) fn for_transport(&self, transport: Transport, i: usize) -> Handler {
+        Handler { transport, shard: i, ..self.clone() }
+    }
+
+    pub(crate) fn shard(&self) -> &Shard {
+        self.shared.stats.shard(self.transport, self.shard)
+    }
+
+    pub(crate) fn tap(&self) -> Option<&Arc<Tap>> {
+        self.shared.tap.as_ref()
     }
 }
 
@@ -88,6 +157,8 @@ pub struct Serving {
     tcp: tokio::task::JoinHandle<()>,
     /// What the TCP listener counted.
     pub tcp_counters: Arc<tcp::TcpCounters>,
+    /// Every DNS counter.
+    pub stats: Arc<DnsStats>,
 }
 
 impl Drop for Serving {
@@ -101,11 +172,12 @@ impl Drop for Serving {
 /// core (`udp`), TCP on our own bounded listener (`tcp`). Call on the
 /// runtime that bound them.
 pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Serving {
-    let loops = std::thread::available_parallelism().map_or(1, usize::from);
+    let tcp_counters = handler.shared.tcp.clone();
+    let stats = handler.stats();
+    let loops = handler.shared.udp_loops;
     let udp = tokio::spawn(udp::serve(listeners.udp, handler.clone(), loops));
-    let tcp_counters = Arc::new(tcp::TcpCounters::default());
-    let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler, limits, tcp_counters.clone()));
-    Serving { udp, tcp, tcp_counters }
+    let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler.for_transport(Transport::Tcp, 0), limits, tcp_counters.clone()));
+    Serving { udp, tcp, tcp_counters, stats }
 }
 
 /// A response on the wire, at most `max_size` bytes: the one encoding both
@@ -242,13 +314,97 @@ fn fit_udp(queries: &Queries, metadata: &mut Metadata, s: Sections, edns: Option
 
 #[async_trait::async_trait]
 impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, mut response: R) -> ResponseInfo {
+    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
+        self.answer(request, response).await
+    }
+}
+
+/// The answer class of a resolved answer, for rate limiting.
+fn class_of(answer: &switchboard_domain::Answer) -> AnswerClass {
+    match answer.rcode {
+        Rcode::NxDomain => AnswerClass::NxDomain,
+        Rcode::Refused => AnswerClass::Error,
+        Rcode::NoError if !answer.answers.is_empty() => AnswerClass::Positive,
+        Rcode::NoError if !answer.authoritative => AnswerClass::Referral,
+        Rcode::NoError => AnswerClass::NoData,
+    }
+}
+
+impl Handler {
+    /// Answer `request` through `response`, and count it.
+    pub(crate) async fn answer<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+        let qtype = request.queries.queries().first().map_or(0, |q| u16::from(q.query_type()));
+        let info = self.respond(request, response).await;
+        self.shard().query(qtype, info.response_code, info.truncation);
+        info
+    }
+
+    /// What rate limiting says of a response of `class` to `request`. TCP
+    /// is never limited (its source address is proven), nor is a client
+    /// that returned a valid server cookie.
+    fn limit(&self, request: &Request, class: AnswerClass, cookie: &cookie::Inspected) -> Verdict {
+        match &self.shared.rrl {
+            Some(rrl) if request.protocol() == Protocol::Udp && cookie.seen != CookieSeen::Valid => rrl.check(request.src().ip(), class),
+            _ => Verdict::Send,
+        }
+    }
+
+    /// Send instead of a limited response what `verdict` says: nothing, or
+    /// (a slip) the header and question with TC=1 so the client retries over
+    /// TCP, or BADCOOKIE with a fresh server cookie to a client that sent a
+    /// client cookie, so it retries over UDP with it and is exempt.
+    async fn withhold<R: ResponseHandler>(
+        &self,
+        verdict: Verdict,
+        request: &Request,
+        builder: MessageResponseBuilder<'_>,
+        rcode: ResponseCode,
+        cookie: &cookie::Inspected,
+        mut response: R,
+    ) -> ResponseInfo {
+        if verdict == Verdict::Drop {
+            self.shard().rrl(RrlAction::Dropped);
+            return info_for(request, rcode);
+        }
+        self.shard().rrl(RrlAction::Slipped);
+        let sent = if cookie.client.is_some() {
+            response.send_response(builder.error_msg(&request.metadata, ResponseCode::BADCOOKIE)).await
+        } else {
+            let mut metadata = Metadata::response_from_request(&request.metadata);
+            metadata.response_code = rcode;
+            metadata.truncation = true;
+            let none = std::iter::empty();
+            response.send_response(builder.build(metadata, none.clone(), none.clone(), none.clone(), none)).await
+        };
+        sent.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail))
+    }
+
+    async fn respond<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
+        // The client's COOKIE, checked against our secret (RFC 7873 §5.2).
+        let cookie_option = request.edns.as_ref().and_then(|e| match e.option(EdnsCode::Cookie) {
+            Some(EdnsOption::Unknown(_, data)) => Some(data.as_slice()),
+            _ => None,
+        });
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let cookie = match &self.shared.cookies {
+            Some(secret) => secret.inspect(cookie_option, request.src().ip(), now),
+            None => cookie::Inspected { seen: CookieSeen::None, client: None },
+        };
+        if self.shared.cookies.is_some() {
+            self.shard().cookie(cookie.seen);
+        }
+
         // Our OPT says what we accept (RFC 6891 §6.2.3); what we send over
-        // UDP is limited by the smaller of that and the client's size.
+        // UDP is limited by the smaller of that and the client's size. A
+        // client cookie is echoed with a fresh server cookie (RFC 7873 §5.2.3-4).
         let edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
             e.set_version(0);
             e.set_max_payload(UDP_PAYLOAD_MAX);
+            if let (Some(secret), Some(client)) = (&self.shared.cookies, &cookie.client) {
+                let server = secret.server_cookie(client, request.src().ip(), now);
+                e.options_mut().insert(EdnsOption::Unknown(cookie::OPTION_CODE, [client.as_slice(), server.as_slice()].concat()));
+            }
             e
         });
         // The question goes back as the client sent it, unless its names use
@@ -265,37 +421,48 @@ impl RequestHandler for Handler {
 
         let error = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
+        } else if cookie.seen == CookieSeen::Malformed {
+            // RFC 7873 §5.2.2.
+            Some(ResponseCode::FormErr)
         } else if request.metadata.op_code != OpCode::Query {
+            match request.metadata.op_code {
+                OpCode::Notify => self.shard().refused(Refused::Notify),
+                OpCode::Update => self.shard().refused(Refused::Update),
+                _ => {}
+            }
             Some(ResponseCode::NotImp)
         } else if request.queries.len() != 1 {
             Some(ResponseCode::FormErr)
+        } else if request.queries.queries()[0].query_class() != DNSClass::IN {
+            Some(ResponseCode::Refused)
         } else {
-            None
+            // Zone transfers are not served (yet): refused as Knot DNS
+            // refuses a transfer it does not allow (NOTAUTH, RFC 5936
+            // §2.2.1); QTYPE 0 is reserved and means nothing to answer
+            // (NOTIMP, as Knot says).
+            match u16::from(request.queries.queries()[0].query_type()) {
+                0 => Some(ResponseCode::NotImp),
+                QTYPE_IXFR => {
+                    self.shard().refused(Refused::Ixfr);
+                    Some(ResponseCode::NotAuth)
+                }
+                QTYPE_AXFR => {
+                    self.shard().refused(Refused::Axfr);
+                    Some(ResponseCode::NotAuth)
+                }
+                _ => None,
+            }
         };
         if let Some(rcode) = error {
+            let verdict = self.limit(request, AnswerClass::Error, &cookie);
+            if verdict != Verdict::Send {
+                return self.withhold(verdict, request, builder, rcode, &cookie, response).await;
+            }
             let msg = builder.error_msg(&request.metadata, rcode);
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }
 
         let query = &request.queries.queries()[0];
-        if query.query_class() != DNSClass::IN {
-            let msg = builder.error_msg(&request.metadata, ResponseCode::Refused);
-            return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
-        }
-
-        // Zone transfers are not served (yet): refused as Knot DNS refuses a
-        // transfer it does not allow (NOTAUTH, RFC 5936 §2.2.1); QTYPE 0 is
-        // reserved and means nothing to answer (NOTIMP, as Knot says).
-        let refusal = match u16::from(query.query_type()) {
-            0 => Some(ResponseCode::NotImp),
-            QTYPE_IXFR | QTYPE_AXFR => Some(ResponseCode::NotAuth),
-            _ => None,
-        };
-        if let Some(rcode) = refusal {
-            let msg = builder.error_msg(&request.metadata, rcode);
-            return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
-        }
-
         let asked: &hickory_proto::rr::Name = query.name();
         let qname = convert::qname(asked);
         let qtype = RType::from_code(u16::from(query.query_type()));
@@ -310,16 +477,21 @@ impl RequestHandler for Handler {
             Rcode::NxDomain => ResponseCode::NXDomain,
             Rcode::Refused => ResponseCode::Refused,
         };
+        let verdict = self.limit(request, class_of(&answer), &cookie);
+        if verdict != Verdict::Send {
+            return self.withhold(verdict, request, builder, metadata.response_code, &cookie, response).await;
+        }
         let to_wire =
             |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(|r| convert::record(r, &qname, asked)).collect() };
         let mut sections =
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
         let limit = request.edns.as_ref().map_or(UDP_PAYLOAD_MIN, |e| e.max_payload().clamp(UDP_PAYLOAD_MIN, UDP_PAYLOAD_MAX));
-        // Header, question, OPT and uncompressed records: most answers are
-        // certain to fit without encoding them twice.
+        // Header, question, OPT (with a cookie) and uncompressed records:
+        // most answers are certain to fit without encoding them twice.
+        let opt_size = edns.as_ref().map_or(0, |e| 11 + e.options().as_ref().iter().map(|(_, o)| 4 + usize::from(o.len())).sum::<usize>());
         let bound = 12
             + queries.as_bytes().len()
-            + if edns.is_some() { 11 } else { 0 }
+            + opt_size
             + [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).map(wire_size_max).sum::<usize>();
         if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
             let referral = !answer.authoritative && answer.rcode == Rcode::NoError;

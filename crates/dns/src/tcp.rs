@@ -9,18 +9,18 @@ use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use hickory_server::net::runtime::TokioTime;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::OwnedWriteHalf;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::tap::{Tapped, Transport};
 use crate::Handler;
 
 /// Limits of the TCP listener, from the node config.
@@ -40,9 +40,11 @@ impl Default for TcpLimits {
     }
 }
 
-/// What the TCP listener counted, for logs and (later) metrics.
+/// What the TCP listener counted, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct TcpCounters {
+    /// Connections open now.
+    pub open: AtomicU64,
     /// Connections closed at accept because a limit was reached.
     pub refused: AtomicU64,
     /// Times accept failed for want of file descriptors (and waited).
@@ -83,7 +85,7 @@ pub(crate) async fn serve(listener: TcpListener, handler: Handler, limits: TcpLi
     let sources: Sources = Arc::default();
     loop {
         let (stream, peer) = accept(&listener, "dns", &counters.accept_backoffs).await;
-        let Some(place) = admit(&open, &sources, peer.ip(), limits.connections_per_source_max) else {
+        let Some(place) = admit(&open, &sources, peer.ip(), limits.connections_per_source_max, &counters) else {
             // Closing it now gives its descriptor back; the client retries or goes.
             counters.refused.fetch_add(1, Ordering::Relaxed);
             drop(stream);
@@ -94,14 +96,15 @@ pub(crate) async fn serve(listener: TcpListener, handler: Handler, limits: TcpLi
 }
 
 /// A place for one more connection from `ip`, or `None` past a limit.
-fn admit(open: &Arc<Semaphore>, sources: &Sources, ip: IpAddr, per_source_max: usize) -> Option<Place> {
+fn admit(open: &Arc<Semaphore>, sources: &Sources, ip: IpAddr, per_source_max: usize, counters: &Arc<TcpCounters>) -> Option<Place> {
     let permit = open.clone().try_acquire_owned().ok()?;
     let mut held = sources.lock().ok()?;
     if held.get(&ip).is_some_and(|n| *n >= per_source_max) {
         return None;
     }
     *held.entry(ip).or_default() += 1;
-    Some(Place { _permit: permit, sources: sources.clone(), ip })
+    counters.open.fetch_add(1, Ordering::Relaxed);
+    Some(Place { _permit: permit, sources: sources.clone(), ip, counters: counters.clone() })
 }
 
 /// One admitted connection; dropping it gives its places back.
@@ -109,10 +112,12 @@ struct Place {
     _permit: OwnedSemaphorePermit,
     sources: Sources,
     ip: IpAddr,
+    counters: Arc<TcpCounters>,
 }
 
 impl Drop for Place {
     fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
         let Ok(mut held) = self.sources.lock() else { return };
         if let Some(n) = held.get_mut(&self.ip) {
             *n = n.saturating_sub(1);
@@ -134,8 +139,9 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 /// cannot be a DNS message.
 async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle: Duration, _place: Place) {
     let _ = stream.set_nodelay(true);
+    let server = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, wr) = stream.into_split();
-    let writer = Writer(Arc::new(tokio::sync::Mutex::new(wr)));
+    let half = Arc::new(tokio::sync::Mutex::new(wr));
     loop {
         let mut len = [0u8; 2];
         if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut len)).await, Ok(Ok(_))) {
@@ -145,22 +151,28 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
         if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut message)).await, Ok(Ok(_))) {
             return;
         }
+        let received = Instant::now();
         // Shorter than a header: nothing to answer; a response (QR=1):
         // never answered, so no one can reflect traffic through us.
         if message.len() < 12 || message[2] & 0x80 != 0 {
+            handler.shard().dropped(message.len() < 12);
             continue;
         }
         let header = [message[0], message[1], message[2]];
+        let tapped = Tapped::query(handler.tap(), Transport::Tcp, peer, server, &message);
+        let writer = Writer { half: half.clone(), peer, tapped };
         match Request::from_bytes(message, peer, Protocol::Tcp) {
             Ok(request) => {
-                handler.handle_request::<_, TokioTime>(&request, writer.clone()).await;
+                handler.answer(&request, writer).await;
             }
             Err(_) => {
+                handler.shard().malformed();
                 if writer.send(&format_error(header)).await.is_err() {
                     return;
                 }
             }
         }
+        handler.shard().latency(received.elapsed());
     }
 }
 
@@ -174,9 +186,15 @@ pub(crate) fn format_error(first: [u8; 3]) -> Vec<u8> {
     header.to_vec()
 }
 
-/// The write half of a connection, shared by the responses to its messages.
 #[derive(Clone)]
-struct Writer(Arc<tokio::sync::Mutex<OwnedWriteHalf>>);
+/// The write half of a connection, shared by the responses to its
+/// messages, for the response to one message.
+struct Writer {
+    half: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
+    peer: SocketAddr,
+    /// Set when the query was tapped: the response is too.
+    tapped: Option<Tapped>,
+}
 
 impl Writer {
     /// Send one message with its length prefix.
@@ -185,7 +203,7 @@ impl Writer {
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(bytes);
-        self.0.lock().await.write_all(&framed).await
+        self.half.lock().await.write_all(&framed).await
     }
 }
 
@@ -204,6 +222,9 @@ impl ResponseHandler for Writer {
     ) -> Result<ResponseInfo, NetError> {
         let (bytes, info) = crate::emit(response, u16::MAX)?;
         self.send(&bytes).await.map_err(NetError::from)?;
+        if let Some(tapped) = self.tapped.take() {
+            tapped.response(Transport::Tcp, self.peer, bytes);
+        }
         Ok(info)
     }
 }

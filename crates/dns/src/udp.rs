@@ -8,13 +8,15 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use hickory_server::net::runtime::TokioTime;
+use std::time::Instant;
+
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 use tokio::net::UdpSocket;
 
+use crate::tap::{Tapped, Transport};
 use crate::tcp::format_error;
 use crate::{Handler, UDP_PAYLOAD_MAX};
 
@@ -25,7 +27,8 @@ const DATAGRAM_BYTES_MAX: usize = 4096;
 /// Answer queries on `socket` with `loops` receive loops until aborted.
 pub(crate) async fn serve(socket: UdpSocket, handler: Handler, loops: usize) {
     let socket = Arc::new(socket);
-    let tasks: Vec<_> = (0..loops.max(1)).map(|_| tokio::spawn(receive(socket.clone(), handler.clone()))).collect();
+    let tasks: Vec<_> =
+        (0..loops.max(1)).map(|i| tokio::spawn(receive(socket.clone(), handler.for_transport(Transport::Udp, i)))).collect();
     let _abort_all = AbortOnDrop(tasks);
     std::future::pending::<()>().await;
 }
@@ -42,6 +45,7 @@ impl Drop for AbortOnDrop {
 
 async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
     let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+    let server = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     loop {
         let (n, peer) = match socket.recv_from(&mut buf).await {
             Ok(r) => r,
@@ -54,20 +58,25 @@ async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
                 continue;
             }
         };
+        let received = Instant::now();
         let Some(message) = buf.get(..n) else { continue };
         if message.len() < 12 || message[2] & 0x80 != 0 {
+            handler.shard().dropped(message.len() < 12);
             continue;
         }
         let header = [message[0], message[1], message[2]];
+        let tapped = Tapped::query(handler.tap(), Transport::Udp, peer, server, message);
         match Request::from_bytes(message.to_vec(), peer, Protocol::Udp) {
             Ok(request) => {
-                let reply = Reply { socket: socket.clone(), peer };
-                handler.handle_request::<_, TokioTime>(&request, reply).await;
+                let reply = Reply { socket: socket.clone(), peer, tapped };
+                handler.answer(&request, reply).await;
             }
             Err(_) => {
+                handler.shard().malformed();
                 let _ = socket.send_to(&format_error(header), peer).await;
             }
         }
+        handler.shard().latency(received.elapsed());
     }
 }
 
@@ -78,6 +87,8 @@ async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
 struct Reply {
     socket: Arc<UdpSocket>,
     peer: SocketAddr,
+    /// Set when the query was tapped: the response is too.
+    tapped: Option<Tapped>,
 }
 
 #[async_trait::async_trait]
@@ -95,6 +106,9 @@ impl ResponseHandler for Reply {
     ) -> Result<ResponseInfo, NetError> {
         let (bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX)?;
         self.socket.send_to(&bytes, self.peer).await.map_err(NetError::from)?;
+        if let Some(tapped) = self.tapped.take() {
+            tapped.response(Transport::Udp, self.peer, bytes);
+        }
         Ok(info)
     }
 }

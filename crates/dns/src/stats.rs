@@ -1,0 +1,368 @@
+//! What the DNS front end counts, for `/metrics`: plain atomic counters in
+//! one shard per UDP receive loop and one for TCP, so the query path takes
+//! no lock and allocates nothing to count, and two cores never write the
+//! same cache line. A scrape sums the shards (`Collector`).
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hickory_proto::op::ResponseCode;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::MetricType;
+
+use crate::tap::{Tap, Transport};
+use crate::tcp::TcpCounters;
+
+/// The QTYPEs counted by name; every other is `other`.
+const QTYPES: [(u16, &str); 17] = [
+    (1, "A"),
+    (28, "AAAA"),
+    (5, "CNAME"),
+    (15, "MX"),
+    (16, "TXT"),
+    (2, "NS"),
+    (6, "SOA"),
+    (33, "SRV"),
+    (257, "CAA"),
+    (12, "PTR"),
+    (65, "HTTPS"),
+    (64, "SVCB"),
+    (43, "DS"),
+    (48, "DNSKEY"),
+    (255, "ANY"),
+    (252, "AXFR"),
+    (251, "IXFR"),
+];
+const QTYPE_OTHER: usize = QTYPES.len();
+const QTYPE_SLOTS: usize = QTYPES.len() + 1;
+
+/// The RCODEs counted by name; every other is `other`.
+const RCODES: [(ResponseCode, &str); 9] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::NotAuth, "NOTAUTH"),
+    (ResponseCode::BADVERS, "BADVERS"),
+    (ResponseCode::BADCOOKIE, "BADCOOKIE"),
+];
+const RCODE_OTHER: usize = RCODES.len();
+const RCODE_SLOTS: usize = RCODES.len() + 1;
+
+/// Upper bounds of the answer latency histogram's buckets, in nanoseconds.
+const LATENCY_BOUNDS_NS: [u64; 12] =
+    [10_000, 25_000, 50_000, 100_000, 250_000, 500_000, 1_000_000, 2_500_000, 5_000_000, 10_000_000, 50_000_000, 100_000_000];
+
+/// What a query's COOKIE option was (RFC 7873 §5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum CookieSeen {
+    None,
+    ClientOnly,
+    Valid,
+    Invalid,
+    Malformed,
+}
+const COOKIE_RESULTS: [&str; 5] = ["none", "client_only", "valid", "invalid", "malformed"];
+
+/// What response rate limiting did to a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RrlAction {
+    Dropped,
+    Slipped,
+}
+
+/// Requests of protocols not served, refused.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Refused {
+    Axfr,
+    Ixfr,
+    Notify,
+    Update,
+}
+
+/// One shard of counters. Aligned so that two shards never share a cache line.
+#[repr(align(128))]
+#[derive(Debug)]
+pub(crate) struct Shard {
+    queries: [[AtomicU64; RCODE_SLOTS]; QTYPE_SLOTS],
+    truncated: AtomicU64,
+    malformed: AtomicU64,
+    dropped_short: AtomicU64,
+    dropped_response: AtomicU64,
+    rrl: [AtomicU64; 2],
+    cookies: [AtomicU64; 5],
+    refused: [AtomicU64; 4],
+    /// Per bucket (not cumulative), the last slot is above every bound.
+    latency: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
+    latency_sum_ns: AtomicU64,
+}
+
+fn zeros<const N: usize>() -> [AtomicU64; N] {
+    std::array::from_fn(|_| AtomicU64::new(0))
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Shard {
+            queries: std::array::from_fn(|_| zeros()),
+            truncated: AtomicU64::new(0),
+            malformed: AtomicU64::new(0),
+            dropped_short: AtomicU64::new(0),
+            dropped_response: AtomicU64::new(0),
+            rrl: zeros(),
+            cookies: zeros(),
+            refused: zeros(),
+            latency: zeros(),
+            latency_sum_ns: AtomicU64::new(0),
+        }
+    }
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl Shard {
+    /// A query answered (or limited) with `rcode`.
+    pub(crate) fn query(&self, qtype: u16, rcode: ResponseCode, truncated: bool) {
+        let t = QTYPES.iter().position(|(code, _)| *code == qtype).unwrap_or(QTYPE_OTHER);
+        let r = RCODES.iter().position(|(code, _)| *code == rcode).unwrap_or(RCODE_OTHER);
+        bump(&self.queries[t][r]);
+        if truncated {
+            bump(&self.truncated);
+        }
+    }
+
+    /// A message that could not be parsed (answered FORMERR).
+    pub(crate) fn malformed(&self) {
+        bump(&self.malformed);
+    }
+
+    /// A datagram dropped unread: shorter than a header, or a response.
+    pub(crate) fn dropped(&self, short: bool) {
+        bump(if short { &self.dropped_short } else { &self.dropped_response });
+    }
+
+    pub(crate) fn rrl(&self, action: RrlAction) {
+        bump(&self.rrl[action as usize]);
+    }
+
+    pub(crate) fn refused(&self, what: Refused) {
+        bump(&self.refused[what as usize]);
+    }
+
+    pub(crate) fn cookie(&self, seen: CookieSeen) {
+        bump(&self.cookies[seen as usize]);
+    }
+
+    /// The time from receiving a query to its response sent.
+    pub(crate) fn latency(&self, took: Duration) {
+        let ns = u64::try_from(took.as_nanos()).unwrap_or(u64::MAX);
+        let slot = LATENCY_BOUNDS_NS.iter().position(|b| ns <= *b).unwrap_or(LATENCY_BOUNDS_NS.len());
+        bump(&self.latency[slot]);
+        self.latency_sum_ns.fetch_add(ns, Ordering::Relaxed);
+    }
+}
+
+/// Every DNS counter of a node: a shard per UDP loop, then TCP's.
+#[derive(Debug)]
+pub struct DnsStats {
+    shards: Box<[Shard]>,
+    udp_loops: usize,
+    tcp: Arc<TcpCounters>,
+    tap: Option<Arc<Tap>>,
+}
+
+impl DnsStats {
+    pub(crate) fn new(udp_loops: usize, tcp: Arc<TcpCounters>, tap: Option<Arc<Tap>>) -> DnsStats {
+        let udp_loops = udp_loops.max(1);
+        DnsStats { shards: (0..=udp_loops).map(|_| Shard::default()).collect(), udp_loops, tcp, tap }
+    }
+
+    /// The shard of UDP loop `i` (wrapping), or TCP's.
+    pub(crate) fn shard(&self, transport: Transport, i: usize) -> &Shard {
+        match transport {
+            Transport::Udp => &self.shards[i % self.udp_loops],
+            Transport::Tcp => &self.shards[self.udp_loops],
+        }
+    }
+
+    fn transport_shards(&self) -> [(&'static str, &[Shard]); 2] {
+        let (udp, tcp) = self.shards.split_at(self.udp_loops);
+        [("udp", udp), ("tcp", tcp)]
+    }
+
+    fn sum(shards: &[Shard], f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        shards.iter().map(|s| f(s).load(Ordering::Relaxed)).sum()
+    }
+
+    fn all(&self, f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
+        Self::sum(&self.shards, f)
+    }
+}
+
+/// Write one counter family of labelled values; label sets are
+/// `[(name, value)]`. Zero-valued series are left out (`keep_zero` false)
+/// so the dense query table does not export hundreds of zeros.
+fn counters(
+    encoder: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    series: &[(Vec<(&'static str, &str)>, u64)],
+    keep_zero: bool,
+) -> Result<(), std::fmt::Error> {
+    let mut family = encoder.encode_descriptor(name, help, None, MetricType::Counter)?;
+    for (labels, value) in series {
+        if *value == 0 && !keep_zero {
+            continue;
+        }
+        ConstCounter::new(*value).encode(family.encode_family(labels)?)?;
+    }
+    Ok(())
+}
+
+impl Collector for DnsStats {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let e = &mut encoder;
+        let mut queries = Vec::new();
+        for (transport, shards) in self.transport_shards() {
+            for (t, (_, qtype)) in QTYPES.iter().map(|(c, n)| (*c, *n)).chain([(0, "other")]).enumerate() {
+                for (r, rcode) in RCODES.iter().map(|(_, n)| *n).chain(["other"]).enumerate() {
+                    let v = Self::sum(shards, |s| &s.queries[t][r]);
+                    queries.push((vec![("transport", transport), ("qtype", qtype), ("rcode", rcode)], v));
+                }
+            }
+        }
+        counters(
+            e,
+            "switchboard_dns_queries",
+            "DNS queries answered or limited, by transport, QTYPE and the RCODE of the answer.",
+            &queries,
+            false,
+        )?;
+        let per_transport = |f: fn(&Shard) -> &AtomicU64| -> Vec<(Vec<(&'static str, &str)>, u64)> {
+            self.transport_shards().iter().map(|(t, shards)| (vec![("transport", *t)], Self::sum(shards, f))).collect()
+        };
+        counters(e, "switchboard_dns_responses_truncated", "Responses sent with TC=1.", &per_transport(|s| &s.truncated), true)?;
+        counters(
+            e,
+            "switchboard_dns_packets_malformed",
+            "Messages that could not be parsed, answered FORMERR.",
+            &per_transport(|s| &s.malformed),
+            true,
+        )?;
+        counters(
+            e,
+            "switchboard_dns_packets_dropped",
+            "Datagrams dropped unanswered: shorter than a header, or a response (QR=1).",
+            &[
+                (vec![("reason", "short")], self.all(|s| &s.dropped_short)),
+                (vec![("reason", "response")], self.all(|s| &s.dropped_response)),
+            ],
+            true,
+        )?;
+        counters(
+            e,
+            "switchboard_dns_rrl_actions",
+            "Responses withheld by response rate limiting: dropped, or slipped (sent truncated, or BADCOOKIE).",
+            &[
+                (vec![("action", "dropped")], self.all(|s| &s.rrl[RrlAction::Dropped as usize])),
+                (vec![("action", "slipped")], self.all(|s| &s.rrl[RrlAction::Slipped as usize])),
+            ],
+            true,
+        )?;
+        let cookies: Vec<_> = COOKIE_RESULTS.iter().enumerate().map(|(i, r)| (vec![("result", *r)], self.all(|s| &s.cookies[i]))).collect();
+        counters(e, "switchboard_dns_cookies", "Queries by what their DNS COOKIE option was (RFC 7873).", &cookies, true)?;
+
+        {
+            let mut family = e.encode_descriptor(
+                "switchboard_dns_answer_duration_seconds",
+                "Time from a query received to its response sent.",
+                None,
+                MetricType::Histogram,
+            )?;
+            for (transport, shards) in self.transport_shards() {
+                // Per bucket, not cumulative: the encoder accumulates.
+                let mut count = 0;
+                let mut buckets = Vec::with_capacity(LATENCY_BOUNDS_NS.len() + 1);
+                for (i, bound) in LATENCY_BOUNDS_NS.iter().map(|ns| *ns as f64 / 1e9).chain([f64::MAX]).enumerate() {
+                    let n = Self::sum(shards, |s| &s.latency[i]);
+                    count += n;
+                    buckets.push((bound, n));
+                }
+                let sum = Self::sum(shards, |s| &s.latency_sum_ns) as f64 / 1e9;
+                let labels = [("transport", transport)];
+                family.encode_family(&labels)?.encode_histogram::<prometheus_client::encoding::NoLabelSet>(sum, count, &buckets, None)?;
+            }
+        }
+
+        let tcp = &self.tcp;
+        let open = tcp.open.load(Ordering::Relaxed);
+        ConstGauge::new(i64::try_from(open).unwrap_or(i64::MAX)).encode(e.encode_descriptor(
+            "switchboard_dns_tcp_connections_open",
+            "DNS TCP connections open.",
+            None,
+            MetricType::Gauge,
+        )?)?;
+        ConstCounter::new(tcp.refused.load(Ordering::Relaxed)).encode(e.encode_descriptor(
+            "switchboard_dns_tcp_connections_refused",
+            "DNS TCP connections closed at accept: a connection limit was reached.",
+            None,
+            MetricType::Counter,
+        )?)?;
+        ConstCounter::new(tcp.accept_backoffs.load(Ordering::Relaxed)).encode(e.encode_descriptor(
+            "switchboard_dns_tcp_accept_backoffs",
+            "Times accepting a DNS TCP connection waited for want of file descriptors.",
+            None,
+            MetricType::Counter,
+        )?)?;
+
+        // Zone transfers, NOTIFY and UPDATE are not served yet: each such
+        // request is refused, and counted by what it asked.
+        let refused = |i: usize| self.all(|s| &s.refused[i]);
+        counters(
+            e,
+            "switchboard_dns_transfers",
+            "Zone transfer requests, by QTYPE and outcome.",
+            &[
+                (vec![("qtype", "AXFR"), ("outcome", "refused")], refused(Refused::Axfr as usize)),
+                (vec![("qtype", "IXFR"), ("outcome", "refused")], refused(Refused::Ixfr as usize)),
+            ],
+            true,
+        )?;
+        counters(
+            e,
+            "switchboard_dns_notifies",
+            "NOTIFY messages received, by outcome.",
+            &[(vec![("outcome", "refused")], refused(Refused::Notify as usize))],
+            true,
+        )?;
+        counters(
+            e,
+            "switchboard_dns_updates",
+            "UPDATE messages received, by outcome.",
+            &[(vec![("outcome", "refused")], refused(Refused::Update as usize))],
+            true,
+        )?;
+
+        if let Some(tap) = &self.tap {
+            counters(
+                e,
+                "switchboard_dnstap_queue",
+                "dnstap messages handed to the writer (queued) or dropped because its queue was full.",
+                &[
+                    (vec![("outcome", "queued")], tap.queued.load(Ordering::Relaxed)),
+                    (vec![("outcome", "dropped")], tap.dropped.load(Ordering::Relaxed)),
+                ],
+                true,
+            )?;
+        }
+        Ok(())
+    }
+}
