@@ -14,6 +14,7 @@ mod log_store;
 mod network;
 mod node;
 mod state_machine;
+mod stats;
 mod status;
 
 /// The generated peer protocol (`proto/switchboard/raft/v1`, from the `proto` crate).
@@ -31,6 +32,7 @@ pub use log_store::LogStore;
 pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
 pub use state_machine::StateMachine;
+pub use stats::NodeMetrics;
 pub use status::{LogPositions, Member, NodeStatus, Role};
 
 /// Where a node can be reached.

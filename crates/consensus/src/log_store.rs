@@ -13,17 +13,24 @@ use switchboard_storage::keys::{KEY_COMMITTED, KEY_PURGED, KEY_VOTE};
 use switchboard_storage::{decode, encode, Store};
 
 use crate::disk::Disk;
+use crate::stats::Stats;
 use crate::{io_err, NodeId, TypeConfig};
 
 #[derive(Debug, Clone)]
 pub struct LogStore {
     store: Store,
     disk: Arc<Disk>,
+    stats: Arc<Stats>,
 }
 
 impl LogStore {
     pub fn new(store: Store, disk: Arc<Disk>) -> LogStore {
-        LogStore { store, disk }
+        LogStore { store, disk, stats: Arc::default() }
+    }
+
+    /// Report the commit index in `stats`.
+    pub(crate) fn with_stats(self, stats: Arc<Stats>) -> LogStore {
+        LogStore { stats, ..self }
     }
 
     fn read_meta<T: serde::de::DeserializeOwned>(
@@ -104,6 +111,9 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn save_committed(&mut self, committed: Option<LogId<NodeId>>) -> Result<(), StorageError<NodeId>> {
+        if let Some(c) = committed {
+            self.stats.committed.fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
+        }
         // Not fsynced: losing it only means re-learning the commit index from
         // the leader; it lets a restarted node re-apply its committed tail sooner.
         let bytes = encode(KEY_COMMITTED, &committed).map_err(|e| io_err(ErrorSubject::Store, ErrorVerb::Write, &e))?;

@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::disk::{self, Disk};
 use crate::network::{PeerAuth, PeerPool};
+use crate::stats::{Stats, WriteOutcome};
 use crate::status::{LogPositions, Member, NodeStatus, Role};
 use crate::{LogStore, NodeId, NodeInfo, PeerNetwork, Published, Raft, StateMachine};
 
@@ -151,6 +152,7 @@ pub struct Node {
     auto_ids: AtomicU64,
     /// Wall-clock nanoseconds at start, so those ids differ across restarts.
     boot_nanos: u128,
+    pub(crate) stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for Node {
@@ -233,7 +235,7 @@ async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queue
 /// they would commit at one revision, and a later compare-and-set on that
 /// revision could not tell their results apart. A zone write travels alone,
 /// since a zone may be large and an entry must fit a peer message.
-async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
+async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let mut carried: Option<Queued> = None;
     loop {
@@ -260,6 +262,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
         let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
             batch.into_iter().map(|(command, guard, tx)| (Envelope { at_ms, command, guard }, tx)).unzip();
         let n = envelopes.len();
+        stats.batch.observe(n as f64);
         let committed = match raft.client_write_ff(envelopes).await {
             Ok(committed) => committed,
             Err(fatal) => {
@@ -293,11 +296,35 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>) {
     }
 }
 
+/// Count elections (terms this node moved to) and leader changes, from
+/// Raft's metrics, until Raft stops.
+async fn count_elections(mut metrics: watch::Receiver<RaftMetrics<NodeId, NodeInfo>>, stats: Arc<Stats>) {
+    let (mut term, mut leader) = {
+        let m = metrics.borrow();
+        (m.current_term, m.current_leader)
+    };
+    while metrics.changed().await.is_ok() {
+        let m = metrics.borrow();
+        if m.current_term > term {
+            stats.elections.fetch_add(m.current_term - term, Ordering::Relaxed);
+            term = m.current_term;
+        }
+        if m.current_leader != leader {
+            if m.current_leader.is_some() {
+                stats.leader_changes.fetch_add(1, Ordering::Relaxed);
+            }
+            leader = m.current_leader;
+        }
+    }
+}
+
 impl Node {
     /// Open the state from `store`, publish it, and start Raft.
     pub async fn start(id: NodeId, settings: &RaftSettings, store: Store) -> Result<Node, NodeError> {
         let disk = Arc::new(Disk::new(id, store.clone(), settings.free_space_min_bytes));
+        let stats = Arc::new(Stats::default());
         let (sm, published, applied) = StateMachine::open(store.clone(), disk.clone())?;
+        let sm = sm.with_stats(stats.clone());
         let config = Config {
             cluster_name: settings.cluster_name.clone(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -313,9 +340,12 @@ impl Node {
         let config = Arc::new(config.validate().map_err(raft_err)?);
         let peers = PeerPool::new(settings.peer_auth.clone());
         let network = PeerNetwork::new(id, settings.cluster_name.clone(), peers.clone());
-        let raft = Raft::new(id, config, network, LogStore::new(store.clone(), disk.clone()), sm).await.map_err(raft_err)?;
+        let raft = Raft::new(id, config, network, LogStore::new(store.clone(), disk.clone()).with_stats(stats.clone()), sm)
+            .await
+            .map_err(raft_err)?;
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
-        tokio::spawn(batcher(raft.clone(), rx));
+        tokio::spawn(batcher(raft.clone(), rx, stats.clone()));
+        tokio::spawn(count_elections(raft.metrics(), stats.clone()));
         tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), raft.clone()));
         let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
@@ -332,6 +362,7 @@ impl Node {
             leader_contact_ms: AtomicU64::new(u64::MAX),
             auto_ids: AtomicU64::new(0),
             boot_nanos,
+            stats,
         })
     }
 
@@ -515,6 +546,9 @@ impl Node {
         if let Some(why) = self.disk.why_full() {
             return Err(format!("disk full: {why}"));
         }
+        if self.stats.installing() {
+            return Err("installing a snapshot from the leader".into());
+        }
         if self.metrics().current_leader.is_none() {
             return Err("no known leader".into());
         }
@@ -559,7 +593,19 @@ impl Node {
     /// before anything is proposed, unless this node already holds the
     /// result of the same call under the same request id: a retry of a
     /// write that took effect is answered with its result, never refused.
-    pub async fn write(&self, command: Command, mut guard: Guard) -> Result<Written, NodeError> {
+    pub async fn write(&self, command: Command, guard: Guard) -> Result<Written, NodeError> {
+        let began = Instant::now();
+        let result = self.write_counted(command, guard).await;
+        self.stats.commit.observe(began.elapsed().as_secs_f64());
+        self.stats.write(match &result {
+            Ok(Written { result: Ok(_), .. }) => WriteOutcome::Applied,
+            Ok(Written { result: Err(_), .. }) => WriteOutcome::Refused,
+            Err(_) => WriteOutcome::Failed,
+        });
+        result
+    }
+
+    async fn write_counted(&self, command: Command, mut guard: Guard) -> Result<Written, NodeError> {
         if guard.request_id.is_none() {
             let n = self.auto_ids.fetch_add(1, Ordering::Relaxed);
             guard.request_id = Some(format!("~{}.{:x}.{n}", self.id, self.boot_nanos));
@@ -599,11 +645,13 @@ impl Node {
     pub async fn propose(&self, proposal: Proposal) -> Result<Written, NodeError> {
         if let Some((id, info)) = self.leader_elsewhere() {
             tracing::debug!(leader = id, "forwarding proposal");
+            self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
             return self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await;
         }
         match self.propose_local(proposal.clone()).await {
             Err(NodeError::NotLeader { leader: Some((id, info)) }) if id != self.id => {
                 tracing::debug!(leader = id, "forwarding proposal");
+                self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
                 self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await
             }
             other => other,

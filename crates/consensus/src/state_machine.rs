@@ -13,6 +13,7 @@ use switchboard_storage::{decode, decode_state, encode, encode_state, Store};
 use tokio::sync::watch;
 
 use crate::disk::Disk;
+use crate::stats::Stats;
 use crate::{io_err, NodeId, NodeInfo, Published, Response, TypeConfig};
 
 #[derive(Debug, Default, Clone, Serialize, Deserialize)]
@@ -35,6 +36,7 @@ pub struct StateMachine {
     meta: SmMeta,
     published: Published,
     applied_tx: watch::Sender<u64>,
+    stats: Arc<Stats>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -54,7 +56,13 @@ impl StateMachine {
         let meta: SmMeta = meta.map(|b| decode("state machine meta", &b)).transpose()?.unwrap_or_default();
         let published: Published = Arc::new(arc_swap::ArcSwap::from_pointee(state.clone()));
         let (applied_tx, applied_rx) = watch::channel(state.revision());
-        Ok((StateMachine { store, disk, state, meta, published: published.clone(), applied_tx }, published, applied_rx))
+        let sm = StateMachine { store, disk, state, meta, published: published.clone(), applied_tx, stats: Arc::default() };
+        Ok((sm, published, applied_rx))
+    }
+
+    /// Count snapshot builds and installs in `stats`.
+    pub(crate) fn with_stats(self, stats: Arc<Stats>) -> StateMachine {
+        StateMachine { stats, ..self }
     }
 
     fn publish(&self) {
@@ -95,8 +103,15 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     }
                     for envelope in &batch {
                         let (result, fx) = self.state.apply(index, envelope);
-                        if let Err(e) = &result {
-                            tracing::debug!(index, command = envelope.command.kind(), error = %e, "command refused");
+                        let by = match &envelope.guard.actor {
+                            switchboard_domain::Actor::Trusted => "trusted",
+                            switchboard_domain::Actor::Credential(id) => id.as_str(),
+                        };
+                        match &result {
+                            Ok(_) => tracing::info!(revision = index, command = envelope.command.kind(), credential = by, "applied"),
+                            Err(e) => {
+                                tracing::info!(revision = index, command = envelope.command.kind(), credential = by, error = %e, "refused")
+                            }
                         }
                         effects.extend(fx.into_iter().map(|e| (index, e)));
                         outcomes.push(result);
@@ -116,10 +131,17 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     }
 
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
-        SnapshotBuilder { store: self.store.clone(), disk: self.disk.clone(), state: self.state.clone(), meta: self.meta.clone() }
+        SnapshotBuilder {
+            store: self.store.clone(),
+            disk: self.disk.clone(),
+            state: self.state.clone(),
+            meta: self.meta.clone(),
+            stats: self.stats.clone(),
+        }
     }
 
     async fn begin_receiving_snapshot(&mut self) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        self.stats.receiving_snapshot();
         Ok(Box::new(Cursor::new(Vec::new())))
     }
 
@@ -128,6 +150,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         meta: &SnapshotMeta<NodeId, NodeInfo>,
         snapshot: Box<Cursor<Vec<u8>>>,
     ) -> Result<(), StorageError<NodeId>> {
+        let began = std::time::Instant::now();
         let sig = Some(meta.signature());
         let data = snapshot.into_inner();
         let state = decode_state(&data).map_err(|e| io_err(ErrorSubject::Snapshot(sig.clone()), ErrorVerb::Read, &e))?;
@@ -143,6 +166,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.state = state;
         self.meta = sm_meta;
         self.publish();
+        self.stats.installed_snapshot(began);
+        tracing::info!(revision = self.state.revision(), took_ms = began.elapsed().as_millis() as u64, "installed a snapshot");
         Ok(())
     }
 
@@ -162,10 +187,12 @@ pub struct SnapshotBuilder {
     disk: Arc<Disk>,
     state: State,
     meta: SmMeta,
+    stats: Arc<Stats>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let began = std::time::Instant::now();
         let state = self.state.clone();
         let data = tokio::task::spawn_blocking(move || encode_state(&state))
             .await
@@ -184,6 +211,7 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             .durable("storing a snapshot", || self.store.put_meta_synced(KEY_SNAPSHOT, &stored))
             .await
             .map_err(|e| io_err(ErrorSubject::Snapshot(sig), ErrorVerb::Write, &e))?;
+        self.stats.snapshot_builds.observe(began.elapsed().as_secs_f64());
         Ok(Snapshot { meta, snapshot: Box::new(Cursor::new(data)) })
     }
 }
