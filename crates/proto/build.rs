@@ -1,5 +1,6 @@
 //! Compile the public API and peer protos with protox (pure Rust, no system
-//! protoc): clients always, servers only with the `server` feature.
+//! protoc): clients always, servers only with the `server` feature. Also the
+//! dnstap schema (messages only, it has no services).
 
 use std::path::{Path, PathBuf};
 
@@ -13,7 +14,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let v1: Vec<_> = V1_FILES.iter().map(|f| root.join(format!("switchboard/v1/{f}.proto"))).collect();
     let peer = root.join("switchboard/raft/v1/peer.proto");
-    for f in v1.iter().chain(std::iter::once(&peer)) {
+    let dnstap = root.join("dnstap/dnstap.proto");
+    for f in v1.iter().chain([&peer, &dnstap]) {
         println!("cargo:rerun-if-changed={}", f.display());
     }
 
@@ -24,5 +26,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let fds = protox::compile([&peer], [&root])?;
     tonic_prost_build::configure().build_client(true).build_server(server).compile_fds(fds)?;
+
+    let fds = protox::compile([&dnstap], [&root])?;
+    tonic_prost_build::configure().build_client(false).build_server(false).compile_fds(fds)?;
     Ok(())
 }

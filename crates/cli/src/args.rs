@@ -38,12 +38,22 @@ pub struct Cli {
     pub command: Cmd,
 }
 
+/// How `serve` writes its log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
 #[derive(Debug, Clone, Subcommand)]
 pub enum Cmd {
     /// Run a node (with no config: a single node on loopback, data in ./switchboard-data).
     Serve {
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Log lines for people (`human`) or one JSON object per line (`json`).
+        #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+        log_format: LogFormat,
     },
     /// Zones: put FILE, list, get APEX, delete APEX, export APEX, import FILE.
     #[command(subcommand)]

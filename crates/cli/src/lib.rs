@@ -27,7 +27,7 @@ use anyhow::{anyhow, Context};
 use switchboard_proto::v1;
 
 pub use args::{
-    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, MemberCmd, Role, TenantCmd, TokenCmd, Wait, ZoneCmd,
+    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, LogFormat, MemberCmd, Role, TenantCmd, TokenCmd, Wait, ZoneCmd,
 };
 
 use output::Output;
@@ -140,7 +140,10 @@ mod tests {
         assert!(matches!(cli.command, Cmd::Watch { kind, .. } if kind == [Kind::Tenant, Kind::Acme]));
         assert!(Cli::try_parse_from(["switchboard", "token", "create", "x", "--role", "root"]).is_err());
         assert!(Cli::try_parse_from(["switchboard", "rebalance", "--apply"]).is_err(), "--apply needs --max");
-        assert!(matches!(Cli::try_parse_from(["switchboard", "serve"]).unwrap().command, Cmd::Serve { config: None }));
+        assert!(matches!(
+            Cli::try_parse_from(["switchboard", "serve"]).unwrap().command,
+            Cmd::Serve { config: None, log_format: LogFormat::Human }
+        ));
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Switchboard's wire types: the generated code of the public API
-//! (`proto/switchboard/v1`, module [`v1`]) and of the peer protocol
-//! (`proto/switchboard/raft/v1/peer.proto`, module [`peer`]), plus what
+//! (`proto/switchboard/v1`, module [`v1`]), of the peer protocol
+//! (`proto/switchboard/raft/v1/peer.proto`, module [`peer`]) and of the
+//! dnstap query log (`proto/dnstap/dnstap.proto`, module [`dnstap`]), plus what
 //! clients and servers must agree on beyond the protos: message size,
 //! metadata keys and the retry policy.
 //!
@@ -22,6 +23,14 @@ pub mod peer {
     //! Generated code of `proto/switchboard/raft/v1/peer.proto`.
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("switchboard.raft.v1");
+}
+
+pub mod dnstap {
+    //! Generated code of `proto/dnstap/dnstap.proto`: the standard dnstap
+    //! schema (upstream's, unchanged), whose `Dnstap` messages the query log
+    //! writes in Frame Streams with content type `protobuf:dnstap.Dnstap`.
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("dnstap");
 }
 
 /// The encoded descriptors of every public API proto, for server reflection.

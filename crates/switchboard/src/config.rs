@@ -47,6 +47,128 @@ pub struct Dns {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(default)]
     pub tcp_idle_timeout_ms: Option<u64>,
+    /// UDP receive loops (default: one per core).
+    #[serde(default)]
+    pub udp_workers: Option<usize>,
+    /// Response rate limiting (`[dns.rrl]`); off unless responses_per_second > 0.
+    #[serde(default)]
+    pub rrl: Rrl,
+    /// DNS cookies (`[dns.cookies]`).
+    #[serde(default)]
+    pub cookies: Cookies,
+    /// The dnstap query log (`[dns.dnstap]`); absent: off.
+    #[serde(default)]
+    pub dnstap: Option<Dnstap>,
+}
+
+/// `[dns.rrl]`: Knot/NSD-style response rate limiting over UDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rrl {
+    /// Responses per second per client prefix and answer class; 0: off.
+    #[serde(default)]
+    pub responses_per_second: u32,
+    /// Every slip-th limited response goes out truncated (TC=1); 0: drop all.
+    #[serde(default = "default_rrl_slip")]
+    pub slip: u32,
+    /// Seconds of excess a prefix's debt may reach (and must repay).
+    #[serde(default = "default_rrl_window_secs")]
+    pub window_secs: u32,
+    #[serde(default = "default_rrl_ipv4_prefix_len")]
+    pub ipv4_prefix_len: u8,
+    #[serde(default = "default_rrl_ipv6_prefix_len")]
+    pub ipv6_prefix_len: u8,
+}
+
+fn default_rrl_slip() -> u32 {
+    switchboard_dns::RrlSettings::default().slip
+}
+fn default_rrl_window_secs() -> u32 {
+    switchboard_dns::RrlSettings::default().window_secs
+}
+fn default_rrl_ipv4_prefix_len() -> u8 {
+    switchboard_dns::RrlSettings::default().ipv4_prefix_len
+}
+fn default_rrl_ipv6_prefix_len() -> u8 {
+    switchboard_dns::RrlSettings::default().ipv6_prefix_len
+}
+
+impl Default for Rrl {
+    fn default() -> Self {
+        let d = switchboard_dns::RrlSettings::default();
+        Rrl {
+            responses_per_second: d.responses_per_second,
+            slip: d.slip,
+            window_secs: d.window_secs,
+            ipv4_prefix_len: d.ipv4_prefix_len,
+            ipv6_prefix_len: d.ipv6_prefix_len,
+        }
+    }
+}
+
+impl Rrl {
+    pub fn settings(&self) -> switchboard_dns::RrlSettings {
+        switchboard_dns::RrlSettings {
+            responses_per_second: self.responses_per_second,
+            slip: self.slip,
+            window_secs: self.window_secs,
+            ipv4_prefix_len: self.ipv4_prefix_len,
+            ipv6_prefix_len: self.ipv6_prefix_len,
+        }
+    }
+}
+
+/// `[dns.cookies]`: DNS cookies (RFC 7873, RFC 9018 server cookies).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cookies {
+    /// Answer COOKIE options (default: true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The server secret, 32 hex digits, the same on every node behind one
+    /// anycast address so each accepts the others' cookies; or the
+    /// environment variable SWITCHBOARD_COOKIE_SECRET. Unset: a random
+    /// secret per process (cookies then do not survive a restart).
+    #[serde(default)]
+    pub secret: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for Cookies {
+    fn default() -> Self {
+        Cookies { enabled: true, secret: None }
+    }
+}
+
+/// `[dns.dnstap]`: sampled queries and responses as dnstap over Frame Streams.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Dnstap {
+    /// A Unix socket a reader (fstrm_capture, a collector) listens on...
+    #[serde(default)]
+    pub socket: Option<PathBuf>,
+    /// ...or a file, written from the start.
+    #[serde(default)]
+    pub file: Option<PathBuf>,
+    /// One query in `sample` is logged, with its response.
+    #[serde(default = "default_dnstap_sample")]
+    pub sample: u64,
+    /// Messages waiting for the writer; past it they are dropped and counted.
+    #[serde(default = "default_dnstap_queue")]
+    pub queue: usize,
+    /// The identity field of each message (default: the host name).
+    #[serde(default)]
+    pub identity: Option<String>,
+}
+
+fn default_dnstap_sample() -> u64 {
+    1
+}
+fn default_dnstap_queue() -> usize {
+    4096
 }
 
 impl Dns {
@@ -399,6 +521,28 @@ impl Config {
         if tcp.connections_max == 0 || tcp.connections_per_source_max == 0 || tcp.idle_timeout.is_zero() {
             bail!("dns.tcp_connections_max, dns.tcp_connections_per_source_max and dns.tcp_idle_timeout_ms: must be at least 1");
         }
+        let rrl = &self.dns.rrl;
+        if rrl.window_secs == 0 {
+            bail!("dns.rrl.window_secs: must be at least 1");
+        }
+        if rrl.ipv4_prefix_len > 32 {
+            bail!("dns.rrl.ipv4_prefix_len: must be 0 to 32");
+        }
+        if rrl.ipv6_prefix_len > 128 {
+            bail!("dns.rrl.ipv6_prefix_len: must be 0 to 128");
+        }
+        if self.dns.udp_workers == Some(0) {
+            bail!("dns.udp_workers: must be at least 1");
+        }
+        if let Some(tap) = &self.dns.dnstap {
+            if tap.socket.is_some() == tap.file.is_some() {
+                bail!("dns.dnstap: set exactly one of socket and file");
+            }
+            if tap.sample == 0 || tap.queue == 0 {
+                bail!("dns.dnstap.sample and dns.dnstap.queue: must be at least 1");
+            }
+        }
+        self.cookie_secret()?;
         let api = self.api.connection_limits();
         if api.connections_max == 0 || api.streams_per_connection_max == 0 {
             bail!("api.connections_max and api.streams_per_connection_max: must be at least 1");
@@ -483,6 +627,28 @@ impl Config {
 
     /// The cluster secret, from `SWITCHBOARD_CLUSTER_SECRET` or
     /// `cluster.secret_file`; `None` when neither is set.
+    /// The DNS cookie secret: `None` when cookies are off, random when no
+    /// secret is configured.
+    pub fn cookie_secret(&self) -> anyhow::Result<Option<switchboard_dns::CookieSecret>> {
+        if !self.dns.cookies.enabled {
+            return Ok(None);
+        }
+        let configured = match std::env::var("SWITCHBOARD_COOKIE_SECRET") {
+            Ok(v) => Some((v, "the environment variable SWITCHBOARD_COOKIE_SECRET".to_string())),
+            Err(_) => self.dns.cookies.secret.clone().map(|v| (v, format!("{}: dns.cookies.secret", self.origin()))),
+        };
+        let Some((hex, whence)) = configured else {
+            return Ok(Some(switchboard_dns::CookieSecret::random().map_err(|e| anyhow::anyhow!("a random DNS cookie secret: {e}"))?));
+        };
+        let hex = hex.trim();
+        let bytes: Option<Vec<u8>> =
+            (hex.len() == 32).then(|| (0..16).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()).flatten();
+        match bytes.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
+            Some(b) => Ok(Some(switchboard_dns::CookieSecret::new(b))),
+            None => bail!("{whence}: must be 32 hex digits (16 bytes)"),
+        }
+    }
+
     pub fn cluster_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let file = self.cluster.secret_file.as_deref();
         let Some((secret, from)) = secret("SWITCHBOARD_CLUSTER_SECRET", "cluster.secret_file", file)? else { return Ok(None) };

@@ -4,13 +4,13 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use switchboard_cli::{Cli, Cmd};
+use switchboard_cli::{Cli, Cmd, LogFormat};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
-        Cmd::Serve { config } => {
-            init_logging();
+        Cmd::Serve { config, log_format } => {
+            init_logging(log_format);
             let config = match config {
                 Some(path) => switchboard::Config::load(&path),
                 None => Ok(switchboard::Config::default()),
@@ -23,9 +23,14 @@ fn main() -> ExitCode {
     }
 }
 
-fn init_logging() {
+/// Log to stderr, filtered by RUST_LOG (default: info, quieter libraries).
+/// No line is written per query at any default level.
+fn init_logging(format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,openraft=warn"));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+        LogFormat::Json => fmt.json().flatten_event(true).with_current_span(false).init(),
+    }
 }

@@ -16,6 +16,9 @@ use tokio::net::TcpListener;
 use crate::config::{Config, Role};
 use crate::http;
 
+/// How long a stopping node waits for the dnstap writer to drain.
+const DNSTAP_FINISH_WITHIN: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Worker threads of the DNS runtime.
 const DNS_THREADS: usize = 2;
 
@@ -98,18 +101,53 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let peer_listener = TcpListener::bind(config.listen.peer).await.with_context(|| format!("binding peer on {}", config.listen.peer))?;
     let api_listener = TcpListener::bind(config.listen.api).await.with_context(|| format!("binding API on {}", config.listen.api))?;
     let http_listener = http::bind(config.listen.http).await?;
+    // HTTP from the start: /healthz answers and /readyz says why not ready
+    // while the state loads.
+    let health = http::Health::new(config.cluster.max_stale_ms);
+    let http_task = tokio::spawn(http::serve(http_listener, health.clone()));
 
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
     let node = Arc::new(Node::start(config.node_id, &config.raft_settings(peer_auth), store).await.context("starting raft")?);
     tracing::info!(node_id = config.node_id, revision = node.state().revision(), "state loaded");
+    health.node_started(node.clone());
 
     // DNS first: it answers from the state on disk before consensus is up.
-    let handler = switchboard_dns::Handler::new(node.published());
+    let (tap, dnstap_writer) = match &config.dns.dnstap {
+        Some(c) => {
+            let (tap, rx) = switchboard_dns::Tap::new(c.queue, c.sample);
+            let sink = match (&c.socket, &c.file) {
+                (Some(socket), _) => crate::dnstap::Sink::Socket(socket.clone()),
+                (None, Some(file)) => crate::dnstap::Sink::File(file.clone()),
+                (None, None) => anyhow::bail!("dns.dnstap: set one of socket and file"),
+            };
+            let identity = c.identity.clone().unwrap_or_else(|| host_name(config.node_id));
+            let settings = crate::dnstap::Settings { sink, identity, version: format!("switchboard {}", env!("CARGO_PKG_VERSION")) };
+            (Some(Arc::new(tap)), Some(crate::dnstap::start(settings, rx)))
+        }
+        None => (None, None),
+    };
+    let options = switchboard_dns::Options {
+        udp_loops: config.dns.udp_workers,
+        rrl: config.dns.rrl.settings(),
+        cookies: config.cookie_secret()?,
+        tap,
+    };
+    let handler = switchboard_dns::Handler::with(node.published(), options);
+    let dns_stats = handler.stats();
     let api_limits = config.api.connection_limits();
     let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
     let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
+    health.dns_listening();
+    let api_calls = crate::metrics::ApiCalls::default();
+    health.metrics(crate::metrics::registry(
+        node.clone(),
+        dns_stats,
+        api_calls.clone(),
+        dnstap_writer.as_ref().map(|w| w.counters()),
+        Arc::downgrade(&health),
+    ));
     tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -150,6 +188,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .http2_keepalive_interval(Some(KEEPALIVE_EVERY))
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .layer(idle.layer())
+            .layer(crate::metrics::ApiCallsLayer(api_calls))
             .layer(switchboard_api::decode_failure_layer())
             .add_service(services.zones)
             .add_service(services.clusters)
@@ -167,9 +206,6 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
                 stopped(stop_rx.clone()),
             ),
     );
-
-    let health = Arc::new(http::Health { node: node.clone(), max_stale_ms: config.cluster.max_stale_ms });
-    let http_task = tokio::spawn(http::serve(http_listener, health));
 
     // First start of a new cluster: the lowest-id voter initialises it.
     let me = NodeInfo { peer: config.listen.peer.to_string(), api: config.listen.api.to_string() };
@@ -204,6 +240,13 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         }
     }
     drop(dns_server);
+    // What the query log holds goes out, then STOP, so the file or the
+    // reader ends with a complete stream.
+    if let Some(writer) = dnstap_writer {
+        if tokio::time::timeout(DNSTAP_FINISH_WITHIN, writer.finish()).await.is_err() {
+            tracing::warn!("dnstap: the writer did not finish in time");
+        }
+    }
     Ok(())
 }
 
@@ -244,6 +287,15 @@ async fn join(node: Arc<Node>, id: u64, me: NodeInfo, urls: Vec<String>, token: 
         tokio::time::sleep(delay).await;
         delay = (delay * 2).min(std::time::Duration::from_secs(5));
     }
+}
+
+/// This host's name, for dnstap's identity field.
+fn host_name(node_id: u64) -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| format!("switchboard-node-{node_id}"))
 }
 
 async fn shutdown_signal() -> anyhow::Result<()> {

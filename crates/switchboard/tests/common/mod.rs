@@ -267,6 +267,23 @@ impl Node {
         Ok(())
     }
 
+    /// SIGTERM, as an operator stops a node, and wait up to `within` for it
+    /// to exit (SIGKILL past that, and an error); its exit status.
+    pub fn stop(&mut self, within: Duration) -> anyhow::Result<std::process::ExitStatus> {
+        let Some(mut child) = self.child.take() else { bail!("node not running") };
+        let sent = Command::new("kill").args(["-TERM", &child.id().to_string()]).status()?;
+        let deadline = Instant::now() + within;
+        while sent.success() && Instant::now() < deadline {
+            if let Some(status) = child.try_wait()? {
+                return Ok(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child.kill()?;
+        child.wait()?;
+        bail!("node did not exit within {within:?} of SIGTERM; log:\n{}", self.log())
+    }
+
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.as_mut().map(|c| c.try_wait()), Some(Ok(None)))
     }
