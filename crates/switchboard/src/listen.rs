@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::task::{Context, Poll};
@@ -23,11 +23,31 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::{Instant, Sleep};
 use tonic::transport::server::{Connected, TcpConnectInfo};
 
+/// What a bounded listener counted, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct ListenerCounters {
+    /// Connections open now.
+    pub open: AtomicU64,
+    /// Connections closed at accept: the limit was reached.
+    pub refused: AtomicU64,
+    /// Times accept waited for want of file descriptors.
+    pub accept_backoffs: AtomicU64,
+    /// Connections closed for having no call open past the idle timeout.
+    pub idle_closed: AtomicU64,
+}
+
 /// An accepted connection holding its place; dropping it frees the place.
 pub struct Held {
     stream: TcpStream,
     _place: OwnedSemaphorePermit,
     idle: Option<IdleWatch>,
+    counters: Arc<ListenerCounters>,
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.counters.open.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Connections from `listener`, at most `max` open at once (past it a new
@@ -35,21 +55,31 @@ pub struct Held {
 /// through `switchboard_dns::accept`, which backs off on EMFILE. With
 /// `idle`, connections without a call open for its timeout are closed (the
 /// server must carry `idle.layer()`, which counts the calls).
-pub fn bounded(listener: TcpListener, max: usize, what: &'static str, idle: Option<Idle>) -> impl Stream<Item = io::Result<Held>> {
+pub fn bounded(
+    listener: TcpListener,
+    max: usize,
+    what: &'static str,
+    idle: Option<Idle>,
+    counters: Arc<ListenerCounters>,
+) -> impl Stream<Item = io::Result<Held>> {
     let open = Arc::new(Semaphore::new(max));
-    let backoffs = Arc::new(AtomicU64::new(0));
-    futures::stream::unfold((listener, open, backoffs), move |(listener, open, backoffs)| {
+    futures::stream::unfold((listener, open, counters), move |(listener, open, counters)| {
         let idle = idle.clone();
         async move {
             loop {
-                let (stream, peer) = switchboard_dns::accept(&listener, what, &backoffs).await;
+                let (stream, peer) = switchboard_dns::accept(&listener, what, &counters.accept_backoffs).await;
                 match open.clone().try_acquire_owned() {
                     Ok(place) => {
                         let _ = stream.set_nodelay(true);
                         let idle = idle.map(|i| i.watch(peer));
-                        return Some((Ok(Held { stream, _place: place, idle }), (listener, open, backoffs)));
+                        counters.open.fetch_add(1, Ordering::Relaxed);
+                        let held = Held { stream, _place: place, idle, counters: counters.clone() };
+                        return Some((Ok(held), (listener, open, counters)));
                     }
-                    Err(_) => tracing::debug!(%peer, listener = what, connections_max = max, "connection refused: too many open"),
+                    Err(_) => {
+                        counters.refused.fetch_add(1, Ordering::Relaxed);
+                        tracing::debug!(%peer, listener = what, connections_max = max, "connection refused: too many open");
+                    }
                 }
             }
         }
@@ -237,6 +267,7 @@ impl AsyncRead for Held {
             if let Some(idle) = &mut self.idle {
                 if idle.poll_idle(cx).is_ready() {
                     tracing::debug!(peer = %idle.peer, "closing an idle connection");
+                    self.counters.idle_closed.fetch_add(1, Ordering::Relaxed);
                     return Poll::Ready(Ok(()));
                 }
             }

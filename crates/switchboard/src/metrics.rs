@@ -16,27 +16,82 @@ use prometheus_client::metrics::gauge::ConstGauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
+use crate::listen::ListenerCounters;
+
 /// API calls by method (the gRPC path) and status code.
 pub type ApiCalls = Family<[(&'static str, String); 2], Counter>;
 
+/// What `/metrics` reads.
+pub(crate) struct Sources {
+    pub(crate) node: Arc<switchboard_consensus::Node>,
+    pub(crate) dns: Arc<switchboard_dns::DnsStats>,
+    pub(crate) api_calls: ApiCalls,
+    /// The gRPC listeners' counters, by listener name.
+    pub(crate) listeners: Vec<(&'static str, Arc<ListenerCounters>)>,
+    pub(crate) dnstap: Option<Arc<crate::dnstap::Counters>>,
+    /// Held weakly: the health holds the registry.
+    pub(crate) health: std::sync::Weak<crate::http::Health>,
+}
+
 /// Everything `/metrics` shows.
-pub fn registry(
-    node: Arc<switchboard_consensus::Node>,
-    dns: Arc<switchboard_dns::DnsStats>,
-    api: ApiCalls,
-    dnstap: Option<Arc<crate::dnstap::Counters>>,
-    health: std::sync::Weak<crate::http::Health>,
-) -> Registry {
+pub(crate) fn registry(sources: Sources) -> Registry {
     let mut registry = Registry::default();
     registry.register_collector(Box::new(BuildInfo));
-    registry.register_collector(Box::new(Ready(health)));
-    registry.register_collector(Box::new(switchboard_consensus::NodeMetrics(node)));
-    registry.register_collector(Box::new(dns));
-    registry.register("switchboard_api_requests", "gRPC API calls answered, by method and status code.", api);
-    if let Some(counters) = dnstap {
+    registry.register_collector(Box::new(Ready(sources.health)));
+    registry.register_collector(Box::new(switchboard_consensus::NodeMetrics(sources.node)));
+    registry.register_collector(Box::new(sources.dns));
+    registry.register("switchboard_api_requests", "gRPC API calls answered, by method and status code.", sources.api_calls);
+    registry.register_collector(Box::new(Listeners(sources.listeners)));
+    if let Some(counters) = sources.dnstap {
         registry.register_collector(Box::new(Dnstap(counters)));
     }
     registry
+}
+
+/// The API's and peers' connection limits at work.
+#[derive(Debug)]
+struct Listeners(Vec<(&'static str, Arc<ListenerCounters>)>);
+
+/// A field of `ListenerCounters`.
+type Field = fn(&ListenerCounters) -> &std::sync::atomic::AtomicU64;
+
+impl Collector for Listeners {
+    fn encode(&self, mut e: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let series: [(&str, &str, MetricType, Field); 4] = [
+            ("switchboard_grpc_connections_open", "gRPC connections open, by listener.", MetricType::Gauge, |c| &c.open),
+            (
+                "switchboard_grpc_connections_refused",
+                "gRPC connections closed at accept: the listener's connection limit was reached.",
+                MetricType::Counter,
+                |c| &c.refused,
+            ),
+            (
+                "switchboard_grpc_accept_backoffs",
+                "Times a gRPC listener's accept waited for want of file descriptors.",
+                MetricType::Counter,
+                |c| &c.accept_backoffs,
+            ),
+            (
+                "switchboard_grpc_connections_idle_closed",
+                "gRPC connections closed for having no call open past the idle timeout.",
+                MetricType::Counter,
+                |c| &c.idle_closed,
+            ),
+        ];
+        for (name, help, kind, field) in series {
+            let mut family = e.encode_descriptor(name, help, None, kind)?;
+            for (listener, counters) in &self.0 {
+                let labels = [("listener", *listener)];
+                let v = field(counters).load(Ordering::Relaxed);
+                if matches!(kind, MetricType::Gauge) {
+                    ConstGauge::new(i64::try_from(v).unwrap_or(i64::MAX)).encode(family.encode_family(&labels)?)?;
+                } else {
+                    ConstCounter::new(v).encode(family.encode_family(&labels)?)?;
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Debug)]

@@ -141,13 +141,16 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
     health.dns_listening();
     let api_calls = crate::metrics::ApiCalls::default();
-    health.metrics(crate::metrics::registry(
-        node.clone(),
-        dns_stats,
-        api_calls.clone(),
-        dnstap_writer.as_ref().map(|w| w.counters()),
-        Arc::downgrade(&health),
-    ));
+    let api_counters = Arc::<crate::listen::ListenerCounters>::default();
+    let peer_counters = Arc::<crate::listen::ListenerCounters>::default();
+    health.metrics(crate::metrics::registry(crate::metrics::Sources {
+        node: node.clone(),
+        dns: dns_stats,
+        api_calls: api_calls.clone(),
+        listeners: vec![("api", api_counters.clone()), ("peer", peer_counters.clone())],
+        dnstap: dnstap_writer.as_ref().map(|w| w.counters()),
+        health: Arc::downgrade(&health),
+    }));
     tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -162,7 +165,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .http2_keepalive_timeout(Some(KEEPALIVE_TIMEOUT))
             .add_service(peer)
             .serve_with_incoming_shutdown(
-                crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer", None),
+                crate::listen::bounded(peer_listener, PEER_CONNECTIONS_MAX, "peer", None, peer_counters.clone()),
                 stopped(stop_rx.clone()),
             ),
     );
@@ -202,7 +205,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
             .serve_with_incoming_shutdown(
-                crate::listen::bounded(api_listener, api_limits.connections_max, "api", Some(idle)),
+                crate::listen::bounded(api_listener, api_limits.connections_max, "api", Some(idle), api_counters.clone()),
                 stopped(stop_rx.clone()),
             ),
     );

@@ -135,6 +135,10 @@ fn metrics_count_each_query_by_transport_qtype_and_rcode() -> anyhow::Result<()>
     assert!(value(&after, "switchboard_writes_total", &[("outcome", "applied")]) >= 3.0);
     assert_eq!(value(&after, "switchboard_cluster_tenants", &[("cluster", "mt1")]), 1.0);
     assert_eq!(value(&after, "switchboard_raft_role", &[("role", "leader")]), 1.0);
+    // The connection limits' counters: the CLI's calls came over the API listener.
+    assert!(after.iter().any(|s| s.name.as_deref() == Some("switchboard_grpc_connections_refused_total")
+        && s.labels.get("listener").map(String::as_str) == Some("api")));
+    assert!(after.iter().any(|s| s.name.as_deref() == Some("switchboard_dns_tcp_connections_open")));
 
     // Every metric the Grafana dashboard queries exists on a live node.
     let dashboard = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../config/grafana/switchboard.json"))?;
