@@ -385,10 +385,11 @@ impl Handler {
             Some(EdnsOption::Unknown(_, data)) => Some(data.as_slice()),
             _ => None,
         });
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
-        let cookie = match &self.shared.cookies {
-            Some(secret) => secret.inspect(cookie_option, request.src().ip(), now),
-            None => cookie::Inspected { seen: CookieSeen::None, client: None },
+        // The clock is read only for a query that has a cookie.
+        let now = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as u32);
+        let cookie = match (&self.shared.cookies, cookie_option) {
+            (Some(secret), Some(_)) => secret.inspect(cookie_option, request.src().ip(), now()),
+            _ => cookie::Inspected { seen: CookieSeen::None, client: None },
         };
         if self.shared.cookies.is_some() {
             self.shard().cookie(cookie.seen);
@@ -402,7 +403,7 @@ impl Handler {
             e.set_version(0);
             e.set_max_payload(UDP_PAYLOAD_MAX);
             if let (Some(secret), Some(client)) = (&self.shared.cookies, &cookie.client) {
-                let server = secret.server_cookie(client, request.src().ip(), now);
+                let server = secret.server_cookie(client, request.src().ip(), now());
                 e.options_mut().insert(EdnsOption::Unknown(cookie::OPTION_CODE, [client.as_slice(), server.as_slice()].concat()));
             }
             e
