@@ -124,7 +124,11 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId<NodeId>>, StorageError<NodeId>> {
-        Ok(self.read_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED, ErrorSubject::Store)?.flatten())
+        let committed = self.read_meta::<Option<LogId<NodeId>>>(KEY_COMMITTED, ErrorSubject::Store)?.flatten();
+        if let Some(c) = committed {
+            self.stats.committed.fetch_max(c.index, std::sync::atomic::Ordering::Relaxed);
+        }
+        Ok(committed)
     }
 
     async fn append<I>(&mut self, entries: I, callback: LogFlushed<TypeConfig>) -> Result<(), StorageError<NodeId>>

@@ -596,12 +596,16 @@ impl Node {
     pub async fn write(&self, command: Command, guard: Guard) -> Result<Written, NodeError> {
         let began = Instant::now();
         let result = self.write_counted(command, guard).await;
-        self.stats.commit.observe(began.elapsed().as_secs_f64());
-        self.stats.write(match &result {
+        let outcome = match &result {
             Ok(Written { result: Ok(_), .. }) => WriteOutcome::Applied,
             Ok(Written { result: Err(_), .. }) => WriteOutcome::Refused,
             Err(_) => WriteOutcome::Failed,
-        });
+        };
+        // Latency of writes that were decided; failures have their own count.
+        if !matches!(outcome, WriteOutcome::Failed) {
+            self.stats.commit.observe(began.elapsed().as_secs_f64());
+        }
+        self.stats.write(outcome);
         result
     }
 

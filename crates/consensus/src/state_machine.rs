@@ -83,6 +83,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I: IntoIterator<Item = Entry<TypeConfig>> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
+        self.stats.applying();
         let mut responses = Vec::new();
         // What every command changed, in order: storage and the change
         // history are written from these, nothing is read back or diffed.

@@ -6,7 +6,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -17,10 +17,6 @@ use prometheus_client::metrics::MetricType;
 
 use crate::{Node, Role};
 
-/// A snapshot receive that began this long ago without being installed
-/// was abandoned by its leader.
-const RECEIVE_ABANDONED: Duration = Duration::from_secs(60);
-
 #[derive(Debug)]
 pub(crate) struct Stats {
     pub elections: AtomicU64,
@@ -29,9 +25,11 @@ pub(crate) struct Stats {
     pub committed: AtomicU64,
     pub snapshot_builds: Histogram,
     pub snapshot_installs: Histogram,
-    /// When a snapshot began arriving, until it is installed.
+    /// When a snapshot began arriving, until it is installed or entries
+    /// apply again (a transfer its leader abandoned).
     receiving: Mutex<Option<Instant>>,
-    /// Seconds from a write queued to its result, on the node that proposed it.
+    /// Seconds from a write proposed to its result (applied or refused by
+    /// the state), on the node that proposed it.
     pub commit: Histogram,
     /// Commands per group-commit entry.
     pub batch: Histogram,
@@ -84,9 +82,16 @@ impl Stats {
         self.snapshot_installs.observe(began.elapsed().as_secs_f64());
     }
 
+    /// Entries applied: no snapshot is being installed.
+    pub(crate) fn applying(&self) {
+        if let Ok(mut r) = self.receiving.lock() {
+            *r = None;
+        }
+    }
+
     /// Whether a snapshot is arriving or being installed now.
     pub(crate) fn installing(&self) -> bool {
-        self.receiving.lock().ok().and_then(|r| *r).is_some_and(|since| since.elapsed() < RECEIVE_ABANDONED)
+        self.receiving.lock().ok().is_some_and(|r| r.is_some())
     }
 }
 

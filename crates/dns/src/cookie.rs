@@ -55,7 +55,8 @@ impl CookieSecret {
         input[..CLIENT_LEN].copy_from_slice(client);
         input[CLIENT_LEN] = VERSION;
         input[CLIENT_LEN + 4..CLIENT_LEN + 8].copy_from_slice(&stamp.to_be_bytes());
-        let len = match ip {
+        // An IPv4 client on a dual-stack socket is its IPv4 address.
+        let len = match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 input[16..20].copy_from_slice(&v4.octets());
                 20
@@ -98,7 +99,7 @@ impl CookieSecret {
     }
 
     fn valid(&self, client: &[u8; CLIENT_LEN], server: &[u8], ip: IpAddr, now: u32) -> bool {
-        if server.len() != SERVER_LEN || server[0] != VERSION {
+        if server.len() != SERVER_LEN || server[0] != VERSION || server[1..4] != [0, 0, 0] {
             return false;
         }
         let stamp = u32::from_be_bytes([server[4], server[5], server[6], server[7]]);
@@ -138,6 +139,28 @@ mod tests {
         assert_eq!(seen(&option(&[9; 8], &server), ip, now), CookieSeen::Invalid, "other client cookie");
         let other = CookieSecret::new([8; 16]);
         assert_eq!(other.inspect(Some(&option(&CLIENT, &server)), ip, now).seen, CookieSeen::Invalid, "other secret");
+    }
+
+    /// RFC 9018 Appendix A.1: a server cookie for 198.51.100.100.
+    #[test]
+    fn the_rfc_9018_test_vector() {
+        let hex = |s: &str| -> Vec<u8> { (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect() };
+        let secret: [u8; 16] = hex("e5e973e5a6b2a43f48e7dc849e37bfcf").try_into().unwrap();
+        let client: [u8; 8] = hex("2464c4abcf10c957").try_into().unwrap();
+        let cookie = CookieSecret::new(secret).server_cookie(&client, "198.51.100.100".parse().unwrap(), 1_559_731_985);
+        assert_eq!(cookie.to_vec(), hex("010000005cf79f111f8130c3eee29480"));
+        // The same client over a dual-stack socket gets the same cookie.
+        let mapped = CookieSecret::new(secret).server_cookie(&client, "::ffff:198.51.100.100".parse().unwrap(), 1_559_731_985);
+        assert_eq!(mapped, cookie);
+    }
+
+    #[test]
+    fn nonzero_reserved_bytes_are_not_ours() {
+        let secret = CookieSecret::new([7; 16]);
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let mut server = secret.server_cookie(&CLIENT, ip, 100);
+        server[2] = 1;
+        assert_eq!(secret.inspect(Some(&option(&CLIENT, &server)), ip, 100).seen, CookieSeen::Invalid);
     }
 
     #[test]

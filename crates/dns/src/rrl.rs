@@ -1,12 +1,14 @@
 //! Response rate limiting over UDP, as Knot DNS and NSD do it: responses
 //! are counted per client prefix (IPv4 /24, IPv6 /56 by default) and answer
-//! class in a table of buckets. Each bucket earns `responses_per_second`
-//! credits a second (holding at most one second's worth) and spends one per
-//! response; past zero the debt may grow to `window_secs` seconds' worth,
-//! so a source that floods must keep quiet that long to be answered in full
-//! again. A limited response is dropped, except every `slip`-th, which goes
-//! out truncated (TC=1) so a real client behind a forged flood retries over
-//! TCP and is answered (0: drop all; 1: slip all).
+//! class in a table of token buckets. Each bucket earns
+//! `responses_per_second` credits a second and spends one per full
+//! response; it banks at most `window_secs` seconds' worth, so over any
+//! window a prefix gets at most the rate on average (BIND's `window`), and
+//! a flooding prefix gets the rate, no more: limited responses cost
+//! nothing. A limited response is dropped, except every `slip`-th, which
+//! goes out truncated (TC=1) so a real client behind a forged flood retries
+//! over TCP and is answered (0: drop all; 1: slip all). A new bucket holds
+//! one second's worth.
 //!
 //! Lock-free: each bucket is one atomic word (second and balance) updated
 //! by compare-and-swap. Prefixes that hash to one bucket share it; the hash
@@ -25,6 +27,13 @@ pub struct RrlSettings {
     pub window_secs: u32,
     pub ipv4_prefix_len: u8,
     pub ipv6_prefix_len: u8,
+}
+
+impl RrlSettings {
+    /// The largest rate and window honoured (the config refuses more):
+    /// a window's worth of the rate fits the bucket's 32-bit balance.
+    pub const RATE_MAX: u32 = 1_000_000;
+    pub const WINDOW_MAX: u32 = 600;
 }
 
 impl Default for RrlSettings {
@@ -82,13 +91,15 @@ fn unpack(word: u64) -> (u32, i32) {
 
 impl Rrl {
     /// A limiter, or `None` when `responses_per_second` is 0 (off).
-    pub(crate) fn new(settings: RrlSettings) -> Option<Rrl> {
+    pub(crate) fn new(mut settings: RrlSettings) -> Option<Rrl> {
         if settings.responses_per_second == 0 {
             return None;
         }
-        let rate = i32::try_from(settings.responses_per_second).unwrap_or(i32::MAX);
+        // Bounded so that a window's worth fits the balance's 32 bits.
+        settings.responses_per_second = settings.responses_per_second.min(RrlSettings::RATE_MAX);
+        settings.window_secs = settings.window_secs.clamp(1, RrlSettings::WINDOW_MAX);
         // A new bucket starts with one second's credit.
-        let full = pack(0, rate);
+        let full = pack(0, settings.responses_per_second as i32);
         Some(Rrl {
             settings,
             buckets: (0..BUCKETS).map(|_| AtomicU64::new(full)).collect(),
@@ -100,7 +111,8 @@ impl Rrl {
 
     fn bucket(&self, ip: IpAddr, class: AnswerClass) -> usize {
         let mut h = self.keys.build_hasher();
-        match ip {
+        // An IPv4 client on a dual-stack socket is its IPv4 address.
+        match ip.to_canonical() {
             IpAddr::V4(v4) => {
                 let len = u32::from(self.settings.ipv4_prefix_len.min(32));
                 let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
@@ -125,21 +137,21 @@ impl Rrl {
     fn check_at(&self, ip: IpAddr, class: AnswerClass, now: u32) -> Verdict {
         let i = self.bucket(ip, class);
         let rate = i64::from(self.settings.responses_per_second);
-        let floor = -rate * i64::from(self.settings.window_secs.max(1));
+        let banked_max = rate * i64::from(self.settings.window_secs);
         let bucket = &self.buckets[i];
         let mut word = bucket.load(Ordering::Relaxed);
-        let balance = loop {
+        let sent = loop {
             let (second, balance) = unpack(word);
             let elapsed = i64::from(now.saturating_sub(second));
-            let earned = (i64::from(balance) + rate.saturating_mul(elapsed)).min(rate);
-            let spent = (earned - 1).max(floor);
-            let next = pack(now.max(second), i32::try_from(spent).unwrap_or(i32::MIN));
+            let earned = (i64::from(balance) + rate.saturating_mul(elapsed)).min(banked_max);
+            let (sent, left) = if earned >= 1 { (true, earned - 1) } else { (false, earned) };
+            let next = pack(now.max(second), i32::try_from(left).unwrap_or(0));
             match bucket.compare_exchange_weak(word, next, Ordering::Relaxed, Ordering::Relaxed) {
-                Ok(_) => break earned - 1,
+                Ok(_) => break sent,
                 Err(seen) => word = seen,
             }
         };
-        if balance >= 0 {
+        if sent {
             return Verdict::Send;
         }
         let n = self.limited[i].fetch_add(1, Ordering::Relaxed);
@@ -171,20 +183,28 @@ mod tests {
     fn a_prefix_gets_its_rate_then_slips_every_slipth() {
         let r = rrl(10, 2, 5);
         assert_eq!(count(&r, "192.0.2.1", AnswerClass::Positive, 30, 0), [10, 10, 10], "10 sent, then half of the rest slip");
-        // The same /24, another class, and another /24.
+        // The same /24 (also as a v4-mapped address), another class, and another /24.
         assert_eq!(count(&r, "192.0.2.200", AnswerClass::Positive, 1, 0)[0], 0, "same /24: same bucket");
+        assert_eq!(count(&r, "::ffff:192.0.2.9", AnswerClass::Positive, 1, 0)[0], 0, "v4-mapped: the same /24");
         assert_eq!(count(&r, "192.0.2.1", AnswerClass::NxDomain, 10, 0), [10, 0, 0], "another class: its own budget");
         assert_eq!(count(&r, "192.0.3.1", AnswerClass::Positive, 10, 0), [10, 0, 0], "another /24: its own budget");
     }
 
     #[test]
-    fn debt_is_bounded_by_the_window_and_repaid_at_the_rate() {
-        let r = rrl(10, 0, 2);
-        assert_eq!(count(&r, "2001:db8::1", AnswerClass::Positive, 1000, 0)[0], 10);
-        // The debt stops at 2 s worth (20): 2 quiet seconds repay it, not more...
-        assert_eq!(count(&r, "2001:db8::1", AnswerClass::Positive, 1, 2)[0], 0);
-        // ...and after a long quiet a bucket holds one second's worth, no more.
-        assert_eq!(count(&r, "2001:db8:0:ff::1", AnswerClass::Positive, 20, 100)[0], 10, "same /56, full again, capped at the rate");
+    fn a_flood_gets_the_rate_every_second_and_a_quiet_prefix_banks_a_window() {
+        let r = rrl(10, 0, 3);
+        for second in 0..5 {
+            assert_eq!(count(&r, "2001:db8::1", AnswerClass::Positive, 1000, second)[0], 10, "second {second}: the rate, no more");
+        }
+        // Quiet for 10 s: three seconds' worth banked (the window), not ten.
+        assert_eq!(count(&r, "2001:db8:0:ff::1", AnswerClass::Positive, 1000, 15)[0], 30, "same /56, a window's worth");
+        assert_eq!(count(&r, "2001:db8:0:ff::1", AnswerClass::Positive, 1000, 16)[0], 10);
+    }
+
+    #[test]
+    fn absurd_rates_are_bounded_not_wrapped() {
+        let r = rrl(u32::MAX, 0, u32::MAX);
+        assert_eq!(count(&r, "192.0.2.1", AnswerClass::Positive, 1000, 100), [1000, 0, 0]);
     }
 
     #[test]

@@ -101,6 +101,8 @@ pub(crate) struct Shard {
     /// Per bucket (not cumulative), the last slot is above every bound.
     latency: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
     latency_sum_ns: AtomicU64,
+    /// Queries seen by the dnstap sampler.
+    pub(crate) tap_seen: AtomicU64,
 }
 
 fn zeros<const N: usize>() -> [AtomicU64; N] {
@@ -120,6 +122,7 @@ impl Default for Shard {
             refused: zeros(),
             latency: zeros(),
             latency_sum_ns: AtomicU64::new(0),
+            tap_seen: AtomicU64::new(0),
         }
     }
 }

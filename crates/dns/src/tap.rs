@@ -47,15 +47,17 @@ pub(crate) struct Tapped {
 }
 
 impl Tapped {
-    /// Tap `wire`, a query from `client` over `transport`, if the sample takes it.
+    /// Tap `wire`, a query from `client` over `transport`, if the sample
+    /// takes it (`seen` counts the caller's queries).
     pub(crate) fn query(
         tap: Option<&std::sync::Arc<Tap>>,
+        seen: &AtomicU64,
         transport: Transport,
         client: SocketAddr,
         server: SocketAddr,
         wire: &[u8],
     ) -> Option<Tapped> {
-        let tap = tap.filter(|t| t.sample())?;
+        let tap = tap.filter(|t| t.sample(seen))?;
         let query_time = SystemTime::now();
         tap.send(TapMessage::query(transport, client, server, query_time, wire.to_vec()));
         Some(Tapped { tap: tap.clone(), query_time, server })
@@ -87,9 +89,9 @@ impl TapMessage {
 #[derive(Debug)]
 pub struct Tap {
     queue: mpsc::Sender<TapMessage>,
-    /// One query in `sample_every` is tapped (with its response).
+    /// One query in `sample_every` is tapped (with its response), counted
+    /// in each UDP loop's (or TCP's) own shard.
     sample_every: u64,
-    seen: AtomicU64,
     /// Messages lost because the queue was full.
     pub dropped: AtomicU64,
     /// Messages handed to the writer.
@@ -101,19 +103,14 @@ impl Tap {
     /// response) in `sample_every`; the writer reads the receiver.
     pub fn new(queue: usize, sample_every: u64) -> (Tap, mpsc::Receiver<TapMessage>) {
         let (tx, rx) = mpsc::channel(queue.max(1));
-        let tap = Tap {
-            queue: tx,
-            sample_every: sample_every.max(1),
-            seen: AtomicU64::new(0),
-            dropped: AtomicU64::new(0),
-            queued: AtomicU64::new(0),
-        };
+        let tap = Tap { queue: tx, sample_every: sample_every.max(1), dropped: AtomicU64::new(0), queued: AtomicU64::new(0) };
         (tap, rx)
     }
 
-    /// Whether the next query is one of the sampled.
-    pub(crate) fn sample(&self) -> bool {
-        self.seen.fetch_add(1, Ordering::Relaxed) % self.sample_every == 0
+    /// Whether the next query is one of the sampled; `seen` counts the
+    /// queries of the caller's shard.
+    pub(crate) fn sample(&self, seen: &AtomicU64) -> bool {
+        seen.fetch_add(1, Ordering::Relaxed) % self.sample_every == 0
     }
 
     /// Hand `message` to the writer, or count it dropped.

@@ -159,14 +159,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
             continue;
         }
         let header = [message[0], message[1], message[2]];
-        let tapped = Tapped::query(handler.tap(), Transport::Tcp, peer, server, &message);
-        let writer = Writer { half: half.clone(), peer, tapped };
         match Request::from_bytes(message, peer, Protocol::Tcp) {
             Ok(request) => {
-                handler.answer(&request, writer).await;
+                let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Tcp, peer, server, request.as_slice());
+                handler.answer(&request, Writer { half: half.clone(), peer, tapped }).await;
             }
             Err(_) => {
                 handler.shard().malformed();
+                let writer = Writer { half: half.clone(), peer, tapped: None };
                 if writer.send(&format_error(header)).await.is_err() {
                     return;
                 }

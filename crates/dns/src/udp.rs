@@ -65,9 +65,9 @@ async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
             continue;
         }
         let header = [message[0], message[1], message[2]];
-        let tapped = Tapped::query(handler.tap(), Transport::Udp, peer, server, message);
         match Request::from_bytes(message.to_vec(), peer, Protocol::Udp) {
             Ok(request) => {
+                let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Udp, peer, server, request.as_slice());
                 let reply = Reply { socket: socket.clone(), peer, tapped };
                 handler.answer(&request, reply).await;
             }

@@ -522,8 +522,11 @@ impl Config {
             bail!("dns.tcp_connections_max, dns.tcp_connections_per_source_max and dns.tcp_idle_timeout_ms: must be at least 1");
         }
         let rrl = &self.dns.rrl;
-        if rrl.window_secs == 0 {
-            bail!("dns.rrl.window_secs: must be at least 1");
+        if rrl.responses_per_second > switchboard_dns::RrlSettings::RATE_MAX {
+            bail!("dns.rrl.responses_per_second: must be at most {}", switchboard_dns::RrlSettings::RATE_MAX);
+        }
+        if rrl.window_secs == 0 || rrl.window_secs > switchboard_dns::RrlSettings::WINDOW_MAX {
+            bail!("dns.rrl.window_secs: must be 1 to {}", switchboard_dns::RrlSettings::WINDOW_MAX);
         }
         if rrl.ipv4_prefix_len > 32 {
             bail!("dns.rrl.ipv4_prefix_len: must be 0 to 32");
@@ -625,8 +628,6 @@ impl Config {
         Ok(())
     }
 
-    /// The cluster secret, from `SWITCHBOARD_CLUSTER_SECRET` or
-    /// `cluster.secret_file`; `None` when neither is set.
     /// The DNS cookie secret: `None` when cookies are off, random when no
     /// secret is configured.
     pub fn cookie_secret(&self) -> anyhow::Result<Option<switchboard_dns::CookieSecret>> {
@@ -641,14 +642,17 @@ impl Config {
             return Ok(Some(switchboard_dns::CookieSecret::random().map_err(|e| anyhow::anyhow!("a random DNS cookie secret: {e}"))?));
         };
         let hex = hex.trim();
-        let bytes: Option<Vec<u8>> =
-            (hex.len() == 32).then(|| (0..16).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect()).flatten();
+        let bytes: Option<Vec<u8>> = (hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| (0..16).map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()).collect())
+            .flatten();
         match bytes.and_then(|b| <[u8; 16]>::try_from(b).ok()) {
             Some(b) => Ok(Some(switchboard_dns::CookieSecret::new(b))),
             None => bail!("{whence}: must be 32 hex digits (16 bytes)"),
         }
     }
 
+    /// The cluster secret, from `SWITCHBOARD_CLUSTER_SECRET` or
+    /// `cluster.secret_file`; `None` when neither is set.
     pub fn cluster_secret(&self) -> anyhow::Result<Option<Vec<u8>>> {
         let file = self.cluster.secret_file.as_deref();
         let Some((secret, from)) = secret("SWITCHBOARD_CLUSTER_SECRET", "cluster.secret_file", file)? else { return Ok(None) };

@@ -14,8 +14,9 @@
 //! - File sink (uni-directional): `START`, data frames, `STOP` when the
 //!   writer ends. The file is created or truncated when the writer opens it,
 //!   as libfstrm's file writer (Knot's, BIND's) does: one node life, one
-//!   file, always a complete stream. Reopening after a write error truncates
-//!   it again.
+//!   file, always a complete stream. Reopening after a write error first
+//!   moves what was written aside (`PATH.UNIXTIME`), so an error never
+//!   erases the log.
 //! - Socket sink (bi-directional, we connect to the reader): `READY` with our
 //!   content type, the reader's `ACCEPT` (which must list ours if it lists
 //!   any), `START`, data frames; when the writer ends, `STOP` and the
@@ -174,7 +175,7 @@ async fn run(settings: Settings, mut rx: mpsc::Receiver<TapMessage>, stop: onesh
     let mut scratch = Vec::new();
     loop {
         if out.is_none() && !stopping && Instant::now() >= retry_at {
-            match tokio::time::timeout(OPEN_TIMEOUT, Output::open(&settings.sink)).await {
+            match tokio::time::timeout(OPEN_TIMEOUT, Output::open(&settings.sink, counters.connects.load(Ordering::Relaxed) > 0)).await {
                 Ok(Ok(o)) => {
                     counters.connects.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(sink = ?settings.sink, "dnstap: sink open");
@@ -279,10 +280,17 @@ struct Output {
 }
 
 impl Output {
-    /// Create the file and write `START`, or connect and shake hands.
-    async fn open(sink: &Sink) -> io::Result<Output> {
+    /// Create the file and write `START`, or connect and shake hands. A
+    /// file opened `again` (after a write error) is moved aside first.
+    async fn open(sink: &Sink, again: bool) -> io::Result<Output> {
         match sink {
             Sink::File(path) => {
+                if again && tokio::fs::metadata(path).await.is_ok_and(|m| m.len() > 0) {
+                    let stamp = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let mut aside = path.clone().into_os_string();
+                    aside.push(format!(".{stamp}"));
+                    tokio::fs::rename(path, &aside).await.map_err(|e| with_path(e, path))?;
+                }
                 let file = tokio::fs::File::create(path).await.map_err(|e| with_path(e, path))?;
                 let mut write = BufWriter::with_capacity(BUFFER_BYTES, Box::new(file) as Box<dyn AsyncWrite + Send + Unpin>);
                 write.write_all(&control_frame(Control::Start, Some(CONTENT_TYPE))).await?;

@@ -26,7 +26,8 @@ use tokio::sync::Semaphore;
 
 /// Connections served at once; more wait in the accept queue.
 const CONNECTIONS_MAX: usize = 256;
-/// Time a client has to send a request's head, from its first byte.
+/// Time a client has to send a request's head, from when the server starts
+/// reading it (at accept, or after the previous response).
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
 /// Longest a connection stays open, keep-alive included.
 const CONNECTION_LIFETIME: Duration = Duration::from_secs(60);

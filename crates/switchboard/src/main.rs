@@ -26,8 +26,9 @@ fn main() -> ExitCode {
 /// Log to stderr, filtered by RUST_LOG (default: info, quieter libraries).
 /// No line is written per query at any default level.
 fn init_logging(format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,openraft=warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new("info,hickory_server=warn,hickory_net=warn,hickory_proto=error,openraft=warn")
+    });
     let fmt = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
     match format {
         LogFormat::Human => fmt.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),

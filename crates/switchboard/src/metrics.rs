@@ -223,8 +223,12 @@ struct Call {
 }
 
 impl Call {
+    /// Count the call. A path no service serves (UNIMPLEMENTED) is counted
+    /// as method `unknown`: anyone can send any path, and each would
+    /// otherwise be a series of its own, kept for ever.
     fn record(self, code: &'static str) {
-        self.calls.get_or_create(&[("method", self.method), ("code", code.to_string())]).inc();
+        let method = if code == "UNIMPLEMENTED" { "unknown".to_string() } else { self.method };
+        self.calls.get_or_create(&[("method", method), ("code", code.to_string())]).inc();
     }
 }
 
