@@ -5,12 +5,13 @@
 //! It listens from the first moment of a start, before the state is
 //! loaded, so a route controller sees "not ready: loading the state"
 //! rather than a refused connection. Every resource is bounded: connections
-//! at once, a deadline for a request's head (a client trickling bytes is
+//! at once (and from one address), a deadline for a request's head (a client trickling bytes is
 //! cut off), a lifetime per connection, and bodies are not read.
 
-use std::net::SocketAddr;
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::extract::State;
@@ -26,6 +27,9 @@ use tokio::sync::Semaphore;
 
 /// Connections served at once; more wait in the accept queue.
 const CONNECTIONS_MAX: usize = 256;
+/// Connections one address may hold open; past it a new one is closed at
+/// once, so one client cannot take every place from the health checker.
+const CONNECTIONS_PER_SOURCE_MAX: usize = 32;
 /// Time a client has to send a request's head, from when the server starts
 /// reading it (at accept, or after the previous response).
 pub const REQUEST_HEAD_TIMEOUT: Duration = Duration::from_secs(5);
@@ -102,13 +106,18 @@ fn router(health: Arc<Health>) -> Router {
 pub async fn serve(listener: TcpListener, health: Arc<Health>) {
     let app = router(health);
     let permits = Arc::new(Semaphore::new(CONNECTIONS_MAX));
+    let sources: Arc<Mutex<HashMap<IpAddr, usize>>> = Arc::default();
     let backoffs = std::sync::atomic::AtomicU64::new(0);
     loop {
         let Ok(permit) = permits.clone().acquire_owned().await else { return };
         let (stream, peer) = switchboard_dns::accept(&listener, "http", &backoffs).await;
+        let Some(source) = Source::admit(&sources, peer.ip()) else {
+            tracing::debug!(%peer, "http connection refused: too many from this address");
+            continue;
+        };
         let service = hyper_util::service::TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
-            let _permit = permit;
+            let _places = (permit, source);
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder.timer(TokioTimer::new()).header_read_timeout(REQUEST_HEAD_TIMEOUT).max_buf_size(16 * 1024);
             let connection = builder.serve_connection(TokioIo::new(stream), service);
@@ -118,6 +127,36 @@ pub async fn serve(listener: TcpListener, health: Arc<Health>) {
                 Err(_) => tracing::debug!(%peer, "http connection: lifetime over, closed"),
             }
         });
+    }
+}
+
+/// One connection's place among its address's.
+struct Source {
+    sources: Arc<Mutex<HashMap<IpAddr, usize>>>,
+    ip: IpAddr,
+}
+
+impl Source {
+    fn admit(sources: &Arc<Mutex<HashMap<IpAddr, usize>>>, ip: IpAddr) -> Option<Source> {
+        let mut held = sources.lock().ok()?;
+        let n = held.entry(ip).or_default();
+        if *n >= CONNECTIONS_PER_SOURCE_MAX {
+            return None;
+        }
+        *n += 1;
+        Some(Source { sources: sources.clone(), ip })
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        let Ok(mut held) = self.sources.lock() else { return };
+        if let Some(n) = held.get_mut(&self.ip) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.ip);
+            }
+        }
     }
 }
 

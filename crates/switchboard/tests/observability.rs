@@ -426,9 +426,22 @@ fn cookies_are_returned_renewed_and_malformed_ones_refused() -> anyhow::Result<(
 fn http_clients_that_trickle_are_cut_off_and_readyz_keeps_answering() -> anyhow::Result<()> {
     let (_root, node) = node_with("")?;
     let port = node.ports.http;
+    // From five addresses (one address may hold 32 connections at most).
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let connect_from = |from: &str| -> anyhow::Result<std::net::TcpStream> {
+        let from: SocketAddr = format!("{from}:0").parse()?;
+        let s = rt.block_on(async {
+            let socket = tokio::net::TcpSocket::new_v4()?;
+            socket.bind(from)?;
+            socket.connect(SocketAddr::from(([127, 0, 0, 1], port))).await
+        })?;
+        let s = s.into_std()?;
+        s.set_nonblocking(false)?;
+        Ok(s)
+    };
     let mut tricklers = Vec::new();
-    for _ in 0..70 {
-        let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    for i in 0..70 {
+        let mut s = connect_from(&format!("127.0.6.{}", 1 + i % 5))?;
         s.write_all(b"GET /rea")?;
         tricklers.push(s);
     }
@@ -463,6 +476,20 @@ fn http_clients_that_trickle_are_cut_off_and_readyz_keeps_answering() -> anyhow:
     }
     assert_eq!(still_open, 0, "connections still held open past the request head deadline");
     assert!(started.elapsed() >= switchboard::http::REQUEST_HEAD_TIMEOUT, "cut off by the deadline, not at once");
+
+    // One address past its 32 connections is closed at once.
+    let held: Vec<_> = (0..40).map(|_| connect_from("127.0.7.1")).collect::<anyhow::Result<_>>()?;
+    // Read well within the 5 s head deadline, which closes the rest.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut closed_at_once = 0;
+    for mut s in held {
+        s.set_read_timeout(Some(Duration::from_millis(20)))?;
+        let mut buf = [0u8; 16];
+        if matches!(s.read(&mut buf), Ok(0)) || matches!(s.read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset) {
+            closed_at_once += 1;
+        }
+    }
+    assert_eq!(closed_at_once, 8, "40 connections from one address, 32 kept");
     Ok(())
 }
 
