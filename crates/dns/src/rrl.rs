@@ -61,8 +61,9 @@ pub(crate) enum Verdict {
     Drop,
 }
 
-/// Buckets in the table (a power of two).
-const BUCKETS: usize = 1 << 16;
+/// Buckets in the table (a power of two): 3 MiB with the slip counters,
+/// allocated only when rate limiting is on.
+const BUCKETS: usize = 1 << 18;
 
 pub(crate) struct Rrl {
     settings: RrlSettings,
