@@ -2,13 +2,15 @@
 //! protoc): clients always, servers only with the `server` feature. Also the
 //! dnstap schema (messages only, it has no services).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// The public API's files, under `proto/switchboard/v1/`.
 const V1_FILES: [&str; 8] = ["common", "zones", "clusters", "tenants", "node", "acme", "watch", "credentials"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // The manifest dir at run time: a build script binary may be reused from
+    // another checkout of the same sources (a worktree).
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let server = std::env::var_os("CARGO_FEATURE_SERVER").is_some();
 
