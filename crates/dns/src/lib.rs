@@ -83,7 +83,8 @@ struct Shared {
 }
 
 /// Answers queries from the state published by the state machine. Each
-/// UDP loop has its own copy (`for_loop`), counting into its own shard.
+/// UDP loop, and TCP, has its own copy (`for_transport`), counting into
+/// its own shard.
 #[derive(Clone)]
 pub struct Handler {
     state: Arc<ArcSwap<State>>,
