@@ -53,6 +53,7 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
             .collect(),
         revision: z.revision,
         serial: state.serial(z),
+        transfer: switchboard_proto::convert::transfer_out(&s.transfer),
     }
 }
 

@@ -8,6 +8,7 @@ pub mod convert;
 mod credentials;
 mod service;
 mod status;
+mod tsig;
 mod wait;
 mod watch;
 

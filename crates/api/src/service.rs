@@ -16,7 +16,8 @@ use switchboard_consensus::{NodeId, Proposal};
 
 use crate::auth::{Auth, Caller};
 use crate::proto::{
-    self, acme_server, clusters_server, credentials_server, membership_server, node_server, tenants_server, watch_server, zones_server,
+    self, acme_server, clusters_server, credentials_server, membership_server, node_server, tenants_server, tsig_keys_server, watch_server,
+    zones_server,
 };
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
@@ -59,10 +60,11 @@ pub struct Services {
     pub acme: acme_server::AcmeServer<Api>,
     pub watch: watch_server::WatchServer<Api>,
     pub credentials: credentials_server::CredentialsServer<Api>,
+    pub tsig_keys: tsig_keys_server::TsigKeysServer<Api>,
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 8] = [
+pub const SERVICE_NAMES: [&str; 9] = [
     zones_server::SERVICE_NAME,
     clusters_server::SERVICE_NAME,
     tenants_server::SERVICE_NAME,
@@ -71,6 +73,7 @@ pub const SERVICE_NAMES: [&str; 8] = [
     acme_server::SERVICE_NAME,
     watch_server::SERVICE_NAME,
     credentials_server::SERVICE_NAME,
+    tsig_keys_server::SERVICE_NAME,
 ];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
@@ -153,6 +156,7 @@ impl Api {
             acme: acme_server::AcmeServer::new(self.clone()),
             watch: watch_server::WatchServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             credentials: credentials_server::CredentialsServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            tsig_keys: tsig_keys_server::TsigKeysServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         }
     }
 

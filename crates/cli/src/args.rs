@@ -76,6 +76,10 @@ pub enum Cmd {
     /// API credentials (admin only): create, list, revoke.
     #[command(subcommand)]
     Token(TokenCmd),
+    /// TSIG keys (admin only) for zone transfers and RFC 2136 UPDATE:
+    /// create (the secret printed once), list, delete.
+    #[command(subcommand)]
+    Tsig(TsigCmd),
     /// Print every change after a revision as it commits, one JSON object
     /// per line (kind, key, revision, deleted, value); resumable with
     /// --after. Runs until interrupted, or until --count events.
@@ -156,6 +160,36 @@ pub enum TokenCmd {
     List,
     /// Revoke a credential by id: every node refuses its token from then on.
     Revoke { id: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum TsigCmd {
+    /// Create a key with a fresh random secret and print it once, as
+    /// ALG:NAME:SECRET (what `nsupdate -y` and `kdig -y` take), or with
+    /// --json as an object with name, algorithm and secret (base64).
+    Create {
+        /// The key's name, a domain name (acme-key or acme-key.).
+        name: String,
+        /// hmac-md5, hmac-sha1, hmac-sha224, hmac-sha256, hmac-sha384 or hmac-sha512.
+        #[arg(long)]
+        algorithm: String,
+        /// Only zones in these environments (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        environments: Vec<String>,
+        /// Only these zones (comma-separated apexes).
+        #[arg(long, value_delimiter = ',')]
+        zones: Vec<String>,
+        /// Only this tenant's own _acme-challenge names (update only).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// What the key may do: transfer, update, or both (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        allow: Vec<String>,
+    },
+    /// Every key: name, algorithm, scope and uses (never the secret).
+    List,
+    /// Delete a key: every node refuses messages signed with it from then on.
+    Delete { name: String },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -15,6 +15,7 @@ mod output;
 mod tenant;
 mod token;
 mod transport;
+mod tsig;
 mod view;
 mod watch;
 mod zone;
@@ -27,7 +28,8 @@ use anyhow::{anyhow, Context};
 use switchboard_proto::v1;
 
 pub use args::{
-    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, LogFormat, MemberCmd, Role, TenantCmd, TokenCmd, Wait, ZoneCmd,
+    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, LogFormat, MemberCmd, Role, TenantCmd, TokenCmd, TsigCmd,
+    Wait, ZoneCmd,
 };
 
 use output::Output;
@@ -77,6 +79,7 @@ async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> anyhow::Result<Output
         Cmd::Member(c) => node::member(channel, c).await,
         Cmd::Acme(c) => acme::run(channel, ctx, c).await,
         Cmd::Token(c) => token::run(channel, ctx, c).await,
+        Cmd::Tsig(c) => tsig::run(channel, ctx, c).await,
         Cmd::Watch { after, kind, cluster, count } => watch::run(channel, *after, kind, cluster.clone(), *count).await,
         Cmd::Rebalance { dry_run, apply: _, max } => tenant::rebalance(channel, *dry_run, max.unwrap_or(0)).await,
     }

@@ -16,6 +16,8 @@ pub enum Human {
     Table { title: Option<String>, table: Box<Table> },
     /// The JSON view, indented.
     Json,
+    /// One line of text (a form other tools read, such as `ALG:NAME:SECRET`).
+    Line(String),
 }
 
 #[derive(Debug)]
@@ -36,6 +38,11 @@ impl Output {
     /// `view` as JSON either way (indented for people).
     pub fn json(view: &impl Serialize) -> anyhow::Result<Output> {
         Ok(Output { value: Some(to_value(view)?), human: Human::Json, failure: None })
+    }
+
+    /// `view` as JSON, or for people this one line.
+    pub fn line(view: &impl Serialize, line: String) -> anyhow::Result<Output> {
+        Ok(Output { value: Some(to_value(view)?), human: Human::Line(line), failure: None })
     }
 
     /// Nothing more to print: the command wrote to standard output itself.
@@ -71,6 +78,7 @@ impl Output {
                 Ok(())
             }
             (_, true) => writeln!(out, "{value}"),
+            (Human::Line(line), false) => writeln!(out, "{line}"),
             (Human::Json, false) => writeln!(out, "{}", serde_json::to_string_pretty(value).unwrap_or_default()),
         }
     }

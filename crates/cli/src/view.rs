@@ -22,6 +22,14 @@ pub struct ZoneView {
     /// `null` for a rule without a kind.
     pub rules: Vec<Option<RuleView>>,
     pub records: Vec<RecordView>,
+    /// `null` when the zone has no `[transfer]` table.
+    pub transfer: Option<TransferView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct TransferView {
+    pub notify: Vec<String>,
+    pub allow: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -88,6 +96,7 @@ impl From<&v1::Zone> for ZoneView {
                 .iter()
                 .map(|r| RecordView { name: r.name.clone(), rtype: r.r#type.clone(), ttl: r.ttl, data: r.data.clone() })
                 .collect(),
+            transfer: z.transfer.as_ref().map(|t| TransferView { notify: t.notify.clone(), allow: t.allow.clone() }),
         }
     }
 }
@@ -443,6 +452,57 @@ pub struct CredentialCreated {
     pub revision: u64,
     pub credential: CredentialView,
     pub token: String,
+}
+
+/// A TSIG key, as `tsig list` shows it (never its secret).
+#[derive(Debug, Serialize)]
+pub struct TsigKeyView {
+    pub name: String,
+    pub algorithm: String,
+    /// `all`, `environments=…`, `zones=…` or `tenant=…`.
+    pub scope: String,
+    pub allow: Vec<String>,
+    pub created_at_ms: u64,
+    pub revision: u64,
+}
+
+impl From<&v1::TsigKey> for TsigKeyView {
+    fn from(k: &v1::TsigKey) -> Self {
+        let scope = if !k.environments.is_empty() {
+            format!("environments={}", k.environments.join(","))
+        } else if !k.zones.is_empty() {
+            format!("zones={}", k.zones.join(","))
+        } else if !k.tenant.is_empty() {
+            format!("tenant={}", k.tenant)
+        } else {
+            "all".into()
+        };
+        TsigKeyView {
+            name: k.name.clone(),
+            algorithm: k.algorithm.clone(),
+            scope,
+            allow: k.allow.clone(),
+            created_at_ms: k.created_at_ms,
+            revision: k.revision,
+        }
+    }
+}
+
+/// `tsig create`: the key and its secret (base64), shown this once.
+#[derive(Debug, Serialize)]
+pub struct TsigKeyCreated {
+    pub revision: u64,
+    pub name: String,
+    pub algorithm: String,
+    pub secret: String,
+    pub key: TsigKeyView,
+}
+
+/// `tsig list`.
+#[derive(Debug, Serialize)]
+pub struct TsigKeyList {
+    pub revision: u64,
+    pub keys: Vec<TsigKeyView>,
 }
 
 /// `token list`.

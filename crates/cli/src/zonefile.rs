@@ -22,6 +22,17 @@ struct ZoneFile {
     rules: Vec<RuleFile>,
     #[serde(default)]
     records: Vec<RecordFile>,
+    transfer: Option<TransferFile>,
+}
+
+/// `[transfer]`: secondaries told of new serials, prefixes allowed unsigned transfers.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TransferFile {
+    #[serde(default)]
+    notify: Vec<String>,
+    #[serde(default)]
+    allow: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -92,6 +103,7 @@ pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
         records: f.records.into_iter().map(|r| proto::StaticRecord { name: r.name, r#type: r.rtype, ttl: r.ttl, data: r.data }).collect(),
         revision: 0,
         serial: 0,
+        transfer: f.transfer.map(|t| proto::Transfer { notify: t.notify, allow: t.allow }),
     };
     // The same checks the server makes, so mistakes show before any network call.
     switchboard_proto::convert::zone_in(zone.clone())?;

@@ -114,8 +114,9 @@ impl From<switchboard_storage::StorageError> for NodeError {
 /// What the leader is asked to propose.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub enum Proposal {
-    /// A command, with the client's compare-and-set and request id.
-    Command(Command, Guard),
+    /// A command, with the client's compare-and-set and request id (boxed:
+    /// a zone spec is far larger than the other proposals).
+    Command(Box<Command>, Guard),
     /// Add (or update the addresses of) a non-voting member.
     AddLearner { id: NodeId, info: NodeInfo },
     /// Make a learner a voter.
@@ -621,7 +622,7 @@ impl Node {
                 None => Err(full),
             };
         }
-        let proposal = Proposal::Command(command, guard);
+        let proposal = Proposal::Command(Box::new(command), guard);
         // The shared policy paces the retries; the deadline counts the
         // attempts as well as the pauses.
         let deadline = tokio::time::Instant::now() + WRITE_RETRY_FOR;
@@ -670,7 +671,7 @@ impl Node {
         let response = match proposal {
             Proposal::Command(command, guard) => {
                 let (tx, rx) = oneshot::channel();
-                self.queue.send((command, guard, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
+                self.queue.send((*command, guard, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
                 return rx.await.map_err(|_| NodeError::Unavailable("write queue dropped the command".into()))?;
             }
             Proposal::AddLearner { id, info } => self.raft.add_learner(id, info, false).await,

@@ -7,6 +7,7 @@ use serde::{Deserialize, Serialize};
 use crate::credential::{Actor, Credential};
 use crate::kind::{EntityId, Kind};
 use crate::model::{Cluster, Tenant, ZoneSpec};
+use crate::tsig::{self, TsigKey};
 
 /// A command with what the leader stamped into it. Apply never reads the
 /// clock: `at_ms` is the only time it knows.
@@ -104,6 +105,14 @@ pub enum Command {
     RevokeCredential {
         id: String,
     },
+    /// Store a TSIG key (its `created_at_ms` and `revision` are stamped on apply).
+    CreateTsigKey {
+        key: TsigKey,
+    },
+    /// Delete a TSIG key: messages signed with it fail from this revision on.
+    DeleteTsigKey {
+        name: String,
+    },
 }
 
 impl Command {
@@ -129,6 +138,10 @@ impl Command {
             Command::ExpireAcme => (Kind::Acme, String::new()),
             Command::CreateCredential { credential } => (Kind::Credential, credential.id.clone()),
             Command::RevokeCredential { id } => (Kind::Credential, id.to_ascii_lowercase()),
+            Command::CreateTsigKey { key } => {
+                (Kind::TsigKey, tsig::key_name("name", &key.name).unwrap_or_else(|_| key.name.to_ascii_lowercase()))
+            }
+            Command::DeleteTsigKey { name } => (Kind::TsigKey, tsig::key_name("name", name).unwrap_or_else(|_| name.to_ascii_lowercase())),
         };
         EntityId::new(kind, key)
     }
@@ -152,6 +165,8 @@ impl Command {
             Command::ExpireAcme => "expire_acme",
             Command::CreateCredential { .. } => "create_credential",
             Command::RevokeCredential { .. } => "revoke_credential",
+            Command::CreateTsigKey { .. } => "create_tsig_key",
+            Command::DeleteTsigKey { .. } => "delete_tsig_key",
         }
     }
 }
@@ -169,6 +184,7 @@ pub enum Outcome {
     /// Expiry: how many values were removed.
     Expired(usize),
     Credential(Credential),
+    TsigKey(TsigKey),
     Deleted,
     /// A retry of a request id already applied, at `revision`, with this outcome.
     Replayed {

@@ -190,7 +190,7 @@ pub enum Access<'a> {
     ReadTenant(&'a str),
     /// This node's status and the membership.
     ReadStatus,
-    /// List, create or revoke credentials.
+    /// List, create or revoke credentials and TSIG keys.
     Credentials,
     /// Add, promote or remove cluster members.
     Membership,
@@ -232,6 +232,7 @@ pub fn authorize(state: &State, credential: &Credential, access: Access<'_>) -> 
 fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(), String> {
     match command {
         Command::CreateCredential { .. } | Command::RevokeCredential { .. } => Err("manage credentials: that needs an admin".into()),
+        Command::CreateTsigKey { .. } | Command::DeleteTsigKey { .. } => Err("manage TSIG keys: that needs an admin".into()),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
         _ if *scope == Scope::All => Ok(()),
         Command::PutZone { zone } => {

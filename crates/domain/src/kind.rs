@@ -16,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RequestRecord;
 use crate::credential::Credential;
 use crate::model::{Challenge, Cluster, Tenant, Zone};
+use crate::tsig::TsigKey;
 
 /// What a value of a stored kind tells about itself (implemented by the
 /// registry from the kind's `key` and its `revision` field).
@@ -172,6 +173,8 @@ registry! {
     Acme(Challenge) { prefix: b'a', key: |c| &c.name, table: challenges, history: After, serial: true }
     /// An API credential (only its hash), by id.
     Credential(Credential) { prefix: b'k', key: |c| &c.id, table: credentials, history: Omitted, serial: false }
+    /// A TSIG key (with its secret, which HMACs need), by name.
+    TsigKey(TsigKey) { prefix: b'g', key: |k| &k.name, table: tsig_keys, history: Omitted, serial: false }
 }
 
 impl std::fmt::Display for Kind {

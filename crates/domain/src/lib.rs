@@ -14,6 +14,7 @@ pub mod placement;
 pub mod record;
 pub mod resolve;
 pub mod state;
+pub mod tsig;
 
 #[cfg(test)]
 mod tests;
@@ -22,7 +23,8 @@ pub use command::{Command, Envelope, Guard, Outcome, RequestRecord};
 pub use credential::{Access, Actor, Credential, Role, Scope};
 pub use error::{CommandError, ValidationError};
 pub use kind::{Change, Effect, EntityId, History, Kind, Value};
-pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Zone, ZoneSpec};
+pub use model::{Challenge, ChallengeValue, Cluster, ClusterState, RecordSpec, Rule, Soa, Tenant, Tombstone, Transfer, Zone, ZoneSpec};
 pub use record::{RData, RType, Record};
 pub use resolve::{resolve, zone_records, Answer, Rcode};
 pub use state::State;
+pub use tsig::TsigKey;

@@ -3,7 +3,7 @@
 //! into the form the resolver reads.
 
 use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use serde::{Deserialize, Serialize};
 
@@ -79,6 +79,76 @@ pub struct ZoneSpec {
     pub soa: Soa,
     pub rules: Vec<Rule>,
     pub records: Vec<RecordSpec>,
+    /// Who is told of new serials, and who may transfer the zone unsigned.
+    pub transfer: Transfer,
+}
+
+/// Most secondaries told of a zone's new serials, and most prefixes
+/// allowed unsigned transfers.
+pub const TRANSFER_PEERS_MAX: usize = 64;
+
+/// A zone's `[transfer]` table: the secondaries sent NOTIFY (RFC 1996)
+/// when its serial advances, and the client prefixes that may transfer it
+/// without a TSIG key (none by default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Transfer {
+    pub notify: Vec<std::net::SocketAddr>,
+    pub allow: Vec<Prefix>,
+}
+
+/// An address prefix (`192.0.2.0/24`, `2001:db8::/32`), its host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Prefix {
+    addr: IpAddr,
+    len: u8,
+}
+
+impl Prefix {
+    /// From `ADDR/LEN` or a bare address (a host); host bits must be zero.
+    pub fn parse(field: &str, text: &str) -> Result<Prefix, ValidationError> {
+        let err = |reason: String| ValidationError::new(field, reason);
+        let (addr, len) = match text.split_once('/') {
+            Some((a, l)) => (a, Some(l)),
+            None => (text, None),
+        };
+        let addr: IpAddr =
+            addr.trim().parse().map_err(|_| err(format!("{text:?} is not an address prefix (192.0.2.0/24, 2001:db8::/32)")))?;
+        let bits = if addr.is_ipv4() { 32 } else { 128 };
+        let len = match len {
+            None => bits,
+            Some(l) => {
+                l.trim().parse::<u8>().ok().filter(|l| *l <= bits).ok_or_else(|| err(format!("prefix length {l:?} is not 0 to {bits}")))?
+            }
+        };
+        let p = Prefix { addr, len };
+        if p.network() != addr {
+            return Err(err(format!("{text:?} has host bits set (did you mean {}?)", Prefix { addr: p.network(), len })));
+        }
+        Ok(p)
+    }
+
+    /// The address with the bits past the prefix cleared.
+    fn network(&self) -> IpAddr {
+        match self.addr {
+            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & u32::MAX.checked_shl(32 - u32::from(self.len)).unwrap_or(0))),
+            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & u128::MAX.checked_shl(128 - u32::from(self.len)).unwrap_or(0))),
+        }
+    }
+
+    /// Whether `ip` lies in the prefix (an IPv4-mapped IPv6 address counts as IPv4).
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        Prefix { addr: ip, len: self.len }.network() == self.addr && ip.is_ipv4() == self.addr.is_ipv4()
+    }
+}
+
+impl std::fmt::Display for Prefix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
 }
 
 impl ZoneSpec {
@@ -98,7 +168,8 @@ impl ZoneSpec {
             } + 16)
             .sum();
         let records: usize = self.records.iter().map(|r| r.name.len() + r.rtype.len() + r.data.len() + 16).sum();
-        names + soa + rules + records
+        let transfer = (self.transfer.notify.len() + self.transfer.allow.len()) * 64;
+        names + soa + rules + records + transfer
     }
 }
 
@@ -203,7 +274,25 @@ impl Zone {
             records.push(RecordSpec { name: owner, rtype: rtype.to_string(), ttl: Some(rttl), data: r.data.clone() });
         }
 
-        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records };
+        if spec.transfer.notify.len() > TRANSFER_PEERS_MAX {
+            return Err(ValidationError::new(
+                "transfer.notify",
+                format!("{} secondaries, at most {TRANSFER_PEERS_MAX}", spec.transfer.notify.len()),
+            ));
+        }
+        if spec.transfer.allow.len() > TRANSFER_PEERS_MAX {
+            return Err(ValidationError::new(
+                "transfer.allow",
+                format!("{} prefixes, at most {TRANSFER_PEERS_MAX}", spec.transfer.allow.len()),
+            ));
+        }
+        let mut transfer = spec.transfer.clone();
+        transfer.notify.sort();
+        transfer.notify.dedup();
+        transfer.allow.sort();
+        transfer.allow.dedup();
+
+        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer };
         Ok(Zone { spec, revision, nodes })
     }
 

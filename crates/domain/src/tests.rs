@@ -41,6 +41,7 @@ fn zone() -> ZoneSpec {
             RecordSpec { name: "sub".into(), rtype: "NS".into(), ttl: None, data: "ns.sub".into() },
             RecordSpec { name: "ns.sub".into(), rtype: "A".into(), ttl: None, data: "192.0.2.99".into() },
         ],
+        transfer: Default::default(),
     }
 }
 
@@ -752,6 +753,7 @@ use crate::kind::{Effect, Kind, Value};
 fn every_kind_world() -> World {
     let mut w = credentials_world();
     w.ok(set_acme("t1.apps.example.test.", "token-1", 600));
+    w.ok(Command::CreateTsigKey { key: tsig_key("xfr", Scope::All, TRANSFER) });
     let guard = Guard { request_id: Some("req-every".into()), ..Guard::default() };
     w.rev += 1;
     let env = Envelope { at_ms: 1_000 * w.rev, command: Command::CreateTenant { id: "t3".into(), cluster: None }, guard };
@@ -996,4 +998,90 @@ fn credentials_zone() -> ZoneSpec {
     let mut z = zone();
     z.rules.push(Rule::Acme { validation_zone: None });
     z
+}
+
+fn tsig_key(name: &str, scope: Scope, allow: crate::tsig::Allow) -> crate::TsigKey {
+    crate::TsigKey {
+        name: name.into(),
+        algorithm: crate::tsig::Algorithm::HmacSha256,
+        secret: vec![7; 32],
+        scope,
+        allow,
+        created_at_ms: 0,
+        revision: 0,
+    }
+}
+
+const TRANSFER: crate::tsig::Allow = crate::tsig::Allow { transfer: true, update: false };
+const UPDATE: crate::tsig::Allow = crate::tsig::Allow { transfer: false, update: true };
+
+#[test]
+fn tsig_keys_are_created_once_scoped_and_go_with_their_tenant() {
+    let mut w = credentials_world();
+    // The name is normalised: absolute, lower-case.
+    match w.ok(Command::CreateTsigKey { key: tsig_key("Xfr-Key", Scope::All, TRANSFER) }) {
+        Outcome::TsigKey(k) => {
+            assert_eq!(k.name, "xfr-key.");
+            assert_eq!(k.revision, w.rev);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(matches!(
+        w.run(Command::CreateTsigKey { key: tsig_key("xfr-key.", Scope::All, UPDATE) }),
+        Err(CommandError::AlreadyExists { .. })
+    ));
+    // A tenant key transfers nothing: the zone holds every tenant's names.
+    let e = w.run(Command::CreateTsigKey { key: tsig_key("t1", Scope::Tenant("t1".into()), TRANSFER) }).unwrap_err();
+    assert!(e.to_string().contains("allow"), "{e}");
+    let e = w.run(Command::CreateTsigKey { key: tsig_key("nobody", Scope::Tenant("nobody".into()), UPDATE) }).unwrap_err();
+    assert!(matches!(e, CommandError::NotFound { .. }), "{e}");
+    let mut short = tsig_key("short", Scope::All, UPDATE);
+    short.secret = vec![1; 8];
+    assert!(w.run(Command::CreateTsigKey { key: short }).unwrap_err().to_string().starts_with("invalid argument: secret"));
+    w.ok(Command::CreateTsigKey { key: tsig_key("t1-acme", Scope::Tenant("t1".into()), UPDATE) });
+
+    // Only an admin manages keys.
+    for id in [OPERATOR, STAGING, TENANT_T1] {
+        let e = w.run_as(id, Command::CreateTsigKey { key: tsig_key("k", Scope::All, UPDATE) }).unwrap_err();
+        assert!(matches!(e, CommandError::PermissionDenied(_)), "{id}: {e}");
+        assert!(w.run_as(id, Command::DeleteTsigKey { name: "xfr-key".into() }).is_err());
+    }
+    assert!(w.state.tsig_key("xfr-key.").is_some());
+
+    // Scopes decide which zones a key transfers.
+    let prod = w.state.zone(APEX).unwrap().clone();
+    let staging = w.state.zone("apps.staging.example.test.").unwrap().clone();
+    assert!(w.state.tsig_key("xfr-key.").unwrap().may_transfer(&prod));
+    let staging_key = tsig_key("staging", Scope::Environments(vec!["staging".into()]), TRANSFER).validate().unwrap();
+    assert!(staging_key.may_transfer(&staging) && !staging_key.may_transfer(&prod));
+    assert!(!w.state.tsig_key("t1-acme.").unwrap().may_transfer(&prod));
+
+    // The tenant goes, and its keys with it.
+    w.ok(Command::DeleteTenant { id: "t1".into() });
+    assert!(w.state.tsig_key("t1-acme.").is_none());
+    w.ok(Command::DeleteTsigKey { name: "XFR-key.".into() });
+    assert!(w.state.tsig_keys().next().is_none());
+    // The secret never shows in Debug output (logs, error messages).
+    let shown = format!("{:?}", Command::CreateTsigKey { key: tsig_key("k", Scope::All, UPDATE) });
+    assert!(shown.contains("<32 bytes>") && !shown.contains("7, 7"), "{shown}");
+}
+
+#[test]
+fn transfer_prefixes_parse_strictly_and_match_their_addresses() {
+    use crate::model::Prefix;
+    let p = Prefix::parse("allow", "192.0.2.0/24").unwrap();
+    assert!(p.contains("192.0.2.77".parse().unwrap()));
+    assert!(p.contains("::ffff:192.0.2.1".parse().unwrap()));
+    assert!(!p.contains("192.0.3.1".parse().unwrap()));
+    assert!(!p.contains("2001:db8::1".parse().unwrap()));
+    let host = Prefix::parse("allow", "127.0.0.1").unwrap();
+    assert_eq!(host.to_string(), "127.0.0.1/32");
+    assert!(host.contains("127.0.0.1".parse().unwrap()) && !host.contains("127.0.0.2".parse().unwrap()));
+    let v6 = Prefix::parse("allow", "2001:db8::/32").unwrap();
+    assert!(v6.contains("2001:db8:1::5".parse().unwrap()));
+    assert!(Prefix::parse("allow", "0.0.0.0/0").unwrap().contains("203.0.113.9".parse().unwrap()));
+    for bad in ["192.0.2.1/24", "192.0.2.0/33", "example", "10.0.0.0/x"] {
+        let e = Prefix::parse("transfer.allow[0]", bad).unwrap_err();
+        assert_eq!(e.field, "transfer.allow[0]", "{bad}");
+    }
 }

@@ -3,7 +3,7 @@
 //! will, before any network call. Inbound conversions validate and name
 //! the field at fault.
 
-use switchboard_domain::model::ZoneSpec;
+use switchboard_domain::model::{Prefix, Transfer, ZoneSpec};
 use switchboard_domain::{name, RecordSpec, Rule, Soa, ValidationError, Zone};
 
 use crate::v1;
@@ -54,8 +54,44 @@ pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
         },
         rules,
         records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
+        transfer: transfer_in(z.transfer.unwrap_or_default())?,
     };
     // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
     let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
     Ok(compiled.spec)
+}
+
+/// A zone's `transfer` table: NOTIFY targets (port 53 when not given) and
+/// the prefixes allowed unsigned transfers.
+fn transfer_in(t: v1::Transfer) -> Result<Transfer, ValidationError> {
+    let notify = t
+        .notify
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            let text = n.trim();
+            text.parse::<std::net::SocketAddr>()
+                .or_else(|_| text.parse::<std::net::IpAddr>().map(|ip| std::net::SocketAddr::new(ip, 53)))
+                .map_err(|_| {
+                    ValidationError::new(
+                        format!("zone.transfer.notify[{i}]"),
+                        format!("{n:?} is not an address with an optional port (192.0.2.53:53, [2001:db8::53]:53)"),
+                    )
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let allow =
+        t.allow.iter().enumerate().map(|(i, p)| Prefix::parse(&format!("zone.transfer.allow[{i}]"), p)).collect::<Result<Vec<_>, _>>()?;
+    Ok(Transfer { notify, allow })
+}
+
+/// A zone's `transfer` table as the API shows it.
+pub fn transfer_out(t: &Transfer) -> Option<v1::Transfer> {
+    if t.notify.is_empty() && t.allow.is_empty() {
+        return None;
+    }
+    Some(v1::Transfer {
+        notify: t.notify.iter().map(ToString::to_string).collect(),
+        allow: t.allow.iter().map(ToString::to_string).collect(),
+    })
 }

@@ -7,7 +7,7 @@ use switchboard_domain::{State, Value};
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 5;
+const IMAGE_VERSION: u32 = 6;
 
 #[derive(Serialize, Deserialize)]
 struct Image {

@@ -44,9 +44,10 @@ pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// (`k/`, image v4) and the caller in every command's guard; 5 = every state
 /// value and snapshot record is a registry `Value` (tagged with its kind) and
 /// the history holds `Effect`s (image v5), and every ACME challenge carries
-/// the tenant that owned its name when it was set (`Challenge::tenant`).
+/// the tenant that owned its name when it was set (`Challenge::tenant`);
+/// 6 = TSIG keys (`g/`) and every zone's `[transfer]` table (image v6).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 5;
+pub const FORMAT: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -38,6 +38,7 @@ fn old_zone_json(z: &proto::Zone) -> Value {
             None => Value::Null,
         }).collect::<Vec<_>>(),
         "records": z.records.iter().map(|r| json!({"name": r.name, "type": r.r#type, "ttl": r.ttl, "data": r.data})).collect::<Vec<_>>(),
+        "transfer": z.transfer.as_ref().map(|t| json!({"notify": t.notify, "allow": t.allow})),
     })
 }
 
@@ -119,6 +120,7 @@ fn zone() -> proto::Zone {
         records: vec![proto::StaticRecord { name: "www".into(), r#type: "A".into(), ttl: None, data: "192.0.2.80".into() }],
         revision: 7,
         serial: 2024,
+        transfer: None,
     }
 }
 
@@ -203,7 +205,7 @@ fn zone_json_is_pinned() {
             r#""rules":[{"kind":"service-tenant","services":["ws"],"target":"{service}-{cluster}.example.test.","ttl":null},"#,
             r#"{"kind":"tenant-host","ttl":60},{"kind":"acme","validation_zone":""},null],"#,
             r#""serial":2024,"soa":{"expire":null,"minimum":null,"mname":"ns1.example.test.","refresh":3600,"retry":null,"rname":"h.example.test."},"#,
-            r#""ttl":300}"#
+            r#""transfer":null,"ttl":300}"#
         )
     );
     // A zone without a SOA still prints one, empty.

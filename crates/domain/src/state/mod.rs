@@ -29,6 +29,7 @@ use crate::error::CommandError;
 use crate::kind::{Effect, EntityId, Kind, Tables, Value};
 use crate::model::{Challenge, Cluster, Tenant, Zone};
 use crate::name;
+use crate::tsig::TsigKey;
 
 #[derive(Debug, Clone, Default)]
 pub struct State {
@@ -160,6 +161,16 @@ impl State {
         self.tables.credentials.values()
     }
 
+    /// A TSIG key by name (absolute, lower-case).
+    pub fn tsig_key(&self, name: &str) -> Option<&Arc<TsigKey>> {
+        self.tables.tsig_keys.get(name)
+    }
+
+    /// Every TSIG key, by name.
+    pub fn tsig_keys(&self) -> impl Iterator<Item = &Arc<TsigKey>> {
+        self.tables.tsig_keys.values()
+    }
+
     /// A request id in the dedup window.
     pub fn request(&self, id: &str) -> Option<&Arc<RequestRecord>> {
         self.tables.requests.get(id)
@@ -244,6 +255,8 @@ impl State {
             Command::ExpireAcme => Ok(self.expire_acme(rev, env.at_ms, fx)),
             Command::CreateCredential { credential } => self.create_credential(rev, env.at_ms, credential, fx),
             Command::RevokeCredential { id } => self.revoke_credential(id, fx),
+            Command::CreateTsigKey { key } => self.create_tsig_key(rev, env.at_ms, key, fx),
+            Command::DeleteTsigKey { name } => self.delete_tsig_key(name, fx),
         }
     }
 
