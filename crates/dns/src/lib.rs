@@ -1,6 +1,7 @@
-//! Switchboard's DNS front end: a hickory-server `RequestHandler` that answers
-//! from the published in-memory `State`, behind our own UDP (`udp`) and TCP
-//! (`tcp`) loops; hickory-proto parses and encodes the messages.
+//! Switchboard's DNS front end: a `Handler` that answers from the published
+//! in-memory `State`, behind our own UDP (`udp`) and TCP (`tcp`) loops;
+//! hickory-proto parses and encodes the messages. TSIG (`tsig`) is checked
+//! on the wire bytes, and zone transfers (`xfr`) stream from one state.
 //!
 //! The query path loads the current state with one atomic pointer read
 //! (`ArcSwap::load`), resolves with the pure domain resolver, and encodes.
@@ -9,20 +10,25 @@
 
 mod convert;
 mod cookie;
+mod notify;
 mod rrl;
 mod stats;
 mod tap;
 mod tcp;
+mod tsig;
 mod udp;
+mod xfr;
 
 pub use cookie::CookieSecret;
+pub use notify::NOTIFY_INTERVAL;
 pub use rrl::RrlSettings;
 pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
+pub use xfr::TRANSFERS_MAX;
 
 use rrl::{AnswerClass, Rrl, Verdict};
-use stats::{CookieSeen, Refused, RrlAction, Shard};
+use stats::{CookieSeen, Refused, RrlAction, Shard, TsigSeen, Xfr, XfrOutcome};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -33,9 +39,8 @@ use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{DNSClass, Record};
 use hickory_proto::serialize::binary::{BinDecoder, BinEncodable, BinEncoder, NameEncoding};
 use hickory_proto::ProtoError;
-use hickory_server::net::runtime::Time;
 use hickory_server::net::xfer::Protocol;
-use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseInfo};
+use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use switchboard_domain::{resolve, RType, Rcode, State};
 use tokio::net::{TcpListener, UdpSocket};
@@ -46,6 +51,13 @@ pub const UDP_PAYLOAD_MAX: u16 = 1232;
 /// The transfer QTYPEs (RFC 1995, RFC 5936).
 const QTYPE_IXFR: u16 = 251;
 const QTYPE_AXFR: u16 = 252;
+
+/// A response handler of ours: one that can sign what it sends.
+pub(crate) trait Respond: ResponseHandler {
+    /// Sign every message sent from now on with `signer` (TSIG): the
+    /// first over the request's MAC, each later one over the one before.
+    fn sign_with(&mut self, signer: tsig::Signer);
+}
 
 /// The UDP payload every client takes (RFC 1035 §4.2.1), and the least we send.
 pub const UDP_PAYLOAD_MIN: u16 = 512;
@@ -80,6 +92,8 @@ struct Shared {
     rrl: Option<Rrl>,
     cookies: Option<CookieSecret>,
     tap: Option<Arc<Tap>>,
+    /// Places for zone transfers running at once.
+    transfers: Arc<tokio::sync::Semaphore>,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -104,7 +118,8 @@ impl Handler {
         let udp_loops = options.udp_loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
         let tcp = Arc::new(TcpCounters::default());
         let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone()));
-        let shared = Shared { stats, tcp, udp_loops, rrl: Rrl::new(options.rrl), cookies: options.cookies, tap: options.tap };
+        let transfers = Arc::new(tokio::sync::Semaphore::new(TRANSFERS_MAX));
+        let shared = Shared { stats, tcp, udp_loops, rrl: Rrl::new(options.rrl), cookies: options.cookies, tap: options.tap, transfers };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
 
@@ -118,12 +133,69 @@ impl Handler {
         Handler { transport, shard: i, ..self.clone() }
     }
 
+    /// Answer one message as the UDP (or TCP) loop does, keeping the
+    /// responses instead of sending them (every message of a transfer):
+    /// for the fuzz targets and tests. Empty for what the loops drop.
+    pub async fn answer_message(&self, message: &[u8], src: SocketAddr, tcp: bool) -> Vec<Vec<u8>> {
+        let (transport, protocol, max) =
+            if tcp { (Transport::Tcp, Protocol::Tcp, u16::MAX) } else { (Transport::Udp, Protocol::Udp, UDP_PAYLOAD_MAX) };
+        if message.len() < 12 || message[2] & 0x80 != 0 {
+            return Vec::new();
+        }
+        let Ok(request) = Request::from_bytes(message.to_vec(), src, protocol) else {
+            return vec![tcp::format_error([message[0], message[1], message[2]])];
+        };
+        let capture = Capture { sent: Arc::default(), max, signer: None };
+        self.for_transport(transport, 0).answer(&request, capture.clone()).await;
+        let sent = capture.sent.lock().map(|s| s.clone()).unwrap_or_default();
+        sent
+    }
+
     pub(crate) fn shard(&self) -> &Shard {
         self.shared.stats.shard(self.transport, self.shard)
     }
 
     pub(crate) fn tap(&self) -> Option<&Arc<Tap>> {
         self.shared.tap.as_ref()
+    }
+}
+
+/// Keeps the responses `answer_message` is given, encoded (and signed) as
+/// the transports' own handlers do.
+#[derive(Clone)]
+struct Capture {
+    sent: Arc<std::sync::Mutex<Vec<Vec<u8>>>>,
+    max: u16,
+    signer: Option<tsig::Signer>,
+}
+
+impl Respond for Capture {
+    fn sign_with(&mut self, signer: tsig::Signer) {
+        self.signer = Some(signer);
+    }
+}
+
+#[async_trait::async_trait]
+impl ResponseHandler for Capture {
+    async fn send_response<'a>(
+        &mut self,
+        response: hickory_server::zone_handler::MessageResponse<
+            '_,
+            'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+            impl Iterator<Item = &'a Record> + Send + 'a,
+        >,
+    ) -> Result<ResponseInfo, hickory_server::net::NetError> {
+        let (mut bytes, info) = emit(response, self.max)?;
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut bytes, tsig::now());
+        }
+        if let Ok(mut sent) = self.sent.lock() {
+            sent.push(bytes);
+        }
+        Ok(info)
     }
 }
 
@@ -279,7 +351,7 @@ fn fits(queries: &Queries, metadata: &Metadata, s: &Sections, edns: Option<&Edns
 }
 
 /// An upper bound on a record's wire size: owner and names uncompressed.
-fn wire_size_max(r: &switchboard_domain::Record) -> usize {
+pub(crate) fn wire_size_max(r: &switchboard_domain::Record) -> usize {
     use switchboard_domain::RData as D;
     // A name in presentation form with its trailing dot takes len + 1 bytes on the wire.
     let name = |n: &str| n.len() + 1;
@@ -313,13 +385,6 @@ fn fit_udp(queries: &Queries, metadata: &mut Metadata, s: Sections, edns: Option
     Sections { answers: Vec::new(), authority: Vec::new(), additional: Vec::new() }
 }
 
-#[async_trait::async_trait]
-impl RequestHandler for Handler {
-    async fn handle_request<R: ResponseHandler, T: Time>(&self, request: &Request, response: R) -> ResponseInfo {
-        self.answer(request, response).await
-    }
-}
-
 /// The answer class of a resolved answer, for rate limiting.
 fn class_of(answer: &switchboard_domain::Answer) -> AnswerClass {
     match answer.rcode {
@@ -333,7 +398,7 @@ fn class_of(answer: &switchboard_domain::Answer) -> AnswerClass {
 
 impl Handler {
     /// Answer `request` through `response`, and count it.
-    pub(crate) async fn answer<R: ResponseHandler>(&self, request: &Request, response: R) -> ResponseInfo {
+    pub(crate) async fn answer<R: Respond>(&self, request: &Request, response: R) -> ResponseInfo {
         let qtype = request.queries.queries().first().map_or(0, |q| u16::from(q.query_type()));
         let info = self.respond(request, response).await;
         self.shard().query(qtype, info.response_code, info.truncation);
@@ -380,7 +445,7 @@ impl Handler {
         sent.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail))
     }
 
-    async fn respond<R: ResponseHandler>(&self, request: &Request, mut response: R) -> ResponseInfo {
+    async fn respond<R: Respond>(&self, request: &Request, mut response: R) -> ResponseInfo {
         // The client's COOKIE, checked against our secret (RFC 7873 §5.2).
         let cookie_option = request.edns.as_ref().and_then(|e| match e.option(EdnsCode::Cookie) {
             Some(EdnsOption::Unknown(_, data)) => Some(data.as_slice()),
@@ -411,21 +476,65 @@ impl Handler {
         });
         // The question goes back as the client sent it, unless its names use
         // compression pointers: copied, they would point into our header.
+        // A message with several questions is refused FORMERR without
+        // them: echoed, they could make the error larger than the client
+        // takes (RFC 1035 §4.1.2 leaves the count to the message).
         let rebuilt;
-        let queries = match has_pointer(request.queries.as_bytes()).then(|| uncompressed(&request.queries)) {
-            Some(Some(q)) => {
-                rebuilt = q;
-                &rebuilt
+        let none = (request.queries.len() > 1).then(|| Queries::read(&mut BinDecoder::new(&[]), 0).ok()).flatten();
+        let queries = if let Some(none) = &none {
+            none
+        } else {
+            match has_pointer(request.queries.as_bytes()).then(|| uncompressed(&request.queries)) {
+                Some(Some(q)) => {
+                    rebuilt = q;
+                    &rebuilt
+                }
+                _ => &request.queries,
             }
-            _ => &request.queries,
         };
         let builder = MessageResponseBuilder::new(queries, edns.as_ref());
 
+        // TSIG (RFC 8945 §5.2): a signed message is verified before
+        // anything else is done with it; from here on every response to
+        // it is signed (or carries the error, unsigned).
+        let mut reserve = 0;
+        let mut signed_by = None;
+        let tsig_error = match tsig::find(request.as_slice()) {
+            tsig::Signature::Unsigned => None,
+            tsig::Signature::Malformed => {
+                self.shard().tsig(TsigSeen::Malformed);
+                Some(ResponseCode::FormErr)
+            }
+            tsig::Signature::Signed(found) => match tsig::verify(&self.state.load(), request.as_slice(), &found, tsig::now()) {
+                Ok(v) => {
+                    self.shard().tsig(TsigSeen::Verified);
+                    reserve = v.signer.reserve();
+                    signed_by = Some(v.key);
+                    response.sign_with(v.signer);
+                    None
+                }
+                Err(failed) => {
+                    self.shard().tsig(match failed.error {
+                        tsig::TsigError::BadKey => TsigSeen::BadKey,
+                        tsig::TsigError::BadSig => TsigSeen::BadSig,
+                        tsig::TsigError::BadTime => TsigSeen::BadTime,
+                        tsig::TsigError::BadTrunc => TsigSeen::BadTrunc,
+                    });
+                    tracing::debug!(client = %request.src(), error = ?failed.error, "TSIG check failed");
+                    response.sign_with(failed.signer);
+                    Some(ResponseCode::NotAuth)
+                }
+            },
+        };
+
+        let qtype_code = request.queries.queries().first().map_or(0, |q| u16::from(q.query_type()));
         let error = if request.edns.as_ref().is_some_and(|e| e.version() > 0) {
             Some(ResponseCode::BADVERS)
         } else if cookie.seen == CookieSeen::Malformed {
             // RFC 7873 §5.2.2.
             Some(ResponseCode::FormErr)
+        } else if tsig_error.is_some() {
+            tsig_error
         } else if request.metadata.op_code != OpCode::Query {
             match request.metadata.op_code {
                 OpCode::Notify => self.shard().refused(Refused::Notify),
@@ -437,23 +546,11 @@ impl Handler {
             Some(ResponseCode::FormErr)
         } else if request.queries.queries()[0].query_class() != DNSClass::IN {
             Some(ResponseCode::Refused)
+        } else if qtype_code == 0 {
+            // QTYPE 0 is reserved and means nothing to answer (NOTIMP, as Knot says).
+            Some(ResponseCode::NotImp)
         } else {
-            // Zone transfers are not served (yet): refused as Knot DNS
-            // refuses a transfer it does not allow (NOTAUTH, RFC 5936
-            // §2.2.1); QTYPE 0 is reserved and means nothing to answer
-            // (NOTIMP, as Knot says).
-            match u16::from(request.queries.queries()[0].query_type()) {
-                0 => Some(ResponseCode::NotImp),
-                QTYPE_IXFR => {
-                    self.shard().refused(Refused::Ixfr);
-                    Some(ResponseCode::NotAuth)
-                }
-                QTYPE_AXFR => {
-                    self.shard().refused(Refused::Axfr);
-                    Some(ResponseCode::NotAuth)
-                }
-                _ => None,
-            }
+            None
         };
         if let Some(rcode) = error {
             let verdict = self.limit(request, AnswerClass::Error, &cookie);
@@ -462,6 +559,38 @@ impl Handler {
             }
             let msg = builder.error_msg(&request.metadata, rcode);
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+        }
+        if qtype_code == QTYPE_AXFR || qtype_code == QTYPE_IXFR {
+            let xfr = if qtype_code == QTYPE_AXFR { Xfr::Axfr } else { Xfr::Ixfr };
+            let apex = convert::qname(request.queries.queries()[0].name());
+            let state = self.state.load_full();
+            // Allowed by a key with `transfer` in its scope, or unsigned
+            // from a prefix the zone's `[transfer] allow` lists; refused as
+            // Knot DNS refuses a transfer it does not allow (NOTAUTH, RFC
+            // 5936 §2.2.1), the reason in the log.
+            let refusal = match (state.zone(&apex), &signed_by) {
+                (None, _) => Some("not a zone served here".to_string()),
+                (Some(z), Some(key)) if !key.may_transfer(z) => Some(format!("TSIG key {} may not transfer it", key.name)),
+                (Some(z), None) if !switchboard_domain::tsig::unsigned_transfer_allowed(z, request.src().ip()) => {
+                    Some("unsigned, and the client is not in the zone's [transfer] allow".to_string())
+                }
+                _ => None,
+            };
+            if let Some(why) = refusal {
+                self.shard().transfer(xfr, XfrOutcome::Refused);
+                if request.protocol() == Protocol::Tcp {
+                    tracing::info!(zone = %apex, client = %request.src(), reason = %why, "zone transfer refused");
+                }
+                let msg = builder.error_msg(&request.metadata, ResponseCode::NotAuth);
+                return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+            }
+            if qtype_code == QTYPE_AXFR && request.protocol() == Protocol::Udp {
+                // AXFR is a TCP protocol (RFC 5936 §4.2): NOTIMP, once the
+                // client was found allowed (a refusal comes first, as above).
+                let msg = builder.error_msg(&request.metadata, ResponseCode::NotImp);
+                return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+            }
+            return self.transfer(request, queries, edns.as_ref(), state, apex, xfr, reserve, &mut response).await;
         }
 
         let query = &request.queries.queries()[0];
@@ -487,7 +616,9 @@ impl Handler {
             |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(|r| convert::record(r, &qname, asked)).collect() };
         let mut sections =
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
+        // Room is left for the TSIG record of a signed response.
         let limit = request.edns.as_ref().map_or(UDP_PAYLOAD_MIN, |e| e.max_payload().clamp(UDP_PAYLOAD_MIN, UDP_PAYLOAD_MAX));
+        let limit = limit.saturating_sub(u16::try_from(reserve).unwrap_or(u16::MAX));
         // Header, question, OPT (with a cookie) and uncompressed records:
         // most answers are certain to fit without encoding them twice.
         let opt_size = edns.as_ref().map_or(0, |e| 11 + e.options().as_ref().iter().map(|(_, o)| 4 + usize::from(o.len())).sum::<usize>());

@@ -80,11 +80,57 @@ pub(crate) enum RrlAction {
 /// Requests of protocols not served, refused.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Refused {
-    Axfr,
-    Ixfr,
     Notify,
     Update,
 }
+
+/// A zone transfer's QTYPE, as counted.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Xfr {
+    Axfr,
+    Ixfr,
+}
+
+/// How a zone transfer request ended.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum XfrOutcome {
+    /// The whole zone sent.
+    Complete,
+    /// An IXFR from a client already at the current serial: one SOA.
+    UpToDate,
+    /// Not allowed (no key in scope, prefix not listed), not a zone we
+    /// serve, or too many transfers running.
+    Refused,
+    /// Started but not finished: the client went away or stalled.
+    Failed,
+}
+
+const XFR_OUTCOMES: [&str; 4] = ["complete", "up_to_date", "refused", "failed"];
+
+/// How a NOTIFY this node sent ended (one per attempt; retries follow
+/// all but an acknowledgement).
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum NotifySent {
+    Acknowledged,
+    Timeout,
+    Rejected,
+    Error,
+}
+
+const NOTIFY_SENT: [&str; 4] = ["acknowledged", "timeout", "rejected", "error"];
+
+/// What a TSIG-signed message's check found.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum TsigSeen {
+    Verified,
+    BadKey,
+    BadSig,
+    BadTime,
+    BadTrunc,
+    Malformed,
+}
+
+const TSIG_SEEN: [&str; 6] = ["verified", "badkey", "badsig", "badtime", "badtrunc", "malformed"];
 
 /// One shard of counters. Aligned so that two shards never share a cache line.
 #[repr(align(128))]
@@ -97,7 +143,10 @@ pub(crate) struct Shard {
     dropped_response: AtomicU64,
     rrl: [AtomicU64; 2],
     cookies: [AtomicU64; 5],
-    refused: [AtomicU64; 4],
+    refused: [AtomicU64; 2],
+    transfers: [[AtomicU64; XFR_OUTCOMES.len()]; 2],
+    tsig: [AtomicU64; TSIG_SEEN.len()],
+    notify_sent: [AtomicU64; NOTIFY_SENT.len()],
     /// Per bucket (not cumulative), the last slot is above every bound.
     latency: [AtomicU64; LATENCY_BOUNDS_NS.len() + 1],
     latency_sum_ns: AtomicU64,
@@ -120,6 +169,9 @@ impl Default for Shard {
             rrl: zeros(),
             cookies: zeros(),
             refused: zeros(),
+            transfers: std::array::from_fn(|_| zeros()),
+            tsig: zeros(),
+            notify_sent: zeros(),
             latency: zeros(),
             latency_sum_ns: AtomicU64::new(0),
             tap_seen: AtomicU64::new(0),
@@ -158,6 +210,18 @@ impl Shard {
 
     pub(crate) fn refused(&self, what: Refused) {
         bump(&self.refused[what as usize]);
+    }
+
+    pub(crate) fn transfer(&self, qtype: Xfr, outcome: XfrOutcome) {
+        bump(&self.transfers[qtype as usize][outcome as usize]);
+    }
+
+    pub(crate) fn notify_sent(&self, outcome: NotifySent) {
+        bump(&self.notify_sent[outcome as usize]);
+    }
+
+    pub(crate) fn tsig(&self, seen: TsigSeen) {
+        bump(&self.tsig[seen as usize]);
     }
 
     pub(crate) fn cookie(&self, seen: CookieSeen) {
@@ -326,19 +390,19 @@ impl Collector for DnsStats {
             MetricType::Counter,
         )?)?;
 
-        // Zone transfers, NOTIFY and UPDATE are not served yet: each such
-        // request is refused, and counted by what it asked.
+        let mut transfers = Vec::new();
+        for (q, qtype) in ["AXFR", "IXFR"].into_iter().enumerate() {
+            for (o, outcome) in XFR_OUTCOMES.into_iter().enumerate() {
+                transfers.push((vec![("qtype", qtype), ("outcome", outcome)], self.all(|s| &s.transfers[q][o])));
+            }
+        }
+        counters(e, "switchboard_dns_transfers", "Zone transfer requests, by QTYPE and outcome.", &transfers, true)?;
+        let tsig: Vec<_> = TSIG_SEEN.iter().enumerate().map(|(i, r)| (vec![("result", *r)], self.all(|s| &s.tsig[i]))).collect();
+        counters(e, "switchboard_dns_tsig", "TSIG-signed messages received, by the result of their check.", &tsig, true)?;
+        let sent: Vec<_> = NOTIFY_SENT.iter().enumerate().map(|(i, o)| (vec![("outcome", *o)], self.all(|s| &s.notify_sent[i]))).collect();
+        counters(e, "switchboard_dns_notifies_sent", "NOTIFY messages sent to secondaries, by outcome (every attempt).", &sent, true)?;
+        // NOTIFY and UPDATE are not served yet: each is refused, and counted.
         let refused = |i: usize| self.all(|s| &s.refused[i]);
-        counters(
-            e,
-            "switchboard_dns_transfers",
-            "Zone transfer requests, by QTYPE and outcome.",
-            &[
-                (vec![("qtype", "AXFR"), ("outcome", "refused")], refused(Refused::Axfr as usize)),
-                (vec![("qtype", "IXFR"), ("outcome", "refused")], refused(Refused::Ixfr as usize)),
-            ],
-            true,
-        )?;
         counters(
             e,
             "switchboard_dns_notifies",

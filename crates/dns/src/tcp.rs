@@ -21,7 +21,8 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::tap::{Tapped, Transport};
-use crate::Handler;
+use crate::tsig::Signer;
+use crate::{Handler, Respond};
 
 /// Limits of the TCP listener, from the node config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,11 +163,11 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
         match Request::from_bytes(message, peer, Protocol::Tcp) {
             Ok(request) => {
                 let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Tcp, peer, server, request.as_slice());
-                handler.answer(&request, Writer { half: half.clone(), peer, tapped }).await;
+                handler.answer(&request, Writer { half: half.clone(), peer, tapped, signer: None }).await;
             }
             Err(_) => {
                 handler.shard().malformed();
-                let writer = Writer { half: half.clone(), peer, tapped: None };
+                let writer = Writer { half: half.clone(), peer, tapped: None, signer: None };
                 if writer.send(&format_error(header)).await.is_err() {
                     return;
                 }
@@ -194,7 +195,14 @@ struct Writer {
     peer: SocketAddr,
     /// Set when the query was tapped: the response is too.
     tapped: Option<Tapped>,
+    /// Set when the query was signed (TSIG): every response message is too.
+    signer: Option<Signer>,
 }
+
+/// A response the client does not read within this long is given up, and
+/// the connection with it (a stalled secondary must not hold a transfer's
+/// place for ever).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Writer {
     /// Send one message with its length prefix.
@@ -203,7 +211,16 @@ impl Writer {
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(bytes);
-        self.half.lock().await.write_all(&framed).await
+        let write = async { self.half.lock().await.write_all(&framed).await };
+        tokio::time::timeout(WRITE_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client read nothing for 30 s")))
+    }
+}
+
+impl Respond for Writer {
+    fn sign_with(&mut self, signer: Signer) {
+        self.signer = Some(signer);
     }
 }
 
@@ -220,7 +237,10 @@ impl ResponseHandler for Writer {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (bytes, info) = crate::emit(response, u16::MAX)?;
+        let (mut bytes, info) = crate::emit(response, u16::MAX)?;
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut bytes, crate::tsig::now());
+        }
         self.send(&bytes).await.map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
             tapped.response(Transport::Tcp, self.peer, bytes);

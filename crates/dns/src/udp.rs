@@ -18,7 +18,8 @@ use tokio::net::UdpSocket;
 
 use crate::tap::{Tapped, Transport};
 use crate::tcp::format_error;
-use crate::{Handler, UDP_PAYLOAD_MAX};
+use crate::tsig::Signer;
+use crate::{Handler, Respond, UDP_PAYLOAD_MAX};
 
 /// Largest datagram read: a query is far smaller, and a longer one is not
 /// a query we could answer.
@@ -68,7 +69,7 @@ async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
         match Request::from_bytes(message.to_vec(), peer, Protocol::Udp) {
             Ok(request) => {
                 let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Udp, peer, server, request.as_slice());
-                let reply = Reply { socket: socket.clone(), peer, tapped };
+                let reply = Reply { socket: socket.clone(), peer, tapped, signer: None };
                 handler.answer(&request, reply).await;
             }
             Err(_) => {
@@ -89,6 +90,14 @@ struct Reply {
     peer: SocketAddr,
     /// Set when the query was tapped: the response is too.
     tapped: Option<Tapped>,
+    /// Set when the query was signed (TSIG): the response is too.
+    signer: Option<Signer>,
+}
+
+impl Respond for Reply {
+    fn sign_with(&mut self, signer: Signer) {
+        self.signer = Some(signer);
+    }
 }
 
 #[async_trait::async_trait]
@@ -104,7 +113,10 @@ impl ResponseHandler for Reply {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX)?;
+        let (mut bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX)?;
+        if let Some(signer) = &mut self.signer {
+            signer.sign(&mut bytes, crate::tsig::now());
+        }
         self.socket.send_to(&bytes, self.peer).await.map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
             tapped.response(Transport::Udp, self.peer, bytes);

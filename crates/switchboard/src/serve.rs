@@ -136,6 +136,13 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     };
     let handler = switchboard_dns::Handler::with(node.published(), options);
     let dns_stats = handler.stats();
+    // NOTIFY to secondaries comes from the leader alone (see dns::notify),
+    // on this runtime: it is control plane, not the query path.
+    let leads = {
+        let node = node.clone();
+        Arc::new(move || node.status().role == switchboard_consensus::Role::Leader)
+    };
+    let _notifier = AbortOnDrop(handler.notifier(leads));
     let api_limits = config.api.connection_limits();
     let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
     let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
@@ -201,6 +208,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .add_service(services.acme)
             .add_service(services.watch)
             .add_service(services.credentials)
+            .add_service(services.tsig_keys)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)
@@ -308,6 +316,15 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Aborts its task when dropped: a background task ends with the server.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,279 @@
+//! TSIG keys and zone transfers out (issue 12), with clients nobody here
+//! wrote: `kdig` (Knot's) signs and verifies TSIG, asks AXFR and IXFR; a
+//! Knot DNS secondary (`knotd`) keeps a copy of a Switchboard zone with a
+//! key made by `switchboard tsig create`, and serves what Switchboard serves.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use common::{eventually, free_port, query, standard, Node};
+use hickory_proto::rr::RecordType;
+
+const APEX: &str = "apps.example.test.";
+
+fn kdig(node: &Node, args: &[&str]) -> anyhow::Result<String> {
+    let out = Command::new("kdig")
+        .arg(format!("@{}", node.dns().ip()))
+        .args(["-p", &node.dns().port().to_string()])
+        .args(args)
+        .output()
+        .context("running kdig (Debian's knot-dnsutils; ./x setup installs it)")?;
+    Ok(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+}
+
+/// The records of a kdig transfer's output (`+noall +answer`-like: every
+/// line that is a record), each as `owner TTL class type data`, with
+/// whitespace squeezed and owners lower-cased.
+fn records(output: &str) -> Vec<String> {
+    output
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| {
+            let mut f: Vec<String> = l.split_whitespace().map(str::to_string).collect();
+            if let Some(o) = f.first_mut() {
+                *o = o.to_ascii_lowercase();
+            }
+            f.join(" ")
+        })
+        .filter(|l| !l.contains(" TSIG "))
+        .collect()
+}
+
+/// The zone's records as `zone export` writes them, in the same form.
+fn exported(node: &Node) -> anyhow::Result<BTreeSet<String>> {
+    let text = node.cli(&["zone", "export", APEX])?;
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.starts_with('$') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .collect())
+}
+
+fn serial(node: &Node) -> anyhow::Result<u32> {
+    let soa = query(node.dns(), APEX, RecordType::SOA)?;
+    soa.answers
+        .iter()
+        .find_map(|r| match &r.data {
+            hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+            _ => None,
+        })
+        .ok_or_else(|| anyhow!("no SOA"))
+}
+
+#[test]
+fn tsig_keys_sign_transfers_and_queries_as_kdig_expects() -> anyhow::Result<()> {
+    let (_dir, node) = standard()?;
+    for i in 0..20 {
+        node.cli(&["tenant", "create", &format!("t{i}"), "--cluster", if i % 2 == 0 { "mt1" } else { "mt2" }])?;
+    }
+
+    // `tsig create` prints ALG:NAME:SECRET, once; --json the same parts.
+    let line = node.cli(&["tsig", "create", "xfr-key", "--algorithm", "hmac-sha256", "--allow", "transfer"])?;
+    let line = line.trim().to_string();
+    let parts: Vec<&str> = line.split(':').collect();
+    assert_eq!(parts.len(), 3, "{line}");
+    assert_eq!((parts[0], parts[1]), ("hmac-sha256", "xfr-key."));
+    let created = node.json(&["tsig", "create", "acme-t1", "--algorithm", "hmac-md5", "--tenant", "t1", "--allow", "update"])?;
+    assert_eq!(created["name"], "acme-t1.");
+    assert_eq!(created["algorithm"], "hmac-md5");
+    assert_eq!(created["secret"].as_str().map(str::len), Some(24), "16 bytes in base64: {created}");
+    // A tenant key transfers nothing; an unknown algorithm names the field.
+    let e = node.cli(&["tsig", "create", "bad", "--algorithm", "hmac-sha256", "--tenant", "t1", "--allow", "transfer"]).unwrap_err();
+    assert!(e.to_string().contains("allow"), "{e}");
+    let e = node.cli(&["tsig", "create", "bad", "--algorithm", "hmac-sha3", "--allow", "update"]).unwrap_err();
+    assert!(e.to_string().contains("algorithm"), "{e}");
+    // The list never shows a secret.
+    let list = node.json(&["tsig", "list"])?;
+    let keys = list["keys"].as_array().cloned().unwrap_or_default();
+    assert_eq!(keys.len(), 2, "{list}");
+    assert!(!list.to_string().contains(parts[2]) && !list.to_string().contains("secret"), "{list}");
+
+    // A signed AXFR: the whole zone, as `zone export` has it, every message
+    // verified by kdig (it reports a TSIG failure otherwise).
+    let out = kdig(&node, &["-y", &line, "AXFR", APEX])?;
+    assert!(!out.contains("failed") && !out.contains("TSIG error"), "{out}");
+    let got: Vec<String> = records(&out);
+    assert!(got.first().is_some_and(|r| r.contains(" SOA ")) && got.last().is_some_and(|r| r.contains(" SOA ")), "{out}");
+    let body: BTreeSet<String> = got[..got.len() - 1].iter().cloned().collect();
+    assert_eq!(body, exported(&node)?, "AXFR and zone export differ");
+    assert!(body.iter().any(|r| r.starts_with("ws-t7.apps.example.test.")), "{out}");
+
+    // Unsigned, from an address the zone does not list: NOTAUTH.
+    let out = kdig(&node, &["AXFR", APEX])?;
+    assert!(out.contains("NOTAUTH"), "{out}");
+    // A wrong secret: NOTAUTH with BADSIG, and no records.
+    let wrong = format!("hmac-sha256:xfr-key.:{}", "A".repeat(43) + "=");
+    let out = kdig(&node, &["-y", &wrong, "AXFR", APEX])?;
+    assert!(out.contains("BADSIG"), "{out}");
+    assert!(records(&out).is_empty(), "{out}");
+    // An unknown key: BADKEY.
+    let out = kdig(&node, &["-y", &format!("hmac-sha256:nobody.:{}", parts[2]), "SOA", APEX])?;
+    assert!(out.contains("BADKEY"), "{out}");
+    // A key allowed only updates may not transfer.
+    let md5 = format!("hmac-md5:acme-t1.:{}", created["secret"].as_str().unwrap_or_default());
+    let out = kdig(&node, &["-y", &md5, "AXFR", APEX])?;
+    assert!(out.contains("NOTAUTH") && !out.contains("BADSIG"), "{out}");
+    // A signed query gets a signed answer kdig verifies.
+    let out = kdig(&node, &["-y", &line, "+tcp", "A", "t3.apps.example.test."])?;
+    assert!(out.contains("NOERROR") && out.contains("198.51.100.2") && !out.contains("WARNING"), "{out}");
+    let out = kdig(&node, &["-y", &md5, "A", "t3.apps.example.test."])?;
+    assert!(out.contains("NOERROR") && !out.contains("WARNING"), "{out}");
+
+    // IXFR at the current serial: the one SOA; from an older one: the zone.
+    let now = serial(&node)?;
+    let out = kdig(&node, &["-y", &line, &format!("IXFR={now}"), APEX])?;
+    assert_eq!(records(&out).len(), 1, "{out}");
+    let out = kdig(&node, &["-y", &line, &format!("IXFR={}", now - 5), APEX])?;
+    assert_eq!(records(&out).len(), got.len(), "{out}");
+    // Over UDP, IXFR is the current SOA alone.
+    let out = kdig(&node, &["-y", &line, "+notcp", &format!("IXFR={}", now - 5), APEX])?;
+    assert_eq!(records(&out).len(), 1, "{out}");
+
+    // Listed in the zone's [transfer] allow: unsigned transfers go.
+    let zone = format!("{}\n[transfer]\nallow = [\"127.0.0.0/8\"]\n", common::ZONE);
+    let file = node.dir.join("allow.toml");
+    std::fs::write(&file, zone)?;
+    node.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
+    let out = kdig(&node, &["AXFR", APEX])?;
+    assert_eq!(records(&out).len(), got.len(), "{out}");
+    let z = node.json(&["zone", "get", APEX])?;
+    assert_eq!(z["transfer"]["allow"][0], "127.0.0.0/8", "{z}");
+
+    // Deleting the key: refused from that revision on.
+    node.cli(&["tsig", "delete", "xfr-key"])?;
+    let out = kdig(&node, &["-y", &line, "AXFR", APEX])?;
+    assert!(out.contains("BADKEY"), "{out}");
+    Ok(())
+}
+
+/// knotd as a secondary of the Switchboard node, killed on drop.
+struct Knot(Child);
+
+impl Drop for Knot {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn which(cmd: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join(cmd)).find(|p| p.is_file())
+}
+
+fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Knot> {
+    let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
+    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
+    for d in ["run", "db"] {
+        std::fs::create_dir_all(dir.join(d))?;
+    }
+    let conf = dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: {run:?}\n  listen: 127.0.0.1@{port}\n\
+             database:\n  storage: {db:?}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             key:\n  - id: {name}\n    algorithm: {alg}\n    secret: {secret}\n\
+             remote:\n  - id: primary\n    address: {ip}@{pport}\n    key: {name}\n\
+             acl:\n  - id: notify\n    address: {ip}\n    action: notify\n\
+             zone:\n  - domain: {APEX}\n    master: primary\n    acl: notify\n    storage: {db:?}\n    zonefile-sync: -1\n    journal-content: none\n",
+            run = dir.join("run"),
+            db = dir.join("db"),
+            ip = primary.ip(),
+            pport = primary.port(),
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("knot.log"))?;
+    let child = Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?;
+    Ok(Knot(child))
+}
+
+/// The answers of `server` for every tenant name of `tenants`, as text.
+fn answers_for(server: std::net::SocketAddr, tenants: &[String]) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for t in tenants {
+        for (name, rtype) in [(format!("ws-{t}.{APEX}"), RecordType::CNAME), (format!("{t}.{APEX}"), RecordType::A)] {
+            let m = query(server, &name, rtype)?;
+            out.push(format!("{name} {:?} {:?}", m.metadata.response_code, common::answers(&m)));
+        }
+    }
+    Ok(out)
+}
+
+fn knot_serial(knot: std::net::SocketAddr) -> Option<u32> {
+    query(knot, APEX, RecordType::SOA).ok().and_then(|m| {
+        m.answers.iter().find_map(|r| match &r.data {
+            hickory_proto::rr::RData::SOA(s) => Some(s.serial),
+            _ => None,
+        })
+    })
+}
+
+#[test]
+fn a_knot_secondary_follows_the_zone_by_notify_across_a_restart() -> anyhow::Result<()> {
+    let port = free_port();
+    // The default SOA refresh (an hour): Knot learns of changes only by NOTIFY.
+    let zone = format!("{}\n[transfer]\nnotify = [\"127.0.0.1:{port}\"]\n", common::ZONE);
+    let (dir, mut node) = common::single_with(&zone, &[&["mt1", "--ipv4", "198.51.100.1"], &["mt2", "--ipv4", "198.51.100.2"]])?;
+    let mut tenants: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
+    for (i, t) in tenants.iter().enumerate() {
+        node.cli(&["tenant", "create", t, "--cluster", if i % 2 == 0 { "mt1" } else { "mt2" }])?;
+    }
+    let key = node.cli(&["tsig", "create", "knot-secondary", "--algorithm", "hmac-sha512", "--zones", APEX, "--allow", "transfer"])?;
+    let knot_dir = dir.path().join("knot");
+    std::fs::create_dir_all(&knot_dir)?;
+    let _knot = start_knot_secondary(&knot_dir, port, node.dns(), key.trim())?;
+    let knot = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let knot_log = || std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default();
+    let follows = |node: &Node, tenants: &[String]| -> anyhow::Result<()> {
+        let target = serial(node)?;
+        eventually(Duration::from_secs(30), "Knot at Switchboard's serial with the same answers", || {
+            knot_serial(knot) == Some(target)
+                && matches!((answers_for(node.dns(), tenants), answers_for(knot, tenants)), (Ok(a), Ok(b)) if a == b)
+        })
+        .map_err(|e| anyhow!("{e}; knot log:\n{}", knot_log()))
+    };
+    follows(&node, &tenants)?;
+
+    // 100 tenant changes: moves, deletions and new tenants.
+    let mut changes = 0;
+    for (i, t) in tenants.iter().enumerate() {
+        node.cli(&["tenant", "move", t, if i % 2 == 0 { "mt2" } else { "mt1" }])?;
+        changes += 1;
+    }
+    for t in tenants.drain(20..) {
+        node.cli(&["tenant", "delete", &t])?;
+        changes += 1;
+    }
+    while changes < 100 {
+        let t = format!("new{changes}");
+        node.cli(&["tenant", "create", &t, "--cluster", "mt1"])?;
+        tenants.push(t);
+        changes += 1;
+    }
+    follows(&node, &tenants)?;
+
+    // Killed and restarted: nothing acknowledged is lost, and the next
+    // change reaches Knot too.
+    node.kill9()?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    node.cli(&["tenant", "move", &tenants[0], "mt1"])?;
+    node.cli(&["tenant", "create", "after-restart", "--cluster", "mt2"])?;
+    tenants.push("after-restart".into());
+    follows(&node, &tenants)?;
+
+    // Knot's own account: NOTIFY received, the zone taken again each time,
+    // no errors.
+    let log = knot_log();
+    if log.contains("error") || log.matches("zone updated").count() < 3 || !log.contains("notify, incoming") {
+        bail!("knot did not follow the zone as expected:\n{log}");
+    }
+    Ok(())
+}
