@@ -26,6 +26,7 @@ pub fn command(e: CommandError) -> Status {
         }
         CommandError::Unauthenticated(m) => Status::unauthenticated(m),
         CommandError::PermissionDenied(m) => Status::permission_denied(m),
+        CommandError::Update { .. } => Status::failed_precondition(e.to_string()),
         other => Status::internal(other.to_string()),
     }
 }

@@ -248,7 +248,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) 
             },
         };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let alone = |c: &Command| matches!(c, Command::PutZone { .. } | Command::ExpireAcme);
+        let alone = |c: &Command| matches!(c, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme);
         let mut entities = HashSet::from([first.0.entity()]);
         let mut batch = vec![first];
         while batch.len() < BATCH_COMMANDS_MAX && !alone(&batch[0].0) {

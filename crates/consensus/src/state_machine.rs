@@ -107,6 +107,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                         let by = match &envelope.guard.actor {
                             switchboard_domain::Actor::Trusted => "trusted",
                             switchboard_domain::Actor::Credential(id) => id.as_str(),
+                            switchboard_domain::Actor::TsigKey(name) => name.as_str(),
                         };
                         match &result {
                             Ok(_) => tracing::info!(revision = index, command = envelope.command.kind(), credential = by, "applied"),

@@ -17,6 +17,7 @@ mod tap;
 mod tcp;
 mod tsig;
 mod udp;
+mod update;
 mod xfr;
 
 pub use cookie::CookieSecret;
@@ -25,6 +26,7 @@ pub use rrl::RrlSettings;
 pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
+pub use update::{Submit, Submitted};
 pub use xfr::TRANSFERS_MAX;
 
 use rrl::{AnswerClass, Rrl, Verdict};
@@ -81,6 +83,8 @@ pub struct Options {
     pub cookies: Option<CookieSecret>,
     /// Where sampled queries and responses go (dnstap).
     pub tap: Option<Arc<Tap>>,
+    /// Where RFC 2136 updates are committed; `None`: UPDATE is NOTIMP.
+    pub updates: Option<Arc<dyn Submit>>,
 }
 
 /// What every copy of the handler shares.
@@ -94,6 +98,7 @@ struct Shared {
     tap: Option<Arc<Tap>>,
     /// Places for zone transfers running at once.
     transfers: Arc<tokio::sync::Semaphore>,
+    updates: Option<Arc<dyn Submit>>,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -119,7 +124,16 @@ impl Handler {
         let tcp = Arc::new(TcpCounters::default());
         let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone()));
         let transfers = Arc::new(tokio::sync::Semaphore::new(TRANSFERS_MAX));
-        let shared = Shared { stats, tcp, udp_loops, rrl: Rrl::new(options.rrl), cookies: options.cookies, tap: options.tap, transfers };
+        let shared = Shared {
+            stats,
+            tcp,
+            udp_loops,
+            rrl: Rrl::new(options.rrl),
+            cookies: options.cookies,
+            tap: options.tap,
+            transfers,
+            updates: options.updates,
+        };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
 
@@ -405,6 +419,41 @@ impl Handler {
         info
     }
 
+    /// Read, authorise and commit an RFC 2136 UPDATE signed by `key`; the
+    /// RCODE to answer with. Every refusal is logged with its reason.
+    async fn update(&self, request: &Request, key: Option<&Arc<switchboard_domain::TsigKey>>) -> ResponseCode {
+        let apex = request.queries.queries().first().map(|q| convert::qname(q.name())).unwrap_or_default();
+        let refuse = |rcode: ResponseCode, reason: &str| {
+            self.shard().update(rcode);
+            tracing::info!(zone = %apex, client = %request.src(), key = key.map_or("none", |k| k.name.as_str()), %rcode, reason, "update refused");
+            rcode
+        };
+        let state = self.state.load_full();
+        let parsed = update::read(request, &apex);
+        let Some(submit) = &self.shared.updates else { return refuse(ResponseCode::NotImp, "updates are not served by this front end") };
+        let update = match parsed {
+            Ok(u) => u,
+            Err(r) => return refuse(r.rcode, &r.reason),
+        };
+        if state.zone(&apex).is_none() {
+            return refuse(ResponseCode::NotAuth, "not a zone served here");
+        }
+        let Some(key) = key else { return refuse(ResponseCode::Refused, "unsigned: updates need a TSIG key with update in scope") };
+        if let Err(r) = update::allowed(&state, key, &update) {
+            return refuse(r.rcode, &r.reason);
+        }
+        drop(state);
+        let command = switchboard_domain::Command::Update { update };
+        match submit.submit(command, switchboard_domain::Actor::TsigKey(key.name.clone())).await {
+            Submitted::Applied => {
+                self.shard().update(ResponseCode::NoError);
+                ResponseCode::NoError
+            }
+            Submitted::Refused(e) => refuse(update::rcode_of(&e), &e.to_string()),
+            Submitted::Unavailable(why) => refuse(ResponseCode::ServFail, &why),
+        }
+    }
+
     /// What rate limiting says of a response of `class` to `request`. TCP
     /// is never limited (its source address is proven), nor is a client
     /// that returned a valid server cookie.
@@ -535,11 +584,12 @@ impl Handler {
             Some(ResponseCode::FormErr)
         } else if tsig_error.is_some() {
             tsig_error
+        } else if request.metadata.op_code == OpCode::Update {
+            // Answered below, once read and committed.
+            None
         } else if request.metadata.op_code != OpCode::Query {
-            match request.metadata.op_code {
-                OpCode::Notify => self.shard().refused(Refused::Notify),
-                OpCode::Update => self.shard().refused(Refused::Update),
-                _ => {}
+            if request.metadata.op_code == OpCode::Notify {
+                self.shard().refused(Refused::Notify);
             }
             Some(ResponseCode::NotImp)
         } else if request.queries.len() != 1 {
@@ -557,6 +607,11 @@ impl Handler {
             if verdict != Verdict::Send {
                 return self.withhold(verdict, request, builder, rcode, &cookie, response).await;
             }
+            let msg = builder.error_msg(&request.metadata, rcode);
+            return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+        }
+        if request.metadata.op_code == OpCode::Update {
+            let rcode = self.update(request, signed_by.as_ref()).await;
             let msg = builder.error_msg(&request.metadata, rcode);
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }

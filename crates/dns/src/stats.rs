@@ -81,8 +81,22 @@ pub(crate) enum RrlAction {
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Refused {
     Notify,
-    Update,
 }
+
+/// UPDATE outcomes counted, by the RCODE answered.
+const UPDATE_RCODES: [(ResponseCode, &str); 11] = [
+    (ResponseCode::NoError, "NOERROR"),
+    (ResponseCode::FormErr, "FORMERR"),
+    (ResponseCode::ServFail, "SERVFAIL"),
+    (ResponseCode::NXDomain, "NXDOMAIN"),
+    (ResponseCode::NotImp, "NOTIMP"),
+    (ResponseCode::Refused, "REFUSED"),
+    (ResponseCode::YXDomain, "YXDOMAIN"),
+    (ResponseCode::YXRRSet, "YXRRSET"),
+    (ResponseCode::NXRRSet, "NXRRSET"),
+    (ResponseCode::NotAuth, "NOTAUTH"),
+    (ResponseCode::NotZone, "NOTZONE"),
+];
 
 /// A zone transfer's QTYPE, as counted.
 #[derive(Debug, Clone, Copy)]
@@ -143,7 +157,8 @@ pub(crate) struct Shard {
     dropped_response: AtomicU64,
     rrl: [AtomicU64; 2],
     cookies: [AtomicU64; 5],
-    refused: [AtomicU64; 2],
+    refused: [AtomicU64; 1],
+    updates: [AtomicU64; UPDATE_RCODES.len()],
     transfers: [[AtomicU64; XFR_OUTCOMES.len()]; 2],
     tsig: [AtomicU64; TSIG_SEEN.len()],
     notify_sent: [AtomicU64; NOTIFY_SENT.len()],
@@ -169,6 +184,7 @@ impl Default for Shard {
             rrl: zeros(),
             cookies: zeros(),
             refused: zeros(),
+            updates: zeros(),
             transfers: std::array::from_fn(|_| zeros()),
             tsig: zeros(),
             notify_sent: zeros(),
@@ -214,6 +230,13 @@ impl Shard {
 
     pub(crate) fn transfer(&self, qtype: Xfr, outcome: XfrOutcome) {
         bump(&self.transfers[qtype as usize][outcome as usize]);
+    }
+
+    /// An UPDATE answered with `rcode`.
+    pub(crate) fn update(&self, rcode: ResponseCode) {
+        if let Some(i) = UPDATE_RCODES.iter().position(|(c, _)| *c == rcode) {
+            bump(&self.updates[i]);
+        }
     }
 
     pub(crate) fn notify_sent(&self, outcome: NotifySent) {
@@ -401,7 +424,7 @@ impl Collector for DnsStats {
         counters(e, "switchboard_dns_tsig", "TSIG-signed messages received, by the result of their check.", &tsig, true)?;
         let sent: Vec<_> = NOTIFY_SENT.iter().enumerate().map(|(i, o)| (vec![("outcome", *o)], self.all(|s| &s.notify_sent[i]))).collect();
         counters(e, "switchboard_dns_notifies_sent", "NOTIFY messages sent to secondaries, by outcome (every attempt).", &sent, true)?;
-        // NOTIFY and UPDATE are not served yet: each is refused, and counted.
+        // NOTIFY to us is not served (we are the primary): refused, and counted.
         let refused = |i: usize| self.all(|s| &s.refused[i]);
         counters(
             e,
@@ -410,13 +433,9 @@ impl Collector for DnsStats {
             &[(vec![("outcome", "refused")], refused(Refused::Notify as usize))],
             true,
         )?;
-        counters(
-            e,
-            "switchboard_dns_updates",
-            "UPDATE messages received, by outcome.",
-            &[(vec![("outcome", "refused")], refused(Refused::Update as usize))],
-            true,
-        )?;
+        let updates: Vec<_> =
+            UPDATE_RCODES.iter().enumerate().map(|(i, (_, name))| (vec![("rcode", *name)], self.all(|s| &s.updates[i]))).collect();
+        counters(e, "switchboard_dns_updates", "RFC 2136 UPDATE messages answered, by RCODE.", &updates, true)?;
 
         if let Some(tap) = &self.tap {
             counters(

@@ -8,6 +8,7 @@ use crate::credential::{Actor, Credential};
 use crate::kind::{EntityId, Kind};
 use crate::model::{Cluster, Tenant, ZoneSpec};
 use crate::tsig::{self, TsigKey};
+use crate::update::Update;
 
 /// A command with what the leader stamped into it. Apply never reads the
 /// clock: `at_ms` is the only time it knows.
@@ -113,6 +114,10 @@ pub enum Command {
     DeleteTsigKey {
         name: String,
     },
+    /// An RFC 2136 UPDATE: its prerequisites and changes, all or nothing.
+    Update {
+        update: Update,
+    },
 }
 
 impl Command {
@@ -142,6 +147,7 @@ impl Command {
                 (Kind::TsigKey, tsig::key_name("name", &key.name).unwrap_or_else(|_| key.name.to_ascii_lowercase()))
             }
             Command::DeleteTsigKey { name } => (Kind::TsigKey, tsig::key_name("name", name).unwrap_or_else(|_| name.to_ascii_lowercase())),
+            Command::Update { update } => (Kind::Zone, update.apex.to_ascii_lowercase()),
         };
         EntityId::new(kind, key)
     }
@@ -167,6 +173,7 @@ impl Command {
             Command::RevokeCredential { .. } => "revoke_credential",
             Command::CreateTsigKey { .. } => "create_tsig_key",
             Command::DeleteTsigKey { .. } => "delete_tsig_key",
+            Command::Update { .. } => "update",
         }
     }
 }

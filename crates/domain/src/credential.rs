@@ -178,6 +178,9 @@ pub enum Actor {
     /// A stored credential, by id: looked up and authorised again on the
     /// committed state when the command applies.
     Credential(String),
+    /// A TSIG key, by name: the signer of an RFC 2136 UPDATE, authorised
+    /// again (key still there, zone and names in scope) when it applies.
+    TsigKey(String),
 }
 
 /// What a caller asks to do.
@@ -233,6 +236,7 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
     match command {
         Command::CreateCredential { .. } | Command::RevokeCredential { .. } => Err("manage credentials: that needs an admin".into()),
         Command::CreateTsigKey { .. } | Command::DeleteTsigKey { .. } => Err("manage TSIG keys: that needs an admin".into()),
+        Command::Update { .. } => Err("send RFC 2136 updates: they come over DNS, signed with a TSIG key".into()),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
         _ if *scope == Scope::All => Ok(()),
         Command::PutZone { zone } => {

@@ -50,6 +50,10 @@ pub enum CommandError {
     /// The credential may not do this.
     #[error("{0}")]
     PermissionDenied(String),
+    /// An RFC 2136 update refused with `rcode` (a prerequisite not met, a
+    /// name outside the zone, or policy).
+    #[error("{reason}")]
+    Update { rcode: crate::update::UpdateRcode, reason: String },
 }
 
 impl From<ValidationError> for CommandError {

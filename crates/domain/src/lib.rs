@@ -15,6 +15,7 @@ pub mod record;
 pub mod resolve;
 pub mod state;
 pub mod tsig;
+pub mod update;
 
 #[cfg(test)]
 mod tests;

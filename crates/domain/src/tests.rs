@@ -1085,3 +1085,97 @@ fn transfer_prefixes_parse_strictly_and_match_their_addresses() {
         assert_eq!(e.field, "transfer.allow[0]", "{bad}");
     }
 }
+
+// --- RFC 2136 updates ----------------------------------------------------------
+
+use crate::update::{Prerequisite, Update, UpdateOp, UpdateRcode};
+
+fn upd(prerequisites: Vec<Prerequisite>, ops: Vec<UpdateOp>) -> Command {
+    Command::Update { update: Update { apex: APEX.into(), prerequisites, ops } }
+}
+
+fn a(name: &str, last: u8) -> UpdateOp {
+    UpdateOp::Add(crate::Record { name: name.into(), ttl: 60, data: RData::A(Ipv4Addr::new(192, 0, 2, last)) })
+}
+
+fn rcode(r: Result<Outcome, CommandError>) -> Option<UpdateRcode> {
+    match r {
+        Err(CommandError::Update { rcode, .. }) => Some(rcode),
+        other => panic!("expected an update refusal, got {other:?}"),
+    }
+}
+
+#[test]
+fn an_update_applies_all_of_itself_or_nothing() {
+    let mut w = acme_world();
+    let n = "x.apps.example.test.";
+    w.ok(upd(vec![Prerequisite::NameNotInUse(n.into())], vec![a(n, 1), a(n, 2)]));
+    assert_eq!(resolve(&w.state, n, RType::A).answers.len(), 2);
+    // The prerequisite fails now: nothing of it happens.
+    let before = w.state.zone(APEX).unwrap().spec.clone();
+    assert_eq!(
+        rcode(w.run(upd(vec![Prerequisite::NameNotInUse(n.into())], vec![a("y.apps.example.test.", 3)]))),
+        Some(UpdateRcode::YxDomain)
+    );
+    // A name the rules make (tenant t1's host) refuses the whole update.
+    assert_eq!(rcode(w.run(upd(vec![], vec![a("y.apps.example.test.", 3), a("t1.apps.example.test.", 4)]))), Some(UpdateRcode::Refused));
+    assert_eq!(rcode(w.run(upd(vec![], vec![a("ws-t1.apps.example.test.", 4)]))), Some(UpdateRcode::Refused));
+    assert_eq!(rcode(w.run(upd(vec![], vec![a("www.example.org.", 4)]))), Some(UpdateRcode::NotZone));
+    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    // RRset prerequisites, value dependent and not.
+    let two = vec![RData::A(Ipv4Addr::new(192, 0, 2, 2)), RData::A(Ipv4Addr::new(192, 0, 2, 1))];
+    w.ok(upd(
+        vec![Prerequisite::RrsetIs(n.into(), RType::A, two)],
+        vec![UpdateOp::DeleteRr(n.into(), RData::A(Ipv4Addr::new(192, 0, 2, 1)))],
+    ));
+    assert_eq!(rcode(w.run(upd(vec![Prerequisite::RrsetExists(n.into(), RType::Txt)], vec![]))), Some(UpdateRcode::NxRrset));
+    assert_eq!(rcode(w.run(upd(vec![Prerequisite::RrsetNotExists(n.into(), RType::A)], vec![]))), Some(UpdateRcode::YxRrset));
+    w.ok(upd(vec![Prerequisite::NameInUse(n.into())], vec![UpdateOp::DeleteName(n.into())]));
+    assert_eq!(resolve(&w.state, n, RType::A).rcode, Rcode::NxDomain);
+}
+
+#[test]
+fn update_makes_challenges_keeps_the_apex_ns_and_ignores_soa() {
+    let mut w = acme_world();
+    let owner = "_acme-challenge.t1.apps.example.test.";
+    let txt = |v: &str| UpdateOp::Add(crate::Record { name: owner.into(), ttl: 60, data: RData::Txt(vec![v.into()]) });
+    w.ok(upd(vec![], vec![txt("one"), txt("two")]));
+    let c = w.state.challenge(owner).unwrap();
+    assert_eq!(c.values.len(), 2);
+    assert_eq!(c.tenant.as_deref(), Some("t1"));
+    // Deleting what is not there is no change; deleting the RRset clears it.
+    w.ok(upd(vec![], vec![UpdateOp::DeleteRr(owner.into(), RData::Txt(vec!["nope".into()]))]));
+    w.ok(upd(vec![], vec![UpdateOp::DeleteRrset(owner.into(), RType::Txt)]));
+    assert!(w.state.challenge(owner).is_none_or(|c| c.values.is_empty()));
+    // Apex NS: added, removed, never emptied; SOA ignored.
+    let ns = |n: &str| RData::Ns(n.into());
+    w.ok(upd(vec![], vec![UpdateOp::Add(crate::Record { name: APEX.into(), ttl: 300, data: ns("ns3.example.test.") })]));
+    assert_eq!(w.state.zone(APEX).unwrap().spec.ns.len(), 3);
+    let all: Vec<UpdateOp> = w.state.zone(APEX).unwrap().spec.ns.iter().map(|n| UpdateOp::DeleteRr(APEX.into(), ns(n))).collect();
+    w.ok(upd(vec![], all));
+    assert_eq!(w.state.zone(APEX).unwrap().spec.ns.len(), 1);
+    w.ok(upd(vec![], vec![UpdateOp::DeleteRrset(APEX.into(), RType::Soa), UpdateOp::DeleteRrset(APEX.into(), RType::Ns)]));
+    assert_eq!(resolve(&w.state, APEX, RType::Soa).answers.len(), 1);
+}
+
+#[test]
+fn a_tenant_tsig_key_updates_only_its_own_challenges() {
+    let mut w = credentials_world();
+    w.ok(Command::CreateTsigKey { key: tsig_key("t1", Scope::Tenant("t1".into()), UPDATE) });
+    w.ok(Command::CreateTsigKey { key: tsig_key("xfr-only", Scope::All, TRANSFER) });
+    let as_key = |w: &mut World, key: &str, command: Command| {
+        w.rev += 1;
+        let guard = Guard { actor: Actor::TsigKey(key.into()), ..Guard::default() };
+        w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard }).0
+    };
+    let txt = |owner: &str| UpdateOp::Add(crate::Record { name: owner.into(), ttl: 60, data: RData::Txt(vec!["v".into()]) });
+    assert!(as_key(&mut w, "t1.", upd(vec![], vec![txt("_acme-challenge.t1.apps.example.test.")])).is_ok());
+    assert!(as_key(&mut w, "t1.", upd(vec![], vec![txt("_acme-challenge.a1.apps.example.test.")])).is_ok(), "its alias is its own");
+    for bad in [txt("_acme-challenge.t2.apps.example.test."), a("t1-static.apps.example.test.", 9)] {
+        assert_eq!(rcode(as_key(&mut w, "t1.", upd(vec![], vec![bad]))), Some(UpdateRcode::Refused));
+    }
+    assert_eq!(rcode(as_key(&mut w, "xfr-only.", upd(vec![], vec![a("z.apps.example.test.", 1)]))), Some(UpdateRcode::Refused));
+    assert!(matches!(as_key(&mut w, "gone.", upd(vec![], vec![])), Err(CommandError::Unauthenticated(_))));
+    // A TSIG key acts for updates only.
+    assert!(matches!(as_key(&mut w, "t1.", Command::DeleteTenant { id: "t2".into() }), Err(CommandError::PermissionDenied(_))));
+}

@@ -222,3 +222,35 @@ impl TsigKey {
 pub fn unsigned_transfer_allowed(zone: &Zone, ip: std::net::IpAddr) -> bool {
     zone.spec.transfer.allow.iter().any(|p| p.contains(ip))
 }
+
+/// Whether `key` may make `update`: `update` allowed, the zone in its
+/// scope; a tenant's key only TXT changes (and prerequisites) at the
+/// `_acme-challenge` names of its own tenant. `Err` says why not.
+pub fn update_allowed(state: &crate::State, key: &TsigKey, update: &crate::update::Update) -> Result<(), String> {
+    let who = || format!("TSIG key {} ({})", key.name, key.scope.describe());
+    let Some(zone) = state.zone(&update.apex.to_ascii_lowercase()) else { return Ok(()) };
+    if !key.may_update(zone) {
+        return Err(format!("{} may not update zone {}", who(), zone.apex()));
+    }
+    let Scope::Tenant(own) = &key.scope else { return Ok(()) };
+    let owns = |n: &str| {
+        n.starts_with(&format!("{}.", crate::model::ACME_LABEL))
+            && crate::credential::tenant_of_name(state, n).is_some_and(|t| t.id == *own)
+    };
+    for n in update.prerequisites.iter().map(|p| p.name()) {
+        if !owns(n) {
+            return Err(format!("{} may not look at {n}, which is not an _acme-challenge name of tenant {own}", who()));
+        }
+    }
+    for op in &update.ops {
+        if !owns(op.name()) || !matches!(op.rtype(), Some(crate::record::RType::Txt) | None) {
+            return Err(format!(
+                "{} may not change {} {}: only TXT at the _acme-challenge names of tenant {own}",
+                who(),
+                op.name(),
+                op.rtype().map_or("ANY".to_string(), |t| t.to_string())
+            ));
+        }
+    }
+    Ok(())
+}

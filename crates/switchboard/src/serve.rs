@@ -128,7 +128,9 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         }
         None => (None, None),
     };
+    let updates: Arc<dyn switchboard_dns::Submit> = Arc::new(Updates(node.clone()));
     let options = switchboard_dns::Options {
+        updates: Some(updates),
         udp_loops: config.dns.udp_workers,
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
@@ -316,6 +318,41 @@ async fn shutdown_signal() -> anyhow::Result<()> {
         _ = term.recv() => {}
     }
     Ok(())
+}
+
+/// Most time an RFC 2136 UPDATE may take to commit and apply here before
+/// it is answered SERVFAIL (the client retries; the request id keeps a
+/// retry that reaches the leader from applying twice within the window).
+const UPDATE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The DNS front end's way into consensus, for RFC 2136 UPDATE: a write
+/// like any API write (forwarded to the leader, group-committed, retried
+/// across a change of leader), answered once it is applied on this node.
+#[derive(Debug)]
+struct Updates(Arc<Node>);
+
+#[async_trait::async_trait]
+impl switchboard_dns::Submit for Updates {
+    async fn submit(&self, command: switchboard_domain::Command, actor: switchboard_domain::Actor) -> switchboard_dns::Submitted {
+        use switchboard_dns::Submitted;
+        let guard = switchboard_domain::Guard { actor, ..switchboard_domain::Guard::default() };
+        let write = async {
+            let written = match self.0.write(command, guard).await {
+                Ok(w) => w,
+                Err(e) => return Submitted::Unavailable(e.to_string()),
+            };
+            // Applied here too, so the client reads its change from this node.
+            let mut applied = self.0.applied();
+            let _ = applied.wait_for(|r| *r >= written.revision).await;
+            match written.result {
+                Ok(_) => Submitted::Applied,
+                Err(e) => Submitted::Refused(e),
+            }
+        };
+        tokio::time::timeout(UPDATE_TIMEOUT, write)
+            .await
+            .unwrap_or_else(|_| Submitted::Unavailable(format!("not committed within {} s", UPDATE_TIMEOUT.as_secs())))
+    }
 }
 
 /// Aborts its task when dropped: a background task ends with the server.

@@ -15,6 +15,7 @@ mod acme;
 mod credentials;
 mod dedup;
 mod tenants;
+mod update;
 mod zones;
 
 use std::sync::Arc;
@@ -257,12 +258,23 @@ impl State {
             Command::RevokeCredential { id } => self.revoke_credential(id, fx),
             Command::CreateTsigKey { key } => self.create_tsig_key(rev, env.at_ms, key, fx),
             Command::DeleteTsigKey { name } => self.delete_tsig_key(name, fx),
+            Command::Update { update } => self.update(rev, env.at_ms, update, fx),
         }
     }
 
     /// A command sent with a stored credential: the credential must still
     /// exist and be allowed the command on the state it applies to.
     fn check_actor(&self, env: &Envelope) -> Result<(), CommandError> {
+        if let Actor::TsigKey(name) = &env.guard.actor {
+            let Some(key) = self.tsig_key(name) else {
+                return Err(CommandError::Unauthenticated(format!("TSIG key {name} was deleted")));
+            };
+            return match &env.command {
+                Command::Update { update } => crate::tsig::update_allowed(self, key, update)
+                    .map_err(|why| CommandError::Update { rcode: crate::update::UpdateRcode::Refused, reason: why }),
+                other => Err(CommandError::PermissionDenied(format!("TSIG key {name} may not {}", other.kind()))),
+            };
+        }
         let Actor::Credential(id) = &env.guard.actor else { return Ok(()) };
         let Some(c) = self.credential(id) else {
             return Err(CommandError::Unauthenticated(format!("credential {id} was revoked")));

@@ -1,0 +1,153 @@
+//! RFC 2136 UPDATE on the DNS port: the message is checked (TSIG first,
+//! by the handler), read into one `Update` command, authorised against the
+//! key's scope, and handed to the control plane (`Submit`), which commits
+//! it through consensus (forwarded to the leader from any node). The
+//! response goes out only once the command is applied here, or SERVFAIL
+//! when it could not be decided in time.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hickory_proto::op::ResponseCode;
+use hickory_proto::rr::{DNSClass, RData as W, Record, RecordType};
+use hickory_server::server::Request;
+use switchboard_domain::update::{Prerequisite, Update, UpdateOp, UpdateRcode};
+use switchboard_domain::{Actor, Command, CommandError, RData, RType, State, TsigKey};
+
+use crate::convert;
+
+/// What the control plane made of a submitted command.
+#[derive(Debug)]
+pub enum Submitted {
+    /// Committed, and applied on this node.
+    Applied,
+    /// Committed and refused (nothing changed), with why.
+    Refused(CommandError),
+    /// Not decided in time (no quorum, no leader), with why.
+    Unavailable(String),
+}
+
+/// The control plane as the DNS front end sees it: commits a command for
+/// an actor and answers once it is applied here.
+#[async_trait::async_trait]
+pub trait Submit: Send + Sync + std::fmt::Debug {
+    async fn submit(&self, command: Command, actor: Actor) -> Submitted;
+}
+
+/// Why an UPDATE message is answered with an error before it is proposed.
+pub(crate) struct Refusal {
+    pub(crate) rcode: ResponseCode,
+    pub(crate) reason: String,
+}
+
+fn formerr(reason: impl Into<String>) -> Refusal {
+    Refusal { rcode: ResponseCode::FormErr, reason: reason.into() }
+}
+
+/// The RCODE of an update refused when it applied.
+pub(crate) fn rcode_of(e: &CommandError) -> ResponseCode {
+    match e {
+        CommandError::Update { rcode, .. } => match rcode {
+            UpdateRcode::YxDomain => ResponseCode::YXDomain,
+            UpdateRcode::YxRrset => ResponseCode::YXRRSet,
+            UpdateRcode::NxDomain => ResponseCode::NXDomain,
+            UpdateRcode::NxRrset => ResponseCode::NXRRSet,
+            UpdateRcode::NotZone => ResponseCode::NotZone,
+            UpdateRcode::Refused => ResponseCode::Refused,
+        },
+        CommandError::NotFound { .. } => ResponseCode::NotAuth,
+        CommandError::Unauthenticated(_) => ResponseCode::NotAuth,
+        _ => ResponseCode::Refused,
+    }
+}
+
+/// A record's data in domain form; `None` for a type UPDATE cannot set here.
+fn rdata(r: &Record, apex: &str) -> Result<RData, Refusal> {
+    let refused = |why: String| Refusal { rcode: ResponseCode::Refused, reason: why };
+    Ok(match &r.data {
+        W::A(a) => RData::A(a.0),
+        W::AAAA(a) => RData::Aaaa(a.0),
+        W::CNAME(n) => RData::Cname(convert::qname(&n.0)),
+        W::NS(n) => RData::Ns(convert::qname(&n.0)),
+        W::MX(m) => RData::Mx { preference: m.preference, exchange: convert::qname(&m.exchange) },
+        W::SRV(s) => RData::Srv { priority: s.priority, weight: s.weight, port: s.port, target: convert::qname(&s.target) },
+        W::TXT(t) => RData::Txt(
+            t.txt_data
+                .iter()
+                .map(|s| String::from_utf8(s.to_vec()).map_err(|_| refused(format!("a TXT string at {} is not UTF-8", r.name))))
+                .collect::<Result<_, _>>()?,
+        ),
+        W::CAA(_) => RData::parse("data", RType::Caa, &r.data.to_string(), apex).map_err(|e| refused(e.to_string()))?,
+        W::SOA(_) => RData::Soa { mname: String::new(), rname: String::new(), serial: 0, refresh: 0, retry: 0, expire: 0, minimum: 0 },
+        other => return Err(refused(format!("{} records are not served here", other.record_type()))),
+    })
+}
+
+/// The domain type of a record type (ANY and the rest as `Other`).
+fn rtype(t: RecordType) -> RType {
+    RType::from_code(u16::from(t))
+}
+
+/// Read an UPDATE message (RFC 2136 §2): the zone section names the zone
+/// (`apex`, checked by the caller), the prerequisite section is the
+/// message's answer section, the update section its authority section.
+pub(crate) fn read(request: &Request, apex: &str) -> Result<Update, Refusal> {
+    let zone = request.queries.queries().first().ok_or_else(|| formerr("no zone section"))?;
+    if request.queries.len() != 1 || zone.query_type() != RecordType::SOA {
+        return Err(formerr("the zone section must hold one SOA question"));
+    }
+    // RRset-exists (value dependent) prerequisites are whole RRsets: gather them.
+    let mut rrsets: BTreeMap<(String, RType), Vec<RData>> = BTreeMap::new();
+    let mut prerequisites = Vec::new();
+    for r in &request.answers {
+        let name = convert::qname(&r.name);
+        if r.ttl != 0 {
+            return Err(formerr(format!("prerequisite {name}: TTL must be 0")));
+        }
+        let empty = matches!(r.data, W::Update0(_));
+        let t = rtype(r.record_type());
+        match (r.dns_class, empty) {
+            (DNSClass::ANY, true) if t == RType::Any => prerequisites.push(Prerequisite::NameInUse(name)),
+            (DNSClass::ANY, true) => prerequisites.push(Prerequisite::RrsetExists(name, t)),
+            (DNSClass::NONE, true) if t == RType::Any => prerequisites.push(Prerequisite::NameNotInUse(name)),
+            (DNSClass::NONE, true) => prerequisites.push(Prerequisite::RrsetNotExists(name, t)),
+            (DNSClass::IN, false) => rrsets.entry((name, t)).or_default().push(rdata(r, apex)?),
+            _ => return Err(formerr(format!("prerequisite {name}: class {} with that data", r.dns_class))),
+        }
+    }
+    prerequisites.extend(rrsets.into_iter().map(|((n, t), data)| Prerequisite::RrsetIs(n, t, data)));
+
+    let mut ops = Vec::new();
+    for r in &request.authorities {
+        let name = convert::qname(&r.name);
+        let t = rtype(r.record_type());
+        let meta = matches!(u16::from(r.record_type()), 0 | 128..=255);
+        match r.dns_class {
+            DNSClass::IN => {
+                if meta || matches!(r.data, W::Update0(_)) {
+                    return Err(formerr(format!("update {name}: an addition needs a real type and data")));
+                }
+                ops.push(UpdateOp::Add(switchboard_domain::Record { name, ttl: r.ttl, data: rdata(r, apex)? }));
+            }
+            DNSClass::ANY if r.ttl == 0 && matches!(r.data, W::Update0(_)) => {
+                if t == RType::Any {
+                    ops.push(UpdateOp::DeleteName(name));
+                } else if meta {
+                    return Err(formerr(format!("update {name}: cannot delete a meta type")));
+                } else {
+                    ops.push(UpdateOp::DeleteRrset(name, t));
+                }
+            }
+            DNSClass::NONE if r.ttl == 0 && !meta && !matches!(r.data, W::Update0(_)) => {
+                ops.push(UpdateOp::DeleteRr(name, rdata(r, apex)?))
+            }
+            _ => return Err(formerr(format!("update {name}: class {} with that TTL and data", r.dns_class))),
+        }
+    }
+    Ok(Update { apex: apex.to_string(), prerequisites, ops })
+}
+
+/// Whether `key` may make `update` on `state`, as apply will check again.
+pub(crate) fn allowed(state: &State, key: &Arc<TsigKey>, update: &Update) -> Result<(), Refusal> {
+    switchboard_domain::tsig::update_allowed(state, key, update).map_err(|reason| Refusal { rcode: ResponseCode::Refused, reason })
+}

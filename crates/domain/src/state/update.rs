@@ -1,0 +1,201 @@
+//! The RFC 2136 UPDATE command: prerequisites checked, then every change
+//! made, on a copy of the state (O(1) with persistent maps) that replaces
+//! this one only when all of it succeeded: an update is all or nothing.
+
+use crate::command::Outcome;
+use crate::credential::tenant_of_name;
+use crate::error::CommandError;
+use crate::kind::Effect;
+use crate::masterfile;
+use crate::model::{self, RecordSpec};
+use crate::name;
+use crate::record::{RData, RType, Record};
+use crate::resolve::{resolve, Rcode};
+use crate::update::{Prerequisite, Update, UpdateOp, UpdateRcode, UPDATE_ITEMS_MAX};
+
+use super::State;
+
+fn refuse(rcode: UpdateRcode, reason: impl Into<String>) -> CommandError {
+    CommandError::Update { rcode, reason: reason.into() }
+}
+
+/// Whether `name` is an `_acme-challenge` name.
+fn is_acme(name: &str) -> bool {
+    name.strip_prefix(model::ACME_LABEL).is_some_and(|rest| rest.starts_with('.'))
+}
+
+impl State {
+    /// The records `name` owns as the zone serves it now, of `rtype` (every
+    /// type for `RType::Any`): static records, challenges and what the rules
+    /// make, not the targets a CNAME leads to.
+    fn owned(&self, name: &str, rtype: RType) -> Vec<Record> {
+        let a = resolve(self, name, rtype);
+        if a.rcode != Rcode::NoError || !a.authoritative {
+            return Vec::new();
+        }
+        a.answers.into_iter().filter(|r| r.name == name && (rtype == RType::Any || r.rtype() == rtype)).collect()
+    }
+
+    fn check_prerequisite(&self, p: &Prerequisite) -> Result<(), CommandError> {
+        match p {
+            Prerequisite::NameInUse(n) if self.owned(n, RType::Any).is_empty() => {
+                Err(refuse(UpdateRcode::NxDomain, format!("{n} has no records")))
+            }
+            Prerequisite::NameNotInUse(n) if !self.owned(n, RType::Any).is_empty() => {
+                Err(refuse(UpdateRcode::YxDomain, format!("{n} has records")))
+            }
+            Prerequisite::RrsetExists(n, t) if self.owned(n, *t).is_empty() => Err(refuse(UpdateRcode::NxRrset, format!("{n} has no {t}"))),
+            Prerequisite::RrsetNotExists(n, t) if !self.owned(n, *t).is_empty() => {
+                Err(refuse(UpdateRcode::YxRrset, format!("{n} has {t} records")))
+            }
+            Prerequisite::RrsetIs(n, t, want) => {
+                let mut have: Vec<RData> = self.owned(n, *t).into_iter().map(|r| r.data).collect();
+                let mut want = want.clone();
+                let key = |d: &RData| format!("{d:?}");
+                have.sort_by_key(key);
+                want.sort_by_key(key);
+                want.dedup();
+                if have == want {
+                    Ok(())
+                } else {
+                    Err(refuse(UpdateRcode::NxRrset, format!("the {t} records at {n} are not those given")))
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+
+    pub(super) fn update(&mut self, rev: u64, at_ms: u64, u: &Update, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        let apex = name::absolute("apex", &u.apex)?;
+        let Some(zone) = self.zone(&apex).cloned() else { return Err(CommandError::not_found("zone", &apex, "apex")) };
+        if u.prerequisites.len() + u.ops.len() > UPDATE_ITEMS_MAX {
+            return Err(refuse(UpdateRcode::Refused, format!("more than {UPDATE_ITEMS_MAX} prerequisites and changes")));
+        }
+        let in_zone = |n: &str| self.zone_for(n).is_some_and(|z| z.apex() == apex);
+        for n in u.prerequisites.iter().map(Prerequisite::name).chain(u.ops.iter().map(UpdateOp::name)) {
+            if !in_zone(n) {
+                return Err(refuse(UpdateRcode::NotZone, format!("{n} is not in zone {apex}")));
+            }
+        }
+        for p in &u.prerequisites {
+            self.check_prerequisite(p)?;
+        }
+        // Every change on a copy; it replaces this state only if all succeed.
+        let mut next = self.clone();
+        let mut effects = Vec::new();
+        let acme_served = matches!(zone.acme_rule(), Some(None));
+        let mut spec = zone.spec.clone();
+        let mut acme_ops = Vec::new();
+        for op in &u.ops {
+            let n = op.name();
+            // `_acme-challenge` TXT changes are challenges where the zone
+            // serves them, unless static records hold the name.
+            if acme_served && is_acme(n) && matches!(op.rtype(), Some(RType::Txt) | None) && zone.records_at(n).is_none() {
+                acme_ops.push(op);
+                continue;
+            }
+            if let Some(t) = tenant_of_name(self, n) {
+                return Err(refuse(
+                    UpdateRcode::Refused,
+                    format!("{n} is made by the zone's rules (tenant {}): change the tenant, not its records", t.id),
+                ));
+            }
+            if n == apex {
+                match op {
+                    // The serial is derived; SOA changes are ignored (RFC 2136 §3.4.2.2).
+                    _ if op.rtype() == Some(RType::Soa) => continue,
+                    UpdateOp::Add(Record { data: RData::Ns(target), .. }) => {
+                        if !spec.ns.contains(target) {
+                            spec.ns.push(target.clone());
+                        }
+                        continue;
+                    }
+                    // The apex NS set is never emptied (§3.4.2.4).
+                    UpdateOp::DeleteRr(_, RData::Ns(target)) => {
+                        if spec.ns.len() > 1 {
+                            spec.ns.retain(|x| x != target);
+                        }
+                        continue;
+                    }
+                    UpdateOp::DeleteRrset(_, RType::Ns) => continue,
+                    UpdateOp::DeleteName(_) => {
+                        spec.records.retain(|r| r.name != apex);
+                        continue;
+                    }
+                    _ => {}
+                }
+            }
+            apply_static(&mut spec, op, &apex)?;
+        }
+        if spec != zone.spec {
+            next.put_zone(rev, &spec, &mut effects).map_err(|e| match e {
+                CommandError::Invalid(v) => refuse(UpdateRcode::Refused, v.to_string()),
+                other => other,
+            })?;
+        }
+        for op in acme_ops {
+            next.update_challenge(rev, at_ms, op, &mut effects)?;
+        }
+        *self = next;
+        fx.extend(effects);
+        Ok(Outcome::Zone { apex })
+    }
+
+    /// One `_acme-challenge` TXT change as a challenge: an added value gets
+    /// the default expiry of `acme set`; deleting what is not there is no
+    /// change (RFC 2136 §3.4.2).
+    fn update_challenge(&mut self, rev: u64, at_ms: u64, op: &UpdateOp, fx: &mut Vec<Effect>) -> Result<(), CommandError> {
+        let n = op.name();
+        let present = self.challenge(n).is_some_and(|c| !c.values.is_empty());
+        let result = match op {
+            UpdateOp::Add(Record { ttl, data: RData::Txt(strings), .. }) => {
+                self.set_acme(rev, at_ms, n, &strings.concat(), Some(*ttl), None, fx).map(|_| ())
+            }
+            UpdateOp::DeleteRr(_, RData::Txt(strings)) => {
+                let value = strings.concat();
+                if self.challenge(n).is_some_and(|c| c.values.iter().any(|v| v.value == value)) {
+                    self.clear_acme(rev, n, Some(&value), fx).map(|_| ())
+                } else {
+                    Ok(())
+                }
+            }
+            UpdateOp::DeleteRrset(..) | UpdateOp::DeleteName(_) if present => self.clear_acme(rev, n, None, fx).map(|_| ()),
+            _ => Ok(()),
+        };
+        result.map_err(|e| match e {
+            CommandError::Invalid(v) => refuse(UpdateRcode::Refused, v.to_string()),
+            CommandError::FailedPrecondition { reason, .. } => refuse(UpdateRcode::Refused, reason),
+            other => other,
+        })
+    }
+}
+
+/// One change to a zone's static records (names absolute, as a compiled spec has them).
+fn apply_static(spec: &mut model::ZoneSpec, op: &UpdateOp, apex: &str) -> Result<(), CommandError> {
+    let same = |r: &RecordSpec, name: &str, data: &RData| {
+        r.name == name
+            && RType::parse_static("type", &r.rtype).is_ok_and(|t| t == data.rtype())
+            && RData::parse("data", data.rtype(), &r.data, apex).is_ok_and(|d| d == *data)
+    };
+    match op {
+        UpdateOp::Add(rec) => {
+            if RType::parse_static("type", &rec.rtype().to_string()).is_err() {
+                return Err(refuse(UpdateRcode::Refused, format!("{} records are not served", rec.rtype())));
+            }
+            if !spec.records.iter().any(|r| same(r, &rec.name, &rec.data)) {
+                spec.records.push(RecordSpec {
+                    name: rec.name.clone(),
+                    rtype: rec.rtype().to_string(),
+                    ttl: Some(rec.ttl),
+                    data: masterfile::rdata_text(&rec.data),
+                });
+            }
+        }
+        UpdateOp::DeleteRrset(n, t) => {
+            spec.records.retain(|r| !(r.name == *n && RType::parse_static("type", &r.rtype).is_ok_and(|x| x == *t)));
+        }
+        UpdateOp::DeleteName(n) => spec.records.retain(|r| r.name != *n),
+        UpdateOp::DeleteRr(n, data) => spec.records.retain(|r| !same(r, n, data)),
+    }
+    Ok(())
+}
