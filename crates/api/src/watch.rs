@@ -161,10 +161,10 @@ impl Filter {
             }
         }
         // A deleted tenant shows its last value, so its old cluster learns of
-        // it (the history keeps `before` only for kinds that need it). A
+        // it (other kinds show none once deleted, as they always have). A
         // zone comes without its value (`History::KeyOnly`): it may be too
         // large for a message, and the watcher reads it with GetZone.
-        let shown = effect.after.as_ref().or(effect.before.as_ref());
+        let shown = effect.after.as_ref().or(if kind == Kind::Tenant { effect.before.as_ref() } else { None });
         let value = shown.and_then(|v| match v {
             Value::Cluster(c) => Some(Out::Cluster(cluster_out(c, 0))),
             Value::Tenant(t) => Some(Out::Tenant(tenant_out(t))),

@@ -27,7 +27,7 @@ pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
 pub use update::{Submit, Submitted};
-pub use xfr::TRANSFERS_MAX;
+pub use xfr::{History, TRANSFERS_MAX};
 
 use rrl::{AnswerClass, Rrl, Verdict};
 use stats::{CookieSeen, Refused, RrlAction, Shard, TsigSeen, Xfr, XfrOutcome};
@@ -85,6 +85,9 @@ pub struct Options {
     pub tap: Option<Arc<Tap>>,
     /// Where RFC 2136 updates are committed; `None`: UPDATE is NOTIMP.
     pub updates: Option<Arc<dyn Submit>>,
+    /// The change history, for incremental zone transfers; `None`: every
+    /// IXFR from an older serial gets the whole zone.
+    pub history: Option<Arc<dyn History>>,
 }
 
 /// What every copy of the handler shares.
@@ -99,6 +102,7 @@ struct Shared {
     /// Places for zone transfers running at once.
     transfers: Arc<tokio::sync::Semaphore>,
     updates: Option<Arc<dyn Submit>>,
+    history: Option<Arc<dyn History>>,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -133,6 +137,7 @@ impl Handler {
             tap: options.tap,
             transfers,
             updates: options.updates,
+            history: options.history,
         };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }

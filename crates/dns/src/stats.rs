@@ -110,6 +110,8 @@ pub(crate) enum Xfr {
 pub(crate) enum XfrOutcome {
     /// The whole zone sent.
     Complete,
+    /// An IXFR answered with the difference since the client's serial.
+    Incremental,
     /// An IXFR from a client already at the current serial: one SOA.
     UpToDate,
     /// Not allowed (no key in scope, prefix not listed), not a zone we
@@ -119,7 +121,7 @@ pub(crate) enum XfrOutcome {
     Failed,
 }
 
-const XFR_OUTCOMES: [&str; 4] = ["complete", "up_to_date", "refused", "failed"];
+const XFR_OUTCOMES: [&str; 5] = ["complete", "incremental", "up_to_date", "refused", "failed"];
 
 /// How a NOTIFY this node sent ended (one per attempt; retries follow
 /// all but an acknowledgement).

@@ -8,9 +8,12 @@
 //! message holds at most `MESSAGE_BYTES_MAX`, counted by an upper bound of
 //! each record's size, so no encoding is ever refused half-way.
 //!
-//! IXFR: a client at the current serial gets the one SOA (RFC 1995 §2); any
-//! other gets the whole zone in AXFR form, which RFC 1995 §4 allows when
-//! the server has no increments to send. Over UDP, IXFR is answered with
+//! IXFR: a client at the current serial gets the one SOA (RFC 1995 §2); a
+//! client at an older serial the change history still reaches gets the
+//! condensed difference, computed by undoing the changes since on a copy
+//! of the state and comparing the records of the names they touched; any
+//! other (history pruned, the zone itself or a cluster changed) gets the
+//! whole zone in AXFR form, which RFC 1995 §4 allows. Over UDP, IXFR is answered with
 //! the current SOA alone, telling the client to come over TCP (§2).
 
 use std::ops::ControlFlow;
@@ -98,7 +101,20 @@ impl Handler {
 
         let budget = MESSAGE_BYTES_MAX - 12 - queries.as_bytes().len() - 64 - reserve;
         let (tx, mut rx) = mpsc::channel::<Vec<Record>>(BATCHES_IN_FLIGHT);
-        let walk = tokio::task::spawn_blocking(move || walk(&state, &zone, budget, &tx));
+        let from = if matches!(qtype, Xfr::Ixfr) { client_serial(request) } else { None };
+        let history = self.shared.history.clone();
+        let walk = tokio::task::spawn_blocking(move || {
+            // IXFR: the condensed difference from the client's serial when
+            // the history reaches it; the whole zone otherwise.
+            match from.zip(history).and_then(|(from, h)| difference(&state, &zone, from, h.as_ref())) {
+                Some(records) => {
+                    let mut b = Batcher { budget, tx: &tx, batch: Vec::new(), bytes: 0 };
+                    let sent = records.iter().try_for_each(|r| b.push(r)).is_continue() && b.finish();
+                    (sent, true)
+                }
+                None => (walk(&state, &zone, budget, &tx), false),
+            }
+        });
         let started = std::time::Instant::now();
         let (mut messages, mut records) = (0u64, 0u64);
         let mut info = None;
@@ -124,54 +140,112 @@ impl Handler {
                 }
             }
         }
-        let complete = matches!(walk.await, Ok(true));
+        let (complete, incremental) = walk.await.unwrap_or((false, false));
         if !complete {
             self.shard().transfer(qtype, XfrOutcome::Failed);
             return info_for(request, ResponseCode::ServFail);
         }
-        self.shard().transfer(qtype, XfrOutcome::Complete);
+        self.shard().transfer(qtype, if incremental { XfrOutcome::Incremental } else { XfrOutcome::Complete });
         let ms = started.elapsed().as_millis() as u64;
-        tracing::info!(zone = %apex, serial, client = %request.src(), records, messages, ms, "zone transfer sent");
+        let how = if incremental { "incremental" } else { "whole zone" };
+        tracing::info!(zone = %apex, serial, client = %request.src(), records, messages, ms, how, "zone transfer sent");
         info.unwrap_or_else(|| info_for(request, ResponseCode::ServFail))
     }
 }
 
-/// Walk the zone's records into batches of at most `budget` bytes (by the
-/// upper bound of each record's size), the SOA first and last. `false`
-/// when the walk stopped early: the connection is gone.
-fn walk(state: &State, zone: &switchboard_domain::Zone, budget: usize, tx: &mpsc::Sender<Vec<Record>>) -> bool {
-    let mut batch = Vec::new();
-    let mut bytes = 0;
-    let mut soa = None;
-    let push = |r: &switchboard_domain::Record, batch: &mut Vec<Record>, bytes: &mut usize| -> ControlFlow<()> {
+/// Records gathered into messages of at most `budget` bytes (by the upper
+/// bound of each record's size), each handed to the connection when full.
+struct Batcher<'a> {
+    budget: usize,
+    tx: &'a mpsc::Sender<Vec<Record>>,
+    batch: Vec<Record>,
+    bytes: usize,
+}
+
+impl Batcher<'_> {
+    /// `Break` when the connection is gone.
+    fn push(&mut self, r: &switchboard_domain::Record) -> ControlFlow<()> {
         let size = wire_size_max(r);
-        if *bytes + size > budget && !batch.is_empty() {
-            if tx.blocking_send(std::mem::take(batch)).is_err() {
+        if self.bytes + size > self.budget && !self.batch.is_empty() {
+            if self.tx.blocking_send(std::mem::take(&mut self.batch)).is_err() {
                 return ControlFlow::Break(());
             }
-            *bytes = 0;
+            self.bytes = 0;
         }
         if let Some(wire) = convert::record(r, "", &Name::root()) {
-            batch.push(wire);
-            *bytes += size;
+            self.batch.push(wire);
+            self.bytes += size;
         }
         ControlFlow::Continue(())
-    };
+    }
+
+    /// Send what is left; `false` when the connection is gone.
+    fn finish(self) -> bool {
+        self.batch.is_empty() || self.tx.blocking_send(self.batch).is_ok()
+    }
+}
+
+/// Walk the zone's records into messages, the SOA first and last (RFC
+/// 5936 §2.2). `false` when the walk stopped early: the connection is gone.
+fn walk(state: &State, zone: &switchboard_domain::Zone, budget: usize, tx: &mpsc::Sender<Vec<Record>>) -> bool {
+    let mut b = Batcher { budget, tx, batch: Vec::new(), bytes: 0 };
+    let mut soa = None;
     let walked = zone_records(state, zone, &mut |r| {
         if soa.is_none() {
             soa = Some(r.clone());
         }
-        push(&r, &mut batch, &mut bytes)
+        b.push(&r)
     });
-    if walked.is_break() {
-        return false;
-    }
-    // The SOA again closes the transfer (RFC 5936 §2.2).
     let Some(soa) = soa else { return false };
-    if push(&soa, &mut batch, &mut bytes).is_break() {
-        return false;
+    walked.is_continue() && b.push(&soa).is_continue() && b.finish()
+}
+
+/// The records of an incremental transfer from serial `from` to the
+/// state's (RFC 1995 §4, condensed into one difference): current SOA, the
+/// SOA at `from`, the records removed, the current SOA, the records added,
+/// the current SOA. `None` when the history does not reach `from` or the
+/// changes since cannot be told name by name: the caller sends the zone.
+fn difference(state: &State, zone: &switchboard_domain::Zone, from: u32, history: &dyn History) -> Option<Vec<switchboard_domain::Record>> {
+    use switchboard_domain::{RData, RType};
+    // Only a zone with rules follows the data revision; a static zone's
+    // serial is its own revision, and any change to it is a zone write.
+    if zone.spec.rules.is_empty() {
+        return None;
     }
-    batch.is_empty() || tx.blocking_send(batch).is_ok()
+    let now = state.serial(zone);
+    let behind = now.wrapping_sub(from);
+    if behind == 0 || behind >= 1 << 31 {
+        return None;
+    }
+    let at = state.data_revision().checked_sub(u64::from(behind))?;
+    let changes = history.changes(at, state.revision(), switchboard_domain::state::UNDO_CHANGES_MAX)?;
+    let old = state.undone(at, at, &changes)?;
+    if old.serial(zone) != from {
+        return None;
+    }
+    let (removed, added) = switchboard_domain::resolve::zone_difference(&old, state, zone, &changes)?;
+    let current = switchboard_domain::resolve(state, zone.apex(), RType::Soa).answers.into_iter().next()?;
+    let mut previous = current.clone();
+    if let RData::Soa { serial, .. } = &mut previous.data {
+        *serial = from;
+    }
+    let mut out = Vec::with_capacity(removed.len() + added.len() + 4);
+    out.push(current.clone());
+    out.push(previous);
+    out.extend(removed);
+    out.push(current.clone());
+    out.extend(added);
+    out.push(current);
+    Some(out)
+}
+
+/// The change history as zone transfers need it (the binary implements
+/// it over the node's store; the DNS crate never names storage).
+pub trait History: Send + Sync + std::fmt::Debug {
+    /// Every change at revisions after `after` up to `upto`, oldest first;
+    /// `None` when the history no longer reaches back to `after`, or holds
+    /// more than `limit` changes in between.
+    fn changes(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<switchboard_domain::Change>>;
 }
 
 #[cfg(test)]

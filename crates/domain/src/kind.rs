@@ -39,7 +39,8 @@ pub enum History {
     /// The value after the change (none when deleted).
     After,
     /// The value before and after: a deleted or moved tenant's last value
-    /// names the cluster it left, so that cluster's proxies learn of it.
+    /// names the cluster it left, so that cluster's proxies learn of it,
+    /// and an IXFR can take a change back (`State::undone`).
     BeforeAndAfter,
 }
 
@@ -164,13 +165,13 @@ registry! {
     /// A served zone, by apex (stored as its spec and revision, compiled on load).
     Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly, serial: false }
     /// A cluster (scale unit), by id.
-    Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: After, serial: true }
+    Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter, serial: true }
     /// A tenant, by id.
     Tenant(Tenant) { prefix: b't', key: |t| &t.id, table: tenants, history: BeforeAndAfter, serial: true }
     /// A request id within the dedup window, by id.
     Request(RequestRecord) { prefix: b'r', key: |r| &r.id, table: requests, history: Omitted, serial: false }
     /// An ACME challenge, by its `_acme-challenge` owner name.
-    Acme(Challenge) { prefix: b'a', key: |c| &c.name, table: challenges, history: After, serial: true }
+    Acme(Challenge) { prefix: b'a', key: |c| &c.name, table: challenges, history: BeforeAndAfter, serial: true }
     /// An API credential (only its hash), by id.
     Credential(Credential) { prefix: b'k', key: |c| &c.id, table: credentials, history: Omitted, serial: false }
     /// A TSIG key (with its secret, which HMACs need), by name.

@@ -389,3 +389,89 @@ fn add_glue(zone: &Zone, rrs: &[Record], additional: &mut Vec<Record>) {
         }
     }
 }
+
+/// The records `zone_records` writes at the owner names a tenant key
+/// (an id or alias) gives the zone: `{service}-{key}` under each
+/// service-tenant rule, `{key}` and `*.{key}` under a tenant-host rule.
+fn key_records(state: &State, zone: &Zone, key: &str, out: &mut Vec<Record>) {
+    let apex = zone.apex();
+    let mut labels = vec![key.to_string()];
+    for rule in &zone.spec.rules {
+        if let Rule::ServiceTenant { services, .. } = rule {
+            labels.extend(services.iter().map(|s| format!("{s}-{key}")));
+        }
+    }
+    for label in labels {
+        let Ok(owner) = name::absolute("owner", &format!("{label}.{apex}")) else { continue };
+        if zone.records_at(&owner).is_some() || zone.delegation_for(&owner).is_some() {
+            continue;
+        }
+        if let Some((rrs, _)) = owner_answer(state, zone, &owner, &label) {
+            out.extend(rrs);
+        }
+    }
+    if let Some(ttl) = tenant_host_ttl(zone) {
+        let Ok(owner) = name::absolute("owner", &format!("x.{key}.{apex}")).map(|n| format!("*{}", &n[1..])) else { return };
+        if zone.delegation_for(&owner).is_none() {
+            out.extend(tenant_host(state, zone, ttl, key, &owner).unwrap_or_default());
+        }
+    }
+}
+
+/// The challenge records `zone_records` writes at `owner`.
+fn challenge_records(state: &State, zone: &Zone, owner: &str, out: &mut Vec<Record>) {
+    let served = state.zone_for(owner).is_some_and(|z| z.apex() == zone.apex());
+    if matches!(zone.acme_rule(), Some(None)) && served && zone.records_at(owner).is_none() && zone.delegation_for(owner).is_none() {
+        out.extend(acme_answer(state, zone, owner).unwrap_or_default());
+    }
+}
+
+/// What `changes` (the history between `old` and `new`, `old` being `new`
+/// with them undone) did to `zone`'s records: (removed, added), each
+/// record once, as an IXFR carries them. `None` when the changes reach
+/// beyond what can be told name by name: the zone itself changed, or a
+/// cluster (whose every tenant's records may follow).
+pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::Change]) -> Option<(Vec<Record>, Vec<Record>)> {
+    use crate::kind::{Kind, Value};
+    let mut keys = std::collections::BTreeSet::new();
+    let mut challenges = std::collections::BTreeSet::new();
+    for c in changes {
+        match c.kind {
+            Kind::Zone | Kind::Cluster => return None,
+            Kind::Tenant => {
+                for v in [&c.before, &c.after].into_iter().flatten() {
+                    if let Value::Tenant(t) = v {
+                        keys.insert(t.id.clone());
+                        keys.extend(t.aliases.iter().cloned());
+                    }
+                }
+            }
+            Kind::Acme => {
+                challenges.insert(c.key.clone());
+            }
+            _ => {}
+        }
+    }
+    let records = |state: &State| {
+        let mut out = Vec::new();
+        for k in &keys {
+            key_records(state, zone, k, &mut out);
+        }
+        for c in &challenges {
+            challenge_records(state, zone, c, &mut out);
+        }
+        out
+    };
+    let (before, after) = (records(old), records(new));
+    let removed: Vec<Record> = before.iter().filter(|r| !after.contains(r)).cloned().collect();
+    let added: Vec<Record> = after.iter().filter(|r| !before.contains(r)).cloned().collect();
+    let dedup = |v: Vec<Record>| {
+        v.into_iter().fold(Vec::new(), |mut acc: Vec<Record>, r| {
+            if !acc.contains(&r) {
+                acc.push(r);
+            }
+            acc
+        })
+    };
+    Some((dedup(removed), dedup(added)))
+}

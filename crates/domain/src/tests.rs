@@ -1179,3 +1179,48 @@ fn a_tenant_tsig_key_updates_only_its_own_challenges() {
     // A TSIG key acts for updates only.
     assert!(matches!(as_key(&mut w, "t1.", Command::DeleteTenant { id: "t2".into() }), Err(CommandError::PermissionDenied(_))));
 }
+
+/// An IXFR's difference, from the history, is exactly what changed in the
+/// exported zone; undoing the history gives back the old state.
+#[test]
+fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
+    let mut w = acme_world();
+    w.ok(Command::CreateTenant { id: "t2".into(), cluster: Some("mt2".into()) });
+    w.ok(Command::AddAlias { tenant: "t2".into(), alias: "a2".into() });
+    let old = w.state.clone();
+    let mut changes = Vec::new();
+    for command in [
+        Command::MoveTenant { id: "t1".into(), cluster: "mt2".into() },
+        Command::DeleteTenant { id: "t2".into() },
+        Command::CreateTenant { id: "t3".into(), cluster: Some("mt1".into()) },
+        Command::AddAlias { tenant: "t3".into(), alias: "a2".into() },
+        set_acme("t3.apps.example.test.", "v", 600),
+    ] {
+        w.rev += 1;
+        let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });
+        assert!(r.is_ok(), "{r:?}");
+        changes.extend(fx.iter().filter_map(|e| e.for_history()));
+    }
+    let undone = w.state.undone(old.revision(), old.data_revision(), &changes).unwrap();
+    assert_eq!(undone.values().collect::<Vec<_>>(), old.values().collect::<Vec<_>>());
+    let zone = w.state.zone(APEX).unwrap().clone();
+    let all = |s: &State| {
+        let mut v = Vec::new();
+        let _ = crate::resolve::zone_records(s, &zone, &mut |r| {
+            if r.rtype() != RType::Soa {
+                v.push(r);
+            }
+            std::ops::ControlFlow::Continue(())
+        });
+        v
+    };
+    let (before, after) = (all(&undone), all(&w.state));
+    let mut removed: Vec<_> = before.iter().filter(|r| !after.contains(r)).cloned().collect();
+    let mut added: Vec<_> = after.iter().filter(|r| !before.contains(r)).cloned().collect();
+    let (mut r, mut a) = crate::resolve::zone_difference(&undone, &w.state, &zone, &changes).unwrap();
+    for v in [&mut removed, &mut added, &mut r, &mut a] {
+        v.sort_by_key(|x| format!("{x:?}"));
+    }
+    assert!(!added.is_empty() && !removed.is_empty());
+    assert_eq!((r, a), (removed, added));
+}

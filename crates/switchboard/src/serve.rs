@@ -131,6 +131,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let updates: Arc<dyn switchboard_dns::Submit> = Arc::new(Updates(node.clone()));
     let options = switchboard_dns::Options {
         updates: Some(updates),
+        history: Some(Arc::new(Changes(node.clone()))),
         udp_loops: config.dns.udp_workers,
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
@@ -352,6 +353,40 @@ impl switchboard_dns::Submit for Updates {
         tokio::time::timeout(UPDATE_TIMEOUT, write)
             .await
             .unwrap_or_else(|_| Submitted::Unavailable(format!("not committed within {} s", UPDATE_TIMEOUT.as_secs())))
+    }
+}
+
+/// The node's change history, for incremental zone transfers.
+#[derive(Debug)]
+struct Changes(Arc<Node>);
+
+/// Changes read from the store per call, while an IXFR gathers them.
+const CHANGES_PAGE: usize = 1_000;
+
+impl switchboard_dns::History for Changes {
+    fn changes(&self, after: u64, upto: u64, limit: usize) -> Option<Vec<switchboard_domain::Change>> {
+        // The history must still hold every revision after `after`.
+        if self.0.changes_from().ok()? > after.saturating_add(1) {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut cursor = after;
+        loop {
+            let page = self.0.changes_after(cursor, CHANGES_PAGE).ok()?;
+            if page.is_empty() {
+                return Some(out);
+            }
+            for (revision, change) in page {
+                if revision > upto {
+                    return Some(out);
+                }
+                cursor = revision;
+                out.push(change);
+                if out.len() > limit {
+                    return None;
+                }
+            }
+        }
     }
 }
 

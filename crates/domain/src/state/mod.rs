@@ -32,6 +32,10 @@ use crate::model::{Challenge, Cluster, Tenant, Zone};
 use crate::name;
 use crate::tsig::TsigKey;
 
+/// Most changes `State::undone` takes back: past it a transfer sends the
+/// whole zone instead.
+pub const UNDO_CHANGES_MAX: usize = 10_000;
+
 #[derive(Debug, Clone, Default)]
 pub struct State {
     /// Log index of the last applied entry (of any kind).
@@ -196,6 +200,30 @@ impl State {
             s.set(kind, &key, Some(v));
         }
         s
+    }
+
+    /// This state with `changes` undone, newest first: the state as of
+    /// revision `at` (whose serial-moving revision was `data_revision`),
+    /// as far as the kinds the change history keeps with their values
+    /// reach. `None` when a change has no value before it to restore (a
+    /// zone's, kept by key only), or more than `UNDO_CHANGES_MAX` are given.
+    pub fn undone(&self, at: u64, data_revision: u64, changes: &[crate::Change]) -> Option<State> {
+        if changes.len() > UNDO_CHANGES_MAX {
+            return None;
+        }
+        let mut old = self.clone();
+        for c in changes.iter().rev() {
+            match c.kind.history() {
+                crate::kind::History::BeforeAndAfter => {
+                    old.set(c.kind, &c.key, c.before.clone());
+                }
+                crate::kind::History::Omitted => {}
+                crate::kind::History::KeyOnly | crate::kind::History::After => return None,
+            }
+        }
+        old.revision = at;
+        old.data_revision = data_revision;
+        Some(old)
     }
 
     /// Note an entry that carries no command (membership change, leader blank).
