@@ -214,6 +214,30 @@ fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, ke
     Ok(Knot(child))
 }
 
+/// NSD as a secondary of the Switchboard node, in the foreground, killed on drop.
+fn start_nsd_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Knot> {
+    let nsd = which("nsd").ok_or_else(|| anyhow!("nsd not found: install Debian's `nsd` package (./x setup does)"))?;
+    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
+    let conf = dir.join("nsd.conf");
+    let d = dir.display();
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  ip-address: 127.0.0.1@{port}\n  username: \"\"\n  chroot: \"\"\n  zonesdir: \"{d}\"\n  database: \"\"\n\
+             \x20 zonelistfile: \"{d}/zone.list\"\n  pidfile: \"{d}/nsd.pid\"\n  xfrdfile: \"{d}/xfrd.state\"\n  xfrdir: \"{d}\"\n\
+             \x20 logfile: \"{d}/nsd.log\"\n  verbosity: 2\n  rrl-ratelimit: 0\n\
+             remote-control:\n  control-enable: no\n\
+             key:\n  name: {name}\n  algorithm: {alg}\n  secret: \"{secret}\"\n\
+             zone:\n  name: {APEX}\n  zonefile: \"{d}/zone.db\"\n  request-xfr: {ip}@{pport} {name}\n  allow-notify: {ip} NOKEY\n",
+            ip = primary.ip(),
+            pport = primary.port(),
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("nsd.stderr"))?;
+    let child = Command::new(nsd).arg("-d").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting nsd")?;
+    Ok(Knot(child))
+}
+
 /// The answers of `server` for every tenant name of `tenants`, as text.
 fn answers_for(server: std::net::SocketAddr, tenants: &[String]) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
@@ -236,10 +260,11 @@ fn knot_serial(knot: std::net::SocketAddr) -> Option<u32> {
 }
 
 #[test]
-fn a_knot_secondary_follows_the_zone_by_notify_across_a_restart() -> anyhow::Result<()> {
-    let port = free_port();
-    // The default SOA refresh (an hour): Knot learns of changes only by NOTIFY.
-    let zone = format!("{}\n[transfer]\nnotify = [\"127.0.0.1:{port}\"]\n", common::ZONE);
+fn knot_and_nsd_secondaries_follow_the_zone_by_notify_and_ixfr_across_a_restart() -> anyhow::Result<()> {
+    let (port, nsd_port) = (free_port(), free_port());
+    // The default SOA refresh (an hour): the secondaries learn of changes
+    // only by NOTIFY.
+    let zone = format!("{}\n[transfer]\nnotify = [\"127.0.0.1:{port}\", \"127.0.0.1:{nsd_port}\"]\n", common::ZONE);
     let (dir, mut node) = common::single_with(&zone, &[&["mt1", "--ipv4", "198.51.100.1"], &["mt2", "--ipv4", "198.51.100.2"]])?;
     let mut tenants: Vec<String> = (0..30).map(|i| format!("k{i}")).collect();
     for (i, t) in tenants.iter().enumerate() {
@@ -251,13 +276,25 @@ fn a_knot_secondary_follows_the_zone_by_notify_across_a_restart() -> anyhow::Res
     let _knot = start_knot_secondary(&knot_dir, port, node.dns(), key.trim())?;
     let knot = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let knot_log = || std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default();
+    let nsd_key = node.cli(&["tsig", "create", "nsd-secondary", "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "transfer"])?;
+    let nsd_dir = dir.path().join("nsd");
+    std::fs::create_dir_all(&nsd_dir)?;
+    let _nsd = start_nsd_secondary(&nsd_dir, nsd_port, node.dns(), nsd_key.trim())?;
+    let nsd = std::net::SocketAddr::from(([127, 0, 0, 1], nsd_port));
+    let nsd_log = || {
+        std::fs::read_to_string(nsd_dir.join("nsd.log")).unwrap_or_default()
+            + &std::fs::read_to_string(nsd_dir.join("nsd.stderr")).unwrap_or_default()
+    };
     let follows = |node: &Node, tenants: &[String]| -> anyhow::Result<()> {
         let target = serial(node)?;
-        eventually(Duration::from_secs(30), "Knot at Switchboard's serial with the same answers", || {
-            knot_serial(knot) == Some(target)
-                && matches!((answers_for(node.dns(), tenants), answers_for(knot, tenants)), (Ok(a), Ok(b)) if a == b)
-        })
-        .map_err(|e| anyhow!("{e}; knot log:\n{}", knot_log()))
+        for (who, secondary) in [("Knot", knot), ("NSD", nsd)] {
+            eventually(Duration::from_secs(30), &format!("{who} at Switchboard's serial with the same answers"), || {
+                knot_serial(secondary) == Some(target)
+                    && matches!((answers_for(node.dns(), tenants), answers_for(secondary, tenants)), (Ok(a), Ok(b)) if a == b)
+            })
+            .map_err(|e| anyhow!("{e}; knot log:\n{}\nnsd log:\n{}", knot_log(), nsd_log()))?;
+        }
+        Ok(())
     };
     follows(&node, &tenants)?;
 
@@ -302,5 +339,19 @@ fn a_knot_secondary_follows_the_zone_by_notify_across_a_restart() -> anyhow::Res
     {
         bail!("knot did not follow the zone as expected:\n{log}");
     }
+    // NSD's account: TSIG-verified updates; the last, one tenant moved and
+    // one created, is far smaller than the whole zone was: an increment.
+    let log = nsd_log();
+    let sizes: Vec<u64> = log
+        .lines()
+        .filter(|l| l.contains("received update to serial") && l.contains("TSIG verified with key nsd-secondary"))
+        .filter_map(|l| l.split(" of ").nth(1)?.split(' ').next()?.parse().ok())
+        .collect();
+    if sizes.len() < 3 || sizes.last() >= sizes.first() {
+        bail!("nsd did not follow the zone by increments:\n{log}");
+    }
+    // And the node's: increments sent (to Knot and to NSD).
+    let incremental = node.log().lines().filter(|l| l.contains("zone transfer sent") && l.contains("incremental")).count();
+    assert!(incremental >= 4, "{}", node.log());
     Ok(())
 }
