@@ -19,7 +19,13 @@ const APEX: &str = "apps.example.test.";
 /// Run `nsupdate` (with `-y KEY` when given) on `commands`, against `node`:
 /// whether it succeeded, and what it printed.
 fn nsupdate(node: &Node, key: Option<&str>, commands: &str) -> anyhow::Result<(bool, String)> {
+    nsupdate_with(node, &[], key, commands)
+}
+
+/// `nsupdate` with extra flags (`-v`: over TCP).
+fn nsupdate_with(node: &Node, flags: &[&str], key: Option<&str>, commands: &str) -> anyhow::Result<(bool, String)> {
     let mut cmd = Command::new("nsupdate");
+    cmd.args(flags);
     if let Some(k) = key {
         cmd.args(["-y", k]);
     }
@@ -68,6 +74,11 @@ fn nsupdate_changes_static_records_and_challenges_and_nothing_it_may_not() -> an
     assert!(node.cli(&["zone", "export", APEX])?.contains("static.apps.example.test."));
     let listed = node.cli(&["acme", "list", "--json"])?;
     assert!(listed.contains("token-1"), "{listed}");
+
+    // Over TCP too (`nsupdate -v`), signed responses included.
+    let (ok, out) = nsupdate_with(&node, &["-v"], Some(ops), "update add tcp.apps.example.test. 300 AAAA 2001:db8::10")?;
+    assert!(ok, "{out}");
+    assert_eq!(rrs(&node, "tcp.apps.example.test.", RecordType::AAAA)?.1, vec!["tcp.apps.example.test. AAAA 2001:db8::10"]);
 
     // Prerequisites: "nxdomain" holds once, then the name exists: YXDOMAIN, nothing changed.
     let (ok, out) =
