@@ -67,6 +67,7 @@ fn state() -> State {
             record("a.b.deep", "TXT", "x"),
         ],
         transfer: Transfer { notify: Vec::new(), allow: vec![Prefix::parse("allow", "192.0.2.0/24").unwrap()] },
+        catalog: false,
     };
     let mut commands = vec![
         Command::PutZone { zone },

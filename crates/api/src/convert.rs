@@ -54,6 +54,7 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
         revision: z.revision,
         serial: state.serial(z),
         transfer: switchboard_proto::convert::transfer_out(&s.transfer),
+        catalog: s.catalog,
     }
 }
 

@@ -24,6 +24,8 @@ pub struct ZoneView {
     pub records: Vec<RecordView>,
     /// `null` when the zone has no `[transfer]` table.
     pub transfer: Option<TransferView>,
+    /// A catalog zone (RFC 9432).
+    pub catalog: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -97,6 +99,7 @@ impl From<&v1::Zone> for ZoneView {
                 .map(|r| RecordView { name: r.name.clone(), rtype: r.r#type.clone(), ttl: r.ttl, data: r.data.clone() })
                 .collect(),
             transfer: z.transfer.as_ref().map(|t| TransferView { notify: t.notify.clone(), allow: t.allow.clone() }),
+            catalog: z.catalog,
         }
     }
 }

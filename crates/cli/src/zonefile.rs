@@ -23,6 +23,9 @@ struct ZoneFile {
     #[serde(default)]
     records: Vec<RecordFile>,
     transfer: Option<TransferFile>,
+    /// A catalog zone (RFC 9432): lists every other zone served.
+    #[serde(default)]
+    catalog: bool,
 }
 
 /// `[transfer]`: secondaries told of new serials, prefixes allowed unsigned transfers.
@@ -104,6 +107,7 @@ pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
         revision: 0,
         serial: 0,
         transfer: f.transfer.map(|t| proto::Transfer { notify: t.notify, allow: t.allow }),
+        catalog: f.catalog,
     };
     // The same checks the server makes, so mistakes show before any network call.
     switchboard_proto::convert::zone_in(zone.clone())?;

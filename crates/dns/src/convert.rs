@@ -1,6 +1,6 @@
 //! Domain records to hickory wire records.
 
-use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, NULL, SOA, SRV, TXT};
+use hickory_proto::rr::rdata::{A, AAAA, CNAME, MX, NS, NULL, PTR, SOA, SRV, TXT};
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use switchboard_domain::RData as D;
 
@@ -19,6 +19,7 @@ pub fn record(r: &switchboard_domain::Record, qname: &str, asked: &Name) -> Opti
         D::A(a) => RData::A(A(*a)),
         D::Aaaa(a) => RData::AAAA(AAAA(*a)),
         D::Cname(n) => RData::CNAME(CNAME(name(n)?)),
+        D::Ptr(n) => RData::PTR(PTR(name(n)?)),
         D::Ns(n) => RData::NS(NS(name(n)?)),
         D::Mx { preference, exchange } => RData::MX(MX::new(*preference, name(exchange)?)),
         D::Txt(strings) => RData::TXT(TXT::new(strings.clone())),

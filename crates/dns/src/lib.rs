@@ -377,7 +377,7 @@ pub(crate) fn wire_size_max(r: &switchboard_domain::Record) -> usize {
     let rdata = match &r.data {
         D::A(_) => 4,
         D::Aaaa(_) => 16,
-        D::Cname(n) | D::Ns(n) => name(n),
+        D::Cname(n) | D::Ns(n) | D::Ptr(n) => name(n),
         D::Mx { exchange, .. } => 2 + name(exchange),
         D::Txt(strings) => strings.iter().map(|s| 1 + s.len()).sum(),
         D::Srv { target, .. } => 6 + name(target),

@@ -163,7 +163,7 @@ macro_rules! registry {
 
 registry! {
     /// A served zone, by apex (stored as its spec and revision, compiled on load).
-    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly, serial: false }
+    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly, serial: true }
     /// A cluster (scale unit), by id.
     Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter, serial: true }
     /// A tenant, by id.

@@ -78,7 +78,7 @@ pub fn rdata_text(data: &RData) -> String {
     match data {
         RData::A(a) => a.to_string(),
         RData::Aaaa(a) => a.to_string(),
-        RData::Cname(n) | RData::Ns(n) => n.clone(),
+        RData::Cname(n) | RData::Ns(n) | RData::Ptr(n) => n.clone(),
         RData::Mx { preference, exchange } => format!("{preference} {exchange}"),
         RData::Txt(strings) => strings.iter().map(|s| quote(s)).collect::<Vec<_>>().join(" "),
         RData::Srv { priority, weight, port, target } => format!("{priority} {weight} {port} {target}"),

@@ -81,6 +81,9 @@ pub struct ZoneSpec {
     pub records: Vec<RecordSpec>,
     /// Who is told of new serials, and who may transfer the zone unsigned.
     pub transfer: Transfer,
+    /// A catalog zone (RFC 9432): its content is the list of every other
+    /// zone served, made from the state; it has no rules or records.
+    pub catalog: bool,
 }
 
 /// Most secondaries told of a zone's new serials, and most prefixes
@@ -292,7 +295,10 @@ impl Zone {
         transfer.allow.sort();
         transfer.allow.dedup();
 
-        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer };
+        if spec.catalog && (!spec.rules.is_empty() || !spec.records.is_empty()) {
+            return Err(ValidationError::new("catalog", "a catalog zone lists the zones served: it has no rules or records of its own"));
+        }
+        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog };
         Ok(Zone { spec, revision, nodes })
     }
 

@@ -29,6 +29,8 @@ pub enum RType {
     Aaaa,
     Srv,
     Caa,
+    /// PTR: only in catalog zones (RFC 9432 member entries).
+    Ptr,
     Any,
     Other(u16),
 }
@@ -45,6 +47,7 @@ impl RType {
             28 => RType::Aaaa,
             33 => RType::Srv,
             257 => RType::Caa,
+            12 => RType::Ptr,
             255 => RType::Any,
             other => RType::Other(other),
         }
@@ -61,6 +64,7 @@ impl RType {
             RType::Aaaa => 28,
             RType::Srv => 33,
             RType::Caa => 257,
+            RType::Ptr => 12,
             RType::Any => 255,
             RType::Other(c) => c,
         }
@@ -94,6 +98,7 @@ impl fmt::Display for RType {
             RType::Aaaa => f.write_str("AAAA"),
             RType::Srv => f.write_str("SRV"),
             RType::Caa => f.write_str("CAA"),
+            RType::Ptr => f.write_str("PTR"),
             RType::Any => f.write_str("ANY"),
             RType::Other(c) => write!(f, "TYPE{c}"),
         }
@@ -111,6 +116,7 @@ pub enum RData {
     Txt(Vec<String>),
     Srv { priority: u16, weight: u16, port: u16, target: String },
     Caa { flags: u8, tag: String, value: String },
+    Ptr(String),
     Soa { mname: String, rname: String, serial: u32, refresh: u32, retry: u32, expire: u32, minimum: u32 },
 }
 
@@ -125,6 +131,7 @@ impl RData {
             RData::Txt(_) => RType::Txt,
             RData::Srv { .. } => RType::Srv,
             RData::Caa { .. } => RType::Caa,
+            RData::Ptr(_) => RType::Ptr,
             RData::Soa { .. } => RType::Soa,
         }
     }
@@ -170,6 +177,10 @@ impl RData {
             RType::Ns => {
                 want(1)?;
                 Ok(RData::Ns(name::target(field, words[0], apex)?))
+            }
+            RType::Ptr => {
+                want(1)?;
+                Ok(RData::Ptr(name::target(field, words[0], apex)?))
             }
             RType::Mx => {
                 want(2)?;

@@ -147,6 +147,9 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
         }
         return Node::Records(rrs);
     }
+    if zone.spec.catalog {
+        return catalog_node(state, zone, qname);
+    }
     if let Some(ns) = zone.delegation_for(qname) {
         // The DS set of a delegation lives in the parent: a DS query at the
         // cut is answered here (NODATA: Switchboard holds no DS records),
@@ -294,6 +297,9 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     let apex = zone.apex();
     if let Node::Records(rrs) = lookup(state, zone, apex, RType::Soa) {
         rrs.into_iter().try_for_each(&mut *emit)?;
+    }
+    if zone.spec.catalog {
+        return catalog_records(state, zone).into_iter().try_for_each(&mut *emit);
     }
     for node in zone.nodes.values() {
         node.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
@@ -474,4 +480,37 @@ pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::
         })
     };
     Some((dedup(removed), dedup(added)))
+}
+
+/// The member label of a zone in a catalog (RFC 9432 §4.1: unique, and
+/// stable while the zone is served): 16 hex digits of the FNV-1a hash of
+/// its apex.
+pub fn catalog_member_label(apex: &str) -> String {
+    let hash = apex.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3));
+    format!("{hash:016x}")
+}
+
+/// A catalog zone's records below its apex (RFC 9432 §4): `version` TXT
+/// "2", and a PTR at `<member>.zones` for every other zone served.
+fn catalog_records(state: &State, catalog: &Zone) -> Vec<Record> {
+    let apex = catalog.apex();
+    let ttl = catalog.spec.ttl;
+    let mut out = vec![Record { name: format!("version.{apex}"), ttl, data: RData::Txt(vec!["2".into()]) }];
+    for z in state.zones().filter(|z| !z.spec.catalog) {
+        out.push(Record { name: format!("{}.zones.{apex}", catalog_member_label(z.apex())), ttl, data: RData::Ptr(z.apex().to_string()) });
+    }
+    out
+}
+
+/// A name below a catalog zone's apex.
+fn catalog_node(state: &State, catalog: &Zone, qname: &str) -> Node {
+    let records = catalog_records(state, catalog);
+    let at: Vec<Record> = records.iter().filter(|r| r.name == qname).cloned().collect();
+    if !at.is_empty() {
+        return Node::Records(at);
+    }
+    if records.iter().any(|r| name::is_within(&r.name, qname) && r.name != qname) {
+        return Node::EmptyNonTerminal;
+    }
+    Node::Missing
 }

@@ -55,6 +55,7 @@ pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
         rules,
         records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
         transfer: transfer_in(z.transfer.unwrap_or_default())?,
+        catalog: z.catalog,
     };
     // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
     let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;

@@ -355,3 +355,76 @@ fn knot_and_nsd_secondaries_follow_the_zone_by_notify_and_ixfr_across_a_restart(
     assert!(incremental >= 4, "{}", node.log());
     Ok(())
 }
+
+/// A catalog zone (RFC 9432): a Knot secondary configured with nothing but
+/// the catalog adds every zone it lists, and adds and drops zones as
+/// Switchboard starts and stops serving them.
+#[test]
+fn a_knot_catalog_consumer_follows_the_zones_served() -> anyhow::Result<()> {
+    let port = free_port();
+    let (dir, node) = common::single_with(common::ZONE, &[&["mt1", "--ipv4", "198.51.100.1"]])?;
+    node.cli(&["tenant", "create", "c1", "--cluster", "mt1"])?;
+    let put = |name: &str, text: &str| -> anyhow::Result<()> {
+        let file = dir.path().join(name);
+        std::fs::write(&file, text)?;
+        node.cli(&["zone", "put", file.to_str().unwrap_or_default()]).map(|_| ())
+    };
+    put("other.toml", &common::zone_file("other.example.test.", "prod"))?;
+    put(
+        "catalog.toml",
+        &format!("apex = \"catalog.example.test.\"\nenvironment = \"prod\"\nns = [\"invalid.\"]\ncatalog = true\n[transfer]\nnotify = [\"127.0.0.1:{port}\"]\n"),
+    )?;
+    // The catalog's own records: version "2", a PTR per member.
+    let out = kdig(&node, &["TXT", "version.catalog.example.test."])?;
+    assert!(out.contains("\"2\""), "{out}");
+    let label = node.json(&["zone", "list"])?;
+    assert!(label.to_string().contains("\"catalog\":true"), "{label}");
+
+    let key = node.cli(&["tsig", "create", "catalog-consumer", "--algorithm", "hmac-sha256", "--allow", "transfer"])?;
+    let [alg, name, secret]: [&str; 3] = key.trim().split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
+    let knot_dir = dir.path().join("knot");
+    for d in ["run", "db"] {
+        std::fs::create_dir_all(knot_dir.join(d))?;
+    }
+    let conf = knot_dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: {run:?}\n  listen: 127.0.0.1@{port}\n\
+             database:\n  storage: {db:?}\n\
+             log:\n  - target: stderr\n    any: info\n\
+             key:\n  - id: {name}\n    algorithm: {alg}\n    secret: {secret}\n\
+             remote:\n  - id: primary\n    address: {ip}@{pport}\n    key: {name}\n\
+             acl:\n  - id: notify\n    address: {ip}\n    action: notify\n\
+             template:\n  - id: default\n    storage: {db:?}\n  - id: members\n    master: primary\n    acl: notify\n    storage: {db:?}\n    zonefile-sync: -1\n\
+             zone:\n  - domain: catalog.example.test.\n    master: primary\n    acl: notify\n    catalog-role: interpret\n    catalog-template: members\n    zonefile-sync: -1\n",
+            run = knot_dir.join("run"),
+            db = knot_dir.join("db"),
+            ip = node.dns().ip(),
+            pport = node.dns().port(),
+        ),
+    )?;
+    let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
+    let log = std::fs::File::create(knot_dir.join("knot.log"))?;
+    let _knot = Knot(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
+    let knot = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let knot_log = || std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default();
+    let serves = |apex: &str| {
+        query(knot, apex, RecordType::SOA)
+            .is_ok_and(|m| m.metadata.response_code == hickory_proto::op::ResponseCode::NoError && !m.answers.is_empty())
+    };
+    for apex in [APEX, "other.example.test."] {
+        eventually(Duration::from_secs(30), &format!("Knot serving {apex} from the catalog"), || serves(apex))
+            .map_err(|e| anyhow!("{e}; knot log:\n{}", knot_log()))?;
+    }
+    // A new zone: the catalog changes, NOTIFY tells Knot, Knot adds it.
+    put("late.toml", &common::zone_file("late.example.test.", "prod"))?;
+    eventually(Duration::from_secs(30), "Knot serving the new zone", || serves("late.example.test."))
+        .map_err(|e| anyhow!("{e}; knot log:\n{}", knot_log()))?;
+    // A zone no longer served: Knot drops it.
+    node.cli(&["zone", "delete", "other.example.test."])?;
+    eventually(Duration::from_secs(30), "Knot dropping the deleted zone", || !serves("other.example.test."))
+        .map_err(|e| anyhow!("{e}; knot log:\n{}", knot_log()))?;
+    assert!(serves(APEX), "{}", knot_log());
+    Ok(())
+}

@@ -123,7 +123,8 @@ impl State {
 
     /// SOA serial of a zone: the revision of the last change that can alter its answers.
     pub fn serial(&self, zone: &Zone) -> u32 {
-        let rev = if zone.spec.rules.is_empty() { zone.revision } else { zone.revision.max(self.data_revision) };
+        // A catalog follows the data revision too: every zone write moves it.
+        let rev = if zone.spec.rules.is_empty() && !zone.spec.catalog { zone.revision } else { zone.revision.max(self.data_revision) };
         // RFC 1982 serial arithmetic tolerates the wrap at 2^32.
         rev as u32
     }
