@@ -12,6 +12,9 @@
 //!
 //! Deliberate differences, each with its reason, are in `EXCEPTIONS`: one,
 //! a query with two questions. Knot is a test dependency: `./x test` installs it.
+//!
+//! A second test sends TSIG-signed queries and RFC 2136 updates (with
+//! `kdig -y` and `nsupdate -y`) to both, Knot holding the same key.
 
 #[path = "../crates/switchboard/tests/common/mod.rs"]
 mod common;
@@ -590,5 +593,163 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
         differences.len(),
         differences.iter().take(25).cloned().collect::<Vec<_>>().join("\n")
     );
+    Ok(())
+}
+
+/// kdig's view of one exchange: the status, whether it warned (a TSIG it
+/// could not verify), and the answer section as sorted lines.
+fn kdig_view(server: SocketAddr, args: &[&str]) -> anyhow::Result<(String, bool, Vec<String>)> {
+    let out = Command::new("kdig")
+        .arg(format!("@{}", server.ip()))
+        .args(["-p", &server.port().to_string(), "+tcp"])
+        .args(args)
+        .output()
+        .context("running kdig")?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let status = text
+        .split("status: ")
+        .nth(1)
+        .map(|s| s.split(|c: char| c == ',' || c == ';' || c.is_whitespace()).next().unwrap_or_default().to_string())
+        .or_else(|| text.split("replied with error '").nth(1).map(|s| s.split('\'').next().unwrap_or_default().to_string()))
+        .unwrap_or_else(|| "none".into());
+    let mut answers: Vec<String> = text
+        .split(";; ANSWER SECTION:")
+        .nth(1)
+        .map(|s| {
+            s.lines().skip(1).take_while(|l| !l.trim().is_empty()).map(|l| l.split_whitespace().collect::<Vec<_>>().join(" ")).collect()
+        })
+        .unwrap_or_default();
+    answers.sort();
+    Ok((status, text.contains("WARNING"), answers))
+}
+
+/// `nsupdate -y KEY` with `commands` against `server`: success and the
+/// RCODE it reports on failure.
+fn nsupdate_at(server: SocketAddr, key: &str, commands: &str) -> anyhow::Result<String> {
+    let mut child = Command::new("nsupdate")
+        .args(["-y", key])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("running nsupdate")?;
+    let script = format!("server {} {}\nzone {APEX}\n{commands}\nsend\n", server.ip(), server.port());
+    child.stdin.take().context("stdin")?.write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok(if out.status.success() {
+        "NOERROR".into()
+    } else {
+        text.split("update failed: ").nth(1).map(|s| s.split_whitespace().next().unwrap_or_default().to_string()).unwrap_or(text)
+    })
+}
+
+/// TSIG-signed queries and RFC 2136 updates, the same to Switchboard and to
+/// Knot DNS serving the exported zone with the same key: the same status,
+/// the same answers, verified signatures both ways, the same refusals, and
+/// the same records afterwards. Names the rules make are left out: Knot
+/// holds them as records, Switchboard refuses to change them (by design,
+/// README "RFC 2136 UPDATE").
+#[test]
+fn signed_queries_and_updates_answer_as_knot_does() -> anyhow::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let node = Node::start_single(dir.path())?;
+    let zone = format!(
+        "apex = \"{APEX}\"\nenvironment = \"prod\"\nns = [\"ns1.{APEX}\"]\n[[rules]]\nkind = \"service-tenant\"\nservices = [\"ws\"]\ntarget = \"{{service}}-{{cluster}}.example.test.\"\n[[rules]]\nkind = \"tenant-host\"\nttl = 60\n[[records]]\nname = \"ns1\"\ntype = \"A\"\ndata = \"192.0.2.53\"\n[[records]]\nname = \"www\"\ntype = \"A\"\ndata = \"192.0.2.80\"\n"
+    );
+    let file = dir.path().join("zone.toml");
+    std::fs::write(&file, zone)?;
+    node.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
+    node.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    for t in ["t1", "t2"] {
+        node.cli(&["tenant", "create", t, "--cluster", "mt1"])?;
+    }
+    let key = node.cli(&["tsig", "create", "diff-key", "--algorithm", "hmac-sha256", "--allow", "update"])?;
+    let key = key.trim().to_string();
+    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
+
+    // Knot serves the export, with the key, updates allowed with it.
+    let exported = dir.path().join("diff.zone");
+    node.cli(&["zone", "export", APEX, "--output", exported.to_str().unwrap_or_default()])?;
+    let knot_dir = dir.path().join("knot");
+    for d in ["run", "db"] {
+        std::fs::create_dir_all(knot_dir.join(d))?;
+    }
+    let port = common::free_port();
+    let conf = knot_dir.join("knot.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "server:\n  rundir: {run:?}\n  listen: 127.0.0.1@{port}\n\
+             database:\n  storage: {db:?}\n\
+             log:\n  - target: stderr\n    any: warning\n\
+             key:\n  - id: {name}\n    algorithm: {alg}\n    secret: {secret}\n\
+             acl:\n  - id: update\n    key: {name}\n    action: update\n\
+             zone:\n  - domain: {APEX}\n    file: {exported:?}\n    acl: update\n    zonefile-sync: -1\n    zonefile-load: whole\n",
+            run = knot_dir.join("run"),
+            db = knot_dir.join("db"),
+        ),
+    )?;
+    let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
+    let log = std::fs::File::create(knot_dir.join("knot.log"))?;
+    let _knot = Knot(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
+    let knot = SocketAddr::from(([127, 0, 0, 1], port));
+    common::eventually(Duration::from_secs(20), "knotd serving the zone", || {
+        kdig_view(knot, &["SOA", APEX]).is_ok_and(|(s, _, a)| s == "NOERROR" && !a.is_empty())
+    })
+    .map_err(|e| anyhow!("{e}: {}", std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default()))?;
+    let sb = node.dns();
+    let same = |args: &[&str]| -> anyhow::Result<()> {
+        let (a, b) = (kdig_view(sb, args)?, kdig_view(knot, args)?);
+        if a != b {
+            bail!("{args:?}: switchboard {a:?}, knot {b:?}");
+        }
+        Ok(())
+    };
+    let wrong = format!("{alg}:{name}:{}", "A".repeat(43) + "=");
+    let unknown = format!("{alg}:nobody.:{secret}");
+    for k in [key.as_str(), wrong.as_str(), unknown.as_str()] {
+        for (t, q) in [("SOA", APEX.to_string()), ("A", format!("www.{APEX}")), ("A", format!("t1.{APEX}")), ("A", format!("nope.{APEX}"))]
+        {
+            same(&["-y", k, t, &q])?;
+        }
+    }
+
+    // Not alike by accident: signed answers verify, bad keys are told apart.
+    let (status, warned, answers) = kdig_view(sb, &["-y", &key, "A", &format!("t1.{APEX}")])?;
+    assert!(status == "NOERROR" && !warned && answers.len() == 1, "{status} {warned} {answers:?}");
+    assert_eq!(kdig_view(sb, &["-y", &wrong, "SOA", APEX])?.0, "BADSIG");
+    assert_eq!(kdig_view(sb, &["-y", &unknown, "SOA", APEX])?.0, "BADKEY");
+
+    // The same updates to both: the same RCODEs, the same records after.
+    let steps = [
+        "update add static.diff.example.test. 300 A 192.0.2.10\nupdate add static.diff.example.test. 300 TXT \"one\" \"two\"",
+        "prereq nxdomain static.diff.example.test.\nupdate add other.diff.example.test. 60 A 192.0.2.11",
+        "prereq yxdomain static.diff.example.test.\nupdate add other.diff.example.test. 60 MX 10 www.diff.example.test.",
+        "prereq yxrrset static.diff.example.test. AAAA\nupdate delete static.diff.example.test.",
+        "prereq nxrrset static.diff.example.test. AAAA\nupdate delete static.diff.example.test. A 192.0.2.10",
+        "update delete other.diff.example.test. A\nupdate add srv.diff.example.test. 60 SRV 0 5 5060 www.diff.example.test.",
+        "update add www.diff.example.test. 300 A 192.0.2.81",
+        "update delete www.diff.example.test.",
+    ];
+    for step in steps {
+        let (a, b) = (nsupdate_at(sb, &key, step)?, nsupdate_at(knot, &key, step)?);
+        if a != b {
+            bail!("update {step:?}: switchboard {a}, knot {b}");
+        }
+        for (t, q) in [("ANY", "static"), ("A", "static"), ("TXT", "static"), ("A", "other"), ("MX", "other"), ("SRV", "srv"), ("A", "www")]
+        {
+            same(&["-y", &key, t, &format!("{q}.{APEX}")])?;
+        }
+    }
+    assert_eq!(kdig_view(sb, &["-y", &key, "SRV", &format!("srv.{APEX}")])?.2.len(), 1);
+    assert_eq!(kdig_view(sb, &["-y", &key, "A", &format!("www.{APEX}")])?.0, "NXDOMAIN");
+    // A wrongly signed update changes neither, and both say so alike.
+    let (a, b) = (
+        nsupdate_at(sb, &wrong, "update add bad.diff.example.test. 60 A 192.0.2.1")?,
+        nsupdate_at(knot, &wrong, "update add bad.diff.example.test. 60 A 192.0.2.1")?,
+    );
+    assert_eq!(a, b, "a wrongly signed update");
+    same(&["A", &format!("bad.{APEX}")])?;
     Ok(())
 }
