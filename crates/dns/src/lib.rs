@@ -50,6 +50,9 @@ use tokio::net::{TcpListener, UdpSocket};
 /// Largest UDP response we send, whatever the client offers (the DNS flag
 /// day 2020 value, safe from IP fragmentation).
 pub const UDP_PAYLOAD_MAX: u16 = 1232;
+/// Most UPDATEs over UDP waiting for their commit at once.
+pub const UPDATES_IN_FLIGHT_MAX: usize = 256;
+
 /// The transfer QTYPEs (RFC 1995, RFC 5936).
 const QTYPE_IXFR: u16 = 251;
 const QTYPE_AXFR: u16 = 252;
@@ -103,6 +106,9 @@ struct Shared {
     transfers: Arc<tokio::sync::Semaphore>,
     updates: Option<Arc<dyn Submit>>,
     history: Option<Arc<dyn History>>,
+    /// Places for UPDATEs over UDP waiting for their commit, each on its
+    /// own task; past them an UPDATE datagram is dropped (the client retries).
+    updates_in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -138,6 +144,7 @@ impl Handler {
             transfers,
             updates: options.updates,
             history: options.history,
+            updates_in_flight: Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT_MAX)),
         };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
@@ -685,7 +692,15 @@ impl Handler {
         let bound = 12
             + queries.as_bytes().len()
             + opt_size
-            + [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).map(wire_size_max).sum::<usize>();
+            + [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).map(wire_size_max).sum::<usize>()
+            // Records owned by the question's name go out with the name as
+            // asked: longer than its domain form when labels were masked.
+            + if qname.contains('#') {
+                let extra = (asked.len() + 1).saturating_sub(qname.len() + 1);
+                [&answer.answers, &answer.authority, &answer.additional].iter().flat_map(|rs| rs.iter()).filter(|r| r.name == qname).count() * extra
+            } else {
+                0
+            };
         if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
             let referral = !answer.authoritative && answer.rcode == Rcode::NoError;
             sections = fit_udp(queries, &mut metadata, sections, edns.as_ref(), limit, referral);

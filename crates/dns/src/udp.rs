@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
+use hickory_proto::op::OpCode;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
@@ -70,6 +71,21 @@ async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
             Ok(request) => {
                 let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Udp, peer, server, request.as_slice());
                 let reply = Reply { socket: socket.clone(), peer, tapped, signer: None };
+                if request.metadata.op_code == OpCode::Update {
+                    // An UPDATE is answered once it commits: on a task of its
+                    // own, so the queries behind it never wait for consensus.
+                    match handler.shared.updates_in_flight.clone().try_acquire_owned() {
+                        Ok(permit) => {
+                            let handler = handler.clone();
+                            tokio::spawn(async move {
+                                handler.answer(&request, reply).await;
+                                drop(permit);
+                            });
+                        }
+                        Err(_) => tracing::debug!(client = %peer, "UPDATE dropped: too many in flight"),
+                    }
+                    continue;
+                }
                 handler.answer(&request, reply).await;
             }
             Err(_) => {
