@@ -23,11 +23,11 @@ use std::collections::BTreeSet;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream, UdpSocket};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::Node;
+use common::{which, Killed, Node};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use switchboard_api::proto::{self, tenants_client::TenantsClient};
@@ -265,22 +265,7 @@ async fn create_tenants(server: String) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// knotd serving `zonefile` for `APEX` on 127.0.0.1:`port`, killed on drop.
-struct Knot(Child);
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join(cmd)).find(|p| p.is_file())
-}
-
-fn start_knot(dir: &Path, zonefile: &Path, port: u16) -> anyhow::Result<Knot> {
+fn start_knot(dir: &Path, zonefile: &Path, port: u16) -> anyhow::Result<Killed> {
     let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
     for d in ["run", "db"] {
         std::fs::create_dir_all(dir.join(d))?;
@@ -299,7 +284,7 @@ fn start_knot(dir: &Path, zonefile: &Path, port: u16) -> anyhow::Result<Knot> {
     )?;
     let log = std::fs::File::create(dir.join("knot.log"))?;
     let child = Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?;
-    Ok(Knot(child))
+    Ok(Killed(child))
 }
 
 /// One query as bytes: name (as asked, mixed case allowed), type, EDNS size.
@@ -692,7 +677,7 @@ fn signed_queries_and_updates_answer_as_knot_does() -> anyhow::Result<()> {
     )?;
     let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
     let log = std::fs::File::create(knot_dir.join("knot.log"))?;
-    let _knot = Knot(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
+    let _knot = Killed(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
     let knot = SocketAddr::from(([127, 0, 0, 1], port));
     common::eventually(Duration::from_secs(20), "knotd serving the zone", || {
         kdig_view(knot, &["SOA", APEX]).is_ok_and(|(s, _, a)| s == "NOERROR" && !a.is_empty())

@@ -168,18 +168,23 @@ pub fn credential_out(c: &Credential) -> proto::Credential {
 /// do not fit the role are refused, not ignored.
 pub fn credential_scope(r: &proto::CreateCredentialRequest) -> Result<(Role, Scope), ValidationError> {
     let role = Role::parse("role", &r.role)?;
-    let set = [!r.environments.is_empty(), !r.zones.is_empty(), !r.tenant.is_empty()];
+    Ok((role, scope_in(&r.environments, &r.zones, &r.tenant)?))
+}
+
+/// The scope a request names (a credential's or a TSIG key's): at most one
+/// of environments, zones and tenant; none is all.
+pub fn scope_in(environments: &[String], zones: &[String], tenant: &str) -> Result<Scope, ValidationError> {
+    let set = [!environments.is_empty(), !zones.is_empty(), !tenant.is_empty()];
     if set.iter().filter(|s| **s).count() > 1 {
         return Err(ValidationError::new("environments", "give one scope: environments, zones or tenant"));
     }
-    let scope = if !r.environments.is_empty() {
-        Scope::Environments(r.environments.clone())
-    } else if !r.zones.is_empty() {
-        Scope::Zones(r.zones.clone())
-    } else if !r.tenant.is_empty() {
-        Scope::Tenant(r.tenant.clone())
+    Ok(if !environments.is_empty() {
+        Scope::Environments(environments.to_vec())
+    } else if !zones.is_empty() {
+        Scope::Zones(zones.to_vec())
+    } else if !tenant.is_empty() {
+        Scope::Tenant(tenant.to_string())
     } else {
         Scope::All
-    };
-    Ok((role, scope))
+    })
 }

@@ -4,31 +4,15 @@
 
 use ring::rand::{SecureRandom, SystemRandom};
 use switchboard_domain::tsig::{Algorithm, Allow};
-use switchboard_domain::{Access, Command, Outcome, Scope, TsigKey, ValidationError};
+use switchboard_domain::{Access, Command, Outcome, Scope, TsigKey};
 use tonic::{Request, Response, Status};
 
+use crate::convert::scope_in;
 use crate::proto::{self, tsig_keys_server};
 use crate::service::Api;
 use crate::status;
 
 type Reply<T> = Result<Response<T>, Status>;
-
-/// The scope a request names: at most one of environments, zones, tenant.
-fn scope(environments: &[String], zones: &[String], tenant: &str) -> Result<Scope, ValidationError> {
-    let set = [!environments.is_empty(), !zones.is_empty(), !tenant.is_empty()];
-    if set.iter().filter(|s| **s).count() > 1 {
-        return Err(ValidationError::new("environments", "give one scope: environments, zones or tenant"));
-    }
-    Ok(if !environments.is_empty() {
-        Scope::Environments(environments.to_vec())
-    } else if !zones.is_empty() {
-        Scope::Zones(zones.to_vec())
-    } else if !tenant.is_empty() {
-        Scope::Tenant(tenant.to_string())
-    } else {
-        Scope::All
-    })
-}
 
 /// A key as the API shows it: never its secret.
 pub(crate) fn key_out(k: &TsigKey) -> proto::TsigKey {
@@ -58,7 +42,7 @@ impl tsig_keys_server::TsigKeys for Api {
         let r = req.into_inner();
         let algorithm = Algorithm::parse("algorithm", &r.algorithm).map_err(status::invalid)?;
         let allow = Allow::parse("allow", &r.allow).map_err(status::invalid)?;
-        let scope = scope(&r.environments, &r.zones, &r.tenant).map_err(status::invalid)?;
+        let scope = scope_in(&r.environments, &r.zones, &r.tenant).map_err(status::invalid)?;
         let mut secret = vec![0u8; algorithm.mac_len()];
         SystemRandom::new().fill(&mut secret).map_err(|_| Status::internal("no randomness for a new TSIG secret"))?;
         let key = TsigKey { name: r.name, algorithm, secret, scope, allow, created_at_ms: 0, revision: 0 };

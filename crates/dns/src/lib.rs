@@ -214,10 +214,7 @@ impl ResponseHandler for Capture {
             impl Iterator<Item = &'a Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, hickory_server::net::NetError> {
-        let (mut bytes, info) = emit(response, self.max)?;
-        if let Some(signer) = &mut self.signer {
-            signer.sign(&mut bytes, tsig::now());
-        }
+        let (bytes, info) = emit(response, self.max, &mut self.signer)?;
         if let Ok(mut sent) = self.sent.lock() {
             sent.push(bytes);
         }
@@ -279,8 +276,8 @@ pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Servi
     Serving { udp, tcp, tcp_counters, stats }
 }
 
-/// A response on the wire, at most `max_size` bytes: the one encoding both
-/// transports' response handlers use.
+/// A response on the wire, at most `max_size` bytes before its TSIG record,
+/// signed when `signer` is set: the one encoding every response handler uses.
 pub(crate) fn emit<'a>(
     response: hickory_server::zone_handler::MessageResponse<
         '_,
@@ -291,11 +288,15 @@ pub(crate) fn emit<'a>(
         impl Iterator<Item = &'a Record> + Send + 'a,
     >,
     max_size: u16,
+    signer: &mut Option<tsig::Signer>,
 ) -> Result<(Vec<u8>, ResponseInfo), hickory_server::net::NetError> {
     let mut bytes = Vec::with_capacity(512);
     let mut encoder = BinEncoder::new(&mut bytes);
     encoder.set_max_size(max_size);
     let info = response.destructive_emit(&mut encoder)?;
+    if let Some(signer) = signer {
+        signer.sign(&mut bytes, tsig::now());
+    }
     Ok((bytes, info))
 }
 

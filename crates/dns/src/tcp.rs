@@ -237,10 +237,7 @@ impl ResponseHandler for Writer {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (mut bytes, info) = crate::emit(response, u16::MAX)?;
-        if let Some(signer) = &mut self.signer {
-            signer.sign(&mut bytes, crate::tsig::now());
-        }
+        let (bytes, info) = crate::emit(response, u16::MAX, &mut self.signer)?;
         self.send(&bytes).await.map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
             tapped.response(Transport::Tcp, self.peer, bytes);

@@ -129,10 +129,7 @@ impl ResponseHandler for Reply {
             impl Iterator<Item = &'a hickory_proto::rr::Record> + Send + 'a,
         >,
     ) -> Result<ResponseInfo, NetError> {
-        let (mut bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX)?;
-        if let Some(signer) = &mut self.signer {
-            signer.sign(&mut bytes, crate::tsig::now());
-        }
+        let (bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX, &mut self.signer)?;
         self.socket.send_to(&bytes, self.peer).await.map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
             tapped.response(Transport::Udp, self.peer, bytes);

@@ -132,14 +132,14 @@ impl Credential {
             (Role::Admin, Scope::All) => Scope::All,
             (Role::Admin, _) => return Err(ValidationError::new("scope", "an admin credential has no scope: it may do everything")),
             (Role::Operator, Scope::All) => Scope::All,
-            (Role::Operator, Scope::Environments(envs)) => Scope::Environments(list("environments", envs, |f, e| {
+            (Role::Operator, Scope::Environments(envs)) => Scope::Environments(scope_list("environments", envs, |f, e| {
                 let e = name::label(f, e)?;
                 if e.len() > model::ENVIRONMENT_LEN_MAX {
                     return Err(ValidationError::new(f, format!("longer than {} characters", model::ENVIRONMENT_LEN_MAX)));
                 }
                 Ok(e)
             })?),
-            (Role::Operator, Scope::Zones(zones)) => Scope::Zones(list("zones", zones, name::absolute)?),
+            (Role::Operator, Scope::Zones(zones)) => Scope::Zones(scope_list("zones", zones, name::absolute)?),
             (Role::Operator, Scope::Tenant(_)) => {
                 return Err(ValidationError::new("tenant", "an operator is scoped to environments or zones (or all), not a tenant"))
             }
@@ -152,7 +152,7 @@ impl Credential {
 
 /// A non-empty list of scope items, each checked by `check`, sorted and
 /// without duplicates.
-fn list(
+pub(crate) fn scope_list(
     field: &str,
     items: Vec<String>,
     check: impl Fn(&str, &str) -> Result<String, ValidationError>,

@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::credential::{Scope, SCOPE_ITEMS_MAX};
+use crate::credential::{scope_list, Scope};
 use crate::error::ValidationError;
 use crate::model::Zone;
 use crate::name;
@@ -172,19 +172,10 @@ impl TsigKey {
         if !self.allow.transfer && !self.allow.update {
             return Err(ValidationError::new("allow", "must allow transfer, update or both"));
         }
-        let list = |field: &str, items: Vec<String>, check: &dyn Fn(&str, &str) -> Result<String, ValidationError>| {
-            if items.is_empty() || items.len() > SCOPE_ITEMS_MAX {
-                return Err(ValidationError::new(field, format!("must list 1 to {SCOPE_ITEMS_MAX} items")));
-            }
-            let mut out = items.iter().enumerate().map(|(i, e)| check(&format!("{field}[{i}]"), e)).collect::<Result<Vec<_>, _>>()?;
-            out.sort();
-            out.dedup();
-            Ok(out)
-        };
         self.scope = match self.scope {
             Scope::All => Scope::All,
-            Scope::Environments(e) => Scope::Environments(list("environments", e, &|f, e| name::label(f, e))?),
-            Scope::Zones(z) => Scope::Zones(list("zones", z, &|f, z| name::absolute(f, z))?),
+            Scope::Environments(e) => Scope::Environments(scope_list("environments", e, name::label)?),
+            Scope::Zones(z) => Scope::Zones(scope_list("zones", z, name::absolute)?),
             Scope::Tenant(t) => {
                 if self.allow.transfer {
                     // A transfer is the whole zone: every other tenant's names.

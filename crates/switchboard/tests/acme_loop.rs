@@ -7,23 +7,14 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{eventually, free_port, query};
+use common::{eventually, free_port, query, Killed};
 use hickory_proto::rr::RecordType;
 
 const APEX: &str = "apps.example.test.";
-
-struct Killed(Child);
-
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 /// A self-signed certificate for Pebble's own listener, which lego is told to trust.
 fn pebble_cert(dir: &Path) -> anyhow::Result<()> {

@@ -7,11 +7,11 @@ mod common;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{eventually, free_port, query, standard, Node};
+use common::{eventually, free_port, query, standard, which, Killed, Node};
 use hickory_proto::rr::RecordType;
 
 const APEX: &str = "apps.example.test.";
@@ -171,22 +171,7 @@ fn tsig_keys_sign_transfers_and_queries_as_kdig_expects() -> anyhow::Result<()> 
     Ok(())
 }
 
-/// knotd as a secondary of the Switchboard node, killed on drop.
-struct Knot(Child);
-
-impl Drop for Knot {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn which(cmd: &str) -> Option<std::path::PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join(cmd)).find(|p| p.is_file())
-}
-
-fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Knot> {
+fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Killed> {
     let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
     let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
     for d in ["run", "db"] {
@@ -211,11 +196,11 @@ fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, ke
     )?;
     let log = std::fs::File::create(dir.join("knot.log"))?;
     let child = Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?;
-    Ok(Knot(child))
+    Ok(Killed(child))
 }
 
 /// NSD as a secondary of the Switchboard node, in the foreground, killed on drop.
-fn start_nsd_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Knot> {
+fn start_nsd_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Killed> {
     let nsd = which("nsd").ok_or_else(|| anyhow!("nsd not found: install Debian's `nsd` package (./x setup does)"))?;
     let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
     let conf = dir.join("nsd.conf");
@@ -235,7 +220,7 @@ fn start_nsd_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key
     )?;
     let log = std::fs::File::create(dir.join("nsd.stderr"))?;
     let child = Command::new(nsd).arg("-d").arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting nsd")?;
-    Ok(Knot(child))
+    Ok(Killed(child))
 }
 
 /// The answers of `server` for every tenant name of `tenants`, as text.
@@ -406,7 +391,7 @@ fn a_knot_catalog_consumer_follows_the_zones_served() -> anyhow::Result<()> {
     )?;
     let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
     let log = std::fs::File::create(knot_dir.join("knot.log"))?;
-    let _knot = Knot(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
+    let _knot = Killed(Command::new(knotd).arg("-c").arg(&conf).stdout(Stdio::null()).stderr(log).spawn().context("starting knotd")?);
     let knot = std::net::SocketAddr::from(([127, 0, 0, 1], port));
     let knot_log = || std::fs::read_to_string(knot_dir.join("knot.log")).unwrap_or_default();
     let serves = |apex: &str| {

@@ -495,3 +495,19 @@ data = "192.0.2.80"
 pub fn standard() -> anyhow::Result<(tempfile::TempDir, Node)> {
     single_with(ZONE, &[&["mt1", "--ipv4", "198.51.100.1", "--ipv6", "2001:db8::1"], &["mt2", "--ipv4", "198.51.100.2"]])
 }
+
+/// A helper process (a reference server, a CA) killed and reaped on drop.
+pub struct Killed(pub Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `cmd` on the PATH, or in /usr/sbin and /sbin (where Debian puts knotd and nsd).
+pub fn which(cmd: &str) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]).map(|d| d.join(cmd)).find(|p| p.is_file())
+}
