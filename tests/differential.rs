@@ -11,7 +11,11 @@
 //! flags, question, EDNS and every section compared as a set.
 //!
 //! Deliberate differences, each with its reason, are in `EXCEPTIONS`: one,
-//! a query with two questions. Knot is a test dependency: `./x test` installs it.
+//! a query with two questions.
+//!
+//! The node is then restarted with `dns.full_path_only`, and every UDP
+//! query asked again: the full path's answers must be the fast path's,
+//! byte for byte. Knot is a test dependency: `./x test` installs it.
 //!
 //! A second test sends TSIG-signed queries and RFC 2136 updates (with
 //! `kdig -y` and `nsupdate -y`) to both, Knot holding the same key.
@@ -467,7 +471,7 @@ fn queries(rng: &mut Rng, aliases: &[String]) -> Vec<(String, RecordType)> {
 #[test]
 fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
-    let node = Node::start_single(dir.path())?;
+    let mut node = Node::start_single(dir.path())?;
     let zone = dir.path().join("zone.toml");
     let filled = ["a", "b", "c", "d", "e"].iter().fold(ZONE.to_string(), |z, l| z.replace(&format!("{{{l}}}"), &l.repeat(240)));
     std::fs::write(&zone, filled)?;
@@ -504,12 +508,18 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
     let mut rng = Rng(0x5eed_2026);
     let set = queries(&mut rng, &aliases);
     let (mut compared, mut excepted, mut truncated, mut differences) = (0usize, 0usize, 0usize, Vec::new());
+    // Every UDP exchange with Switchboard, to ask again of the full path.
+    let mut udp_seen: Vec<(String, Vec<u8>, Vec<u8>)> = Vec::new();
     for (n, (name, rtype)) in set.iter().enumerate() {
         let edns = [None, Some(512), Some(1232), Some(4096)][n % 4];
         let tcp = n % 7 == 0;
         let bytes = query_bytes((n % 65536) as u16, name, *rtype, edns)?;
         let ask = |server| if tcp { ask_tcp(server, &bytes) } else { ask_udp(server, &bytes) };
-        let ours = seen(&ask(node.dns())?)?;
+        let ours_bytes = ask(node.dns())?;
+        let ours = seen(&ours_bytes)?;
+        if !tcp {
+            udp_seen.push((format!("{name} {rtype} edns={edns:?}"), bytes.clone(), ours_bytes));
+        }
         let theirs = seen(&ask(knot_addr)?)?;
         compared += 1;
         truncated += usize::from(ours.flags.contains("tc=true"));
@@ -565,6 +575,35 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
         }
     }
     drop(knot);
+    for (what, bytes) in &raw {
+        if let Ok(r) = ask_udp_tries(node.dns(), bytes, 2) {
+            udp_seen.push((what.to_string(), bytes.clone(), r));
+        }
+    }
+
+    // The same node restarted on its full path only: every UDP answer,
+    // most of which came from the fast path, must be the same bytes.
+    node.stop(Duration::from_secs(20))?;
+    let mut config = std::fs::read_to_string(&node.config)?;
+    config.push_str("[dns]\nfull_path_only = true\n");
+    std::fs::write(&node.config, config)?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    let mut paths_differ = Vec::new();
+    for (what, bytes, fast) in &udp_seen {
+        let full = ask_udp(node.dns(), bytes)?;
+        if &full != fast {
+            paths_differ.push(format!("{what}\n  fast path: {fast:?}\n  full path: {full:?}"));
+        }
+    }
+    eprintln!("compared {} UDP answers of the fast path and the full path: {} differ", udp_seen.len(), paths_differ.len());
+    assert!(udp_seen.len() >= 4000);
+    assert!(
+        paths_differ.is_empty(),
+        "{} UDP answers differ between the fast and the full path:\n{}",
+        paths_differ.len(),
+        paths_differ.iter().take(10).cloned().collect::<Vec<_>>().join("\n")
+    );
     eprintln!(
         "compared {compared} queries over {} tenants ({truncated} truncated over UDP): {} differences, {excepted} excepted",
         TENANTS + 1,

@@ -3,6 +3,8 @@
 //! fuzzer's address may transfer): it answers or stays silent, never
 //! panics, and every answer parses, carries the request's id, and fits the
 //! UDP size the request allows; only a transfer over TCP has several.
+//! Over UDP, whatever the fast path answers must be the full path's answer
+//! byte for byte.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -120,6 +122,13 @@ fn run(data: &[u8], tcp: bool) {
         return;
     };
     let sent = RUNTIME.block_on(HANDLER.answer_message(data, src, tcp));
+    if !tcp {
+        // What the fast path answers, the full path answers byte for byte.
+        if let Some(fast) = HANDLER.answer_message_fast(data, src) {
+            let full = RUNTIME.block_on(HANDLER.answer_message_full(data, src, false));
+            assert_eq!(full, vec![fast], "the fast path's answer differs from the full path's");
+        }
+    }
     if request.metadata.message_type == MessageType::Response {
         assert!(sent.is_empty(), "a response was answered");
         return;

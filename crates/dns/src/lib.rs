@@ -10,6 +10,7 @@
 
 mod convert;
 mod cookie;
+mod fast;
 mod notify;
 mod rrl;
 mod stats;
@@ -45,7 +46,7 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
 use switchboard_domain::{resolve, RType, Rcode, State};
-use tokio::net::{TcpListener, UdpSocket};
+use tokio::net::TcpListener;
 
 /// Largest UDP response we send, whatever the client offers (the DNS flag
 /// day 2020 value, safe from IP fragmentation).
@@ -72,14 +73,19 @@ pub const UDP_PAYLOAD_MIN: u16 = 512;
 pub enum DnsError {
     #[error("binding DNS {proto} on {addr}: {source}")]
     Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
+    #[error("starting the DNS UDP workers: {0}")]
+    Workers(std::io::Error),
 }
 
 /// How a node's DNS front end behaves beyond answering: its limits, rate
 /// limiting, cookies and query log.
 #[derive(Debug, Default)]
 pub struct Options {
-    /// UDP receive loops (default: one per core).
+    /// UDP workers (default: one per core).
     pub udp_loops: Option<usize>,
+    /// Every UDP query takes the full path: for comparing the fast path's
+    /// answers with it, or for a node that must not use the fast path.
+    pub full_path_only: bool,
     /// Response rate limiting (off unless `responses_per_second` > 0).
     pub rrl: RrlSettings,
     /// The server cookie secret; `None`: cookies are not answered.
@@ -99,6 +105,7 @@ struct Shared {
     stats: Arc<DnsStats>,
     tcp: Arc<TcpCounters>,
     udp_loops: usize,
+    full_path_only: bool,
     rrl: Option<Rrl>,
     cookies: Option<CookieSecret>,
     tap: Option<Arc<Tap>>,
@@ -138,6 +145,7 @@ impl Handler {
             stats,
             tcp,
             udp_loops,
+            full_path_only: options.full_path_only,
             rrl: Rrl::new(options.rrl),
             cookies: options.cookies,
             tap: options.tap,
@@ -159,10 +167,34 @@ impl Handler {
         Handler { transport, shard: i, ..self.clone() }
     }
 
-    /// Answer one message as the UDP (or TCP) loop does, keeping the
+    /// Answer one message as the UDP (or TCP) workers do, keeping the
     /// responses instead of sending them (every message of a transfer):
-    /// for the fuzz targets and tests. Empty for what the loops drop.
+    /// for the fuzz targets and tests. Empty for what the workers drop.
     pub async fn answer_message(&self, message: &[u8], src: SocketAddr, tcp: bool) -> Vec<Vec<u8>> {
+        if !tcp && message.len() >= 12 && message[2] & 0x80 == 0 {
+            let mut out = Vec::new();
+            match self.for_transport(Transport::Udp, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
+                fast::Fast::Answered(_) => return vec![out],
+                fast::Fast::Dropped(_) => return Vec::new(),
+                fast::Fast::HandOver => {}
+            }
+        }
+        self.answer_message_full(message, src, tcp).await
+    }
+
+    /// The fast path's answer to a UDP query, or `None` when it hands the
+    /// query over (or withholds the answer): for tests comparing the two
+    /// paths.
+    pub fn answer_message_fast(&self, message: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+        let mut out = Vec::new();
+        match self.for_transport(Transport::Udp, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
+            fast::Fast::Answered(_) => Some(out),
+            fast::Fast::Dropped(_) | fast::Fast::HandOver => None,
+        }
+    }
+
+    /// Answer one message as `answer_message` does, on the full path only.
+    pub async fn answer_message_full(&self, message: &[u8], src: SocketAddr, tcp: bool) -> Vec<Vec<u8>> {
         let (transport, protocol, max) =
             if tcp { (Transport::Tcp, Protocol::Tcp, u16::MAX) } else { (Transport::Udp, Protocol::Udp, UDP_PAYLOAD_MAX) };
         if message.len() < 12 || message[2] & 0x80 != 0 {
@@ -175,6 +207,16 @@ impl Handler {
         self.for_transport(transport, 0).answer(&request, capture.clone()).await;
         let sent = capture.sent.lock().map(|s| s.clone()).unwrap_or_default();
         sent
+    }
+
+    /// Answer a UDP query on the fast path into `out`, unless it is one
+    /// for the full path (or this front end uses the full path only).
+    pub(crate) fn answer_fast(&self, message: &[u8], src: SocketAddr, scratch: &mut fast::Scratch, out: &mut Vec<u8>) -> fast::Fast {
+        if self.shared.full_path_only {
+            return fast::Fast::HandOver;
+        }
+        let rrl = self.shared.rrl.as_ref().map(|r| (r, src.ip()));
+        fast::answer(message, &self.state.load(), rrl, scratch, out)
     }
 
     pub(crate) fn shard(&self) -> &Shard {
@@ -227,14 +269,14 @@ impl ResponseHandler for Capture {
 /// Bind them on the runtime that will serve them (their I/O belongs to it).
 #[derive(Debug)]
 pub struct Listeners {
-    udp: UdpSocket,
+    udp: std::net::UdpSocket,
     tcp: TcpListener,
     bound: SocketAddr,
 }
 
 impl Listeners {
     pub async fn bind(addr: SocketAddr) -> Result<Listeners, DnsError> {
-        let udp = UdpSocket::bind(addr).await.map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
+        let udp = udp::bind(addr).map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
         let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
         // TCP on the same port as UDP, also when the caller asked for port 0.
         let tcp = TcpListener::bind(bound).await.map_err(|source| DnsError::Bind { proto: "tcp", addr: bound, source })?;
@@ -249,7 +291,7 @@ impl Listeners {
 
 /// DNS being served; dropping it stops both transports.
 pub struct Serving {
-    udp: tokio::task::JoinHandle<()>,
+    _udp: udp::Workers,
     tcp: tokio::task::JoinHandle<()>,
     /// What the TCP listener counted.
     pub tcp_counters: Arc<tcp::TcpCounters>,
@@ -259,21 +301,20 @@ pub struct Serving {
 
 impl Drop for Serving {
     fn drop(&mut self) {
-        self.udp.abort();
         self.tcp.abort();
     }
 }
 
-/// Serve DNS on `listeners` with `handler`: UDP with a receive loop per
-/// core (`udp`), TCP on our own bounded listener (`tcp`). Call on the
-/// runtime that bound them.
-pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Serving {
+/// Serve DNS on `listeners` with `handler`: UDP on worker threads, one
+/// per core unless told (`udp`), TCP on our own bounded listener (`tcp`).
+/// Call on the runtime that bound them: the full path runs on it.
+pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Result<Serving, DnsError> {
     let tcp_counters = handler.shared.tcp.clone();
     let stats = handler.stats();
-    let loops = handler.shared.udp_loops;
-    let udp = tokio::spawn(udp::serve(listeners.udp, handler.clone(), loops));
+    let workers = handler.shared.udp_loops;
+    let udp = udp::serve(listeners.udp, handler.clone(), workers).map_err(DnsError::Workers)?;
     let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler.for_transport(Transport::Tcp, 0), limits, tcp_counters.clone()));
-    Serving { udp, tcp, tcp_counters, stats }
+    Ok(Serving { _udp: udp, tcp, tcp_counters, stats })
 }
 
 /// A response on the wire, at most `max_size` bytes before its TSIG record,

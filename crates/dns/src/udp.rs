@@ -1,22 +1,33 @@
-//! DNS over UDP, served by us rather than hickory-server's loop so that what
-//! is never answered is decided before any parsing: a datagram shorter than
-//! a header, or a response (QR=1), is dropped unread, so no one can bounce
-//! traffic off us with forged responses. A query that cannot be parsed gets
-//! FORMERR with its id. One receive loop per core shares the socket; each
-//! answers from the same `Handler` as TCP, without spawning a task per query.
+//! DNS over UDP, served by us rather than hickory-server's loop.
+//!
+//! Worker threads (one per core by default), each owning a socket of its
+//! own bound to the DNS port with `SO_REUSEPORT`, so the kernel spreads
+//! clients over them and no two workers contend for one receive queue.
+//! Each worker blocks in `recv_from`, answers, and sends, without a task,
+//! a lock or (on the fast path) an allocation per query.
+//!
+//! What is never answered is decided before any parsing: a datagram
+//! shorter than a header, or a response (QR=1), is dropped unread, so no
+//! one can bounce traffic off us with forged responses. The common query
+//! is answered by the fast path (`fast`), straight from its bytes; every
+//! other message goes to the full path (`Handler::answer`, hickory-proto
+//! parsing and encoding) on the same thread, through the DNS runtime's
+//! handle: its answers come from the same state and never wait for I/O,
+//! save an UPDATE, which waits for its commit on a task of its own.
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use hickory_proto::op::OpCode;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::net::UdpSocket;
 
+use crate::fast::{Fast, Scratch};
+use crate::stats::{CookieSeen, RrlAction};
 use crate::tap::{Tapped, Transport};
 use crate::tcp::format_error;
 use crate::tsig::Signer;
@@ -25,81 +36,175 @@ use crate::{Handler, Respond, UDP_PAYLOAD_MAX};
 /// Largest datagram read: a query is far smaller, and a longer one is not
 /// a query we could answer.
 const DATAGRAM_BYTES_MAX: usize = 4096;
+/// How often a worker blocked on an idle socket looks whether to stop.
+const STOP_CHECK: Duration = Duration::from_millis(200);
+/// A send that cannot go out within this long is given up (the socket's
+/// buffer is full: the client will retry).
+const SEND_TIMEOUT: Duration = Duration::from_millis(100);
 
-/// Answer queries on `socket` with `loops` receive loops until aborted.
-pub(crate) async fn serve(socket: UdpSocket, handler: Handler, loops: usize) {
-    let socket = Arc::new(socket);
-    let tasks: Vec<_> =
-        (0..loops.max(1)).map(|i| tokio::spawn(receive(socket.clone(), handler.for_transport(Transport::Udp, i)))).collect();
-    let _abort_all = AbortOnDrop(tasks);
-    std::future::pending::<()>().await;
+/// A UDP socket bound to `addr` with `SO_REUSEPORT`, so that more can share
+/// the port (one per worker).
+pub(crate) fn bind(addr: SocketAddr) -> std::io::Result<UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.set_read_timeout(Some(STOP_CHECK))?;
+    socket.set_write_timeout(Some(SEND_TIMEOUT))?;
+    Ok(socket.into())
 }
 
-struct AbortOnDrop(Vec<tokio::task::JoinHandle<()>>);
+/// The running workers; dropping it stops them (each within `STOP_CHECK`).
+pub(crate) struct Workers {
+    stop: Arc<AtomicBool>,
+}
 
-impl Drop for AbortOnDrop {
+impl Drop for Workers {
     fn drop(&mut self) {
-        for t in &self.0 {
-            t.abort();
-        }
+        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
-async fn receive(socket: Arc<UdpSocket>, handler: Handler) {
-    let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
-    let server = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    loop {
-        let (n, peer) = match socket.recv_from(&mut buf).await {
-            Ok(r) => r,
-            // ICMP errors of earlier sends and the like: nothing to do with
-            // the next datagram.
-            // A lasting error must not spin: pause a moment.
+/// Answer queries arriving at `first`'s address with `workers` threads:
+/// the first on `first`, each other on a socket of its own bound to the
+/// same address (or, should that bind fail, a handle of `first`). Call on
+/// the runtime the full path is to run on.
+pub(crate) fn serve(first: UdpSocket, handler: Handler, workers: usize) -> std::io::Result<Workers> {
+    let runtime = tokio::runtime::Handle::current();
+    let addr = first.local_addr()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let mut sockets = vec![first];
+    for i in 1..workers.max(1) {
+        let socket = match bind(addr) {
+            Ok(s) => s,
             Err(e) => {
-                tracing::debug!(error = %e, "dns udp receive");
-                tokio::time::sleep(std::time::Duration::from_millis(1)).await;
-                continue;
+                tracing::warn!(error = %e, worker = i, "binding a UDP socket of its own: sharing the first");
+                sockets[0].try_clone()?
             }
         };
-        let received = Instant::now();
-        let Some(message) = buf.get(..n) else { continue };
-        if message.len() < 12 || message[2] & 0x80 != 0 {
-            handler.shard().dropped(message.len() < 12);
-            continue;
-        }
-        let header = [message[0], message[1], message[2]];
-        match Request::from_bytes(message.to_vec(), peer, Protocol::Udp) {
-            Ok(request) => {
-                let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Udp, peer, server, request.as_slice());
-                let reply = Reply { socket: socket.clone(), peer, tapped, signer: None };
-                if request.metadata.op_code == OpCode::Update {
-                    // An UPDATE is answered once it commits: on a task of its
-                    // own, so the queries behind it never wait for consensus.
-                    match handler.shared.updates_in_flight.clone().try_acquire_owned() {
-                        Ok(permit) => {
-                            let handler = handler.clone();
-                            tokio::spawn(async move {
-                                handler.answer(&request, reply).await;
-                                drop(permit);
-                            });
-                        }
-                        Err(_) => tracing::debug!(client = %peer, "UPDATE dropped: too many in flight"),
-                    }
+        sockets.push(socket);
+    }
+    for (i, socket) in sockets.into_iter().enumerate() {
+        let worker = Worker {
+            socket: Arc::new(socket),
+            handler: handler.for_transport(Transport::Udp, i),
+            runtime: runtime.clone(),
+            stop: stop.clone(),
+            server: addr,
+        };
+        std::thread::Builder::new().name(format!("dns-udp-{i}")).spawn(move || worker.run())?;
+    }
+    Ok(Workers { stop })
+}
+
+struct Worker {
+    socket: Arc<UdpSocket>,
+    handler: Handler,
+    runtime: tokio::runtime::Handle,
+    stop: Arc<AtomicBool>,
+    server: SocketAddr,
+}
+
+impl Worker {
+    fn run(self) {
+        let mut buf = vec![0u8; DATAGRAM_BYTES_MAX];
+        let mut out = Vec::with_capacity(usize::from(UDP_PAYLOAD_MAX));
+        let mut scratch = Scratch::default();
+        while !self.stop.load(Ordering::Relaxed) {
+            let (n, peer) = match self.socket.recv_from(&mut buf) {
+                Ok(r) => r,
+                Err(e) if matches!(e.kind(), std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut) => continue,
+                // ICMP errors of earlier sends and the like: nothing to do
+                // with the next datagram. A lasting error must not spin.
+                Err(e) => {
+                    tracing::debug!(error = %e, "dns udp receive");
+                    std::thread::sleep(Duration::from_millis(1));
                     continue;
                 }
-                handler.answer(&request, reply).await;
+            };
+            let received = Instant::now();
+            let Some(message) = buf.get(..n) else { continue };
+            if message.len() < 12 || message[2] & 0x80 != 0 {
+                self.handler.shard().dropped(message.len() < 12);
+                continue;
             }
+            if !self.answer_fast(message, peer, &mut scratch, &mut out) {
+                self.runtime.block_on(self.answer_full(message, peer));
+            }
+            self.handler.shard().latency(received.elapsed());
+        }
+    }
+
+    /// Answer `message` on the fast path; false when it hands it over.
+    fn answer_fast(&self, message: &[u8], peer: SocketAddr, scratch: &mut Scratch, out: &mut Vec<u8>) -> bool {
+        let handler = &self.handler;
+        let done = handler.answer_fast(message, peer, scratch, out);
+        let shard = handler.shard();
+        if handler.shared.cookies.is_some() {
+            shard.cookie(CookieSeen::None);
+        }
+        let answered = match done {
+            Fast::Answered(a) => {
+                let tapped = Tapped::query(handler.tap(), &shard.tap_seen, Transport::Udp, peer, self.server, message);
+                if let Err(e) = self.socket.send_to(out, peer) {
+                    tracing::debug!(error = %e, client = %peer, "sending DNS response");
+                }
+                if let Some(tapped) = tapped {
+                    tapped.response(Transport::Udp, peer, out.clone());
+                }
+                if a.slipped {
+                    shard.rrl(RrlAction::Slipped);
+                }
+                a
+            }
+            Fast::Dropped(a) => {
+                shard.rrl(RrlAction::Dropped);
+                a
+            }
+            Fast::HandOver => return false,
+        };
+        shard.query(answered.qtype, answered.rcode, answered.truncated);
+        true
+    }
+
+    /// Answer `message` on the full path.
+    async fn answer_full(&self, message: &[u8], peer: SocketAddr) {
+        let handler = &self.handler;
+        let header = [message[0], message[1], message[2]];
+        let request = match Request::from_bytes(message.to_vec(), peer, Protocol::Udp) {
+            Ok(r) => r,
             Err(_) => {
                 handler.shard().malformed();
-                let _ = socket.send_to(&format_error(header), peer).await;
+                let _ = self.socket.send_to(&format_error(header), peer);
+                return;
             }
+        };
+        let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Udp, peer, self.server, request.as_slice());
+        let reply = Reply { socket: self.socket.clone(), peer, tapped, signer: None };
+        if request.metadata.op_code == OpCode::Update {
+            // An UPDATE is answered once it commits: on a task of its own,
+            // so the queries behind it never wait for consensus.
+            match handler.shared.updates_in_flight.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    let handler = handler.clone();
+                    tokio::spawn(async move {
+                        handler.answer(&request, reply).await;
+                        drop(permit);
+                    });
+                }
+                Err(_) => tracing::debug!(client = %peer, "UPDATE dropped: too many in flight"),
+            }
+            return;
         }
-        handler.shard().latency(received.elapsed());
+        handler.answer(&request, reply).await;
     }
 }
 
 /// Sends one response datagram to the querier. The handler has already
 /// fitted the response to the querier's payload size (truncating it with
-/// TC=1 when needed); the encoder refuses anything above our maximum.
+/// TC=1 when needed); the encoder refuses anything above our maximum. The
+/// socket is the worker's own (blocking; a send waits at most
+/// `SEND_TIMEOUT`).
 #[derive(Clone)]
 struct Reply {
     socket: Arc<UdpSocket>,
@@ -130,7 +235,7 @@ impl ResponseHandler for Reply {
         >,
     ) -> Result<ResponseInfo, NetError> {
         let (bytes, info) = crate::emit(response, UDP_PAYLOAD_MAX, &mut self.signer)?;
-        self.socket.send_to(&bytes, self.peer).await.map_err(NetError::from)?;
+        self.socket.send_to(&bytes, self.peer).map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
             tapped.response(Transport::Udp, self.peer, bytes);
         }

@@ -47,9 +47,14 @@ pub struct Dns {
     /// A TCP connection that sends nothing for this long is closed.
     #[serde(default)]
     pub tcp_idle_timeout_ms: Option<u64>,
-    /// UDP receive loops (default: one per core).
+    /// UDP worker threads, each with a socket of its own (default: one
+    /// per core).
     #[serde(default)]
     pub udp_workers: Option<usize>,
+    /// Answer every UDP query on the full path, never the fast one (for
+    /// comparing the two; the answers are the same, only slower).
+    #[serde(default)]
+    pub full_path_only: bool,
     /// Response rate limiting (`[dns.rrl]`); off unless responses_per_second > 0.
     #[serde(default)]
     pub rrl: Rrl,

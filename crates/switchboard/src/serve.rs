@@ -133,6 +133,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         updates: Some(updates),
         history: Some(Arc::new(Changes(node.clone()))),
         udp_loops: config.dns.udp_workers,
+        full_path_only: config.dns.full_path_only,
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
         tap,
@@ -148,7 +149,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let _notifier = AbortOnDrop(handler.notifier(leads));
     let api_limits = config.api.connection_limits();
     let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
-    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await?;
+    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await??;
     health.dns_listening();
     let api_calls = crate::metrics::ApiCalls::default();
     let api_counters = Arc::<crate::listen::ListenerCounters>::default();
