@@ -583,6 +583,9 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
 
     // The same node restarted on its full path only: every UDP answer,
     // most of which came from the fast path, must be the same bytes.
+    let fast = udp_answered_by(&node, "fast")?;
+    eprintln!("the fast path answered {fast} of {} UDP queries", udp_seen.len());
+    assert!(fast * 2 >= udp_seen.len() as u64, "the fast path answered only {fast} of {} UDP queries", udp_seen.len());
     node.stop(Duration::from_secs(20))?;
     let mut config = std::fs::read_to_string(&node.config)?;
     config.push_str("[dns]\nfull_path_only = true\n");
@@ -597,6 +600,7 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
         }
     }
     eprintln!("compared {} UDP answers of the fast path and the full path: {} differ", udp_seen.len(), paths_differ.len());
+    assert_eq!(udp_answered_by(&node, "fast")?, 0, "dns.full_path_only left the fast path on");
     assert!(udp_seen.len() >= 4000);
     assert!(
         paths_differ.is_empty(),
@@ -618,6 +622,19 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
         differences.iter().take(25).cloned().collect::<Vec<_>>().join("\n")
     );
     Ok(())
+}
+
+/// How many UDP queries `node` has answered on `path` (fast or full),
+/// from its `/metrics`.
+fn udp_answered_by(node: &Node, path: &str) -> anyhow::Result<u64> {
+    let mut s = TcpStream::connect(("127.0.0.1", node.ports.http))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    let series = format!("switchboard_dns_udp_path_total{{path=\"{path}\"}} ");
+    let line = out.lines().find_map(|l| l.strip_prefix(&series)).ok_or_else(|| anyhow!("no {series} in /metrics"))?;
+    Ok(line.trim().parse()?)
 }
 
 /// kdig's view of one exchange: the status, whether it warned (a TSIG it

@@ -159,6 +159,8 @@ pub(crate) struct Shard {
     dropped_response: AtomicU64,
     rrl: [AtomicU64; 2],
     cookies: [AtomicU64; 5],
+    /// UDP queries answered by the fast path, and handed to the full path.
+    paths: [AtomicU64; 2],
     refused: [AtomicU64; 1],
     updates: [AtomicU64; UPDATE_RCODES.len()],
     transfers: [[AtomicU64; XFR_OUTCOMES.len()]; 2],
@@ -185,6 +187,7 @@ impl Default for Shard {
             dropped_response: AtomicU64::new(0),
             rrl: zeros(),
             cookies: zeros(),
+            paths: zeros(),
             refused: zeros(),
             updates: zeros(),
             transfers: std::array::from_fn(|_| zeros()),
@@ -213,6 +216,12 @@ impl Shard {
     }
 
     /// A message that could not be parsed (answered FORMERR).
+    /// A UDP query answered (or limited) by the fast path (`fast`), or
+    /// handed to the full path.
+    pub(crate) fn path(&self, fast: bool) {
+        bump(&self.paths[usize::from(!fast)]);
+    }
+
     pub(crate) fn malformed(&self) {
         bump(&self.malformed);
     }
@@ -371,6 +380,13 @@ impl Collector for DnsStats {
         )?;
         let cookies: Vec<_> = COOKIE_RESULTS.iter().enumerate().map(|(i, r)| (vec![("result", *r)], self.all(|s| &s.cookies[i]))).collect();
         counters(e, "switchboard_dns_cookies", "Queries by what their DNS COOKIE option was (RFC 7873).", &cookies, true)?;
+        counters(
+            e,
+            "switchboard_dns_udp_path",
+            "UDP queries by the path that answered them: fast (from the wire bytes) or full (parsed and encoded by hickory).",
+            &[(vec![("path", "fast")], self.all(|s| &s.paths[0])), (vec![("path", "full")], self.all(|s| &s.paths[1]))],
+            true,
+        )?;
 
         {
             let mut family = e.encode_descriptor(

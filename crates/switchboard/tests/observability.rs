@@ -137,6 +137,9 @@ fn metrics_count_each_query_by_transport_qtype_and_rcode() -> anyhow::Result<()>
         "each under 100 ms on loopback, in the cumulative bucket"
     );
     assert!(value(&after, "switchboard_dns_answer_duration_seconds_sum", &[("transport", "udp")]) > 0.0);
+    // Plain queries (no EDNS options, ordinary names): all on the fast path.
+    assert_eq!(moved_by("switchboard_dns_udp_path_total", &[("path", "fast")]), 10.0);
+    assert_eq!(moved_by("switchboard_dns_udp_path_total", &[("path", "full")]), 0.0);
     // Writes and API calls were counted too.
     assert!(value(&after, "switchboard_api_requests_total", &[("method", "/switchboard.v1.Tenants/CreateTenant"), ("code", "OK")]) == 1.0);
     assert!(value(&after, "switchboard_writes_total", &[("outcome", "applied")]) >= 3.0);

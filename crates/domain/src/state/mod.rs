@@ -14,6 +14,7 @@
 mod acme;
 mod credentials;
 mod dedup;
+mod keys;
 mod tenants;
 mod update;
 mod zones;
@@ -46,8 +47,9 @@ pub struct State {
     data_revision: u64,
     tables: Tables,
     // Derived indexes, kept by `set` from the tables alone.
-    /// alias → tenant id. Aliases and tenant ids share one namespace.
-    aliases: OrdMap<String, String>,
+    /// Tenant id or alias → tenant, by hash: the query path's lookup.
+    /// Aliases and tenant ids share one namespace.
+    keys: keys::KeyIndex,
     /// Tenants per cluster id, so cluster reads and deletes walk no tenants.
     tenants_per_cluster: OrdMap<String, u64>,
     /// Request ids in the order of their stamps, for eviction.
@@ -107,7 +109,7 @@ impl State {
 
     /// A tenant by its id or one of its aliases.
     pub fn tenant_by_key(&self, key: &str) -> Option<&Arc<Tenant>> {
-        self.tables.tenants.get(key).or_else(|| self.aliases.get(key).and_then(|id| self.tables.tenants.get(id)))
+        self.keys.get(key.as_bytes())
     }
 
     /// The served zone with the longest apex containing `qname` (lower-case, absolute).
@@ -365,12 +367,10 @@ impl State {
     fn index(&mut self, value: &Value, present: bool) {
         match value {
             Value::Tenant(t) => {
-                for a in &t.aliases {
-                    if present {
-                        self.aliases.insert(a.clone(), t.id.clone());
-                    } else {
-                        self.aliases.remove(a);
-                    }
+                if present {
+                    self.keys.insert(t);
+                } else {
+                    self.keys.remove(t);
                 }
                 let n = self.tenants_per_cluster.get(&t.cluster).copied().unwrap_or(0);
                 let n = if present { n + 1 } else { n.saturating_sub(1) };

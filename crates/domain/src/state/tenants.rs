@@ -28,6 +28,11 @@ impl State {
         Ok(Outcome::Deleted)
     }
 
+    /// The id of the tenant that has `key` as an alias (not as its id).
+    fn alias_owner(&self, key: &str) -> Option<&str> {
+        self.tenant_by_key(key).filter(|t| t.id != key).map(|t| t.id.as_str())
+    }
+
     pub(super) fn create_tenant(
         &mut self,
         rev: u64,
@@ -39,7 +44,7 @@ impl State {
         if self.tenant(&id).is_some() {
             return Err(CommandError::exists("tenant", &id, "id"));
         }
-        if let Some(owner) = self.aliases.get(&id) {
+        if let Some(owner) = self.alias_owner(&id) {
             return Err(CommandError::precondition("id", format!("{id:?} is already an alias of tenant {owner:?}")));
         }
         let (cluster, pinned) = match cluster {
@@ -85,7 +90,7 @@ impl State {
         if self.tenant(&alias).is_some() {
             return Err(CommandError::precondition("alias", format!("{alias:?} is a tenant id")));
         }
-        match self.aliases.get(&alias) {
+        match self.alias_owner(&alias) {
             Some(owner) if *owner == t.id => return Ok(Outcome::Tenant(t)),
             Some(owner) => return Err(CommandError::precondition("alias", format!("{alias:?} is already an alias of tenant {owner:?}"))),
             None => {}
