@@ -31,7 +31,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{which, Killed, Node};
+use common::{http_get, which, Killed, Node};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query};
 use hickory_proto::rr::{Name, RecordType};
 use switchboard_api::proto::{self, tenants_client::TenantsClient};
@@ -627,11 +627,7 @@ fn switchboard_answers_as_knot_does() -> anyhow::Result<()> {
 /// How many UDP queries `node` has answered on `path` (fast or full),
 /// from its `/metrics`.
 fn udp_answered_by(node: &Node, path: &str) -> anyhow::Result<u64> {
-    let mut s = TcpStream::connect(("127.0.0.1", node.ports.http))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET /metrics HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
+    let out = http_get(node.ports.http, "/metrics")?;
     let series = format!("switchboard_dns_udp_path_total{{path=\"{path}\"}} ");
     let line = out.lines().find_map(|l| l.strip_prefix(&series)).ok_or_else(|| anyhow!("no {series} in /metrics"))?;
     Ok(line.trim().parse()?)

@@ -215,13 +215,13 @@ impl Shard {
         }
     }
 
-    /// A message that could not be parsed (answered FORMERR).
     /// A UDP query answered (or limited) by the fast path (`fast`), or
     /// handed to the full path.
     pub(crate) fn path(&self, fast: bool) {
         bump(&self.paths[usize::from(!fast)]);
     }
 
+    /// A message that could not be parsed (answered FORMERR).
     pub(crate) fn malformed(&self) {
         bump(&self.malformed);
     }

@@ -28,7 +28,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context};
-use common::{eventually, query, query_tcp, Node, ZONE};
+use common::{eventually, http_get, query, query_tcp, Node, ZONE};
 use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
 use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
 use hickory_proto::rr::{Name, RecordType};
@@ -89,15 +89,6 @@ fn value(samples: &[Sample], name: &str, labels: &[(&str, &str)]) -> f64 {
         .filter(|s| s.name.as_deref() == Some(name) && labels.iter().all(|(k, v)| s.labels.get(*k).map(String::as_str) == Some(*v)))
         .map(|s| s.value)
         .sum()
-}
-
-fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
-    s.set_read_timeout(Some(Duration::from_secs(5)))?;
-    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
-    let mut out = String::new();
-    s.read_to_string(&mut out)?;
-    Ok(out)
 }
 
 #[test]

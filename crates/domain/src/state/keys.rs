@@ -45,6 +45,11 @@ impl Slot {
             Slot::Many(ts) => ts,
         }
     }
+
+    /// The tenants of this slot but the one `key` names.
+    fn others(&self, key: &[u8]) -> Vec<Arc<Tenant>> {
+        self.tenants().iter().filter(|t| !has_key(t, key)).cloned().collect()
+    }
 }
 
 fn has_key(t: &Tenant, key: &[u8]) -> bool {
@@ -88,7 +93,7 @@ impl KeyIndex {
             None => Slot::One(t.clone()),
             Some(Slot::One(other)) if has_key(other, key) => Slot::One(t.clone()),
             Some(slot) => {
-                let mut ts: Vec<Arc<Tenant>> = slot.tenants().iter().filter(|o| !has_key(o, key)).cloned().collect();
+                let mut ts = slot.others(key);
                 ts.push(t.clone());
                 Slot::Many(Arc::new(ts))
             }
@@ -98,16 +103,16 @@ impl KeyIndex {
 
     fn take(&mut self, h: u64, key: &[u8]) {
         let Some(slot) = self.map.get(&h) else { return };
-        let mut rest: Vec<Arc<Tenant>> = slot.tenants().iter().filter(|o| !has_key(o, key)).cloned().collect();
-        match rest.pop() {
-            None => {
+        let rest = slot.others(key);
+        match rest.as_slice() {
+            [] => {
                 self.map.remove(&h);
             }
-            Some(last) if rest.is_empty() => {
-                self.map.insert(h, Slot::One(last));
+            [one] => {
+                let one = Slot::One(one.clone());
+                self.map.insert(h, one);
             }
-            Some(last) => {
-                rest.push(last);
+            _ => {
                 self.map.insert(h, Slot::Many(Arc::new(rest)));
             }
         }

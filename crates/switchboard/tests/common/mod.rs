@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -373,6 +374,17 @@ pub fn query_with(server: SocketAddr, name: &str, rtype: RecordType, edns_payloa
         }
     }
     bail!("no DNS answer from {server} for {name} {rtype}")
+}
+
+/// `GET path` from the node's HTTP listener on `port`: the whole reply,
+/// status line and headers included.
+pub fn http_get(port: u16, path: &str) -> anyhow::Result<String> {
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out)
 }
 
 /// Send one query over TCP (length-prefixed) and return the parsed response.
