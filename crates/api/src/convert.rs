@@ -55,6 +55,7 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
         serial: state.serial(z),
         transfer: switchboard_proto::convert::transfer_out(&s.transfer),
         catalog: s.catalog,
+        dnssec: s.dnssec.as_ref().map(switchboard_proto::convert::dnssec_out),
     }
 }
 

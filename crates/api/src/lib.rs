@@ -6,6 +6,7 @@ mod acme;
 pub mod auth;
 pub mod convert;
 mod credentials;
+mod dnssec;
 mod service;
 mod status;
 mod tsig;

@@ -16,8 +16,8 @@ use switchboard_consensus::{NodeId, Proposal};
 
 use crate::auth::{Auth, Caller};
 use crate::proto::{
-    self, acme_server, clusters_server, credentials_server, membership_server, node_server, tenants_server, tsig_keys_server, watch_server,
-    zones_server,
+    self, acme_server, clusters_server, credentials_server, dnssec_keys_server, membership_server, node_server, tenants_server,
+    tsig_keys_server, watch_server, zones_server,
 };
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
@@ -61,10 +61,11 @@ pub struct Services {
     pub watch: watch_server::WatchServer<Api>,
     pub credentials: credentials_server::CredentialsServer<Api>,
     pub tsig_keys: tsig_keys_server::TsigKeysServer<Api>,
+    pub dnssec_keys: dnssec_keys_server::DnssecKeysServer<Api>,
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 9] = [
+pub const SERVICE_NAMES: [&str; 10] = [
     zones_server::SERVICE_NAME,
     clusters_server::SERVICE_NAME,
     tenants_server::SERVICE_NAME,
@@ -74,6 +75,7 @@ pub const SERVICE_NAMES: [&str; 9] = [
     watch_server::SERVICE_NAME,
     credentials_server::SERVICE_NAME,
     tsig_keys_server::SERVICE_NAME,
+    dnssec_keys_server::SERVICE_NAME,
 ];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
@@ -157,6 +159,7 @@ impl Api {
             watch: watch_server::WatchServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             credentials: credentials_server::CredentialsServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             tsig_keys: tsig_keys_server::TsigKeysServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            dnssec_keys: dnssec_keys_server::DnssecKeysServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         }
     }
 

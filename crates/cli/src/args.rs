@@ -80,6 +80,9 @@ pub enum Cmd {
     /// create (the secret printed once), list, delete.
     #[command(subcommand)]
     Tsig(TsigCmd),
+    /// DNSSEC keys of signed zones: status, ds (for the parent), rollover.
+    #[command(subcommand)]
+    Dnssec(DnssecCmd),
     /// Print every change after a revision as it commits, one JSON object
     /// per line (kind, key, revision, deleted, value); resumable with
     /// --after. Runs until interrupted, or until --count events.
@@ -190,6 +193,26 @@ pub enum TsigCmd {
     List,
     /// Delete a key: every node refuses messages signed with it from then on.
     Delete { name: String },
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum DnssecCmd {
+    /// A signed zone's keys (role, tag, state and since when), what the
+    /// leader does next and when, and its DS records.
+    Status { apex: String },
+    /// The DS records the parent zone should publish (the KSKs that CDS
+    /// names), one per line in presentation form, or with --json.
+    Ds { apex: String },
+    /// Start a rollover now; it then runs by itself (see status).
+    Rollover {
+        apex: String,
+        /// Roll the zone-signing key.
+        #[arg(long, conflicts_with = "ksk", required_unless_present = "ksk")]
+        zsk: bool,
+        /// Roll the key-signing key (CDS and CDNSKEY name the new one).
+        #[arg(long)]
+        ksk: bool,
+    },
 }
 
 #[derive(Debug, Clone, Subcommand)]

@@ -9,6 +9,7 @@
 mod acme;
 mod args;
 mod cluster;
+mod dnssec;
 mod import;
 mod node;
 mod output;
@@ -28,8 +29,8 @@ use anyhow::{anyhow, Context};
 use switchboard_proto::v1;
 
 pub use args::{
-    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, Kind, LogFormat, MemberCmd, Role, TenantCmd, TokenCmd, TsigCmd,
-    Wait, ZoneCmd,
+    AcmeCmd, AliasCmd, Cli, ClusterCmd, ClusterPut, ClusterState, Cmd, DnssecCmd, Kind, LogFormat, MemberCmd, Role, TenantCmd, TokenCmd,
+    TsigCmd, Wait, ZoneCmd,
 };
 
 use output::Output;
@@ -80,6 +81,7 @@ async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> anyhow::Result<Output
         Cmd::Acme(c) => acme::run(channel, ctx, c).await,
         Cmd::Token(c) => token::run(channel, ctx, c).await,
         Cmd::Tsig(c) => tsig::run(channel, ctx, c).await,
+        Cmd::Dnssec(c) => dnssec::run(channel, ctx, c).await,
         Cmd::Watch { after, kind, cluster, count } => watch::run(channel, *after, kind, cluster.clone(), *count).await,
         Cmd::Rebalance { dry_run, apply: _, max } => tenant::rebalance(channel, *dry_run, max.unwrap_or(0)).await,
     }

@@ -26,6 +26,44 @@ struct ZoneFile {
     /// A catalog zone (RFC 9432): lists every other zone served.
     #[serde(default)]
     catalog: bool,
+    dnssec: Option<DnssecFile>,
+}
+
+/// `[dnssec]`: sign every answer online. Timings as Knot DNS's defaults
+/// when absent; the `_days` ones take fractions (tests shorten them to seconds).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DnssecFile {
+    algorithm: String,
+    rrsig_validity_days: Option<f64>,
+    rrsig_refresh_days: Option<f64>,
+    zsk_lifetime_days: Option<f64>,
+    ksk_lifetime_days: Option<f64>,
+    dnskey_ttl: Option<u32>,
+    propagation_delay_seconds: Option<u64>,
+    ksk_submission_delay_seconds: Option<u64>,
+}
+
+/// Days (fractions allowed) as whole seconds; `key` names it in the error.
+fn days(key: &str, value: Option<f64>) -> anyhow::Result<Option<u64>> {
+    match value {
+        None => Ok(None),
+        Some(d) if d.is_finite() && (0.0..=36_500.0).contains(&d) => Ok(Some((d * 86_400.0).round() as u64)),
+        Some(d) => anyhow::bail!("dnssec.{key}: {d} is not a number of days from 0 to 36500"),
+    }
+}
+
+fn dnssec(d: DnssecFile) -> anyhow::Result<proto::Dnssec> {
+    Ok(proto::Dnssec {
+        algorithm: d.algorithm,
+        rrsig_validity_seconds: days("rrsig_validity_days", d.rrsig_validity_days)?,
+        rrsig_refresh_seconds: days("rrsig_refresh_days", d.rrsig_refresh_days)?,
+        zsk_lifetime_seconds: days("zsk_lifetime_days", d.zsk_lifetime_days)?,
+        ksk_lifetime_seconds: days("ksk_lifetime_days", d.ksk_lifetime_days)?,
+        dnskey_ttl: d.dnskey_ttl,
+        propagation_delay_seconds: d.propagation_delay_seconds,
+        ksk_submission_delay_seconds: d.ksk_submission_delay_seconds,
+    })
 }
 
 /// `[transfer]`: secondaries told of new serials, prefixes allowed unsigned transfers.
@@ -108,6 +146,7 @@ pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
         serial: 0,
         transfer: f.transfer.map(|t| proto::Transfer { notify: t.notify, allow: t.allow }),
         catalog: f.catalog,
+        dnssec: f.dnssec.map(dnssec).transpose()?,
     };
     // The same checks the server makes, so mistakes show before any network call.
     switchboard_proto::convert::zone_in(zone.clone())?;

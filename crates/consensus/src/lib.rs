@@ -10,6 +10,7 @@
 #![allow(clippy::result_large_err)]
 
 mod disk;
+mod dnssec;
 mod log_store;
 mod network;
 mod node;

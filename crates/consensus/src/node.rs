@@ -175,7 +175,7 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Node
 }
 
 /// Commands waiting for the leader to propose them, each with its reply.
-type Queued = (Command, Guard, oneshot::Sender<Result<Written, NodeError>>);
+pub(crate) type Queued = (Command, Guard, oneshot::Sender<Result<Written, NodeError>>);
 
 /// How long a write is retried while the leader is unknown or changing
 /// (a few election timeouts): the shared retry policy's span.
@@ -348,6 +348,7 @@ impl Node {
         tokio::spawn(batcher(raft.clone(), rx, stats.clone()));
         tokio::spawn(count_elections(raft.metrics(), stats.clone()));
         tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone(), disk.clone()));
+        tokio::spawn(crate::dnssec::key_steps(raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), raft.clone()));
         let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
         Ok(Node {

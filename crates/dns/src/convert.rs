@@ -34,6 +34,9 @@ pub fn record(r: &switchboard_domain::Record, qname: &str, asked: &Name) -> Opti
             raw.extend_from_slice(value.as_bytes());
             RData::Unknown { code: RecordType::CAA, rdata: NULL::with(raw) }
         }
+        D::Key { .. } | D::Cds { .. } => {
+            RData::Unknown { code: RecordType::from(r.data.rtype().code()), rdata: NULL::with(key_rdata(&r.data)?) }
+        }
         D::Soa { mname, rname, serial, refresh, retry, expire, minimum } => RData::SOA(SOA::new(
             name(mname)?,
             name(rname)?,
@@ -45,6 +48,30 @@ pub fn record(r: &switchboard_domain::Record, qname: &str, asked: &Name) -> Opti
         )),
     };
     Some(Record::from_rdata(owner, r.ttl, rdata))
+}
+
+/// The wire RDATA of a DNSKEY, CDNSKEY or CDS record (no names in it, so
+/// the same compressed or not): what both paths write.
+pub fn key_rdata(data: &D) -> Option<Vec<u8>> {
+    match data {
+        D::Key { flags, algorithm, public_key, .. } => {
+            let mut out = Vec::with_capacity(4 + public_key.len());
+            out.extend_from_slice(&flags.to_be_bytes());
+            out.push(3);
+            out.push(*algorithm);
+            out.extend_from_slice(public_key);
+            Some(out)
+        }
+        D::Cds { key_tag, algorithm, digest_type, digest } => {
+            let mut out = Vec::with_capacity(4 + digest.len());
+            out.extend_from_slice(&key_tag.to_be_bytes());
+            out.push(*algorithm);
+            out.push(*digest_type);
+            out.extend_from_slice(digest);
+            Some(out)
+        }
+        _ => None,
+    }
 }
 
 /// The question's name in domain form: labels lower-cased and joined, any

@@ -67,6 +67,8 @@ struct Query<'q> {
     /// The UDP payload size the response must fit.
     limit: usize,
     edns: bool,
+    /// The OPT's DO bit, copied into the response's (RFC 3225 §3).
+    dnssec_ok: bool,
 }
 
 /// Buffers reused from query to query: nothing is allocated per query once
@@ -86,6 +88,10 @@ pub(crate) struct Scratch {
 pub(crate) fn answer(query: &[u8], state: &State, rrl: Option<(&Rrl, IpAddr)>, scratch: &mut Scratch, out: &mut Vec<u8>) -> Fast {
     out.clear();
     let Some(q) = read(query, &mut scratch.qname) else { return Fast::HandOver };
+    // Signed answers are made on the full path.
+    if q.dnssec_ok && state.signs_any() {
+        return Fast::HandOver;
+    }
     let answer = resolve(state, &scratch.qname, RType::from_code(q.qtype));
     let rcode = match answer.rcode {
         Rcode::NoError => ResponseCode::NoError,
@@ -172,22 +178,23 @@ fn read<'q>(m: &'q [u8], qname: &mut String) -> Option<Query<'q>> {
     }
     let question = &m[HEADER..i + 4];
     let rest = &m[i + 4..];
-    let (limit, edns) = if count(10) == 0 {
+    let (limit, edns, dnssec_ok) = if count(10) == 0 {
         if !rest.is_empty() {
             return None;
         }
-        (usize::from(UDP_PAYLOAD_MIN), false)
+        (usize::from(UDP_PAYLOAD_MIN), false, false)
     } else {
         // Root owner, type OPT, payload size, extended RCODE 0, version 0,
         // flags, no options, and nothing after it.
-        let [0, t0, t1, s0, s1, 0, 0, _, _, 0, 0] = *rest else { return None };
+        let [0, t0, t1, s0, s1, 0, 0, flags, _, 0, 0] = *rest else { return None };
         if u16::from_be_bytes([t0, t1]) != TYPE_OPT {
             return None;
         }
         let size = u16::from_be_bytes([s0, s1]).clamp(UDP_PAYLOAD_MIN, UDP_PAYLOAD_MAX);
-        (usize::from(size), true)
+        (usize::from(size), true, flags & 0x80 != 0)
     };
-    Some(Query { id: [header[0], header[1]], rd: header[2] & 0x01 != 0, cd: header[3] & 0x10 != 0, question, qtype, limit, edns })
+    let (id, rd, cd) = ([header[0], header[1]], header[2] & 0x01 != 0, header[3] & 0x10 != 0);
+    Some(Query { id, rd, cd, question, qtype, limit, edns, dnssec_ok })
 }
 
 /// The header, as `Metadata::response_from_request` and hickory's encoder
@@ -202,12 +209,12 @@ fn header(q: &Query<'_>, authoritative: bool, rcode: ResponseCode, counts: [u16;
     }
 }
 
-/// Our OPT: payload 1232, version 0, no flags, no options.
-fn opt(out: &mut Vec<u8>) {
+/// Our OPT: payload 1232, version 0, DO as the query's, no options.
+fn opt(q: &Query<'_>, out: &mut Vec<u8>) {
     out.push(0);
     out.extend_from_slice(&TYPE_OPT.to_be_bytes());
     out.extend_from_slice(&UDP_PAYLOAD_MAX.to_be_bytes());
-    out.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    out.extend_from_slice(&[0, 0, if q.dnssec_ok { 0x80 } else { 0 }, 0, 0, 0]);
 }
 
 /// Header, question and OPT with TC=1: what a response that does not fit
@@ -218,7 +225,7 @@ fn empty(q: &Query<'_>, authoritative: bool, rcode: ResponseCode, out: &mut Vec<
     out[2] |= 0x02;
     out.extend_from_slice(q.question);
     if q.edns {
-        opt(out);
+        opt(q, out);
     }
 }
 
@@ -241,7 +248,7 @@ fn write(q: &Query<'_>, answer: &Answer, rcode: ResponseCode, sections: [&[Recor
         record(r, s, out)?;
     }
     if q.edns {
-        opt(out);
+        opt(q, out);
     }
     Some(())
 }
@@ -347,6 +354,7 @@ fn record(r: &Record, s: &mut Scratch, out: &mut Vec<u8>) -> Option<()> {
             }
             out.extend_from_slice(&minimum.to_be_bytes());
         }
+        RData::Key { .. } | RData::Cds { .. } => out.extend_from_slice(&crate::convert::key_rdata(&r.data)?),
     }
     let length = u16::try_from(out.len() - length_at - 2).ok()?;
     out[length_at..length_at + 2].copy_from_slice(&length.to_be_bytes());
@@ -361,13 +369,17 @@ mod tests {
     use arc_swap::ArcSwap;
     use hickory_proto::op::{Edns, Message, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
+    use ring::rand::SystemRandom;
+    use ring::signature::{Ed25519KeyPair, KeyPair as _};
+    use switchboard_domain::dnssec::{Algorithm, KeyRole, KeyState, Policy, Secret, Step};
     use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Soa, State, ZoneSpec};
 
     use crate::Handler;
 
     const APEX: &str = "apps.example.test.";
 
-    fn state() -> State {
+    /// The test zone, signed (keys made here) when `signed`.
+    fn state_signed(signed: bool) -> State {
         let record =
             |name: &str, rtype: &str, data: &str| RecordSpec { name: name.into(), rtype: rtype.into(), ttl: None, data: data.into() };
         let zone = ZoneSpec {
@@ -410,6 +422,7 @@ mod tests {
             ],
             transfer: Default::default(),
             catalog: false,
+            dnssec: signed.then(|| Policy::new(Algorithm::Ed25519)),
         };
         let mut commands = vec![
             Command::PutZone { zone },
@@ -426,12 +439,24 @@ mod tests {
         for (i, cluster) in ["mt1", "mt2", "big"].iter().enumerate() {
             commands.push(Command::CreateTenant { id: format!("t{i}"), cluster: Some((*cluster).into()) });
         }
+        if signed {
+            for role in [KeyRole::Ksk, KeyRole::Zsk] {
+                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+                let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
+                let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
+                commands.push(Command::DnssecStep { apex: APEX.into(), step });
+            }
+        }
         let mut state = State::default();
         for (i, command) in commands.into_iter().enumerate() {
             let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() });
             assert!(result.is_ok(), "set-up: {result:?}");
         }
         state
+    }
+
+    fn state() -> State {
+        state_signed(false)
     }
 
     fn query(name: &str, rtype: RecordType, edns: Option<u16>, rd: bool) -> Vec<u8> {
@@ -453,7 +478,19 @@ mod tests {
     /// answer is the full path's, byte for byte.
     #[test]
     fn the_fast_path_answers_as_the_full_path_does() {
-        let handler = Handler::new(Arc::new(ArcSwap::from_pointee(state())));
+        compare_paths(state(), true);
+    }
+
+    /// A signed zone: the fast path takes what it takes without DO (the
+    /// DNSKEY and CDS sets among it) as the full path answers it, and
+    /// hands every DO=1 query over (the full path signs).
+    #[test]
+    fn with_a_signed_zone_the_fast_path_answers_without_do_and_hands_over_with_it() {
+        compare_paths(state_signed(true), false);
+    }
+
+    fn compare_paths(state: State, takes_all: bool) {
+        let handler = Handler::new(Arc::new(ArcSwap::from_pointee(state)));
         let runtime = tokio::runtime::Builder::new_current_thread().build().unwrap();
         let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
         let names = [
@@ -497,6 +534,9 @@ mod tests {
             RecordType::ANY,
             RecordType::PTR,
             RecordType::Unknown(65280),
+            RecordType::DNSKEY,
+            RecordType::CDS,
+            RecordType::CDNSKEY,
         ];
         let (mut fast, mut all) = (0, 0);
         for name in names {
@@ -505,7 +545,11 @@ mod tests {
                     for rd in [false, true] {
                         let q = query(name, rtype, edns, rd);
                         all += 1;
-                        let Some(answer) = handler.answer_message_fast(&q, src) else { continue };
+                        let Some(answer) = handler.answer_message_fast(&q, src) else {
+                            let do_bit = edns.is_some_and(|e| e > 1232);
+                            assert!(!takes_all && do_bit, "handed over: {name} {rtype} edns {edns:?}");
+                            continue;
+                        };
                         fast += 1;
                         let full = runtime.block_on(handler.answer_message_full(&q, src, false));
                         assert_eq!(full, vec![answer], "{name} {rtype} edns {edns:?} rd {rd}");
@@ -513,7 +557,11 @@ mod tests {
                 }
             }
         }
-        assert_eq!(fast, all, "every query of the set is one for the fast path");
+        if takes_all {
+            assert_eq!(fast, all, "every query of the set is one for the fast path");
+        } else {
+            assert_eq!(fast, all * 3 / 4, "every query without DO is one for the fast path");
+        }
     }
 
     /// What the fast path hands over: anything beyond one plain question.

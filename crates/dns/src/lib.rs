@@ -10,6 +10,7 @@
 
 mod convert;
 mod cookie;
+mod dnssec;
 mod fast;
 mod notify;
 mod rrl;
@@ -22,6 +23,7 @@ mod update;
 mod xfr;
 
 pub use cookie::CookieSecret;
+pub use dnssec::SIGNATURES_CACHED;
 pub use notify::NOTIFY_INTERVAL;
 pub use rrl::RrlSettings;
 pub use stats::DnsStats;
@@ -116,6 +118,8 @@ struct Shared {
     /// Places for UPDATEs over UDP waiting for their commit, each on its
     /// own task; past them an UPDATE datagram is dropped (the client retries).
     updates_in_flight: Arc<tokio::sync::Semaphore>,
+    /// Online DNSSEC signing, with its signature cache.
+    signer: dnssec::Signer,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -153,6 +157,7 @@ impl Handler {
             updates: options.updates,
             history: options.history,
             updates_in_flight: Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT_MAX)),
+            signer: dnssec::Signer::new(),
         };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
@@ -432,6 +437,8 @@ pub(crate) fn wire_size_max(r: &switchboard_domain::Record) -> usize {
         D::Srv { target, .. } => 6 + name(target),
         D::Caa { tag, value, .. } => 2 + tag.len() + value.len(),
         D::Soa { mname, rname, .. } => name(mname) + name(rname) + 20,
+        D::Key { public_key, .. } => 4 + public_key.len(),
+        D::Cds { digest, .. } => 4 + digest.len(),
     };
     name(&r.name) + 10 + rdata
 }
@@ -567,10 +574,13 @@ impl Handler {
         // Our OPT says what we accept (RFC 6891 §6.2.3); what we send over
         // UDP is limited by the smaller of that and the client's size. A
         // client cookie is echoed with a fresh server cookie (RFC 7873 §5.2.3-4).
+        // DO is copied into the response (RFC 3225 §3).
+        let dnssec_ok = request.edns.as_ref().is_some_and(|e| e.flags().dnssec_ok);
         let edns = request.edns.as_ref().map(|_| {
             let mut e = Edns::new();
             e.set_version(0);
             e.set_max_payload(UDP_PAYLOAD_MAX);
+            e.set_dnssec_ok(dnssec_ok);
             if let (Some(secret), Some(client)) = (&self.shared.cookies, &cookie.client) {
                 let server = secret.server_cookie(client, request.src().ip(), now());
                 e.options_mut().insert(EdnsOption::Unknown(cookie::OPTION_CODE, [client.as_slice(), server.as_slice()].concat()));
@@ -679,6 +689,11 @@ impl Handler {
             // 5936 §2.2.1), the reason in the log.
             let refusal = match (state.zone(&apex), &signed_by) {
                 (None, _) => Some("not a zone served here".to_string()),
+                // Answers are signed when served; there is no signed zone
+                // to hand a secondary (ARCHITECTURE.md, "Signing online").
+                (Some(_), _) if state.signed_zone(&apex).is_some() => {
+                    Some("the zone is signed online: transfers of signed zones are not served".to_string())
+                }
                 (Some(z), Some(key)) if !key.may_transfer(z) => Some(format!("TSIG key {} may not transfer it", key.name)),
                 (Some(z), None) if !switchboard_domain::tsig::unsigned_transfer_allowed(z, request.src().ip()) => {
                     Some("unsigned, and the client is not in the zone's [transfer] allow".to_string())
@@ -708,7 +723,6 @@ impl Handler {
         let qtype = RType::from_code(u16::from(query.query_type()));
         let state = self.state.load();
         let answer = resolve(&state, &qname, qtype);
-        drop(state);
 
         let mut metadata = Metadata::response_from_request(&request.metadata);
         metadata.authoritative = answer.authoritative;
@@ -725,6 +739,16 @@ impl Handler {
             |rs: &[switchboard_domain::Record]| -> Vec<Record> { rs.iter().filter_map(|r| convert::record(r, &qname, asked)).collect() };
         let mut sections =
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
+        let signed = (dnssec_ok && state.signs_any())
+            .then(|| {
+                let question = dnssec::Asked { qname: &qname, name: asked };
+                self.shared.signer.sign(&state, question, &answer, &mut sections.answers, &mut sections.authority)
+            })
+            .flatten();
+        drop(state);
+        if signed.as_ref().is_some_and(|s| s.nxdomain_denied) {
+            metadata.response_code = ResponseCode::NoError;
+        }
         // Room is left for the TSIG record of a signed response.
         let limit = request.edns.as_ref().map_or(UDP_PAYLOAD_MIN, |e| e.max_payload().clamp(UDP_PAYLOAD_MIN, UDP_PAYLOAD_MAX));
         let limit = limit.saturating_sub(u16::try_from(reserve).unwrap_or(u16::MAX));
@@ -743,7 +767,8 @@ impl Handler {
             } else {
                 0
             };
-        if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
+        // Signatures are not in the bound: a signed answer is measured.
+        if request.protocol() == Protocol::Udp && (signed.is_some() || bound > usize::from(limit)) {
             let referral = !answer.authoritative && answer.rcode == Rcode::NoError;
             sections = fit_udp(queries, &mut metadata, sections, edns.as_ref(), limit, referral);
         }

@@ -68,7 +68,8 @@ impl Handler {
                 }
                 let state = handler.state.load_full();
                 let mut wanted = HashMap::new();
-                for zone in state.zones().filter(|z| !z.spec.transfer.notify.is_empty()) {
+                // A signed zone is not transferred, so its secondaries are not told.
+                for zone in state.zones().filter(|z| !z.spec.transfer.notify.is_empty() && state.signed_zone(z.apex()).is_none()) {
                     let serial = state.serial(zone);
                     for target in &zone.spec.transfer.notify {
                         wanted.insert((zone.apex().to_string(), *target), serial);

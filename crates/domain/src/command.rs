@@ -118,6 +118,17 @@ pub enum Command {
     Update {
         update: Update,
     },
+    /// One step of a signed zone's key life, planned by the leader
+    /// (`SignedZone::plan`) and sent with the zone's revision as expected.
+    DnssecStep {
+        apex: String,
+        step: crate::dnssec::Step,
+    },
+    /// Start a rollover of the zone's ZSK or KSK at the leader's next tick.
+    DnssecRollover {
+        apex: String,
+        role: crate::dnssec::KeyRole,
+    },
 }
 
 impl Command {
@@ -148,6 +159,9 @@ impl Command {
             }
             Command::DeleteTsigKey { name } => (Kind::TsigKey, tsig::key_name("name", name).unwrap_or_else(|_| name.to_ascii_lowercase())),
             Command::Update { update } => (Kind::Zone, update.apex.to_ascii_lowercase()),
+            Command::DnssecStep { apex, .. } | Command::DnssecRollover { apex, .. } => {
+                (Kind::Dnssec, crate::name::absolute("apex", apex).unwrap_or_else(|_| apex.to_ascii_lowercase()))
+            }
         };
         EntityId::new(kind, key)
     }
@@ -174,6 +188,8 @@ impl Command {
             Command::CreateTsigKey { .. } => "create_tsig_key",
             Command::DeleteTsigKey { .. } => "delete_tsig_key",
             Command::Update { .. } => "update",
+            Command::DnssecStep { .. } => "dnssec_step",
+            Command::DnssecRollover { .. } => "dnssec_rollover",
         }
     }
 }

@@ -210,6 +210,7 @@ pub fn authorize(state: &State, credential: &Credential, access: Access<'_>) -> 
     let deny = |what: &str| Err(Denied(format!("{} may not {what}", who())));
     match (credential.role, &credential.scope, access) {
         (Role::Admin, _, Access::Write(Command::ExpireAcme)) => deny("expire challenges: the leader does that"),
+        (Role::Admin, _, Access::Write(Command::DnssecStep { .. })) => deny("step DNSSEC keys: the leader does that"),
         (Role::Admin, _, _) => Ok(()),
         (_, _, Access::ReadStatus) => Ok(()),
         (_, _, Access::Credentials) => deny("manage credentials: that needs an admin"),
@@ -238,7 +239,15 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
         Command::CreateTsigKey { .. } | Command::DeleteTsigKey { .. } => Err("manage TSIG keys: that needs an admin".into()),
         Command::Update { .. } => Err("send RFC 2136 updates: they come over DNS, signed with a TSIG key".into()),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
+        Command::DnssecStep { .. } => Err("step DNSSEC keys: the leader does that".into()),
         _ if *scope == Scope::All => Ok(()),
+        Command::DnssecRollover { apex, .. } => {
+            let apex = name::absolute("apex", apex).map_err(|e| e.to_string())?;
+            match state.zone(&apex) {
+                Some(z) if !scope.covers_zone(z) => Err(format!("roll the keys of zone {apex} (environment {:?})", z.spec.environment)),
+                _ => Ok(()),
+            }
+        }
         Command::PutZone { zone } => {
             let apex = name::absolute("apex", &zone.apex).map_err(|e| e.to_string())?;
             let environment = zone.environment.to_ascii_lowercase();

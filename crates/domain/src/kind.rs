@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::command::RequestRecord;
 use crate::credential::Credential;
+use crate::dnssec::SignedZone;
 use crate::model::{Challenge, Cluster, Tenant, Zone};
 use crate::tsig::TsigKey;
 
@@ -176,6 +177,9 @@ registry! {
     Credential(Credential) { prefix: b'k', key: |c| &c.id, table: credentials, history: Omitted, serial: false }
     /// A TSIG key (with its secret, which HMACs need), by name.
     TsigKey(TsigKey) { prefix: b'g', key: |k| &k.name, table: tsig_keys, history: Omitted, serial: false }
+    /// A signed zone's DNSSEC keys (private keys included) and rollover
+    /// state, by apex. Its changes move only its own zone's serial (`State::serial`).
+    Dnssec(SignedZone) { prefix: b'd', key: |z| &z.apex, table: signed_zones, history: Omitted, serial: false }
 }
 
 impl std::fmt::Display for Kind {

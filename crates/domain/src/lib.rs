@@ -5,6 +5,7 @@
 
 pub mod command;
 pub mod credential;
+pub mod dnssec;
 pub mod error;
 pub mod kind;
 pub mod masterfile;

@@ -86,6 +86,14 @@ pub fn rdata_text(data: &RData) -> String {
         RData::Soa { mname, rname, serial, refresh, retry, expire, minimum } => {
             format!("{mname} {rname} {serial} {refresh} {retry} {expire} {minimum}")
         }
+        RData::Key { flags, algorithm, public_key, .. } => {
+            use base64::Engine as _;
+            format!("{flags} 3 {algorithm} {}", base64::engine::general_purpose::STANDARD.encode(public_key))
+        }
+        RData::Cds { key_tag, algorithm, digest_type, digest } => {
+            let hex: String = digest.iter().map(|b| format!("{b:02X}")).collect();
+            format!("{key_tag} {algorithm} {digest_type} {hex}")
+        }
     }
 }
 

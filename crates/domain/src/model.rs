@@ -84,6 +84,8 @@ pub struct ZoneSpec {
     /// A catalog zone (RFC 9432): its content is the list of every other
     /// zone served, made from the state; it has no rules or records.
     pub catalog: bool,
+    /// Signed online with these settings (`[dnssec]`); unsigned when `None`.
+    pub dnssec: Option<crate::dnssec::Policy>,
 }
 
 /// Most secondaries told of a zone's new serials, and most prefixes
@@ -298,12 +300,31 @@ impl Zone {
         if spec.catalog && (!spec.rules.is_empty() || !spec.records.is_empty()) {
             return Err(ValidationError::new("catalog", "a catalog zone lists the zones served: it has no rules or records of its own"));
         }
-        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog };
+        if let Some(policy) = &spec.dnssec {
+            policy.validate()?;
+            if spec.catalog {
+                return Err(ValidationError::new("dnssec", "a catalog zone is read by secondaries, not resolvers: it is not signed"));
+            }
+        }
+        let dnssec = spec.dnssec.clone();
+        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog, dnssec };
         Ok(Zone { spec, revision, nodes })
     }
 
     pub fn apex(&self) -> &str {
         &self.spec.apex
+    }
+
+    /// The largest TTL an answer from this zone carries (what caches may
+    /// hold a signature for): its default, its rules', its records', and
+    /// its negative TTL.
+    pub fn max_ttl(&self) -> u32 {
+        let rules = self.spec.rules.iter().filter_map(|r| match r {
+            Rule::ServiceTenant { ttl, .. } | Rule::TenantHost { ttl } => *ttl,
+            Rule::Acme { .. } => None,
+        });
+        let records = self.nodes.values().flatten().map(|r| r.ttl);
+        rules.chain(records).chain([self.spec.ttl, self.spec.soa.minimum]).max().unwrap_or(self.spec.ttl)
     }
 
     /// The zone's `acme` rule: `Some(None)` when it serves stored

@@ -120,6 +120,18 @@ pub fn tree_key(name: &str) -> String {
 }
 
 /// The parent of an absolute name, or `None` for a single-label name.
+/// The wire form of an absolute name (lower-case as given, uncompressed):
+/// each label behind its length, then the root.
+pub fn wire(name: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(name.len() + 1);
+    for label in name.split('.').filter(|l| !l.is_empty()) {
+        out.push(label.len() as u8);
+        out.extend_from_slice(label.as_bytes());
+    }
+    out.push(0);
+    out
+}
+
 pub fn parent(name: &str) -> Option<&str> {
     let (_, rest) = name.split_once('.')?;
     if rest.is_empty() {

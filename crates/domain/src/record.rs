@@ -36,6 +36,13 @@ pub enum RType {
 }
 
 impl RType {
+    pub const DS: RType = RType::Other(43);
+    pub const RRSIG: RType = RType::Other(46);
+    pub const NSEC: RType = RType::Other(47);
+    pub const DNSKEY: RType = RType::Other(48);
+    pub const CDS: RType = RType::Other(59);
+    pub const CDNSKEY: RType = RType::Other(60);
+
     pub fn from_code(code: u16) -> Self {
         match code {
             1 => RType::A,
@@ -100,6 +107,12 @@ impl fmt::Display for RType {
             RType::Caa => f.write_str("CAA"),
             RType::Ptr => f.write_str("PTR"),
             RType::Any => f.write_str("ANY"),
+            RType::Other(43) => f.write_str("DS"),
+            RType::Other(46) => f.write_str("RRSIG"),
+            RType::Other(47) => f.write_str("NSEC"),
+            RType::Other(48) => f.write_str("DNSKEY"),
+            RType::Other(59) => f.write_str("CDS"),
+            RType::Other(60) => f.write_str("CDNSKEY"),
             RType::Other(c) => write!(f, "TYPE{c}"),
         }
     }
@@ -112,12 +125,47 @@ pub enum RData {
     Aaaa(Ipv6Addr),
     Cname(String),
     Ns(String),
-    Mx { preference: u16, exchange: String },
+    Mx {
+        preference: u16,
+        exchange: String,
+    },
     Txt(Vec<String>),
-    Srv { priority: u16, weight: u16, port: u16, target: String },
-    Caa { flags: u8, tag: String, value: String },
+    Srv {
+        priority: u16,
+        weight: u16,
+        port: u16,
+        target: String,
+    },
+    Caa {
+        flags: u8,
+        tag: String,
+        value: String,
+    },
     Ptr(String),
-    Soa { mname: String, rname: String, serial: u32, refresh: u32, retry: u32, expire: u32, minimum: u32 },
+    Soa {
+        mname: String,
+        rname: String,
+        serial: u32,
+        refresh: u32,
+        retry: u32,
+        expire: u32,
+        minimum: u32,
+    },
+    /// DNSKEY, or CDNSKEY when `cdnskey`: made from a signed zone's keys
+    /// (`dnssec`), never written by an operator.
+    Key {
+        cdnskey: bool,
+        flags: u16,
+        algorithm: u8,
+        public_key: Vec<u8>,
+    },
+    /// CDS: a DS the zone asks its parent to publish (RFC 7344).
+    Cds {
+        key_tag: u16,
+        algorithm: u8,
+        digest_type: u8,
+        digest: Vec<u8>,
+    },
 }
 
 impl RData {
@@ -133,6 +181,9 @@ impl RData {
             RData::Caa { .. } => RType::Caa,
             RData::Ptr(_) => RType::Ptr,
             RData::Soa { .. } => RType::Soa,
+            RData::Key { cdnskey: false, .. } => RType::DNSKEY,
+            RData::Key { cdnskey: true, .. } => RType::CDNSKEY,
+            RData::Cds { .. } => RType::CDS,
         }
     }
 

@@ -13,6 +13,7 @@
 
 use std::ops::ControlFlow;
 
+use crate::dnssec::{DnssecKey, SignedZone};
 use crate::model::{self, expand_target, Rule, Zone};
 use crate::name;
 use crate::record::{RData, RType, Record};
@@ -135,7 +136,7 @@ enum Node {
 }
 
 /// DS, the one type a parent answers for at a delegation point (RFC 4035 §3.1.4.1).
-const DS: RType = RType::Other(43);
+const DS: RType = RType::DS;
 
 fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
     let apex = zone.apex();
@@ -144,6 +145,9 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
         rrs.extend(zone.spec.ns.iter().map(|n| Record { name: apex.to_string(), ttl: zone.spec.ttl, data: RData::Ns(n.clone()) }));
         if let Some(statics) = zone.records_at(qname) {
             rrs.extend(statics.iter().cloned());
+        }
+        if let Some(signed) = state.signed_zone(apex) {
+            rrs.extend(dnssec_records(signed, zone));
         }
         return Node::Records(rrs);
     }
@@ -180,6 +184,55 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
         return Node::Records(rrs);
     }
     Node::Missing
+}
+
+/// A signed zone's DNSKEY set (every key it holds), and the CDS and
+/// CDNSKEY sets naming the KSKs the parent should have DS records for, or
+/// asking it to delete them while the zone is being unsigned (RFC 8078 §4).
+fn dnssec_records(signed: &SignedZone, zone: &Zone) -> Vec<Record> {
+    let apex = zone.apex();
+    let ttl = signed.dnskey_ttl(zone.spec.ttl);
+    let record = |data| Record { name: apex.to_string(), ttl, data };
+    let key = |cdnskey, k: &DnssecKey| {
+        record(RData::Key { cdnskey, flags: k.flags(), algorithm: k.algorithm.number(), public_key: k.public_key.clone() })
+    };
+    let mut rrs: Vec<Record> = signed.keys.iter().map(|k| key(false, k)).collect();
+    if signed.keys.is_empty() {
+        return rrs;
+    }
+    if signed.unsigning_since_ms.is_some() {
+        rrs.push(record(RData::Cds { key_tag: 0, algorithm: 0, digest_type: 0, digest: vec![0] }));
+        rrs.push(record(RData::Key { cdnskey: true, flags: 0, algorithm: 0, public_key: vec![0] }));
+        return rrs;
+    }
+    let cds: Vec<&DnssecKey> = signed.keys.iter().filter(|k| k.in_cds()).collect();
+    rrs.extend(cds.iter().map(|k| {
+        record(RData::Cds {
+            key_tag: k.key_tag(),
+            algorithm: k.algorithm.number(),
+            digest_type: crate::dnssec::DIGEST_SHA256,
+            digest: k.ds_digest(apex),
+        })
+    }));
+    rrs.extend(cds.iter().map(|k| key(true, k)));
+    rrs
+}
+
+/// The types at `name` in `zone`, for a denial of existence (the NSEC type
+/// bitmap of RFC 9824): `None` when the name does not exist, no types for
+/// an empty non-terminal, NS alone at a delegation.
+pub fn types_at(state: &State, zone: &Zone, name: &str) -> Option<Vec<RType>> {
+    match lookup(state, zone, name, RType::Any) {
+        Node::Records(rrs) => {
+            let mut types: Vec<RType> = rrs.iter().map(Record::rtype).collect();
+            types.sort_by_key(|t| t.code());
+            types.dedup();
+            Some(types)
+        }
+        Node::EmptyNonTerminal => Some(Vec::new()),
+        Node::Missing => None,
+        Node::Referral(ns) => ns.first().is_some_and(|r| r.name == name).then(|| vec![RType::Ns]),
+    }
 }
 
 /// Whether names below `name` exist in the zone: static records, or

@@ -43,6 +43,7 @@ fn zone() -> ZoneSpec {
         ],
         transfer: Default::default(),
         catalog: false,
+        dnssec: None,
     }
 }
 
@@ -755,6 +756,10 @@ fn every_kind_world() -> World {
     let mut w = credentials_world();
     w.ok(set_acme("t1.apps.example.test.", "token-1", 600));
     w.ok(Command::CreateTsigKey { key: tsig_key("xfr", Scope::All, TRANSFER) });
+    let mut signed = zone();
+    signed.apex = "signed.example.test.".into();
+    signed.dnssec = Some(crate::dnssec::Policy::new(crate::dnssec::Algorithm::Ed25519));
+    w.ok(Command::PutZone { zone: signed });
     let guard = Guard { request_id: Some("req-every".into()), ..Guard::default() };
     w.rev += 1;
     let env = Envelope { at_ms: 1_000 * w.rev, command: Command::CreateTenant { id: "t3".into(), cluster: None }, guard };
@@ -1226,4 +1231,74 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
     }
     assert!(!added.is_empty() && !removed.is_empty());
     assert_eq!((r, a), (removed, added));
+}
+
+// --- DNSSEC ------------------------------------------------------------------
+
+mod dnssec {
+    use super::*;
+    use crate::dnssec::{Algorithm, KeyRole, KeyState, Policy, Secret, Step};
+
+    fn generate(w: &mut World, role: KeyRole, state: KeyState, byte: u8) -> Result<Outcome, CommandError> {
+        let step = Step::Generate { role, state, public_key: vec![byte; 32], private_key: Secret(vec![1, 2, 3]) };
+        w.run(Command::DnssecStep { apex: APEX.into(), step })
+    }
+
+    fn types_at_apex(w: &World, rtype: RType) -> usize {
+        resolve(&w.state, APEX, rtype).answers.len()
+    }
+
+    #[test]
+    fn a_signed_zone_publishes_its_keys_and_cds_and_unsigns_through_cds_delete() {
+        let mut w = World::new();
+        let mut spec = zone();
+        spec.dnssec = Some(Policy::new(Algorithm::Ed25519));
+        w.ok(Command::PutZone { zone: spec.clone() });
+        assert!(w.state.signed_zone(APEX).is_some_and(|s| s.keys.is_empty()), "signing starts with no keys");
+        let serial = w.state.serial(w.state.zone(APEX).unwrap());
+        generate(&mut w, KeyRole::Ksk, KeyState::Active, 1).unwrap();
+        generate(&mut w, KeyRole::Zsk, KeyState::Active, 2).unwrap();
+        assert!(w.state.serial(w.state.zone(APEX).unwrap()) > serial, "key steps move the serial");
+        assert_eq!(types_at_apex(&w, RType::DNSKEY), 2);
+        assert_eq!(types_at_apex(&w, RType::CDS), 1, "CDS names the active KSK only");
+        assert_eq!(types_at_apex(&w, RType::CDNSKEY), 1);
+        let types = crate::resolve::types_at(&w.state, w.state.zone(APEX).unwrap(), APEX).unwrap();
+        assert!(types.contains(&RType::DNSKEY) && types.contains(&RType::Soa));
+        assert!(generate(&mut w, KeyRole::Zsk, KeyState::Active, 3).is_err(), "two active ZSKs are refused");
+
+        // Changing the algorithm is refused and changes nothing.
+        let mut other = spec.clone();
+        other.dnssec = Some(Policy::new(Algorithm::EcdsaP256Sha256));
+        let err = w.run(Command::PutZone { zone: other }).unwrap_err();
+        assert!(err.to_string().contains("algorithm rollover"), "{err}");
+
+        // Without [dnssec]: CDS and CDNSKEY ask for the DS to go; keys stay.
+        let mut unsigned = spec.clone();
+        unsigned.dnssec = None;
+        w.ok(Command::PutZone { zone: unsigned });
+        let cds = resolve(&w.state, APEX, RType::CDS).answers;
+        assert_eq!(cds.len(), 1);
+        assert_eq!(cds[0].data, RData::Cds { key_tag: 0, algorithm: 0, digest_type: 0, digest: vec![0] });
+        assert_eq!(types_at_apex(&w, RType::DNSKEY), 2, "still signed while the parent follows");
+        assert!(w.run(Command::DnssecRollover { apex: APEX.into(), role: KeyRole::Zsk }).is_err(), "no rollover while unsigning");
+        w.ok(Command::DnssecStep { apex: APEX.into(), step: Step::Finish });
+        assert!(w.state.signed_zone(APEX).is_none());
+        assert_eq!(types_at_apex(&w, RType::DNSKEY), 0);
+    }
+
+    #[test]
+    fn key_steps_are_the_leaders_and_rollovers_need_the_zone_in_scope() {
+        let mut w = credentials_world();
+        let mut spec = credentials_zone();
+        spec.dnssec = Some(Policy::new(Algorithm::Ed25519));
+        w.ok(Command::PutZone { zone: spec });
+        let step = Command::DnssecStep { apex: APEX.into(), step: Step::Finish };
+        let rollover = Command::DnssecRollover { apex: APEX.into(), role: KeyRole::Ksk };
+        let admin = credential("admin", Role::Admin, Scope::All);
+        let staging = credential("stg", Role::Operator, Scope::Environments(vec!["staging".into()]));
+        let prod = credential("prod", Role::Operator, Scope::Environments(vec!["prod".into()]));
+        assert!(authorize(&w.state, &admin, Access::Write(&step)).is_err(), "not even an admin steps keys");
+        assert!(authorize(&w.state, &prod, Access::Write(&rollover)).is_ok());
+        assert!(authorize(&w.state, &staging, Access::Write(&rollover)).is_err());
+    }
 }

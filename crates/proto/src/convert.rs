@@ -3,6 +3,7 @@
 //! will, before any network call. Inbound conversions validate and name
 //! the field at fault.
 
+use switchboard_domain::dnssec::{Algorithm, Policy};
 use switchboard_domain::model::{Prefix, Transfer, ZoneSpec};
 use switchboard_domain::{name, RecordSpec, Rule, Soa, ValidationError, Zone};
 
@@ -56,6 +57,7 @@ pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
         records: z.records.into_iter().map(|r| RecordSpec { name: r.name, rtype: r.r#type, ttl: r.ttl, data: r.data }).collect(),
         transfer: transfer_in(z.transfer.unwrap_or_default())?,
         catalog: z.catalog,
+        dnssec: z.dnssec.map(dnssec_in).transpose()?,
     };
     // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
     let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
@@ -84,6 +86,36 @@ fn transfer_in(t: v1::Transfer) -> Result<Transfer, ValidationError> {
     let allow =
         t.allow.iter().enumerate().map(|(i, p)| Prefix::parse(&format!("zone.transfer.allow[{i}]"), p)).collect::<Result<Vec<_>, _>>()?;
     Ok(Transfer { notify, allow })
+}
+
+/// A zone's `dnssec` table; each timing absent takes Knot DNS's default.
+fn dnssec_in(d: v1::Dnssec) -> Result<Policy, ValidationError> {
+    let algorithm = Algorithm::parse("zone.dnssec.algorithm", &d.algorithm)?;
+    let default = Policy::new(algorithm);
+    Ok(Policy {
+        algorithm,
+        rrsig_validity_s: d.rrsig_validity_seconds.unwrap_or(default.rrsig_validity_s),
+        rrsig_refresh_s: d.rrsig_refresh_seconds.or(default.rrsig_refresh_s),
+        zsk_lifetime_s: d.zsk_lifetime_seconds.unwrap_or(default.zsk_lifetime_s),
+        ksk_lifetime_s: d.ksk_lifetime_seconds.unwrap_or(default.ksk_lifetime_s),
+        dnskey_ttl: d.dnskey_ttl.or(default.dnskey_ttl),
+        propagation_delay_s: d.propagation_delay_seconds.unwrap_or(default.propagation_delay_s),
+        ksk_submission_delay_s: d.ksk_submission_delay_seconds.unwrap_or(default.ksk_submission_delay_s),
+    })
+}
+
+/// A zone's `dnssec` table as the API shows it.
+pub fn dnssec_out(p: &Policy) -> v1::Dnssec {
+    v1::Dnssec {
+        algorithm: p.algorithm.name().to_string(),
+        rrsig_validity_seconds: Some(p.rrsig_validity_s),
+        rrsig_refresh_seconds: p.rrsig_refresh_s,
+        zsk_lifetime_seconds: Some(p.zsk_lifetime_s),
+        ksk_lifetime_seconds: Some(p.ksk_lifetime_s),
+        dnskey_ttl: p.dnskey_ttl,
+        propagation_delay_seconds: Some(p.propagation_delay_s),
+        ksk_submission_delay_seconds: Some(p.ksk_submission_delay_s),
+    }
 }
 
 /// A zone's `transfer` table as the API shows it.

@@ -7,7 +7,7 @@ use switchboard_domain::{State, Value};
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 6;
+const IMAGE_VERSION: u32 = 7;
 
 #[derive(Serialize, Deserialize)]
 struct Image {

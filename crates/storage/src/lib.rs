@@ -45,9 +45,11 @@ pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// value and snapshot record is a registry `Value` (tagged with its kind) and
 /// the history holds `Effect`s (image v5), and every ACME challenge carries
 /// the tenant that owned its name when it was set (`Challenge::tenant`);
-/// 6 = TSIG keys (`g/`) and every zone's `[transfer]` table (image v6).
+/// 6 = TSIG keys (`g/`) and every zone's `[transfer]` table (image v6);
+/// 7 = DNSSEC keys of signed zones (`d/`), every zone's `[dnssec]` table,
+/// and the DNSSEC commands (image v7).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 6;
+pub const FORMAT: u32 = 7;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

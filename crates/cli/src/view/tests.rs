@@ -123,6 +123,7 @@ fn zone() -> proto::Zone {
         serial: 2024,
         transfer: None,
         catalog: false,
+        dnssec: None,
     }
 }
 

@@ -14,6 +14,7 @@
 mod acme;
 mod credentials;
 mod dedup;
+mod dnssec;
 mod keys;
 mod tenants;
 mod update;
@@ -27,6 +28,7 @@ pub use dedup::{request_id, REQUEST_IDS_MAX, REQUEST_ID_LEN_MAX, REQUEST_ID_WIND
 
 use crate::command::{Command, Envelope, Outcome, RequestRecord};
 use crate::credential::{self, Access, Actor, Credential};
+use crate::dnssec::SignedZone;
 use crate::error::CommandError;
 use crate::kind::{Effect, EntityId, Kind, Tables, Value};
 use crate::model::{Challenge, Cluster, Tenant, Zone};
@@ -123,10 +125,12 @@ impl State {
         }
     }
 
-    /// SOA serial of a zone: the revision of the last change that can alter its answers.
+    /// SOA serial of a zone: the revision of the last change that can alter
+    /// its answers (its keys' included: they are its DNSKEY set).
     pub fn serial(&self, zone: &Zone) -> u32 {
         // A catalog follows the data revision too: every zone write moves it.
         let rev = if zone.spec.rules.is_empty() && !zone.spec.catalog { zone.revision } else { zone.revision.max(self.data_revision) };
+        let rev = self.signed_zone(zone.apex()).map_or(rev, |s| rev.max(s.revision));
         // RFC 1982 serial arithmetic tolerates the wrap at 2^32.
         rev as u32
     }
@@ -177,6 +181,21 @@ impl State {
     /// Every TSIG key, by name.
     pub fn tsig_keys(&self) -> impl Iterator<Item = &Arc<TsigKey>> {
         self.tables.tsig_keys.values()
+    }
+
+    /// A signed zone's keys and rollover state, by apex.
+    pub fn signed_zone(&self, apex: &str) -> Option<&Arc<SignedZone>> {
+        self.tables.signed_zones.get(apex)
+    }
+
+    /// Every signed zone (or zone being unsigned), by apex.
+    pub fn signed_zones(&self) -> impl Iterator<Item = &Arc<SignedZone>> {
+        self.tables.signed_zones.values()
+    }
+
+    /// Whether any zone's answers are signed (the fast path reads DO only then).
+    pub fn signs_any(&self) -> bool {
+        !self.tables.signed_zones.is_empty()
     }
 
     /// A request id in the dedup window.
@@ -271,7 +290,7 @@ impl State {
 
     fn dispatch(&mut self, rev: u64, env: &Envelope, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         match &env.command {
-            Command::PutZone { zone } => self.put_zone(rev, zone, fx),
+            Command::PutZone { zone } => self.put_zone(rev, env.at_ms, zone, fx),
             Command::DeleteZone { apex } => self.delete_zone(apex, fx),
             Command::PutCluster { cluster } => self.put_cluster(rev, cluster, fx),
             Command::DeleteCluster { id } => self.delete_cluster(id, fx),
@@ -290,6 +309,8 @@ impl State {
             Command::CreateTsigKey { key } => self.create_tsig_key(rev, env.at_ms, key, fx),
             Command::DeleteTsigKey { name } => self.delete_tsig_key(name, fx),
             Command::Update { update } => self.update(rev, env.at_ms, update, fx),
+            Command::DnssecStep { apex, step } => self.dnssec_step(rev, env.at_ms, apex, step, fx),
+            Command::DnssecRollover { apex, role } => self.dnssec_rollover(rev, apex, *role, fx),
         }
     }
 

@@ -128,7 +128,7 @@ impl State {
             apply_static(&mut spec, op, &apex)?;
         }
         if spec != zone.spec {
-            next.put_zone(rev, &spec, &mut effects).map_err(|e| match e {
+            next.put_zone(rev, at_ms, &spec, &mut effects).map_err(|e| match e {
                 CommandError::Invalid(v) => refuse(UpdateRcode::Refused, v.to_string()),
                 other => other,
             })?;

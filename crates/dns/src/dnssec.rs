@@ -1,0 +1,420 @@
+//! Online DNSSEC signing of answers from signed zones, for queries with DO=1.
+//!
+//! Each RRset of the answer section, and the SOA and NSEC of a negative
+//! answer, gets an RRSIG by the zone's active ZSK (the DNSKEY, CDS and
+//! CDNSKEY sets by every KSK). Denial of existence is RFC 9824's Compact
+//! Denial: an NSEC owned by the name asked, its next name `\000.` in front
+//! of it, so it covers no other name; a name that does not exist answers
+//! NOERROR with the NXNAME type in the bitmap, a name without the type asked
+//! lists the types it has. Nothing is precomputed, so names made by rules
+//! and ACME values just written are denied or signed like any other.
+//!
+//! Signatures are cached by what they cover (key, owner, type, TTL and
+//! data) in a bounded cache, and made again once less validity than the
+//! policy's refresh is left: a hot RRset is signed once, not per query,
+//! and a change of state (a tenant moved) misses the cache by itself.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use hickory_proto::rr::rdata::NULL;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
+use hickory_proto::serialize::binary::{BinEncodable, BinEncoder};
+use ring::rand::SystemRandom;
+use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
+use switchboard_domain::dnssec::{Algorithm, DnssecKey, SignedZone};
+use switchboard_domain::{RType, State, Zone};
+
+use crate::convert;
+
+/// Signatures kept: enough for every hot RRset, bounded whatever is asked.
+pub const SIGNATURES_CACHED: usize = 100_000;
+/// Parsed private keys kept (a few per signed zone).
+const KEYS_CACHED: usize = 1_024;
+/// Signatures start this far in the past, for resolvers whose clocks lag.
+const INCEPTION_SKEW_S: u64 = 3600;
+/// The NXNAME meta-type of RFC 9824 §3.
+const NXNAME: u16 = 128;
+
+/// A private key ready to sign.
+enum Loaded {
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+/// A signature made earlier, with its validity.
+struct Made {
+    expiration: u32,
+    /// The whole RRSIG RDATA.
+    rdata: Vec<u8>,
+}
+
+/// The signing state every copy of the handler shares.
+pub(crate) struct Signer {
+    keys: quick_cache::sync::Cache<Vec<u8>, Arc<Loaded>>,
+    signatures: quick_cache::sync::Cache<Vec<u8>, Arc<Made>>,
+    rng: SystemRandom,
+    /// Signatures made, and taken from the cache.
+    pub made: AtomicU64,
+    pub cached: AtomicU64,
+}
+
+impl std::fmt::Debug for Signer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Signer").field("signatures", &self.signatures.len()).finish_non_exhaustive()
+    }
+}
+
+/// A key pair from its PKCS#8 bytes, checked against the public key the
+/// zone publishes.
+fn load(key: &DnssecKey, rng: &SystemRandom) -> Option<Loaded> {
+    let loaded = match key.algorithm {
+        Algorithm::EcdsaP256Sha256 => {
+            Loaded::Ecdsa(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &key.private_key.0, rng).ok()?)
+        }
+        Algorithm::Ed25519 => Loaded::Ed25519(Ed25519KeyPair::from_pkcs8(&key.private_key.0).ok()?),
+    };
+    let public = match &loaded {
+        // Uncompressed point: 0x04, then x and y as DNSKEY holds them.
+        Loaded::Ecdsa(k) => k.public_key().as_ref().get(1..)?.to_vec(),
+        Loaded::Ed25519(k) => k.public_key().as_ref().to_vec(),
+    };
+    (public == key.public_key).then_some(loaded)
+}
+
+/// The wire form of `name`, lower-case and uncompressed (RFC 4034 §6.2).
+fn canonical_name(name: &Name, out: &mut Vec<u8>) {
+    for label in name.iter() {
+        out.push(label.len() as u8);
+        out.extend(label.iter().map(u8::to_ascii_lowercase));
+    }
+    out.push(0);
+}
+
+/// A record's RDATA in canonical form (names lower-case for the types
+/// RFC 4034 §6.2 lists, as hickory's canonical encoder does).
+fn canonical_rdata(rdata: &RData) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = BinEncoder::new(&mut out);
+    encoder.set_canonical_form(true);
+    rdata.emit(&mut encoder).ok()?;
+    Some(out)
+}
+
+/// An NSEC type bitmap (RFC 4034 §4.1.2) of `types`.
+fn type_bitmap(types: &mut Vec<u16>) -> Vec<u8> {
+    types.sort_unstable();
+    types.dedup();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < types.len() {
+        let window = (types[i] >> 8) as u8;
+        let mut bits = [0u8; 32];
+        let mut len = 0;
+        while i < types.len() && (types[i] >> 8) as u8 == window {
+            let low = (types[i] & 0xff) as usize;
+            bits[low / 8] |= 0x80 >> (low % 8);
+            len = low / 8 + 1;
+            i += 1;
+        }
+        out.push(window);
+        out.push(len as u8);
+        out.extend_from_slice(&bits[..len]);
+    }
+    out
+}
+
+/// Seconds since the epoch, as RRSIG times are (serial arithmetic, RFC 4034 §3.1.5).
+fn now_s() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+/// The question: its name in domain form, and as asked on the wire.
+#[derive(Clone, Copy)]
+pub(crate) struct Asked<'a> {
+    pub qname: &'a str,
+    pub name: &'a Name,
+}
+
+/// What signing an answer changed beyond its sections.
+pub(crate) struct Signed {
+    /// A name that does not exist is NOERROR under Compact Denial.
+    pub nxdomain_denied: bool,
+}
+
+impl Signer {
+    pub fn new() -> Signer {
+        Signer {
+            keys: quick_cache::sync::Cache::new(KEYS_CACHED),
+            signatures: quick_cache::sync::Cache::new(SIGNATURES_CACHED),
+            rng: SystemRandom::new(),
+            made: AtomicU64::new(0),
+            cached: AtomicU64::new(0),
+        }
+    }
+
+    /// Sign the sections of an answer to `asked` (in domain form `qname`)
+    /// from `state`. `None` when no RRset of it is in a signed zone.
+    pub fn sign(
+        &self,
+        state: &State,
+        question: Asked<'_>,
+        resolved: &switchboard_domain::Answer,
+        answers: &mut Vec<Record>,
+        authority: &mut Vec<Record>,
+    ) -> Option<Signed> {
+        let nxdomain = resolved.rcode == switchboard_domain::Rcode::NxDomain;
+        let authoritative = resolved.authoritative;
+        let now = now_s();
+        let mut any = false;
+        let mut signed_answers = Vec::with_capacity(answers.len() * 2);
+        for set in rrsets(answers) {
+            signed_answers.extend_from_slice(set);
+            if let Some(sigs) = self.sign_set(state, set, now) {
+                any = true;
+                signed_answers.extend(sigs);
+            }
+        }
+        *answers = signed_answers;
+
+        let soa = authority.iter().find(|r| r.record_type() == RecordType::SOA).cloned();
+        let mut nxdomain_denied = false;
+        if let Some(soa) = soa {
+            // A negative answer: the SOA signed, and the name denied.
+            if let Some((signed_authority, denied)) = self.deny(state, question, nxdomain, &soa, answers, now) {
+                *authority = signed_authority;
+                nxdomain_denied = denied;
+                any = true;
+            }
+        } else if !authoritative {
+            // A referral: the NS set is the child's and unsigned; an NSEC
+            // at the cut proves it has no DS.
+            if let Some(ns) = authority.iter().find(|r| r.record_type() == RecordType::NS).cloned() {
+                let cut = convert::qname(&ns.name);
+                if let Some(zone) = state.zone_for(&cut) {
+                    if let Some(signed) = state.signed_zone(zone.apex()).filter(|s| s.signing()) {
+                        let ttl = zone.spec.soa.minimum.min(zone.spec.ttl);
+                        if let Some(nsec) = nsec(&ns.name.to_lowercase(), ttl, Some(&[RType::Ns]), zone) {
+                            let sigs = self.sign_with(zone, signed, std::slice::from_ref(&nsec), now);
+                            authority.push(nsec);
+                            authority.extend(sigs);
+                            any = true;
+                        }
+                    }
+                }
+            }
+        }
+        any.then_some(Signed { nxdomain_denied })
+    }
+
+    /// The authority section of a negative answer whose SOA is `soa`:
+    /// the SOA, the Compact Denial NSEC of the name denied (the question,
+    /// or the end of the CNAME chain), and their RRSIGs; and whether the
+    /// name does not exist. `None` when the zone is not signed.
+    fn deny(
+        &self,
+        state: &State,
+        Asked { qname, name: asked }: Asked<'_>,
+        nxdomain: bool,
+        soa: &Record,
+        answers: &[Record],
+        now: u64,
+    ) -> Option<(Vec<Record>, bool)> {
+        let apex = convert::qname(&soa.name);
+        let zone = state.zone(&apex)?;
+        let signed = state.signed_zone(&apex).filter(|s| s.signing())?;
+        let denied = match answers.iter().rev().find(|r| r.record_type() != RecordType::RRSIG).map(|r| &r.data) {
+            Some(RData::CNAME(target)) => target.0.to_lowercase(),
+            _ => asked.to_lowercase(),
+        };
+        let denied_domain = if answers.is_empty() { qname.to_string() } else { convert::qname(&denied) };
+        let types = switchboard_domain::resolve::types_at(state, zone, &denied_domain);
+        let nsec = nsec(&denied, soa.ttl, types.as_deref(), zone)?;
+        let mut out = vec![soa.clone()];
+        out.extend(self.sign_with(zone, signed, std::slice::from_ref(soa), now));
+        let sigs = self.sign_with(zone, signed, std::slice::from_ref(&nsec), now);
+        out.push(nsec);
+        out.extend(sigs);
+        Some((out, nxdomain && types.is_none()))
+    }
+
+    /// The RRSIGs of one RRset, when its owner is in a signed zone.
+    fn sign_set(&self, state: &State, set: &[Record], now: u64) -> Option<Vec<Record>> {
+        let owner = convert::qname(&set.first()?.name);
+        let zone = state.zone_for(&owner)?;
+        let signed = state.signed_zone(zone.apex()).filter(|s| s.signing())?;
+        Some(self.sign_with(zone, signed, set, now))
+    }
+
+    /// Sign `set` with the keys of `signed` that sign its type.
+    fn sign_with(&self, zone: &Zone, signed: &SignedZone, set: &[Record], now: u64) -> Vec<Record> {
+        let Some(first) = set.first() else { return Vec::new() };
+        let rtype = first.record_type();
+        let by_ksk = matches!(rtype, RecordType::DNSKEY | RecordType::CDS | RecordType::CDNSKEY);
+        signed
+            .keys
+            .iter()
+            .filter(|k| if by_ksk { k.signs_dnskey() } else { k.signs_zone() })
+            .filter_map(|k| self.rrsig(zone, signed, k, set, now))
+            .collect()
+    }
+
+    /// One RRSIG over `set` by `key` (RFC 4034 §3.1.8.1), from the cache
+    /// while it has validity enough left.
+    fn rrsig(&self, zone: &Zone, signed: &SignedZone, key: &DnssecKey, set: &[Record], now: u64) -> Option<Record> {
+        let first = set.first()?;
+        let (rtype, ttl) = (first.record_type(), first.ttl);
+        // The RRset in canonical form and order.
+        let mut owner = Vec::with_capacity(64);
+        canonical_name(&first.name, &mut owner);
+        let mut rdatas: Vec<Vec<u8>> = set.iter().map(|r| canonical_rdata(&r.data)).collect::<Option<_>>()?;
+        rdatas.sort();
+        rdatas.dedup();
+        let mut covered = Vec::with_capacity(owner.len() * rdatas.len() + 64);
+        for rdata in &rdatas {
+            covered.extend_from_slice(&owner);
+            covered.extend_from_slice(&u16::from(rtype).to_be_bytes());
+            covered.extend_from_slice(&1u16.to_be_bytes());
+            covered.extend_from_slice(&ttl.to_be_bytes());
+            covered.extend_from_slice(&u16::try_from(rdata.len()).ok()?.to_be_bytes());
+            covered.extend_from_slice(rdata);
+        }
+        let cache_key = [key.public_key.as_slice(), covered.as_slice()].concat();
+        let refresh = signed.policy.refresh_s(zone.max_ttl());
+        if let Some(made) = self.signatures.get(&cache_key) {
+            if u64::from(made.expiration.wrapping_sub(now as u32)) > refresh {
+                self.cached.fetch_add(1, Ordering::Relaxed);
+                return Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(made.rdata.clone())));
+            }
+        }
+        let loaded = match self.keys.get(&key.public_key) {
+            Some(l) => l,
+            None => {
+                let l = Arc::new(load(key, &self.rng)?);
+                self.keys.insert(key.public_key.clone(), l.clone());
+                l
+            }
+        };
+        let inception = now.saturating_sub(INCEPTION_SKEW_S) as u32;
+        let expiration = (now + signed.policy.rrsig_validity_s) as u32;
+        let mut rdata = Vec::with_capacity(18 + zone.apex().len() + 2 + 64);
+        rdata.extend_from_slice(&u16::from(rtype).to_be_bytes());
+        rdata.push(key.algorithm.number());
+        rdata.push(first.name.num_labels());
+        rdata.extend_from_slice(&ttl.to_be_bytes());
+        rdata.extend_from_slice(&expiration.to_be_bytes());
+        rdata.extend_from_slice(&inception.to_be_bytes());
+        rdata.extend_from_slice(&key.key_tag().to_be_bytes());
+        rdata.extend_from_slice(&switchboard_domain::name::wire(zone.apex()));
+        let data = [rdata.as_slice(), covered.as_slice()].concat();
+        match loaded.as_ref() {
+            Loaded::Ecdsa(k) => rdata.extend_from_slice(k.sign(&self.rng, &data).ok()?.as_ref()),
+            Loaded::Ed25519(k) => rdata.extend_from_slice(k.sign(&data).as_ref()),
+        }
+        self.made.fetch_add(1, Ordering::Relaxed);
+        self.signatures.insert(cache_key, Arc::new(Made { expiration, rdata: rdata.clone() }));
+        Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(rdata)))
+    }
+}
+
+fn rrsig_rdata(rdata: Vec<u8>) -> RData {
+    RData::Unknown { code: RecordType::RRSIG, rdata: NULL::with(rdata) }
+}
+
+/// The RRsets of a section: runs of records with the same owner and type.
+fn rrsets(records: &[Record]) -> Vec<&[Record]> {
+    let mut sets = Vec::new();
+    let mut start = 0;
+    for i in 1..=records.len() {
+        let ends = i == records.len()
+            || records[i].record_type() != records[start].record_type()
+            // Names compare without case.
+            || records[i].name != records[start].name;
+        if ends {
+            sets.push(&records[start..i]);
+            start = i;
+        }
+    }
+    sets
+}
+
+/// The Compact Denial NSEC at `owner` (RFC 9824 §3): `types` are the types
+/// the name has (`None`: it does not exist, so NXNAME). Its next name is
+/// `\000.owner`, or for a delegation `owner`'s first label with a zero byte
+/// appended (a name below the cut would be the child's); a name too long
+/// for either points at itself.
+fn nsec(owner: &Name, ttl: u32, types: Option<&[RType]>, zone: &Zone) -> Option<Record> {
+    let mut codes: Vec<u16> = match types {
+        None => vec![NXNAME],
+        Some(t) => t.iter().map(|t| t.code()).collect(),
+    };
+    codes.extend([RType::RRSIG.code(), RType::NSEC.code()]);
+    let delegation = types.is_some_and(|t| t.contains(&RType::Ns)) && convert::qname(owner) != zone.apex();
+    let mut wire = Vec::with_capacity(owner.len() + 4);
+    canonical_name(owner, &mut wire);
+    let mut next = Vec::with_capacity(wire.len() + 2);
+    let first_len = usize::from(*wire.first()?);
+    if delegation && first_len > 0 && first_len < 63 && wire.len() < 255 {
+        next.push(wire[0] + 1);
+        next.extend_from_slice(&wire[1..=first_len]);
+        next.push(0);
+        next.extend_from_slice(&wire[first_len + 1..]);
+    } else if !delegation && wire.len() + 2 <= 255 {
+        next.extend_from_slice(&[1, 0]);
+        next.extend_from_slice(&wire);
+    } else {
+        next = wire;
+    }
+    next.extend(type_bitmap(&mut codes));
+    Some(Record::from_rdata(owner.clone(), ttl, RData::Unknown { code: RecordType::NSEC, rdata: NULL::with(next) }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bitmaps_as_rfc_4034_shows_them() {
+        // RFC 4034 §4.3: A MX RRSIG NSEC TYPE1234.
+        let bitmap = type_bitmap(&mut vec![1, 15, 46, 47, 1234]);
+        assert_eq!(
+            bitmap,
+            [
+                0x00, 0x06, 0x40, 0x01, 0x00, 0x00, 0x00, 0x03, 0x04, 0x1b, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+                0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x20
+            ]
+        );
+    }
+
+    #[test]
+    fn keys_load_only_when_they_match_their_public_key() {
+        for algorithm in [Algorithm::EcdsaP256Sha256, Algorithm::Ed25519] {
+            let rng = SystemRandom::new();
+            let (public_key, private_key) = match algorithm {
+                Algorithm::EcdsaP256Sha256 => {
+                    let pkcs8 = EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).unwrap();
+                    let pair = EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng).unwrap();
+                    (pair.public_key().as_ref()[1..].to_vec(), pkcs8.as_ref().to_vec())
+                }
+                Algorithm::Ed25519 => {
+                    let pkcs8 = Ed25519KeyPair::generate_pkcs8(&rng).unwrap();
+                    (Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec(), pkcs8.as_ref().to_vec())
+                }
+            };
+            assert_eq!(public_key.len(), algorithm.public_key_len());
+            let key = DnssecKey {
+                id: 1,
+                role: switchboard_domain::dnssec::KeyRole::Zsk,
+                algorithm,
+                public_key,
+                private_key: switchboard_domain::dnssec::Secret(private_key),
+                state: switchboard_domain::dnssec::KeyState::Active,
+                since_ms: 0,
+                created_ms: 0,
+            };
+            assert!(load(&key, &SystemRandom::new()).is_some());
+            let other = DnssecKey { public_key: vec![7; algorithm.public_key_len()], ..key };
+            assert!(load(&other, &SystemRandom::new()).is_none(), "a key that is not the published one is refused");
+        }
+    }
+}
