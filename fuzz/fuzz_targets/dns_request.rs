@@ -4,7 +4,7 @@
 //! panics, and every answer parses, carries the request's id, and fits the
 //! UDP size the request allows; only a transfer over TCP has several.
 //! Over UDP, whatever the fast path answers must be the full path's answer
-//! byte for byte.
+//! byte for byte. A second zone is signed, so DO=1 queries reach the signer.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -14,6 +14,9 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 use switchboard_dns::Handler;
+use ring::rand::SystemRandom;
+use ring::signature::{Ed25519KeyPair, KeyPair as _};
+use switchboard_domain::dnssec::{Algorithm as DnssecAlgorithm, KeyRole, KeyState, Policy, Secret, Step};
 use switchboard_domain::model::{Prefix, Transfer};
 use switchboard_domain::tsig::{Algorithm, Allow};
 use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Scope, Soa, State, TsigKey, ZoneSpec};
@@ -70,9 +73,10 @@ fn state() -> State {
         ],
         transfer: Transfer { notify: Vec::new(), allow: vec![Prefix::parse("allow", "192.0.2.0/24").unwrap()] },
         catalog: false,
+        dnssec: None,
     };
     let mut commands = vec![
-        Command::PutZone { zone },
+        Command::PutZone { zone: zone.clone() },
         Command::PutCluster {
             cluster: Cluster {
                 ipv4: vec![[198, 51, 100, 1].into(), [198, 51, 100, 2].into()],
@@ -95,6 +99,24 @@ fn state() -> State {
     });
     for i in 0..50 {
         commands.push(Command::CreateTenant { id: format!("t{i}"), cluster: Some(if i % 2 == 0 { "mt1" } else { "mt2" }.into()) });
+    }
+    // A second zone, signed online (Ed25519 keys made here): answers to
+    // DO=1 queries for it are signed on the full path.
+    let signed_apex = "signed.example.test.";
+    let signed = ZoneSpec {
+        apex: signed_apex.into(),
+        rules: vec![Rule::ServiceTenant { services: vec!["ws".into()], target: format!("{{service}}-{{cluster}}.{APEX}"), ttl: None }, Rule::TenantHost { ttl: Some(60) }],
+        records: vec![record("www", "A", "192.0.2.80"), record("sub", "NS", "ns.sub"), record("ns.sub", "A", "192.0.2.99"), record("a.b.deep", "TXT", "x")],
+        transfer: Transfer::default(),
+        dnssec: Some(Policy::new(DnssecAlgorithm::Ed25519)),
+        ..zone.clone()
+    };
+    commands.push(Command::PutZone { zone: signed });
+    for role in [KeyRole::Ksk, KeyRole::Zsk] {
+        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key");
+        let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("the key parses").public_key().as_ref().to_vec();
+        let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
+        commands.push(Command::DnssecStep { apex: signed_apex.into(), step });
     }
     let mut state = State::default();
     for (i, command) in commands.into_iter().enumerate() {

@@ -36,6 +36,7 @@ fn state() -> State {
         records: vec![RecordSpec { name: "www".into(), rtype: "A".into(), ttl: None, data: "192.0.2.80".into() }],
         transfer: Transfer::default(),
         catalog: false,
+        dnssec: None,
     };
     let key = |name: &str, scope: Scope| TsigKey {
         name: name.into(),
