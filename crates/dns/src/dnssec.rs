@@ -27,7 +27,8 @@ use switchboard_domain::{RType, State, Zone};
 
 use crate::convert;
 
-/// Signatures kept: enough for every hot RRset, bounded whatever is asked.
+/// Signatures kept by default (`dns.signatures_cached`): enough for every
+/// hot RRset, bounded whatever is asked.
 pub const SIGNATURES_CACHED: usize = 100_000;
 /// Parsed private keys kept (a few per signed zone).
 const KEYS_CACHED: usize = 1_024;
@@ -49,19 +50,25 @@ struct Made {
     rdata: Vec<u8>,
 }
 
-/// The signing state every copy of the handler shares.
-pub(crate) struct Signer {
-    keys: quick_cache::sync::Cache<Vec<u8>, Arc<Loaded>>,
-    signatures: quick_cache::sync::Cache<Vec<u8>, Arc<Made>>,
-    rng: SystemRandom,
-    /// Signatures made, and taken from the cache.
+/// Signatures made, and taken from the cache, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct SignCounters {
     pub made: AtomicU64,
     pub cached: AtomicU64,
 }
 
+/// The signing state every copy of the handler shares.
+pub(crate) struct Signer {
+    keys: quick_cache::sync::Cache<Vec<u8>, Arc<Loaded>>,
+    /// `None` when configured off.
+    signatures: Option<quick_cache::sync::Cache<Vec<u8>, Arc<Made>>>,
+    rng: SystemRandom,
+    counters: Arc<SignCounters>,
+}
+
 impl std::fmt::Debug for Signer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Signer").field("signatures", &self.signatures.len()).finish_non_exhaustive()
+        f.debug_struct("Signer").field("signatures", &self.signatures.as_ref().map(|c| c.len())).finish_non_exhaustive()
     }
 }
 
@@ -143,13 +150,12 @@ pub(crate) struct Signed {
 }
 
 impl Signer {
-    pub fn new() -> Signer {
+    pub fn new(counters: Arc<SignCounters>, signatures_cached: usize) -> Signer {
         Signer {
             keys: quick_cache::sync::Cache::new(KEYS_CACHED),
-            signatures: quick_cache::sync::Cache::new(SIGNATURES_CACHED),
+            signatures: (signatures_cached > 0).then(|| quick_cache::sync::Cache::new(signatures_cached)),
             rng: SystemRandom::new(),
-            made: AtomicU64::new(0),
-            cached: AtomicU64::new(0),
+            counters,
         }
     }
 
@@ -281,9 +287,9 @@ impl Signer {
         }
         let cache_key = [key.public_key.as_slice(), covered.as_slice()].concat();
         let refresh = signed.policy.refresh_s(zone.max_ttl());
-        if let Some(made) = self.signatures.get(&cache_key) {
+        if let Some(made) = self.signatures.as_ref().and_then(|c| c.get(&cache_key)) {
             if u64::from(made.expiration.wrapping_sub(now as u32)) > refresh {
-                self.cached.fetch_add(1, Ordering::Relaxed);
+                self.counters.cached.fetch_add(1, Ordering::Relaxed);
                 return Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(made.rdata.clone())));
             }
         }
@@ -311,10 +317,29 @@ impl Signer {
             Loaded::Ecdsa(k) => rdata.extend_from_slice(k.sign(&self.rng, &data).ok()?.as_ref()),
             Loaded::Ed25519(k) => rdata.extend_from_slice(k.sign(&data).as_ref()),
         }
-        self.made.fetch_add(1, Ordering::Relaxed);
-        self.signatures.insert(cache_key, Arc::new(Made { expiration, rdata: rdata.clone() }));
+        self.counters.made.fetch_add(1, Ordering::Relaxed);
+        if let Some(cache) = &self.signatures {
+            cache.insert(cache_key, Arc::new(Made { expiration, rdata: rdata.clone() }));
+        }
         Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(rdata)))
     }
+}
+
+/// The wire size of the RRSIG and NSEC records in `records`, owners
+/// uncompressed: what signing added to an answer.
+pub(crate) fn added_size(records: &[Record]) -> usize {
+    records
+        .iter()
+        .filter(|r| matches!(r.record_type(), RecordType::RRSIG | RecordType::NSEC))
+        .map(|r| {
+            let owner = r.name.iter().map(|l| l.len() + 1).sum::<usize>() + 1;
+            let rdata = match &r.data {
+                RData::Unknown { rdata, .. } => rdata.anything.len(),
+                _ => 0,
+            };
+            owner + 10 + rdata
+        })
+        .sum()
 }
 
 fn rrsig_rdata(rdata: Vec<u8>) -> RData {

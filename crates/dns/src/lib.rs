@@ -88,6 +88,8 @@ pub struct Options {
     /// Every UDP query takes the full path: for comparing the fast path's
     /// answers with it, or for a node that must not use the fast path.
     pub full_path_only: bool,
+    /// Signatures kept for reuse (default `SIGNATURES_CACHED`).
+    pub signatures_cached: Option<usize>,
     /// Response rate limiting (off unless `responses_per_second` > 0).
     pub rrl: RrlSettings,
     /// The server cookie secret; `None`: cookies are not answered.
@@ -143,7 +145,8 @@ impl Handler {
     pub fn with(state: Arc<ArcSwap<State>>, options: Options) -> Handler {
         let udp_loops = options.udp_loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
         let tcp = Arc::new(TcpCounters::default());
-        let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone()));
+        let signatures = Arc::new(dnssec::SignCounters::default());
+        let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone(), signatures.clone()));
         let transfers = Arc::new(tokio::sync::Semaphore::new(TRANSFERS_MAX));
         let shared = Shared {
             stats,
@@ -157,7 +160,7 @@ impl Handler {
             updates: options.updates,
             history: options.history,
             updates_in_flight: Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT_MAX)),
-            signer: dnssec::Signer::new(),
+            signer: dnssec::Signer::new(signatures, options.signatures_cached.unwrap_or(SIGNATURES_CACHED)),
         };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
@@ -767,8 +770,11 @@ impl Handler {
             } else {
                 0
             };
-        // Signatures are not in the bound: a signed answer is measured.
-        if request.protocol() == Protocol::Udp && (signed.is_some() || bound > usize::from(limit)) {
+        // The records signing added (RRSIG, NSEC), at their exact
+        // uncompressed size, so most signed answers are encoded once too.
+        let bound =
+            bound + if signed.is_some() { dnssec::added_size(&sections.answers) + dnssec::added_size(&sections.authority) } else { 0 };
+        if request.protocol() == Protocol::Udp && bound > usize::from(limit) {
             let referral = !answer.authoritative && answer.rcode == Rcode::NoError;
             sections = fit_udp(queries, &mut metadata, sections, edns.as_ref(), limit, referral);
         }

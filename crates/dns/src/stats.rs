@@ -278,12 +278,18 @@ pub struct DnsStats {
     udp_loops: usize,
     tcp: Arc<TcpCounters>,
     tap: Option<Arc<Tap>>,
+    signatures: Arc<crate::dnssec::SignCounters>,
 }
 
 impl DnsStats {
-    pub(crate) fn new(udp_loops: usize, tcp: Arc<TcpCounters>, tap: Option<Arc<Tap>>) -> DnsStats {
+    pub(crate) fn new(
+        udp_loops: usize,
+        tcp: Arc<TcpCounters>,
+        tap: Option<Arc<Tap>>,
+        signatures: Arc<crate::dnssec::SignCounters>,
+    ) -> DnsStats {
         let udp_loops = udp_loops.max(1);
-        DnsStats { shards: (0..=udp_loops).map(|_| Shard::default()).collect(), udp_loops, tcp, tap }
+        DnsStats { shards: (0..=udp_loops).map(|_| Shard::default()).collect(), udp_loops, tcp, tap, signatures }
     }
 
     /// The shard of UDP loop `i` (wrapping), or TCP's.
@@ -454,6 +460,16 @@ impl Collector for DnsStats {
         let updates: Vec<_> =
             UPDATE_RCODES.iter().enumerate().map(|(i, (_, name))| (vec![("rcode", *name)], self.all(|s| &s.updates[i]))).collect();
         counters(e, "switchboard_dns_updates", "RFC 2136 UPDATE messages answered, by RCODE.", &updates, true)?;
+        counters(
+            e,
+            "switchboard_dnssec_signatures",
+            "RRSIGs put in answers: made for them, or taken from the signature cache.",
+            &[
+                (vec![("result", "made")], self.signatures.made.load(Ordering::Relaxed)),
+                (vec![("result", "cached")], self.signatures.cached.load(Ordering::Relaxed)),
+            ],
+            true,
+        )?;
 
         if let Some(tap) = &self.tap {
             counters(

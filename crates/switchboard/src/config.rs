@@ -55,6 +55,11 @@ pub struct Dns {
     /// comparing the two; the answers are the same, only slower).
     #[serde(default)]
     pub full_path_only: bool,
+    /// RRSIGs of signed zones kept for reuse (default 100,000, about
+    /// 30 MB): a signature in the cache is not made again until its
+    /// refresh time. 0 turns the cache off (every answer signed afresh).
+    #[serde(default)]
+    pub signatures_cached: Option<usize>,
     /// Response rate limiting (`[dns.rrl]`); off unless responses_per_second > 0.
     #[serde(default)]
     pub rrl: Rrl,
@@ -541,6 +546,9 @@ impl Config {
         }
         if self.dns.udp_workers == Some(0) {
             bail!("dns.udp_workers: must be at least 1");
+        }
+        if self.dns.signatures_cached.is_some_and(|n| n > 100_000_000) {
+            bail!("dns.signatures_cached: at most 100000000");
         }
         if let Some(tap) = &self.dns.dnstap {
             if tap.socket.is_some() == tap.file.is_some() {

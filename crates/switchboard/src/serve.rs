@@ -134,6 +134,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         history: Some(Arc::new(Changes(node.clone()))),
         udp_loops: config.dns.udp_workers,
         full_path_only: config.dns.full_path_only,
+        signatures_cached: config.dns.signatures_cached,
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
         tap,

@@ -192,6 +192,30 @@ fn delv_validates_every_kind_of_answer_from_a_signed_zone() -> anyhow::Result<()
     let (first, second) = (sig()?, sig()?);
     ensure!(!first.is_empty() && first == second, "one cached signature: {first:?} then {second:?}");
 
+    // Signed answers of the common kinds fit the UDP size we advertise.
+    for (n, t) in [(name("ws-acme1"), "CNAME"), (name("blog.acme1"), "A"), (name("nobody"), "A")] {
+        let out = Command::new("dig")
+            .arg(format!("@{}", dns.ip()))
+            .args(["-p", &dns.port().to_string(), "+dnssec", "+bufsize=1232", "+ignore", "+norec", &n, t])
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let size = text.lines().find_map(|l| l.strip_prefix(";; MSG SIZE  rcvd: ")).and_then(|v| v.trim().parse::<usize>().ok());
+        ensure!(
+            !text.contains(" tc ") && text.contains("RRSIG") && size.is_some_and(|s| s <= 1232),
+            "{n} {t} signed within 1232 bytes:\n{text}"
+        );
+    }
+    // What the signer did shows in /metrics: signatures made, and reused.
+    let metrics = common::http_get(node.ports.http, "/metrics")?;
+    let count = |result: &str| {
+        metrics
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("switchboard_dnssec_signatures_total{{result=\"{result}\"}} ")))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    ensure!(count("made") > 0 && count("cached") > 0, "signatures made {} and cached {}", count("made"), count("cached"));
+
     // Signed zones are not transferred (answers are signed as served).
     let axfr = Command::new("dig").arg(format!("@{}", dns.ip())).args(["-p", &dns.port().to_string(), APEX, "AXFR"]).output()?;
     ensure!(!String::from_utf8_lossy(&axfr.stdout).contains("IN\tSOA"), "a signed zone is not transferred");
