@@ -45,7 +45,8 @@ enum Loaded {
 
 /// A signature made earlier, with its validity.
 struct Made {
-    expiration: u32,
+    /// Seconds since the epoch (not wrapped as in the RRSIG).
+    expiration_s: u64,
     /// The whole RRSIG RDATA.
     rdata: Vec<u8>,
 }
@@ -288,7 +289,9 @@ impl Signer {
         let cache_key = [key.public_key.as_slice(), covered.as_slice()].concat();
         let refresh = signed.policy.refresh_s(zone.max_ttl());
         if let Some(made) = self.signatures.as_ref().and_then(|c| c.get(&cache_key)) {
-            if u64::from(made.expiration.wrapping_sub(now as u32)) > refresh {
+            // Reused only with more than the refresh time of validity left
+            // (an entry nobody asked for past its expiry is never served).
+            if made.expiration_s > now + refresh {
                 self.counters.cached.fetch_add(1, Ordering::Relaxed);
                 return Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(made.rdata.clone())));
             }
@@ -302,7 +305,9 @@ impl Signer {
             }
         };
         let inception = now.saturating_sub(INCEPTION_SKEW_S) as u32;
-        let expiration = (now + signed.policy.rrsig_validity_s) as u32;
+        let expiration_s = now + signed.policy.rrsig_validity_s;
+        // RRSIG times are serial numbers of 32 bits (RFC 4034 §3.1.5).
+        let expiration = expiration_s as u32;
         let mut rdata = Vec::with_capacity(18 + zone.apex().len() + 2 + 64);
         rdata.extend_from_slice(&u16::from(rtype).to_be_bytes());
         rdata.push(key.algorithm.number());
@@ -319,7 +324,7 @@ impl Signer {
         }
         self.counters.made.fetch_add(1, Ordering::Relaxed);
         if let Some(cache) = &self.signatures {
-            cache.insert(cache_key, Arc::new(Made { expiration, rdata: rdata.clone() }));
+            cache.insert(cache_key, Arc::new(Made { expiration_s, rdata: rdata.clone() }));
         }
         Some(Record::from_rdata(first.name.clone(), ttl, rrsig_rdata(rdata)))
     }
@@ -397,6 +402,71 @@ fn nsec(owner: &Name, ttl: u32, types: Option<&[RType]>, zone: &Zone) -> Option<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A state with one zone signed by a fresh Ed25519 KSK and ZSK.
+    fn signed_state() -> State {
+        use switchboard_domain::dnssec::{KeyRole, KeyState, Policy, Secret, Step};
+        use switchboard_domain::{Command, Envelope, Soa, ZoneSpec};
+        let apex = "signed.test.";
+        let zone = ZoneSpec {
+            apex: apex.into(),
+            environment: "prod".into(),
+            ttl: 300,
+            ns: vec!["ns1.example.net.".into()],
+            soa: Soa { mname: "ns1.example.net.".into(), rname: "h.example.net.".into(), refresh: 1, retry: 1, expire: 1, minimum: 60 },
+            rules: Vec::new(),
+            records: Vec::new(),
+            transfer: Default::default(),
+            catalog: false,
+            dnssec: Some(Policy::new(Algorithm::Ed25519)),
+        };
+        let mut commands = vec![Command::PutZone { zone }];
+        for role in [KeyRole::Ksk, KeyRole::Zsk] {
+            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
+            let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
+            let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
+            commands.push(Command::DnssecStep { apex: apex.into(), step });
+        }
+        let mut state = State::default();
+        for (i, command) in commands.into_iter().enumerate() {
+            assert!(state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() }).0.is_ok());
+        }
+        state
+    }
+
+    #[test]
+    fn a_cached_signature_is_reused_until_its_refresh_and_never_past_its_expiry() {
+        let state = signed_state();
+        let zone = state.zone("signed.test.").unwrap();
+        let signed = state.signed_zone("signed.test.").unwrap();
+        let counters = Arc::new(SignCounters::default());
+        let signer = Signer::new(counters.clone(), 16);
+        let a = Record::from_rdata(
+            Name::from_ascii("www.signed.test.").unwrap(),
+            300,
+            RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)),
+        );
+        let now = 1_800_000_000;
+        let first = signer.sign_with(zone, signed, std::slice::from_ref(&a), now);
+        let again = signer.sign_with(zone, signed, std::slice::from_ref(&a), now + 10);
+        assert_eq!(first.len(), 1);
+        assert_eq!(first, again, "the same signature, from the cache");
+        assert_eq!((counters.made.load(Ordering::Relaxed), counters.cached.load(Ordering::Relaxed)), (1, 1));
+        // Within the refresh time of its expiry: made again.
+        let validity = signed.policy.rrsig_validity_s;
+        let refreshed = signer.sign_with(zone, signed, std::slice::from_ref(&a), now + validity - signed.policy.refresh_s(zone.max_ttl()));
+        assert_ne!(refreshed, first);
+        assert_eq!(counters.made.load(Ordering::Relaxed), 2);
+        // Left in the cache, unasked, until past its expiry: made again, never served.
+        let idle = Signer::new(Arc::new(SignCounters::default()), 16);
+        let old = idle.sign_with(zone, signed, std::slice::from_ref(&a), now);
+        assert_ne!(idle.sign_with(zone, signed, std::slice::from_ref(&a), now + 3 * validity), old);
+        assert_eq!(idle.counters.made.load(Ordering::Relaxed), 2);
+        // Another TTL or other data is another signature.
+        let other =
+            Record::from_rdata(Name::from_ascii("www.signed.test.").unwrap(), 60, RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)));
+        assert_ne!(signer.sign_with(zone, signed, std::slice::from_ref(&other), now), first);
+    }
 
     #[test]
     fn bitmaps_as_rfc_4034_shows_them() {

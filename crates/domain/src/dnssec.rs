@@ -137,10 +137,10 @@ impl Policy {
             crate::record::ttl("dnssec.dnskey_ttl", ttl)?;
         }
         if self.propagation_delay_s > 30 * DAY_S {
-            return Err(err("propagation_delay", "at most 30 days".into()));
+            return Err(err("propagation_delay_seconds", "at most 30 days".into()));
         }
         if self.ksk_submission_delay_s > 365 * DAY_S {
-            return Err(err("ksk_submission_delay", "at most 365 days".into()));
+            return Err(err("ksk_submission_delay_seconds", "at most 365 days".into()));
         }
         Ok(())
     }

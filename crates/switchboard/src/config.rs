@@ -55,8 +55,8 @@ pub struct Dns {
     /// comparing the two; the answers are the same, only slower).
     #[serde(default)]
     pub full_path_only: bool,
-    /// RRSIGs of signed zones kept for reuse (default 100,000, about
-    /// 30 MB): a signature in the cache is not made again until its
+    /// RRSIGs of signed zones kept for reuse (default 100,000, a few
+    /// hundred bytes each): a signature in the cache is not made again until its
     /// refresh time. 0 turns the cache off (every answer signed afresh).
     #[serde(default)]
     pub signatures_cached: Option<usize>,
