@@ -26,6 +26,21 @@ pub struct ZoneView {
     pub transfer: Option<TransferView>,
     /// A catalog zone (RFC 9432).
     pub catalog: bool,
+    /// `null` when the zone is not signed; timings in seconds.
+    pub dnssec: Option<Box<DnssecView>>,
+}
+
+/// A zone's `[dnssec]` table, as the API holds it (timings in seconds).
+#[derive(Debug, Serialize)]
+pub struct DnssecView {
+    pub algorithm: String,
+    pub rrsig_validity_seconds: Option<u64>,
+    pub rrsig_refresh_seconds: Option<u64>,
+    pub zsk_lifetime_seconds: Option<u64>,
+    pub ksk_lifetime_seconds: Option<u64>,
+    pub dnskey_ttl: Option<u32>,
+    pub propagation_delay_seconds: Option<u64>,
+    pub ksk_submission_delay_seconds: Option<u64>,
 }
 
 #[derive(Debug, Serialize)]
@@ -100,6 +115,18 @@ impl From<&v1::Zone> for ZoneView {
                 .collect(),
             transfer: z.transfer.as_ref().map(|t| TransferView { notify: t.notify.clone(), allow: t.allow.clone() }),
             catalog: z.catalog,
+            dnssec: z.dnssec.as_ref().map(|d| {
+                Box::new(DnssecView {
+                    algorithm: d.algorithm.clone(),
+                    rrsig_validity_seconds: d.rrsig_validity_seconds,
+                    rrsig_refresh_seconds: d.rrsig_refresh_seconds,
+                    zsk_lifetime_seconds: d.zsk_lifetime_seconds,
+                    ksk_lifetime_seconds: d.ksk_lifetime_seconds,
+                    dnskey_ttl: d.dnskey_ttl,
+                    propagation_delay_seconds: d.propagation_delay_seconds,
+                    ksk_submission_delay_seconds: d.ksk_submission_delay_seconds,
+                })
+            }),
         }
     }
 }

@@ -40,6 +40,8 @@ fn old_zone_json(z: &proto::Zone) -> Value {
         "records": z.records.iter().map(|r| json!({"name": r.name, "type": r.r#type, "ttl": r.ttl, "data": r.data})).collect::<Vec<_>>(),
         "transfer": z.transfer.as_ref().map(|t| json!({"notify": t.notify, "allow": t.allow})),
         "catalog": z.catalog,
+        // Added with signed zones; null for the unsigned zone pinned here.
+        "dnssec": Value::Null,
     })
 }
 
@@ -203,7 +205,7 @@ fn zone_json_is_pinned() {
     assert_eq!(
         as_json(&ZoneView::from(&zone())),
         concat!(
-            r#"{"apex":"apps.example.test.","catalog":false,"environment":"prod","ns":["ns1.example.test."],"#,
+            r#"{"apex":"apps.example.test.","catalog":false,"dnssec":null,"environment":"prod","ns":["ns1.example.test."],"#,
             r#""records":[{"data":"192.0.2.80","name":"www","ttl":null,"type":"A"}],"revision":7,"#,
             r#""rules":[{"kind":"service-tenant","services":["ws"],"target":"{service}-{cluster}.example.test.","ttl":null},"#,
             r#"{"kind":"tenant-host","ttl":60},{"kind":"acme","validation_zone":""},null],"#,
