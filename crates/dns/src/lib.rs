@@ -56,6 +56,10 @@ pub const UDP_PAYLOAD_MAX: u16 = 1232;
 /// Most UPDATEs over UDP waiting for their commit at once.
 pub const UPDATES_IN_FLIGHT_MAX: usize = 256;
 
+/// The Extended DNS Error option (RFC 8914) and its "Prohibited" code.
+const EDE_OPTION: u16 = 15;
+const EDE_PROHIBITED: u16 = 18;
+
 /// The transfer QTYPEs (RFC 1995, RFC 5936).
 const QTYPE_IXFR: u16 = 251;
 const QTYPE_AXFR: u16 = 252;
@@ -708,6 +712,17 @@ impl Handler {
                 if request.protocol() == Protocol::Tcp {
                     tracing::info!(zone = %apex, client = %request.src(), reason = %why, "zone transfer refused");
                 }
+                // A signed zone's refusal says why in an Extended DNS Error
+                // (RFC 8914: 18, Prohibited), which kdig and dig print.
+                let explained = edns.clone().filter(|_| state.signed_zone(&apex).is_some()).map(|mut e| {
+                    let text = [&EDE_PROHIBITED.to_be_bytes()[..], why.as_bytes()].concat();
+                    e.options_mut().insert(EdnsOption::Unknown(EDE_OPTION, text));
+                    e
+                });
+                let builder = match &explained {
+                    Some(e) => MessageResponseBuilder::new(queries, Some(e)),
+                    None => builder,
+                };
                 let msg = builder.error_msg(&request.metadata, ResponseCode::NotAuth);
                 return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
             }

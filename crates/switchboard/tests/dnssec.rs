@@ -117,6 +117,33 @@ fn write_anchors(path: &Path, ds: &[String]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An AXFR of the zone with EDNS over TCP: its response's Extended DNS
+/// Error option (RFC 8914), code and text.
+fn axfr_refusal(dns: SocketAddr) -> anyhow::Result<Vec<u8>> {
+    use hickory_proto::op::{Edns, Message, MessageType, OpCode, Query, ResponseCode};
+    use hickory_proto::rr::rdata::opt::{EdnsCode, EdnsOption};
+    use hickory_proto::rr::{Name, RecordType};
+    use std::io::{Read, Write};
+    let mut msg = Message::new(7, MessageType::Query, OpCode::Query);
+    msg.add_query(Query::query(Name::from_ascii(APEX)?, RecordType::AXFR));
+    msg.set_edns(Edns::new());
+    let bytes = msg.to_vec()?;
+    let mut s = std::net::TcpStream::connect_timeout(&dns, Duration::from_secs(2))?;
+    s.set_read_timeout(Some(Duration::from_secs(2)))?;
+    s.write_all(&u16::try_from(bytes.len())?.to_be_bytes())?;
+    s.write_all(&bytes)?;
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf)?;
+    let response = Message::from_vec(&buf)?;
+    ensure!(response.metadata.response_code == ResponseCode::NotAuth, "refused NOTAUTH: {response:?}");
+    match response.edns.as_ref().and_then(|e| e.option(EdnsCode::from(15))) {
+        Some(EdnsOption::Unknown(15, data)) => Ok(data.clone()),
+        other => bail!("no Extended DNS Error: {other:?}"),
+    }
+}
+
 fn require_tools() -> anyhow::Result<()> {
     for tool in ["delv", "dig"] {
         which(tool).ok_or_else(|| anyhow!("{tool} is missing: ./x setup installs bind9-dnsutils"))?;
@@ -219,6 +246,9 @@ fn delv_validates_every_kind_of_answer_from_a_signed_zone() -> anyhow::Result<()
     // Signed zones are not transferred (answers are signed as served).
     let axfr = Command::new("dig").arg(format!("@{}", dns.ip())).args(["-p", &dns.port().to_string(), APEX, "AXFR"]).output()?;
     ensure!(!String::from_utf8_lossy(&axfr.stdout).contains("IN\tSOA"), "a signed zone is not transferred");
+    // With EDNS, the refusal says why: Extended DNS Error 18 (Prohibited).
+    let ede = axfr_refusal(dns)?;
+    ensure!(ede.starts_with(&[0, 18]) && String::from_utf8_lossy(&ede[2..]).contains("signed online"), "EDE {ede:?}");
     ensure!(node.log().contains("transfers of signed zones are not served"), "the refusal says why, in the log");
     Ok(())
 }
