@@ -90,8 +90,14 @@ pub(crate) async fn key_steps(raft: Raft, published: Published, queue: mpsc::Sen
             if queue.send((Command::DnssecStep { apex: apex.clone(), step }, guard, tx)).await.is_err() {
                 return;
             }
+            // Only a step that applied is followed at once by the next; a
+            // refused one waits for the next tick (and is logged), so a
+            // step that cannot apply never loops.
             match rx.await {
-                Ok(Ok(_)) => again = true,
+                Ok(Ok(written)) => match written.result {
+                    Ok(_) => again = true,
+                    Err(e) => tracing::warn!(zone = %apex, error = %e, "DNSSEC key step refused"),
+                },
                 Ok(Err(e)) => tracing::debug!(zone = %apex, error = %e, "DNSSEC key step"),
                 Err(_) => {}
             }

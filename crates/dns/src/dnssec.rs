@@ -142,6 +142,7 @@ fn now_s() -> u64 {
 pub(crate) struct Asked<'a> {
     pub qname: &'a str,
     pub name: &'a Name,
+    pub qtype: RType,
 }
 
 /// What signing an answer changed beyond its sections.
@@ -189,9 +190,25 @@ impl Signer {
         if let Some(soa) = soa {
             // A negative answer: the SOA signed, and the name denied.
             if let Some((signed_authority, denied)) = self.deny(state, question, nxdomain, &soa, answers, now) {
-                *authority = signed_authority;
                 nxdomain_denied = denied;
                 any = true;
+                if question.qtype == RType::NSEC && answers.is_empty() {
+                    // A query for the NSEC type is answered with the NSEC
+                    // itself (RFC 9824 §3.3): a denial would prove absent
+                    // the very type it holds.
+                    let covers_nsec = |r: &Record| match &r.data {
+                        RData::Unknown { rdata, .. } => rdata.anything.get(..2) == Some(&RType::NSEC.code().to_be_bytes()[..]),
+                        _ => false,
+                    };
+                    answers.extend(
+                        signed_authority
+                            .into_iter()
+                            .filter(|r| r.record_type() == RecordType::NSEC || (r.record_type() == RecordType::RRSIG && covers_nsec(r))),
+                    );
+                    authority.clear();
+                } else {
+                    *authority = signed_authority;
+                }
             }
         } else if !authoritative {
             // A referral: the NS set is the child's and unsigned; an NSEC
@@ -221,7 +238,7 @@ impl Signer {
     fn deny(
         &self,
         state: &State,
-        Asked { qname, name: asked }: Asked<'_>,
+        Asked { qname, name: asked, .. }: Asked<'_>,
         nxdomain: bool,
         soa: &Record,
         answers: &[Record],
@@ -368,11 +385,41 @@ fn rrsets(records: &[Record]) -> Vec<&[Record]> {
     sets
 }
 
+/// A name right after `wire` (an owner's wire form) in canonical order
+/// that no name below `wire` precedes: its first label with a zero byte
+/// appended, or, when that would not fit, with its last byte incremented
+/// (past the upper-case letters, which canonical order reads as lower
+/// case). `None` when neither is possible (a label ending in 0xff at the
+/// longest length). Never `wire` itself: an NSEC pointing at its own owner
+/// would deny the whole zone.
+fn successor(wire: &[u8]) -> Option<Vec<u8>> {
+    let first = usize::from(*wire.first()?);
+    if first == 0 {
+        return None;
+    }
+    if first < 63 && wire.len() < 255 {
+        let mut next = Vec::with_capacity(wire.len() + 1);
+        next.push(wire[0] + 1);
+        next.extend_from_slice(&wire[1..=first]);
+        next.push(0);
+        next.extend_from_slice(&wire[first + 1..]);
+        return Some(next);
+    }
+    let mut next = wire.to_vec();
+    let last = next.get_mut(first)?;
+    *last = match *last {
+        0xff => return None,
+        // Canonical order reads upper-case letters as lower case: skip them.
+        b'@'..=b'Z' => b'[',
+        b => b + 1,
+    };
+    Some(next)
+}
+
 /// The Compact Denial NSEC at `owner` (RFC 9824 §3): `types` are the types
 /// the name has (`None`: it does not exist, so NXNAME). Its next name is
-/// `\000.owner`, or for a delegation `owner`'s first label with a zero byte
-/// appended (a name below the cut would be the child's); a name too long
-/// for either points at itself.
+/// `\000.owner`, or for a delegation (a name below the cut would be the
+/// child's) or a name too long for that, `successor(owner)`.
 fn nsec(owner: &Name, ttl: u32, types: Option<&[RType]>, zone: &Zone) -> Option<Record> {
     let mut codes: Vec<u16> = match types {
         None => vec![NXNAME],
@@ -382,19 +429,7 @@ fn nsec(owner: &Name, ttl: u32, types: Option<&[RType]>, zone: &Zone) -> Option<
     let delegation = types.is_some_and(|t| t.contains(&RType::Ns)) && convert::qname(owner) != zone.apex();
     let mut wire = Vec::with_capacity(owner.len() + 4);
     canonical_name(owner, &mut wire);
-    let mut next = Vec::with_capacity(wire.len() + 2);
-    let first_len = usize::from(*wire.first()?);
-    if delegation && first_len > 0 && first_len < 63 && wire.len() < 255 {
-        next.push(wire[0] + 1);
-        next.extend_from_slice(&wire[1..=first_len]);
-        next.push(0);
-        next.extend_from_slice(&wire[first_len + 1..]);
-    } else if !delegation && wire.len() + 2 <= 255 {
-        next.extend_from_slice(&[1, 0]);
-        next.extend_from_slice(&wire);
-    } else {
-        next = wire;
-    }
+    let mut next = if !delegation && wire.len() + 2 <= 255 { [&[1, 0][..], &wire].concat() } else { successor(&wire)? };
     next.extend(type_bitmap(&mut codes));
     Some(Record::from_rdata(owner.clone(), ttl, RData::Unknown { code: RecordType::NSEC, rdata: NULL::with(next) }))
 }
@@ -466,6 +501,46 @@ mod tests {
         let other =
             Record::from_rdata(Name::from_ascii("www.signed.test.").unwrap(), 60, RData::A(hickory_proto::rr::rdata::A::new(192, 0, 2, 1)));
         assert_ne!(signer.sign_with(zone, signed, std::slice::from_ref(&other), now), first);
+    }
+
+    #[test]
+    fn a_denial_never_points_at_its_own_owner() {
+        let zone_state = signed_state();
+        let zone = zone_state.zone("signed.test.").unwrap();
+        // Owners of 253, 254 and 255 octets on the wire, and one whose first label is 63 octets.
+        let long = |first: usize, total: usize| {
+            let mut labels = vec![vec![b'a'; first]];
+            let mut len = first + 1 + "signed.test.".len() + 1;
+            while len + 2 <= total {
+                let n = (total - len - 1).min(63);
+                labels.push(vec![b'b'; n]);
+                len += n + 1;
+            }
+            labels.push(b"signed".to_vec());
+            labels.push(b"test".to_vec());
+            Name::from_labels(labels).unwrap()
+        };
+        for owner in [long(10, 253), long(10, 254), long(10, 255), long(63, 200), long(63, 255)] {
+            for types in [None, Some(&[RType::A][..]), Some(&[RType::Ns][..])] {
+                let Some(record) = nsec(&owner, 60, types, zone) else { continue };
+                let RData::Unknown { rdata, .. } = &record.data else { panic!("NSEC data") };
+                let mut wire = Vec::new();
+                canonical_name(&owner, &mut wire);
+                let data = &rdata.anything;
+                let mut i = 0;
+                while data[i] != 0 {
+                    i += 1 + usize::from(data[i]);
+                }
+                let next = &data[..=i];
+                assert_ne!(next, wire.as_slice(), "{owner}: the next name is the owner");
+                assert!(next.len() <= 255, "{owner}: a next name of {} octets", next.len());
+            }
+        }
+        assert_eq!(successor(&[3, b'a', b'b', b'c', 0]), Some(vec![4, b'a', b'b', b'c', 0, 0]));
+        let full = [&[63u8][..], &[b'z'; 63], &[0]].concat();
+        assert_eq!(successor(&full).map(|n| n[63]), Some(b'{'));
+        let upper = [&[63u8][..], &[b'@'; 63], &[0]].concat();
+        assert_eq!(successor(&upper).map(|n| n[63]), Some(b'['), "never an upper-case letter");
     }
 
     #[test]

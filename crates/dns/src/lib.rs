@@ -759,7 +759,7 @@ impl Handler {
             Sections { answers: to_wire(&answer.answers), authority: to_wire(&answer.authority), additional: to_wire(&answer.additional) };
         let signed = (dnssec_ok && state.signs_any())
             .then(|| {
-                let question = dnssec::Asked { qname: &qname, name: asked };
+                let question = dnssec::Asked { qname: &qname, name: asked, qtype };
                 self.shared.signer.sign(&state, question, &answer, &mut sections.answers, &mut sections.authority)
             })
             .flatten();

@@ -26,6 +26,8 @@ use crate::name;
 
 /// Seconds in a day, for the zone file's `*_days` timings.
 pub const DAY_S: u64 = 86_400;
+/// The longest a resolver caches anything (RFC 8767 §4: a week), in seconds.
+pub const CACHE_TTL_MAX_S: u32 = 7 * 86_400;
 /// The most keys one signed zone holds at once (a rollover of each kind
 /// in flight needs four).
 pub const KEYS_MAX: usize = 8;
@@ -366,7 +368,9 @@ impl SignedZone {
         // What a resolver may have cached of the DNSKEY set, and of
         // signatures over the rest of the zone.
         let i_pub = ms(u64::from(self.dnskey_ttl(zone_ttl))) + prop;
-        let i_ret = ms(u64::from(max_ttl.max(self.dnskey_ttl(zone_ttl)))) + prop;
+        // No resolver keeps a record longer than a week (RFC 8767 §4 caps
+        // at that), whatever the TTL says.
+        let i_ret = ms(u64::from(max_ttl.max(self.dnskey_ttl(zone_ttl)).min(CACHE_TTL_MAX_S))) + prop;
         let next = |planned: Planned, due_ms: u64, what: String| Some(Next { planned, due_ms, what });
 
         if let Some(since) = self.unsigning_since_ms {
@@ -447,7 +451,9 @@ impl SignedZone {
         } else {
             push(Planned::Generate { role: KeyRole::Ksk, state: KeyState::Active }, 0, "generate a KSK: none is active".into());
         }
-        candidates.into_iter().min_by_key(|n| n.due_ms)
+        // A zone holding all the keys it may waits for a retired one to go.
+        let full = self.keys.len() >= KEYS_MAX;
+        candidates.into_iter().filter(|n| !(full && matches!(n.planned, Planned::Generate { .. }))).min_by_key(|n| n.due_ms)
     }
 
     /// This zone after `step` at `at_ms`, or why it cannot be taken. The

@@ -188,6 +188,8 @@ pub struct Zone {
     /// Static records by owner, keyed by `name::tree_key` so that a name's
     /// descendants follow it (empty non-terminals and delegations are range scans).
     pub nodes: BTreeMap<String, Vec<Record>>,
+    /// The largest TTL of its answers (`max_ttl`), computed once.
+    max_ttl: u32,
 }
 
 /// A zone is stored as its spec and revision, and compiled again on load;
@@ -308,7 +310,9 @@ impl Zone {
         }
         let dnssec = spec.dnssec.clone();
         let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog, dnssec };
-        Ok(Zone { spec, revision, nodes })
+        let mut zone = Zone { spec, revision, nodes, max_ttl: 0 };
+        zone.max_ttl = zone.compute_max_ttl();
+        Ok(zone)
     }
 
     pub fn apex(&self) -> &str {
@@ -319,6 +323,10 @@ impl Zone {
     /// hold a signature for): its default, its rules', its records', and
     /// its negative TTL.
     pub fn max_ttl(&self) -> u32 {
+        self.max_ttl
+    }
+
+    fn compute_max_ttl(&self) -> u32 {
         let rules = self.spec.rules.iter().filter_map(|r| match r {
             Rule::ServiceTenant { ttl, .. } | Rule::TenantHost { ttl } => *ttl,
             Rule::Acme { .. } => None,

@@ -119,7 +119,6 @@ pub fn tree_key(name: &str) -> String {
     labels.join(".")
 }
 
-/// The parent of an absolute name, or `None` for a single-label name.
 /// The wire form of an absolute name (lower-case as given, uncompressed):
 /// each label behind its length, then the root.
 pub fn wire(name: &str) -> Vec<u8> {
@@ -132,6 +131,7 @@ pub fn wire(name: &str) -> Vec<u8> {
     out
 }
 
+/// The parent of an absolute name, or `None` for a single-label name.
 pub fn parent(name: &str) -> Option<&str> {
     let (_, rest) = name.split_once('.')?;
     if rest.is_empty() {

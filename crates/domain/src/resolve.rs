@@ -48,6 +48,15 @@ impl Answer {
 
 /// Answer `qname` (lower-case, absolute) for `qtype`.
 pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
+    // The DS set of a zone served here lives in its parent, when the parent
+    // is served here too (RFC 4035 §3.1.4.1): Switchboard holds no DS
+    // records, so the parent says NODATA (and, signed, proves the cut has none).
+    if qtype == DS && state.zone(qname).is_some() {
+        if let Some(parent) = name::parent(qname).and_then(|p| state.zone_for(p)) {
+            let authority = vec![negative_soa(state, parent)];
+            return Answer { rcode: Rcode::NoError, authoritative: true, answers: vec![], authority, additional: vec![] };
+        }
+    }
     let Some(zone) = state.zone_for(qname) else {
         return Answer::refused();
     };
@@ -222,6 +231,10 @@ fn dnssec_records(signed: &SignedZone, zone: &Zone) -> Vec<Record> {
 /// bitmap of RFC 9824): `None` when the name does not exist, no types for
 /// an empty non-terminal, NS alone at a delegation.
 pub fn types_at(state: &State, zone: &Zone, name: &str) -> Option<Vec<RType>> {
+    // The apex of a zone served here, seen from its parent: a cut.
+    if name != zone.apex() && state.zone(name).is_some() {
+        return Some(vec![RType::Ns]);
+    }
     match lookup(state, zone, name, RType::Any) {
         Node::Records(rrs) => {
             let mut types: Vec<RType> = rrs.iter().map(Record::rtype).collect();

@@ -1281,8 +1281,10 @@ mod dnssec {
         assert_eq!(cds[0].data, RData::Cds { key_tag: 0, algorithm: 0, digest_type: 0, digest: vec![0] });
         assert_eq!(types_at_apex(&w, RType::DNSKEY), 2, "still signed while the parent follows");
         assert!(w.run(Command::DnssecRollover { apex: APEX.into(), role: KeyRole::Zsk }).is_err(), "no rollover while unsigning");
+        let serial = w.state.serial(w.state.zone(APEX).unwrap());
         w.ok(Command::DnssecStep { apex: APEX.into(), step: Step::Finish });
         assert!(w.state.signed_zone(APEX).is_none());
+        assert!(w.state.serial(w.state.zone(APEX).unwrap()) > serial, "the keys' going moves the serial");
         assert_eq!(types_at_apex(&w, RType::DNSKEY), 0);
     }
 

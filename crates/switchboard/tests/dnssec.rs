@@ -195,6 +195,16 @@ fn delv_validates_every_kind_of_answer_from_a_signed_zone() -> anyhow::Result<()
     validated(dns, &anchors, &name("www"), "AAAA", "")?;
     validated(dns, &anchors, APEX, "TXT", "")?;
     validated(dns, &anchors, &name("blog.acme1"), "MX", "")?;
+    // A query for NSEC itself gets the NSEC as its answer.
+    validated(dns, &anchors, &name("www"), "NSEC", "NSEC")?;
+
+    // A zone served here below the signed one, unsigned: the parent
+    // proves it has no DS there, so a validator takes it as insecure.
+    let child = dir.path().join("child.toml");
+    std::fs::write(&child, format!("apex = \"staging.{APEX}\"\nenvironment = \"prod\"\nns = [\"ns1.example.test.\"]\n[[records]]\nname = \"www\"\ntype = \"A\"\ndata = \"192.0.2.7\"\n"))?;
+    node.cli(&["zone", "put", child.to_str().unwrap_or_default()])?;
+    let insecure = delv(dns, &anchors, &format!("www.staging.{APEX}"), "A")?;
+    ensure!(insecure.starts_with("; unsigned answer") && insecure.contains("192.0.2.7"), "a provably unsigned child:\n{insecure}");
 
     // A move is signed the moment it is served.
     node.cli(&["tenant", "move", "acme1", "mt2"])?;

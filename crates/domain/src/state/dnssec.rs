@@ -81,8 +81,18 @@ impl State {
         let apex = name::absolute("apex", apex)?;
         let Some(z) = self.signed_zone(&apex) else { return Err(CommandError::not_found("signed zone", &apex, "apex")) };
         let next = z.stepped(step, at_ms, rev).map_err(|why| CommandError::precondition("step", why))?;
-        let unsigned = matches!(step, Step::Finish);
-        fx.push(if unsigned { self.set(Kind::Dnssec, &apex, None) } else { self.put(next) });
+        if matches!(step, Step::Finish) {
+            fx.push(self.set(Kind::Dnssec, &apex, None));
+            // The DNSKEY, CDS and CDNSKEY sets go: the zone's serial moves
+            // on (it follows the zone's revision once the keys are gone).
+            if let Some(zone) = self.zone(&apex) {
+                let mut zone = (**zone).clone();
+                zone.revision = rev;
+                fx.push(self.put(zone));
+            }
+        } else {
+            fx.push(self.put(next));
+        }
         Ok(Outcome::Zone { apex })
     }
 
