@@ -35,25 +35,7 @@ impl Cluster {
     fn prepare() -> anyhow::Result<Cluster> {
         let root = tempfile::tempdir()?;
         let nodes: Vec<Node> = (1..=5).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
-        let mut voters = String::new();
-        for (i, n) in nodes.iter().take(3).enumerate() {
-            voters.push_str(&format!(
-                "[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n",
-                i + 1,
-                n.ports.peer,
-                n.ports.api
-            ));
-        }
-        let join: Vec<String> = nodes.iter().take(3).map(|n| format!("\"{}\"", n.server())).collect();
-        for (i, n) in nodes.iter().enumerate() {
-            let id = i as u64 + 1;
-            let cluster = if id <= 3 {
-                format!("[cluster]\nname = \"test\"\nrole = \"voter\"\n{voters}")
-            } else {
-                format!("[cluster]\nname = \"test\"\nrole = \"learner\"\njoin = [{}]\n", join.join(", "))
-            };
-            n.write_config(id, &format!("{RAFT}{cluster}"))?;
-        }
+        common::write_cluster_configs(&nodes, 3, RAFT)?;
         Ok(Cluster { _root: root, nodes })
     }
 
@@ -428,13 +410,7 @@ fn wait_everywhere_works_with_api_tokens_and_a_cluster_secret() -> anyhow::Resul
     std::fs::write(&token_file, format!("{BOOTSTRAP}\n"))?;
     std::fs::write(&secret, "0123456789abcdef-cluster-secret\n")?;
     let mut nodes: Vec<Node> = (1..=3).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
-    let voters: String = nodes
-        .iter()
-        .enumerate()
-        .map(|(i, n)| {
-            format!("[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n", i + 1, n.ports.peer, n.ports.api)
-        })
-        .collect();
+    let voters = common::voters_table(&nodes);
     for (i, n) in nodes.iter_mut().enumerate() {
         n.write_config(
             i as u64 + 1,

@@ -307,24 +307,8 @@ fn zsk_and_ksk_rollovers_run_by_themselves_while_every_answer_validates() -> any
     require_tools()?;
     let root = tempfile::tempdir()?;
     let mut nodes: Vec<Node> = (1..=4).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
-    let mut voters = String::new();
-    for (i, n) in nodes.iter().take(3).enumerate() {
-        voters.push_str(&format!(
-            "[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n",
-            i + 1,
-            n.ports.peer,
-            n.ports.api
-        ));
-    }
-    let join: Vec<String> = nodes.iter().take(3).map(|n| format!("\"{}\"", n.server())).collect();
-    for (i, n) in nodes.iter_mut().enumerate() {
-        let id = i as u64 + 1;
-        let cluster = if id <= 3 {
-            format!("[cluster]\nname = \"test\"\nrole = \"voter\"\n{voters}")
-        } else {
-            format!("[cluster]\nname = \"test\"\nrole = \"learner\"\njoin = [{}]\n", join.join(", "))
-        };
-        n.write_config(id, &format!("{RAFT}{cluster}"))?;
+    common::write_cluster_configs(&nodes, 3, RAFT)?;
+    for n in &mut nodes {
         n.spawn()?;
     }
     nodes[0].wait_leader_known(Duration::from_secs(30))?;

@@ -296,6 +296,34 @@ impl Drop for Node {
     }
 }
 
+/// The `[[cluster.voters]]` tables of `nodes`, their ids counted from 1.
+pub fn voters_table(nodes: &[Node]) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| {
+            format!("[[cluster.voters]]\nid = {}\npeer = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\n", i + 1, n.ports.peer, n.ports.api)
+        })
+        .collect()
+}
+
+/// Write every node's config for one cluster named "test": `raft` first,
+/// then the first `voters` nodes as its initial voters and the rest as
+/// learners that join through them.
+pub fn write_cluster_configs(nodes: &[Node], voters: usize, raft: &str) -> anyhow::Result<()> {
+    let table = voters_table(&nodes[..voters]);
+    let join: Vec<String> = nodes[..voters].iter().map(|n| format!("\"{}\"", n.server())).collect();
+    for (i, n) in nodes.iter().enumerate() {
+        let cluster = if i < voters {
+            format!("[cluster]\nname = \"test\"\nrole = \"voter\"\n{table}")
+        } else {
+            format!("[cluster]\nname = \"test\"\nrole = \"learner\"\njoin = [{}]\n", join.join(", "))
+        };
+        n.write_config(i as u64 + 1, &format!("{raft}{cluster}"))?;
+    }
+    Ok(())
+}
+
 /// A zone file at `apex` with the rules most tests use: `{service}-{tenant}`
 /// CNAMEs for `ws`, tenant hosts (TTL 60) and ACME challenges.
 pub fn zone_file(apex: &str, environment: &str) -> String {
