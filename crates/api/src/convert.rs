@@ -113,10 +113,10 @@ pub fn cluster_out(c: &Cluster, tenants: u64) -> proto::Cluster {
 
 pub fn tenant_out(t: &Tenant) -> proto::Tenant {
     proto::Tenant {
-        id: t.id.clone(),
-        cluster: t.cluster.clone(),
+        id: t.id.to_string(),
+        cluster: t.cluster.to_string(),
         pinned: t.pinned,
-        aliases: t.aliases.clone(),
+        aliases: t.aliases.iter().map(|a| a.to_string()).collect(),
         history: t
             .history
             .iter()

@@ -171,7 +171,7 @@ impl Filter {
             Value::Acme(c) => Some(Out::Challenge(challenge_out(c))),
             _ => None,
         });
-        let previous_cluster = before_tenant.map(|t| t.cluster.clone()).unwrap_or_default();
+        let previous_cluster = before_tenant.map(|t| t.cluster.to_string()).unwrap_or_default();
         Some(proto::Event {
             revision,
             kind: kind as i32,

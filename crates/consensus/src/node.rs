@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use backon::Retryable;
+use base64::Engine;
 use openraft::error::{ClientWriteError, RaftError};
 use openraft::{ChangeMembers, Config, RaftMetrics, ServerState, SnapshotPolicy};
 use serde::{Deserialize, Serialize};
@@ -151,8 +152,10 @@ pub struct Node {
     leader_contact_ms: AtomicU64,
     /// Request ids this node gave to writes that came without one.
     auto_ids: AtomicU64,
-    /// Wall-clock nanoseconds at start, so those ids differ across restarts.
-    boot_nanos: u128,
+    /// Wall-clock nanoseconds at start (base64url), so those ids differ
+    /// across restarts; short, so that an id fits inline where the dedup
+    /// window keeps it (24 bytes).
+    boot_tag: String,
     pub(crate) stats: Arc<Stats>,
 }
 
@@ -350,7 +353,8 @@ impl Node {
         tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(crate::dnssec::key_steps(raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), raft.clone()));
-        let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+        let boot_tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(boot_nanos.to_be_bytes());
         Ok(Node {
             id,
             store,
@@ -363,7 +367,7 @@ impl Node {
             started: Instant::now(),
             leader_contact_ms: AtomicU64::new(u64::MAX),
             auto_ids: AtomicU64::new(0),
-            boot_nanos,
+            boot_tag,
             stats,
         })
     }
@@ -614,7 +618,7 @@ impl Node {
     async fn write_counted(&self, command: Command, mut guard: Guard) -> Result<Written, NodeError> {
         if guard.request_id.is_none() {
             let n = self.auto_ids.fetch_add(1, Ordering::Relaxed);
-            guard.request_id = Some(format!("~{}.{:x}.{n}", self.id, self.boot_nanos));
+            guard.request_id = Some(format!("~{}.{}.{n:x}", self.id, self.boot_tag));
         }
         let request_id = guard.request_id.clone().unwrap_or_default();
         if let Err(full) = self.disk.check() {

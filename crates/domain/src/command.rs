@@ -2,6 +2,7 @@
 //! log inside an `Envelope` stamped by the leader, and applied by every node
 //! with `State::apply`, a pure function of (state, revision, envelope).
 
+use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{Actor, Credential};
@@ -200,14 +201,16 @@ pub enum Outcome {
     Zone {
         apex: String,
     },
-    Cluster(Cluster),
+    // The larger values are boxed: every request id in the dedup window
+    // keeps an outcome, most of them a tenant's.
+    Cluster(Box<Cluster>),
     Tenant(Tenant),
     /// The challenge after the change (no values left: it is gone).
-    Acme(crate::model::Challenge),
+    Acme(Box<crate::model::Challenge>),
     /// Expiry: how many values were removed.
     Expired(usize),
-    Credential(Credential),
-    TsigKey(TsigKey),
+    Credential(Box<Credential>),
+    TsigKey(Box<TsigKey>),
     Deleted,
     /// A retry of a request id already applied, at `revision`, with this outcome.
     Replayed {
@@ -219,10 +222,12 @@ pub enum Outcome {
 /// A request id seen within the dedup window, and what its call got.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RequestRecord {
-    pub id: String,
+    // Inline up to 24 bytes (a node's own ids, most calls): the window
+    // holds up to `REQUEST_IDS_MAX` of these.
+    pub id: CompactString,
     /// The call the id was first used for (kind and entity): the same id
     /// with another call is refused, not answered with this result.
-    pub call: String,
+    pub call: CompactString,
     pub revision: u64,
     pub at_ms: u64,
     pub result: Result<Outcome, crate::CommandError>,

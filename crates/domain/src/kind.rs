@@ -8,9 +8,13 @@
 //! changes advance the serial of zones with rules. Adding a
 //! kind is one line in `registry!` below plus the commands that change it.
 
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::fmt;
+use std::ops::Bound;
 use std::sync::Arc;
 
-use imbl::OrdMap;
+use imbl::OrdSet;
 use serde::{Deserialize, Serialize};
 
 use crate::command::RequestRecord;
@@ -130,7 +134,7 @@ macro_rules! registry {
         /// One table per kind, by key: the stored part of `State`.
         #[derive(Debug, Clone, Default)]
         pub(crate) struct Tables {
-            $( pub(crate) $table: OrdMap<String, Arc<$ty>>, )*
+            $( pub(crate) $table: Table<$ty>, )*
         }
 
         impl Tables {
@@ -141,7 +145,7 @@ macro_rules! registry {
             /// Store `value` under its key; returns what was there.
             pub(crate) fn insert(&mut self, value: Value) -> Option<Value> {
                 match value {
-                    $(Value::$kind(v) => self.$table.insert(v.key().to_string(), v).map(Value::$kind),)*
+                    $(Value::$kind(v) => self.$table.insert(v).map(Value::$kind),)*
                 }
             }
 
@@ -168,7 +172,7 @@ registry! {
     /// A cluster (scale unit), by id.
     Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter, serial: true }
     /// A tenant, by id.
-    Tenant(Tenant) { prefix: b't', key: |t| &t.id, table: tenants, history: BeforeAndAfter, serial: true }
+    Tenant(Tenant) { prefix: b't', key: |t| t.id.as_str(), table: tenants, history: BeforeAndAfter, serial: true }
     /// A request id within the dedup window, by id.
     Request(RequestRecord) { prefix: b'r', key: |r| &r.id, table: requests, history: Omitted, serial: false }
     /// An ACME challenge, by its `_acme-challenge` owner name.
@@ -180,6 +184,138 @@ registry! {
     /// A signed zone's DNSSEC keys (private keys included) and rollover
     /// state, by apex. Its changes move only its own zone's serial (`State::serial`).
     Dnssec(SignedZone) { prefix: b'd', key: |z| &z.apex, table: signed_zones, history: Omitted, serial: false }
+}
+
+/// One kind's values, ordered by their key: a persistent ordered set (so a
+/// published state still clones in O(1) and a change copies one path) of
+/// the shared values themselves. The key is read from the value, not held
+/// beside it a second time: at a million tenants that copy, a `String` in
+/// every leaf and again in the branches above it, was a fifth of the
+/// state's memory. A lookup follows the pointer to the value's key at each
+/// comparison; the query path finds tenants through `KeyIndex` instead.
+pub(crate) struct Table<T>(OrdSet<ByKey<T>>);
+
+impl<T: Stored> Table<T> {
+    pub(crate) fn get(&self, key: &str) -> Option<&Arc<T>> {
+        self.0.get(key).map(|e| &e.0)
+    }
+
+    /// Store `value` under its key; returns what was there.
+    pub(crate) fn insert(&mut self, value: Arc<T>) -> Option<Arc<T>> {
+        self.0.insert(ByKey(value)).map(|e| e.0)
+    }
+
+    /// A table of `values`, in key order with no key twice.
+    pub(crate) fn from_sorted(values: Vec<Arc<T>>) -> Table<T> {
+        debug_assert!(values.windows(2).all(|w| w[0].key() < w[1].key()));
+        let mut table = Table::default();
+        for v in fill_order(values) {
+            table.0.insert(ByKey(v));
+        }
+        table
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) -> Option<Arc<T>> {
+        self.0.remove(key).map(|e| e.0)
+    }
+
+    /// Every value, by key.
+    pub(crate) fn values(&self) -> impl DoubleEndedIterator<Item = &Arc<T>> + '_ {
+        self.0.iter().map(|e| &e.0)
+    }
+
+    /// The values whose keys sort after `key`, by key.
+    pub(crate) fn after<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Arc<T>> + 'a {
+        self.0.range::<_, str>((Bound::Excluded(key), Bound::Unbounded)).map(|e| &e.0)
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl<T> Clone for Table<T> {
+    fn clone(&self) -> Self {
+        Table(self.0.clone())
+    }
+}
+
+impl<T> Default for Table<T> {
+    fn default() -> Self {
+        Table(OrdSet::new())
+    }
+}
+
+impl<T> fmt::Debug for Table<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Table").field("len", &self.0.len()).finish()
+    }
+}
+
+/// The items of `sorted` (ascending, no two equal) in the order that fills
+/// the leaves of imbl's B+tree: every other item first, then the rest.
+/// Inserted in plain ascending order, each full leaf is split at its median
+/// as the next item arrives and never receives another, so a tree built
+/// from sorted input (a restart, a snapshot) ends half empty. Inserted this
+/// way, the first pass leaves half-full leaves and the second fills each
+/// one's gaps exactly, without a split. Only memory depends on this (imbl
+/// splitting at the median), never a result.
+pub(crate) fn fill_order<T>(sorted: Vec<T>) -> impl Iterator<Item = T> {
+    let (mut first, mut second) = (Vec::with_capacity(sorted.len().div_ceil(2)), Vec::with_capacity(sorted.len() / 2));
+    for (i, x) in sorted.into_iter().enumerate() {
+        if i % 2 == 0 {
+            first.push(x);
+        } else {
+            second.push(x);
+        }
+    }
+    first.into_iter().chain(second)
+}
+
+/// A table's element: a value, compared by its key alone (one value per
+/// key), and borrowable as that key so the set is searched by `&str`.
+pub(crate) struct ByKey<T>(pub(crate) Arc<T>);
+
+impl<T> Clone for ByKey<T> {
+    fn clone(&self) -> Self {
+        ByKey(self.0.clone())
+    }
+}
+
+impl<T: Stored> fmt::Debug for ByKey<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.0.key(), f)
+    }
+}
+
+impl<T: Stored> Borrow<str> for ByKey<T> {
+    fn borrow(&self) -> &str {
+        self.0.key()
+    }
+}
+
+impl<T: Stored> PartialEq for ByKey<T> {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.key() == other.0.key()
+    }
+}
+
+impl<T: Stored> Eq for ByKey<T> {}
+
+impl<T: Stored> PartialOrd for ByKey<T> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl<T: Stored> Ord for ByKey<T> {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.key().cmp(other.0.key())
+    }
 }
 
 impl std::fmt::Display for Kind {
@@ -247,4 +383,29 @@ pub struct Change {
     pub deleted: bool,
     pub before: Option<Value>,
     pub after: Option<Value>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fill_order_yields_every_item_once() {
+        for n in [0usize, 1, 2, 7, 16, 33] {
+            let mut out: Vec<usize> = fill_order((0..n).collect()).collect();
+            out.sort();
+            assert_eq!(out, (0..n).collect::<Vec<_>>());
+        }
+    }
+
+    #[test]
+    fn a_table_built_from_sorted_values_finds_each_and_keeps_the_order() {
+        let clusters: Vec<Arc<Cluster>> = (0..1000).map(|i| Arc::new(Cluster::new(&format!("c{i:04}")))).collect();
+        let table = Table::from_sorted(clusters.clone());
+        assert_eq!(table.len(), 1000);
+        assert!(table.values().map(|c| &c.id).eq(clusters.iter().map(|c| &c.id)));
+        assert_eq!(table.get("c0500").map(|c| c.id.as_str()), Some("c0500"));
+        assert!(table.get("c1000").is_none());
+        assert_eq!(table.after("c0997").map(|c| c.id.as_str()).collect::<Vec<_>>(), ["c0998", "c0999"]);
+    }
 }

@@ -56,7 +56,7 @@ pub fn rebalance(state: &State, limit: usize) -> Plan {
         if c.id != t.cluster {
             plan.misplaced += 1;
             if plan.moves.len() < limit {
-                plan.moves.push(Move { tenant: t.id.clone(), from: t.cluster.clone(), to: c.id.clone(), revision: t.revision });
+                plan.moves.push(Move { tenant: t.id.to_string(), from: t.cluster.to_string(), to: c.id.clone(), revision: t.revision });
             }
         }
     }

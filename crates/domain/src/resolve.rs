@@ -389,7 +389,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
             for (i, rule) in zone.spec.rules.iter().enumerate() {
                 let labels: Vec<(usize, String)> = match rule {
                     Rule::ServiceTenant { services, .. } => services.iter().enumerate().map(|(j, s)| (j, format!("{s}-{key}"))).collect(),
-                    Rule::TenantHost { .. } => vec![(0, key.clone())],
+                    Rule::TenantHost { .. } => vec![(0, key.to_string())],
                     Rule::Acme { .. } => Vec::new(),
                 };
                 for (j, label) in labels {

@@ -1304,3 +1304,22 @@ mod dnssec {
         assert!(authorize(&w.state, &staging, Access::Write(&rollover)).is_err());
     }
 }
+
+/// Every node holds every tenant: its size is the per-tenant memory
+/// budget (bench/compare measures the whole node's).
+#[test]
+fn a_tenant_stays_small() {
+    use crate::model::Tenant;
+    assert!(std::mem::size_of::<Tenant>() <= 72, "Tenant is {} bytes", std::mem::size_of::<Tenant>());
+    let t = Tenant {
+        id: "tenant-id-of-24-bytes-xx".into(),
+        cluster: "cluster-15-byte".into(),
+        pinned: false,
+        aliases: Default::default(),
+        history: Default::default(),
+        revision: 1,
+    };
+    // Ids that short, no aliases, no moves: nothing on the heap.
+    assert!(!t.id.is_heap_allocated());
+    assert!(t.cluster.len() <= 15 && t.aliases.capacity() == 0 && t.history.capacity() == 0);
+}

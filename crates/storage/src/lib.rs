@@ -12,7 +12,7 @@ pub mod keys;
 use std::path::Path;
 use std::sync::Arc;
 
-use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB};
+use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_domain::{Change, Effect, Kind, State, Value};
@@ -378,7 +378,10 @@ impl Store {
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
         let (revision, data_revision) = self.revisions()?;
         let mut values = Vec::new();
-        for item in self.db.iterator_cf(self.cf(CF_STATE)?, IteratorMode::Start) {
+        // Read once, front to back: leave the block cache to later reads.
+        let mut once = ReadOptions::default();
+        once.fill_cache(false);
+        for item in self.db.iterator_cf_opt(self.cf(CF_STATE)?, once, IteratorMode::Start) {
             let (k, v) = item?;
             let Some(kind) = k.first().copied().and_then(Kind::from_prefix).filter(|_| k.get(1) == Some(&b'/')) else {
                 return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k))));

@@ -32,7 +32,7 @@ impl State {
         if expires_in == 0 || expires_in > model::ACME_EXPIRES_IN_MAX_S {
             return Err(ValidationError::new("expires_in_s", format!("must be 1 to {} seconds", model::ACME_EXPIRES_IN_MAX_S)).into());
         }
-        let tenant = credential::tenant_of_name(self, &owner).map(|t| t.id.clone());
+        let tenant = credential::tenant_of_name(self, &owner).map(|t| t.id.to_string());
         // Values set under another owner never carry over (the command that
         // changed the owner removed them already; this keeps it so whatever
         // the history of the stored value).
@@ -147,7 +147,7 @@ impl State {
     fn store_challenge(&mut self, c: Challenge, fx: &mut Vec<Effect>) -> Outcome {
         let effect = if c.values.is_empty() { self.set(Kind::Acme, &c.name, None) } else { self.put(c.clone()) };
         fx.push(effect);
-        Outcome::Acme(c)
+        Outcome::Acme(Box::new(c))
     }
 
     /// The owner name for a challenge at `name`, if a served zone answers

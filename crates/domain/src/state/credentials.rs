@@ -35,7 +35,7 @@ impl State {
         c.created_at_ms = at_ms;
         c.revision = rev;
         fx.push(self.put(c.clone()));
-        Ok(Outcome::Credential(c))
+        Ok(Outcome::Credential(Box::new(c)))
     }
 
     pub(super) fn revoke_credential(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
@@ -79,7 +79,7 @@ impl State {
         k.created_at_ms = at_ms;
         k.revision = rev;
         fx.push(self.put(k.clone()));
-        Ok(Outcome::TsigKey(k))
+        Ok(Outcome::TsigKey(Box::new(k)))
     }
 
     pub(super) fn delete_tsig_key(&mut self, name: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {

@@ -2,6 +2,8 @@
 //! with its first result instead of being applied again. The window is part
 //! of the replicated state, so every node answers a retry the same way.
 
+use compact_str::CompactString;
+
 use crate::command::{Command, Envelope, Outcome, RequestRecord};
 use crate::error::{CommandError, ValidationError};
 use crate::kind::{Effect, Kind};
@@ -16,8 +18,8 @@ pub const REQUEST_ID_WINDOW_MS: u64 = 60 * 60 * 1000;
 pub const REQUEST_ID_LEN_MAX: usize = 128;
 
 /// What a request id remembers of its call: the kind and the entity.
-fn call_of(command: &Command) -> String {
-    format!("{} {}", command.kind(), command.entity())
+fn call_of(command: &Command) -> CompactString {
+    compact_str::format_compact!("{} {}", command.kind(), command.entity())
 }
 
 /// Check a client's request id: 1 to 128 printable ASCII characters.
@@ -56,10 +58,10 @@ impl State {
     /// on every node.
     pub(super) fn remember(&mut self, id: &str, revision: u64, env: &Envelope, result: Result<Outcome, CommandError>) -> Vec<Effect> {
         let now = env.at_ms;
-        let record = RequestRecord { id: id.to_string(), call: call_of(&env.command), revision, at_ms: now, result };
+        let record = RequestRecord { id: id.into(), call: call_of(&env.command), revision, at_ms: now, result };
         // An id past the window that is used again replaces its old record.
         let mut effects = vec![self.put(record)];
-        while let Some((at, old)) = self.request_order.get_min().cloned() {
+        while let Some((at, old)) = self.request_order.get_min().map(|(at, r)| (*at, r.0.id.clone())) {
             if self.tables.requests.len() <= REQUEST_IDS_MAX && at.saturating_add(REQUEST_ID_WINDOW_MS) >= now {
                 break;
             }

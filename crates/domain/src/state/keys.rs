@@ -6,13 +6,14 @@
 //! to the tenant. Its keys are integers held in the B-tree's nodes, so a
 //! lookup compares words instead of following a pointer to a string at
 //! every step, as the table keyed by id must (a quarter of the query
-//! path's CPU at 200,000 tenants before this index). It costs about 40
-//! bytes per key; a HAMT (imbl's `HashMap`) answered no faster here and
-//! cost 135. The key itself is not stored again: the entry holds the
-//! table's own `Arc<Tenant>`, and a lookup checks the key against its id
-//! and aliases. Two keys whose hashes agree share an entry (`Slot::Many`);
-//! with 64 bits that is vanishingly rare but handled all the same. The
-//! hash is seeded per process, so no one can aim names at one entry.
+//! path's CPU at 200,000 tenants before this index). An entry is the hash
+//! and the table's own `Arc<Tenant>`, 16 bytes, about 26 in the tree; a
+//! HAMT (imbl's `HashMap`) answered no faster here and cost 135. The key
+//! itself is not stored again: a lookup checks the key against the
+//! tenant's id and aliases. Two keys whose hashes agree are rare enough at
+//! 64 bits that they live apart, in `shared`, which is nearly always
+//! empty: the common entry pays nothing for them. The hash is seeded per
+//! process, so no one can aim names at one entry.
 //!
 //! Ids and aliases share one namespace (no alias is a tenant id, none
 //! belongs to two tenants), so a key names at most one tenant.
@@ -21,35 +22,18 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
+use compact_str::CompactString;
 use imbl::OrdMap;
 
 use crate::model::Tenant;
 
 #[derive(Clone, Default)]
 pub(super) struct KeyIndex {
-    map: OrdMap<u64, Slot>,
+    /// The hash of each key held by one key alone → its tenant.
+    map: OrdMap<u64, Arc<Tenant>>,
+    /// The hashes two or more keys share → their tenants (at least two).
+    shared: OrdMap<u64, Arc<Vec<Arc<Tenant>>>>,
     seed: foldhash::fast::RandomState,
-}
-
-/// The tenants whose keys hash to one value: nearly always one.
-#[derive(Clone)]
-enum Slot {
-    One(Arc<Tenant>),
-    Many(Arc<Vec<Arc<Tenant>>>),
-}
-
-impl Slot {
-    fn tenants(&self) -> &[Arc<Tenant>] {
-        match self {
-            Slot::One(t) => std::slice::from_ref(t),
-            Slot::Many(ts) => ts,
-        }
-    }
-
-    /// The tenants of this slot but the one `key` names.
-    fn others(&self, key: &[u8]) -> Vec<Arc<Tenant>> {
-        self.tenants().iter().filter(|t| !has_key(t, key)).cloned().collect()
-    }
 }
 
 fn has_key(t: &Tenant, key: &[u8]) -> bool {
@@ -70,63 +54,111 @@ impl KeyIndex {
 
     /// Index `t` under its id and each alias, replacing what those keys held.
     pub(super) fn insert(&mut self, t: &Arc<Tenant>) {
-        for key in std::iter::once(&t.id).chain(&t.aliases) {
+        for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
             let key = key.as_bytes();
             self.put(self.hash(key), key, t);
         }
     }
 
+    /// The index of `tenants` (distinct ids), built from their keys sorted
+    /// by hash: each insert lands beside the last and the tree's nodes end
+    /// full (`fill_order`), where one insert per key in key order would
+    /// touch the tree at random.
+    pub(super) fn from_tenants(tenants: &[Arc<Tenant>]) -> KeyIndex {
+        let mut index = KeyIndex::default();
+        let mut entries: Vec<(u64, &str, &Arc<Tenant>)> = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+                entries.push((index.hash(key.as_bytes()), key, t));
+            }
+        }
+        entries.sort_by_key(|&(h, _, _)| h);
+        let mut single = Vec::with_capacity(entries.len());
+        for group in entries.chunk_by(|a, b| a.0 == b.0) {
+            match group {
+                [(h, _, t)] => single.push((*h, (*t).clone())),
+                // A hash two keys share (or a key twice, which the
+                // namespace rules out): as inserting one by one would.
+                _ => {
+                    for (h, key, t) in group {
+                        index.put(*h, key.as_bytes(), t);
+                    }
+                }
+            }
+        }
+        for (h, t) in crate::kind::fill_order(single) {
+            index.map.insert(h, t);
+        }
+        index
+    }
+
     /// Remove `t`'s id and aliases.
     pub(super) fn remove(&mut self, t: &Tenant) {
-        for key in std::iter::once(&t.id).chain(&t.aliases) {
+        for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
             let key = key.as_bytes();
             self.take(self.hash(key), key);
         }
     }
 
     fn find(&self, h: u64, key: &[u8]) -> Option<&Arc<Tenant>> {
-        self.map.get(&h)?.tenants().iter().find(|t| has_key(t, key))
+        match self.map.get(&h) {
+            Some(t) => Some(t).filter(|t| has_key(t, key)),
+            None => self.shared.get(&h)?.iter().find(|t| has_key(t, key)),
+        }
+    }
+
+    /// The tenants at `h` but the one `key` names.
+    fn others(&self, h: u64, key: &[u8]) -> Vec<Arc<Tenant>> {
+        let all = match self.map.get(&h) {
+            Some(t) => std::slice::from_ref(t),
+            None => self.shared.get(&h).map_or(&[][..], |ts| ts.as_slice()),
+        };
+        all.iter().filter(|t| !has_key(t, key)).cloned().collect()
     }
 
     fn put(&mut self, h: u64, key: &[u8], t: &Arc<Tenant>) {
-        let slot = match self.map.get(&h) {
-            None => Slot::One(t.clone()),
-            Some(Slot::One(other)) if has_key(other, key) => Slot::One(t.clone()),
-            Some(slot) => {
-                let mut ts = slot.others(key);
-                ts.push(t.clone());
-                Slot::Many(Arc::new(ts))
-            }
-        };
-        self.map.insert(h, slot);
+        // The common case, a hash no other key has: one insert.
+        if !self.shared.contains_key(&h) && self.map.get(&h).is_none_or(|o| has_key(o, key)) {
+            self.map.insert(h, t.clone());
+            return;
+        }
+        let mut ts = self.others(h, key);
+        ts.push(t.clone());
+        self.store(h, ts);
     }
 
     fn take(&mut self, h: u64, key: &[u8]) {
-        let Some(slot) = self.map.get(&h) else { return };
-        let rest = slot.others(key);
-        match rest.as_slice() {
-            [] => {
+        let rest = self.others(h, key);
+        self.store(h, rest);
+    }
+
+    /// Make `ts` the tenants at `h`.
+    fn store(&mut self, h: u64, mut ts: Vec<Arc<Tenant>>) {
+        match ts.len() {
+            0 => {
                 self.map.remove(&h);
+                self.shared.remove(&h);
             }
-            [one] => {
-                let one = Slot::One(one.clone());
-                self.map.insert(h, one);
+            1 => {
+                self.shared.remove(&h);
+                self.map.insert(h, ts.swap_remove(0));
             }
             _ => {
-                self.map.insert(h, Slot::Many(Arc::new(rest)));
+                self.map.remove(&h);
+                self.shared.insert(h, Arc::new(ts));
             }
         }
     }
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.len()
+        self.map.len() + self.shared.values().map(|ts| ts.len()).sum::<usize>()
     }
 }
 
 impl fmt::Debug for KeyIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyIndex").field("keys", &self.map.len()).finish()
+        f.debug_struct("KeyIndex").field("hashes", &(self.map.len() + self.shared.len())).finish()
     }
 }
 
@@ -139,8 +171,8 @@ mod tests {
             id: id.into(),
             cluster: "mt1".into(),
             pinned: false,
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            history: Vec::new(),
+            aliases: aliases.iter().map(|a| (*a).into()).collect(),
+            history: Default::default(),
             revision: 1,
         })
     }
@@ -169,7 +201,8 @@ mod tests {
         let (x, y) = (tenant("x", &[]), tenant("y", &[]));
         index.put(7, b"x", &x);
         index.put(7, b"y", &y);
-        assert_eq!(index.map.get(&7).map(|s| s.tenants().len()), Some(2));
+        assert!(index.map.get(&7).is_none());
+        assert_eq!(index.shared.get(&7).map(|ts| ts.len()), Some(2));
         assert_eq!(index.find(7, b"x").map(|t| t.id.as_str()), Some("x"));
         assert_eq!(index.find(7, b"y").map(|t| t.id.as_str()), Some("y"));
         assert!(index.find(7, b"z").is_none());
@@ -178,8 +211,32 @@ mod tests {
         assert_eq!(index.find(7, b"y").map(|t| t.aliases.len()), Some(1));
         assert_eq!(index.find(7, b"x").map(|t| t.id.as_str()), Some("x"));
         index.take(7, b"x");
-        assert!(matches!(index.map.get(&7), Some(Slot::One(t)) if t.id == "y"));
+        assert!(index.shared.get(&7).is_none());
+        assert!(matches!(index.map.get(&7), Some(t) if t.id == "y"));
         index.take(7, b"y");
         assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn an_index_built_at_once_finds_what_one_built_key_by_key_does() {
+        let tenants: Vec<Arc<Tenant>> = (0..5000)
+            .map(|i| {
+                let aliases: Vec<String> = (0..i % 3).map(|j| format!("a{i}-{j}")).collect();
+                tenant(&format!("t{i}"), &aliases.iter().map(String::as_str).collect::<Vec<_>>())
+            })
+            .collect();
+        let built = KeyIndex::from_tenants(&tenants);
+        let mut one_by_one = KeyIndex::default();
+        for t in &tenants {
+            one_by_one.insert(t);
+        }
+        assert_eq!(built.len(), one_by_one.len());
+        for t in &tenants {
+            for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+                assert_eq!(built.get(key.as_bytes()).map(|f| f.id.as_str()), Some(t.id.as_str()), "{key}");
+            }
+        }
+        assert!(built.get(b"t5000").is_none());
+        assert!(built.get(b"a1-1").is_none());
     }
 }

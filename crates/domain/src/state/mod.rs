@@ -30,7 +30,7 @@ use crate::command::{Command, Envelope, Outcome, RequestRecord};
 use crate::credential::{self, Access, Actor, Credential};
 use crate::dnssec::SignedZone;
 use crate::error::CommandError;
-use crate::kind::{Effect, EntityId, Kind, Tables, Value};
+use crate::kind::{ByKey, Effect, EntityId, Kind, Tables, Value};
 use crate::model::{Challenge, Cluster, Tenant, Zone};
 use crate::name;
 use crate::tsig::TsigKey;
@@ -55,7 +55,8 @@ pub struct State {
     /// Tenants per cluster id, so cluster reads and deletes walk no tenants.
     tenants_per_cluster: OrdMap<String, u64>,
     /// Request ids in the order of their stamps, for eviction.
-    request_order: OrdSet<(u64, String)>,
+    /// (The record itself, ordered by its id, not a copy of the id.)
+    request_order: OrdSet<(u64, ByKey<RequestRecord>)>,
     /// Challenge owner names by `name::tree_key`, so the names below a name
     /// form one range.
     acme_tree: OrdMap<String, String>,
@@ -96,12 +97,10 @@ impl State {
     }
 
     /// Tenants in id order, starting after `after` (for paging).
-    pub fn tenants_after<'a>(&'a self, after: Option<&str>) -> Box<dyn Iterator<Item = &'a Arc<Tenant>> + 'a> {
+    pub fn tenants_after<'a>(&'a self, after: Option<&'a str>) -> Box<dyn Iterator<Item = &'a Arc<Tenant>> + 'a> {
         match after {
             None => Box::new(self.tables.tenants.values()),
-            Some(a) => {
-                Box::new(self.tables.tenants.range::<_, str>((std::ops::Bound::Excluded(a), std::ops::Bound::Unbounded)).map(|(_, t)| t))
-            }
+            Some(a) => Box::new(self.tables.tenants.after(a)),
         }
     }
 
@@ -217,11 +216,45 @@ impl State {
     /// derived indexes follow from the values.
     pub fn restore(revision: u64, data_revision: u64, values: impl IntoIterator<Item = Value>) -> State {
         let mut s = State { revision, data_revision, ..State::default() };
+        let mut tenants = Vec::new();
         for v in values {
-            let (kind, key) = (v.kind(), v.key().to_string());
-            s.set(kind, &key, Some(v));
+            match v {
+                Value::Tenant(t) => tenants.push(t),
+                v => {
+                    let (kind, key) = (v.kind(), v.key().to_string());
+                    s.set(kind, &key, Some(v));
+                }
+            }
         }
+        s.restore_tenants(tenants);
         s
+    }
+
+    /// The tenants of a state being restored, all at once: what `set` does
+    /// one by one, with the table and key index built from sorted input
+    /// (full tree nodes, and each insert near the last one). The last of
+    /// two values with one id wins, as it would by `set`.
+    fn restore_tenants(&mut self, mut tenants: Vec<Arc<Tenant>>) {
+        debug_assert!(self.tables.tenants.is_empty());
+        // Stable, and linear on the sorted order storage reads them in.
+        tenants.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut unique: Vec<Arc<Tenant>> = Vec::with_capacity(tenants.len());
+        for t in tenants {
+            match unique.last_mut() {
+                Some(last) if last.id == t.id => *last = t,
+                _ => unique.push(t),
+            }
+        }
+        for t in &unique {
+            match self.tenants_per_cluster.get_mut(t.cluster.as_str()) {
+                Some(n) => *n += 1,
+                None => {
+                    self.tenants_per_cluster.insert(t.cluster.to_string(), 1);
+                }
+            }
+        }
+        self.keys = keys::KeyIndex::from_tenants(&unique);
+        self.tables.tenants = crate::kind::Table::from_sorted(unique);
     }
 
     /// This state with `changes` undone, newest first: the state as of
@@ -393,19 +426,19 @@ impl State {
                 } else {
                     self.keys.remove(t);
                 }
-                let n = self.tenants_per_cluster.get(&t.cluster).copied().unwrap_or(0);
+                let n = self.tenants_per_cluster.get(t.cluster.as_str()).copied().unwrap_or(0);
                 let n = if present { n + 1 } else { n.saturating_sub(1) };
                 if n == 0 {
-                    self.tenants_per_cluster.remove(&t.cluster);
+                    self.tenants_per_cluster.remove(t.cluster.as_str());
                 } else {
-                    self.tenants_per_cluster.insert(t.cluster.clone(), n);
+                    self.tenants_per_cluster.insert(t.cluster.to_string(), n);
                 }
             }
             Value::Request(r) => {
                 if present {
-                    self.request_order.insert((r.at_ms, r.id.clone()));
+                    self.request_order.insert((r.at_ms, ByKey(r.clone())));
                 } else {
-                    self.request_order.remove(&(r.at_ms, r.id.clone()));
+                    self.request_order.remove(&(r.at_ms, ByKey(r.clone())));
                 }
             }
             Value::Acme(c) => {

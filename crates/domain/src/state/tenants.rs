@@ -15,7 +15,7 @@ impl State {
         let mut c = cluster.clone().validate()?;
         c.revision = rev;
         fx.push(self.put(c.clone()));
-        Ok(Outcome::Cluster(c))
+        Ok(Outcome::Cluster(Box::new(c)))
     }
 
     pub(super) fn delete_cluster(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
@@ -58,7 +58,14 @@ impl State {
                 None => return Err(CommandError::precondition("cluster", "no active, shared cluster to place the tenant on")),
             },
         };
-        let t = Tenant { id, cluster, pinned, aliases: Vec::new(), history: Vec::new(), revision: rev };
+        let t = Tenant {
+            id: id.into(),
+            cluster: cluster.into(),
+            pinned,
+            aliases: Default::default(),
+            history: Default::default(),
+            revision: rev,
+        };
         fx.push(self.put(t.clone()));
         // The new id can take names (`{service}-{id}`) from whoever owned them.
         let reowned = self.challenges_of_key(&t.id);
@@ -68,7 +75,8 @@ impl State {
 
     pub(super) fn delete_tenant(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let id = name::label("id", id)?;
-        let keys: Vec<String> = self.tenant(&id).map(|t| std::iter::once(&t.id).chain(&t.aliases).cloned().collect()).unwrap_or_default();
+        let keys: Vec<String> =
+            self.tenant(&id).map(|t| std::iter::once(&t.id).chain(&t.aliases).map(|k| k.to_string()).collect()).unwrap_or_default();
         fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
         self.revoke_tenant_credentials(&id, fx);
         // Its names (id and aliases) are its no more, nor their challenges.
@@ -104,7 +112,7 @@ impl State {
                 format!("tenant already has {} aliases, the most allowed", model::ALIASES_MAX),
             ));
         }
-        t.aliases.push(alias.clone());
+        t.aliases.push(alias.as_str().into());
         t.aliases.sort();
         t.revision = rev;
         let outcome = self.store_tenant(t, fx);
@@ -144,12 +152,12 @@ impl State {
         let cluster = name::label("cluster", cluster)?;
         if t.cluster != cluster {
             self.check_target_cluster(&cluster, "cluster", pin)?;
-            t.history.push(Tombstone { from: t.cluster.clone(), to: cluster.clone(), revision: rev, at_ms });
+            t.history.push(Tombstone { from: t.cluster.to_string(), to: cluster.clone(), revision: rev, at_ms });
             if t.history.len() > model::TOMBSTONES_MAX {
                 let excess = t.history.len() - model::TOMBSTONES_MAX;
                 t.history.drain(..excess);
             }
-            t.cluster = cluster;
+            t.cluster = cluster.into();
         } else if self.cluster(&cluster).is_none() {
             return Err(CommandError::not_found("cluster", &cluster, "cluster"));
         }
