@@ -111,8 +111,12 @@ async fn main() -> anyhow::Result<()> {
         Cmd::Cluster { api, dns, writes, seconds, clients } => {
             let channel = Channel::from_shared(api.clone())?.connect().await.with_context(|| format!("connecting to {api}"))?;
             setup(channel.clone(), 1, 1).await?;
-            let (per_node, slowest) = propagation(channel.clone(), &dns, writes).await?;
-            let (count, elapsed, p99) = throughput(channel, seconds, clients).await?;
+            let (per_node, slowest) = propagation(channel.clone(), &dns, 0..writes, None).await?;
+            // The same measure while the writers run: one move at a time,
+            // each node asked every millisecond, until the writers stop.
+            let until = Instant::now() + Duration::from_secs(seconds);
+            let ((count, elapsed, p99), (_, loaded)) =
+                tokio::try_join!(throughput(channel.clone(), seconds, clients), propagation(channel, &dns, writes..2 * writes, Some(until)))?;
             println!("{:<34} {:>8} {:>8} {:>8} {:>8}", "propagation (ack -> new answer)", "p50 ms", "p99 ms", "max ms", "samples");
             let row = |label: &str, v: &[f64]| {
                 println!("{:<34} {:>8.2} {:>8.2} {:>8.2} {:>8}", label, pctf(v, 0.50), pctf(v, 0.99), pctf(v, 1.0), v.len());
@@ -121,12 +125,14 @@ async fn main() -> anyhow::Result<()> {
                 row(&format!("  node {} ({})", i + 1, dns[i]), v);
             }
             row("  slowest node per write", &slowest);
+            row("  slowest node, under the writers", &loaded);
             println!();
             println!(
                 "throughput: {count} creates committed in {:.1} s with {clients} clients = {:.0} writes/s (p99 latency {p99:.1} ms)",
                 elapsed.as_secs_f64(),
                 count as f64 / elapsed.as_secs_f64()
             );
+            println!("total {} writes", count as usize + slowest.len() + loaded.len());
             Ok(())
         }
     }
@@ -141,16 +147,28 @@ fn pctf(v: &[f64], p: f64) -> f64 {
 
 /// Move tenant t0 back and forth; after each acknowledgement, query every
 /// node until it answers with the new cluster. Milliseconds per node and the
-/// slowest node per write.
-async fn propagation(channel: Channel, dns: &[SocketAddr], writes: usize) -> anyhow::Result<(Vec<Vec<f64>>, Vec<f64>)> {
+/// slowest node per write. Move `i` goes to `cluster(i + 1)`, so a range
+/// that continues the last one moves the tenant every time. With `until`,
+/// stop there (the range is then a bound) and pause a millisecond between queries, so the asking does not
+/// crowd out the load it measures.
+async fn propagation(
+    channel: Channel,
+    dns: &[SocketAddr],
+    moves: std::ops::Range<usize>,
+    until: Option<Instant>,
+) -> anyhow::Result<(Vec<Vec<f64>>, Vec<f64>)> {
     let mut client = TenantsClient::new(channel);
+    let writes = moves.len();
     let mut per_node = vec![Vec::with_capacity(writes); dns.len()];
     let mut slowest = Vec::with_capacity(writes);
     let name = format!("ws-{}.{APEX}", tenant(0));
     let mut q = Message::new(0, MessageType::Query, OpCode::Query);
     q.add_query(Query::query(Name::from_ascii(&name)?, RecordType::CNAME));
     let query = Arc::new(q.to_vec()?);
-    for i in 0..writes {
+    for i in moves {
+        if until.is_some_and(|u| Instant::now() >= u) {
+            break;
+        }
         let target = cluster(i + 1);
         let want = format!("ws-{target}.example.test");
         client.move_tenant(proto::MoveTenantRequest { id: tenant(0), cluster: target.clone(), options: None }).await?;
@@ -164,6 +182,9 @@ async fn propagation(channel: Channel, dns: &[SocketAddr], writes: usize) -> any
                 let mut buf = vec![0u8; 1500];
                 let deadline = acked + Duration::from_secs(10);
                 loop {
+                    if until.is_some() {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                    }
                     sock.send(&query).await?;
                     if let Ok(Ok(n)) = tokio::time::timeout(Duration::from_millis(200), sock.recv(&mut buf)).await {
                         let m = Message::from_vec(&buf[..n]).map_err(|e| anyhow!("{e}"))?;
