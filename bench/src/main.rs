@@ -115,8 +115,10 @@ async fn main() -> anyhow::Result<()> {
             // The same measure while the writers run: one move at a time,
             // each node asked every millisecond, until the writers stop.
             let until = Instant::now() + Duration::from_secs(seconds);
-            let ((count, elapsed, p99), (_, loaded)) =
-                tokio::try_join!(throughput(channel.clone(), seconds, clients), propagation(channel, &dns, writes..2 * writes, Some(until)))?;
+            let ((count, elapsed, p99), (_, loaded)) = tokio::try_join!(
+                throughput(channel.clone(), seconds, clients),
+                propagation(channel, &dns, writes..2 * writes, Some(until))
+            )?;
             println!("{:<34} {:>8} {:>8} {:>8} {:>8}", "propagation (ack -> new answer)", "p50 ms", "p99 ms", "max ms", "samples");
             let row = |label: &str, v: &[f64]| {
                 println!("{:<34} {:>8.2} {:>8.2} {:>8.2} {:>8}", label, pctf(v, 0.50), pctf(v, 0.99), pctf(v, 1.0), v.len());
