@@ -608,3 +608,10 @@ pub struct Tenant {
     pub history: ThinVec<Tombstone>,
     pub revision: u64,
 }
+
+impl Tenant {
+    /// Its keys: the id, then each alias (one namespace, see `KeyIndex`).
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.id.as_str()).chain(self.aliases.iter().map(CompactString::as_str))
+    }
+}

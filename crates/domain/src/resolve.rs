@@ -382,7 +382,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     }
     let host_ttl = tenant_host_ttl(zone);
     for tenant in state.tenants_after(None) {
-        for key in std::iter::once(&tenant.id).chain(&tenant.aliases) {
+        for key in tenant.keys() {
             // Each owner name is written once, by the rule that answers it:
             // `ws-a-b` may read as service `ws` of tenant `a-b` or as tenant
             // `ws-a-b`; only the reading `resolve` uses is exported.

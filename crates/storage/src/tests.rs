@@ -128,3 +128,39 @@ fn a_kind_missing_from_the_registry_cannot_be_stored() -> Result<()> {
     assert!(e.contains("holds"), "{e}");
     Ok(())
 }
+
+/// The compact `Tenant` (inline ids, `ThinVec`s) keeps the stored form of
+/// the one it replaced (`String`s and `Vec`s), so `FORMAT` did not move:
+/// a value written by the old shape reads back as the new one.
+#[test]
+fn a_tenant_stored_in_the_old_shape_reads_back() -> Result<()> {
+    #[derive(serde::Serialize)]
+    struct OldTombstone {
+        from: String,
+        to: String,
+        revision: u64,
+        at_ms: u64,
+    }
+    #[derive(serde::Serialize)]
+    struct OldTenant {
+        id: String,
+        cluster: String,
+        pinned: bool,
+        aliases: Vec<String>,
+        history: Vec<OldTombstone>,
+        revision: u64,
+    }
+    let old = OldTenant {
+        id: "a-tenant-id-longer-than-twenty-four-bytes".into(),
+        cluster: "mt1".into(),
+        pinned: true,
+        aliases: vec!["one".into(), "two".into()],
+        history: vec![OldTombstone { from: "mt0".into(), to: "mt1".into(), revision: 3, at_ms: 9 }],
+        revision: 4,
+    };
+    let t: switchboard_domain::Tenant = decode("tenant", &encode("tenant", &old)?)?;
+    assert_eq!((t.id.as_str(), t.cluster.as_str(), t.pinned, t.revision), (old.id.as_str(), "mt1", true, 4));
+    assert!(t.aliases.iter().map(|a| a.as_str()).eq(["one", "two"]));
+    assert_eq!((t.history.len(), t.history[0].from.as_str(), t.history[0].revision), (1, "mt0", 3));
+    Ok(())
+}

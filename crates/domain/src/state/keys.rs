@@ -22,7 +22,6 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::sync::Arc;
 
-use compact_str::CompactString;
 use imbl::OrdMap;
 
 use crate::model::Tenant;
@@ -37,7 +36,7 @@ pub(super) struct KeyIndex {
 }
 
 fn has_key(t: &Tenant, key: &[u8]) -> bool {
-    t.id.as_bytes() == key || t.aliases.iter().any(|a| a.as_bytes() == key)
+    t.keys().any(|k| k.as_bytes() == key)
 }
 
 impl KeyIndex {
@@ -54,7 +53,7 @@ impl KeyIndex {
 
     /// Index `t` under its id and each alias, replacing what those keys held.
     pub(super) fn insert(&mut self, t: &Arc<Tenant>) {
-        for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+        for key in t.keys() {
             let key = key.as_bytes();
             self.put(self.hash(key), key, t);
         }
@@ -68,7 +67,7 @@ impl KeyIndex {
         let mut index = KeyIndex::default();
         let mut entries: Vec<(u64, &str, &Arc<Tenant>)> = Vec::with_capacity(tenants.len());
         for t in tenants {
-            for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+            for key in t.keys() {
                 entries.push((index.hash(key.as_bytes()), key, t));
             }
         }
@@ -94,7 +93,7 @@ impl KeyIndex {
 
     /// Remove `t`'s id and aliases.
     pub(super) fn remove(&mut self, t: &Tenant) {
-        for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+        for key in t.keys() {
             let key = key.as_bytes();
             self.take(self.hash(key), key);
         }
@@ -232,7 +231,7 @@ mod tests {
         }
         assert_eq!(built.len(), one_by_one.len());
         for t in &tenants {
-            for key in std::iter::once(t.id.as_str()).chain(t.aliases.iter().map(CompactString::as_str)) {
+            for key in t.keys() {
                 assert_eq!(built.get(key.as_bytes()).map(|f| f.id.as_str()), Some(t.id.as_str()), "{key}");
             }
         }

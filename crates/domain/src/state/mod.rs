@@ -246,12 +246,7 @@ impl State {
             }
         }
         for t in &unique {
-            match self.tenants_per_cluster.get_mut(t.cluster.as_str()) {
-                Some(n) => *n += 1,
-                None => {
-                    self.tenants_per_cluster.insert(t.cluster.to_string(), 1);
-                }
-            }
+            self.count_on_cluster(&t.cluster, true);
         }
         self.keys = keys::KeyIndex::from_tenants(&unique);
         self.tables.tenants = crate::kind::Table::from_sorted(unique);
@@ -417,6 +412,22 @@ impl State {
         self.set(kind, &key, Some(value))
     }
 
+    /// One tenant more (`present`) or fewer on `cluster`; a cluster with
+    /// none is not listed.
+    fn count_on_cluster(&mut self, cluster: &str, present: bool) {
+        match self.tenants_per_cluster.get_mut(cluster) {
+            Some(n) if present => *n += 1,
+            Some(n) if *n > 1 => *n -= 1,
+            Some(_) => {
+                self.tenants_per_cluster.remove(cluster);
+            }
+            None if present => {
+                self.tenants_per_cluster.insert(cluster.to_string(), 1);
+            }
+            None => {}
+        }
+    }
+
     /// Add (`present`) or remove a stored value's entries in the derived indexes.
     fn index(&mut self, value: &Value, present: bool) {
         match value {
@@ -426,13 +437,7 @@ impl State {
                 } else {
                     self.keys.remove(t);
                 }
-                let n = self.tenants_per_cluster.get(t.cluster.as_str()).copied().unwrap_or(0);
-                let n = if present { n + 1 } else { n.saturating_sub(1) };
-                if n == 0 {
-                    self.tenants_per_cluster.remove(t.cluster.as_str());
-                } else {
-                    self.tenants_per_cluster.insert(t.cluster.to_string(), n);
-                }
+                self.count_on_cluster(&t.cluster, present);
             }
             Value::Request(r) => {
                 if present {

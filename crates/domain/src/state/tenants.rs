@@ -75,8 +75,7 @@ impl State {
 
     pub(super) fn delete_tenant(&mut self, id: &str, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let id = name::label("id", id)?;
-        let keys: Vec<String> =
-            self.tenant(&id).map(|t| std::iter::once(&t.id).chain(&t.aliases).map(|k| k.to_string()).collect()).unwrap_or_default();
+        let keys: Vec<String> = self.tenant(&id).map(|t| t.keys().map(str::to_string).collect()).unwrap_or_default();
         fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
         self.revoke_tenant_credentials(&id, fx);
         // Its names (id and aliases) are its no more, nor their challenges.
