@@ -83,6 +83,54 @@ pub(crate) struct Scratch {
     compressed: usize,
 }
 
+/// The tenant keys a batch's answers may look up, lower-case, one after
+/// the other in `bytes` (`spans` say where): a hint for
+/// `State::warm_tenants`, which loses nothing by a wrong guess. Reused
+/// from batch to batch.
+#[derive(Debug, Default)]
+pub(crate) struct KeyHints {
+    bytes: Vec<u8>,
+    spans: Vec<(usize, usize)>,
+}
+
+impl KeyHints {
+    pub(crate) fn clear(&mut self) {
+        self.bytes.clear();
+        self.spans.clear();
+    }
+
+    fn push(&mut self, key: &[u8]) {
+        let start = self.bytes.len();
+        self.bytes.extend(key.iter().map(u8::to_ascii_lowercase));
+        self.spans.push((start, self.bytes.len()));
+    }
+
+    /// Guess at what `query` (a datagram, unchecked) will look up: the
+    /// question's first label (`{tenant}`), that label past its first '-'
+    /// (`{service}-{tenant}`), and its second label (`*.{tenant}`).
+    pub(crate) fn guess(&mut self, query: &[u8]) {
+        let label = |at: usize| {
+            let len = usize::from(*query.get(at)?);
+            if len == 0 || len > 63 {
+                return None;
+            }
+            Some((query.get(at + 1..at + 1 + len)?, at + 1 + len))
+        };
+        let Some((first, next)) = label(HEADER) else { return };
+        self.push(first);
+        if let Some(dash) = first.iter().position(|&b| b == b'-') {
+            self.push(&first[dash + 1..]);
+        }
+        if let Some((second, _)) = label(next) {
+            self.push(second);
+        }
+    }
+
+    pub(crate) fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.spans.iter().filter_map(|&(start, end)| self.bytes.get(start..end))
+    }
+}
+
 /// Answer `query` from `state` into `out` (cleared first), or say to hand
 /// it over. `rrl` is the limiter and the client's address, when limiting.
 pub(crate) fn answer(query: &[u8], state: &State, rrl: Option<(&Rrl, IpAddr)>, scratch: &mut Scratch, out: &mut Vec<u8>) -> Fast {
@@ -158,13 +206,15 @@ fn read<'q>(m: &'q [u8], qname: &mut String) -> Option<Query<'q>> {
         if !label.iter().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'*')) {
             return None;
         }
-        qname.extend(label.iter().map(|b| char::from(b.to_ascii_lowercase())));
+        // ASCII, checked above: lower-cased once the name is whole.
+        qname.push_str(std::str::from_utf8(label).ok()?);
         qname.push('.');
         i += 1 + len;
         if i - HEADER > 255 {
             return None;
         }
     }
+    qname.make_ascii_lowercase();
     if qname.is_empty() {
         qname.push('.');
     }
@@ -374,6 +424,7 @@ mod tests {
     use switchboard_domain::dnssec::{Algorithm, KeyRole, KeyState, Policy, Secret, Step};
     use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Soa, State, ZoneSpec};
 
+    use super::KeyHints;
     use crate::Handler;
 
     const APEX: &str = "apps.example.test.";
@@ -598,5 +649,34 @@ mod tests {
         ] {
             assert_eq!(handler.answer_message_fast(&bytes, src), None, "{what}");
         }
+    }
+
+    #[test]
+    fn key_hints_guess_the_tenant_labels_and_never_fail() {
+        let guessed = |bytes: &[u8]| {
+            let mut hints = KeyHints::default();
+            hints.guess(bytes);
+            hints.keys().map(|k| String::from_utf8_lossy(k).into_owned()).collect::<Vec<_>>()
+        };
+        assert_eq!(guessed(&query("WS-T1.Apps.example.test.", RecordType::A, None, false)), ["ws-t1", "t1", "apps"]);
+        assert_eq!(guessed(&query("blog.t2.apps.example.test.", RecordType::A, None, false)), ["blog", "t2"]);
+        assert_eq!(guessed(&query(".", RecordType::NS, None, false)), Vec::<String>::new());
+        // Cut short, a pointer, nothing at all: no guess, no panic.
+        let whole = query("t3.apps.example.test.", RecordType::A, None, false);
+        for cut in 0..whole.len() {
+            guessed(&whole[..cut]);
+        }
+        let mut pointer = whole.clone();
+        pointer[12] = 0xc0;
+        assert!(guessed(&pointer).is_empty());
+        // Whatever it guesses, warming changes no answer.
+        let handler = Handler::new(Arc::new(ArcSwap::from_pointee(state())));
+        let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
+        let before = handler.answer_message_fast(&whole, src);
+        let mut hints = KeyHints::default();
+        hints.guess(&whole);
+        hints.guess(&pointer);
+        handler.warm(&hints);
+        assert_eq!(handler.answer_message_fast(&whole, src), before);
     }
 }

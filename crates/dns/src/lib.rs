@@ -231,6 +231,13 @@ impl Handler {
         fast::answer(message, &self.state.load(), rrl, scratch, out)
     }
 
+    /// Before a batch of datagrams: warm the tenants `hints` guesses at.
+    pub(crate) fn warm(&self, hints: &fast::KeyHints) {
+        if !self.shared.full_path_only {
+            self.state.load().warm_tenants(hints.keys());
+        }
+    }
+
     pub(crate) fn shard(&self) -> &Shard {
         self.shared.stats.shard(self.transport, self.shard)
     }

@@ -193,6 +193,9 @@ pub struct Zone {
     pub nodes: BTreeMap<String, Vec<Record>>,
     /// The largest TTL of its answers (`max_ttl`), computed once.
     max_ttl: u32,
+    /// Whether any static NS set lies below the apex, so that a zone with
+    /// no delegation (the common one) looks for none on every query.
+    delegates: bool,
 }
 
 /// A zone is stored as its spec and revision, and compiled again on load;
@@ -313,7 +316,8 @@ impl Zone {
         }
         let dnssec = spec.dnssec.clone();
         let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog, dnssec };
-        let mut zone = Zone { spec, revision, nodes, max_ttl: 0 };
+        let delegates = nodes.values().flatten().any(|r| r.rtype() == RType::Ns);
+        let mut zone = Zone { spec, revision, nodes, max_ttl: 0, delegates };
         zone.max_ttl = zone.compute_max_ttl();
         Ok(zone)
     }
@@ -350,18 +354,34 @@ impl Zone {
 
     /// Static records owned by `name`.
     pub fn records_at(&self, name: &str) -> Option<&[Record]> {
-        self.nodes.get(&name::tree_key(name)).map(Vec::as_slice)
+        if self.nodes.is_empty() {
+            return None;
+        }
+        match name::TreeKey::new(name, "") {
+            Some(key) => self.nodes.get(key.as_str()),
+            None => self.nodes.get(&name::tree_key(name)),
+        }
+        .map(Vec::as_slice)
     }
 
     /// `name` has no records of its own but static records exist below it
     /// (an empty non-terminal, RFC 8020).
     pub fn has_descendants(&self, name: &str) -> bool {
-        let prefix = format!("{}.", name::tree_key(name));
-        self.nodes.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        let below = |prefix: &str| {
+            use std::ops::Bound;
+            self.nodes.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
+        };
+        match name::TreeKey::new(name, ".") {
+            Some(key) => below(key.as_str()),
+            None => below(&format!("{}.", name::tree_key(name))),
+        }
     }
 
     /// The closest delegation (static NS set below the apex) at or above `name`.
     pub fn delegation_for(&self, name: &str) -> Option<&[Record]> {
+        if !self.delegates {
+            return None;
+        }
         let mut cur = name;
         while cur != self.apex() {
             if let Some(node) = self.records_at(cur) {
@@ -477,8 +497,28 @@ pub fn service_key<'a>(label: &'a str, service: &str) -> Option<&'a str> {
 }
 
 /// Fill a `service-tenant` target template.
+/// (One pass: the values are validated labels, which hold no braces, so
+/// this is the three replacements in turn, without their three strings.)
 pub fn expand_target(template: &str, service: &str, cluster: &str, tenant: &str) -> String {
-    template.replace("{service}", service).replace("{cluster}", cluster).replace("{tenant}", tenant)
+    let mut out = String::with_capacity(template.len() + cluster.len() + tenant.len());
+    let mut rest = template;
+    while let Some(at) = rest.find('{') {
+        out.push_str(&rest[..at]);
+        rest = &rest[at..];
+        let placeholders = [("{service}", service), ("{cluster}", cluster), ("{tenant}", tenant)];
+        match placeholders.iter().find(|(p, _)| rest.starts_with(p)) {
+            Some((p, value)) => {
+                out.push_str(value);
+                rest = &rest[p.len()..];
+            }
+            None => {
+                out.push('{');
+                rest = &rest[1..];
+            }
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Whether a cluster takes traffic and new tenants.

@@ -40,28 +40,63 @@ fn check_host_label(l: &str) -> Result<(), String> {
 /// `_sip._tcp`); not `*`: Switchboard holds no wildcard records of its own.
 /// The root name `.` is not accepted.
 pub fn absolute(field: &str, text: &str) -> Result<String, ValidationError> {
-    let err = |reason: String| ValidationError::new(field, reason);
+    match flaw(text) {
+        None => Ok(text.to_ascii_lowercase()),
+        Some(reason) => Err(ValidationError::new(field, reason.to_string())),
+    }
+}
+
+/// Whether `absolute` takes `text`, without allocating (the query path
+/// asks it of every name a rule makes).
+pub fn is_absolute(text: &str) -> bool {
+    flaw(text).is_none()
+}
+
+/// Why `absolute` refuses a name.
+enum Flaw<'a> {
+    NotAbsolute(&'a str),
+    Root,
+    TooLong(usize),
+    EmptyLabel(&'a str),
+    LongLabel(&'a str),
+    Character(&'a str, char),
+}
+
+impl std::fmt::Display for Flaw<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Flaw::NotAbsolute(text) => write!(f, "{text:?} must be absolute (end with '.')"),
+            Flaw::Root => write!(f, "the root name is not allowed here"),
+            Flaw::TooLong(len) => write!(f, "{len} characters, at most {NAME_LEN_MAX} allowed"),
+            Flaw::EmptyLabel(text) => write!(f, "{text:?} has an empty label"),
+            Flaw::LongLabel(l) => write!(f, "label {l:?} is longer than {LABEL_LEN_MAX} characters"),
+            Flaw::Character(l, c) => write!(f, "label {l:?} has character {c:?} (letters, digits, '-' and '_' only)"),
+        }
+    }
+}
+
+fn flaw(text: &str) -> Option<Flaw<'_>> {
     let Some(body) = text.strip_suffix('.') else {
-        return Err(err(format!("{text:?} must be absolute (end with '.')")));
+        return Some(Flaw::NotAbsolute(text));
     };
     if body.is_empty() {
-        return Err(err("the root name is not allowed here".into()));
+        return Some(Flaw::Root);
     }
     if body.len() > NAME_LEN_MAX {
-        return Err(err(format!("{} characters, at most {NAME_LEN_MAX} allowed", body.len())));
+        return Some(Flaw::TooLong(body.len()));
     }
     for l in body.split('.') {
         if l.is_empty() {
-            return Err(err(format!("{text:?} has an empty label")));
+            return Some(Flaw::EmptyLabel(text));
         }
         if l.len() > LABEL_LEN_MAX {
-            return Err(err(format!("label {l:?} is longer than {LABEL_LEN_MAX} characters")));
+            return Some(Flaw::LongLabel(l));
         }
         if let Some(c) = l.chars().find(|c| !(c.is_ascii_alphanumeric() || *c == '-' || *c == '_')) {
-            return Err(err(format!("label {l:?} has character {c:?} (letters, digits, '-' and '_' only)")));
+            return Some(Flaw::Character(l, c));
         }
     }
-    Ok(text.to_ascii_lowercase())
+    None
 }
 
 /// Resolve a name as written in a zone: `@` is the apex, a name without a
@@ -114,9 +149,51 @@ pub fn relative_labels<'a>(name: &'a str, apex: &str) -> Option<Vec<&'a str>> {
 /// and joined by '.', so every descendant of `x` has the key `key(x) + "." + …`.
 pub fn tree_key(name: &str) -> String {
     let body = name.strip_suffix('.').unwrap_or(name);
-    let mut labels: Vec<&str> = body.split('.').collect();
-    labels.reverse();
-    labels.join(".")
+    let mut key = String::with_capacity(body.len());
+    for (i, label) in body.rsplit('.').enumerate() {
+        if i > 0 {
+            key.push('.');
+        }
+        key.push_str(label);
+    }
+    key
+}
+
+/// `tree_key` of a name (followed by `suffix`) held on the stack: what
+/// the query path looks up static records by, many times a query, without
+/// allocating. `None` for a key longer than any query's name can make.
+pub struct TreeKey {
+    bytes: [u8; TREE_KEY_MAX],
+    len: usize,
+}
+
+const TREE_KEY_MAX: usize = 256;
+
+impl TreeKey {
+    pub fn new(name: &str, suffix: &str) -> Option<TreeKey> {
+        let body = name.strip_suffix('.').unwrap_or(name);
+        let mut key = TreeKey { bytes: [0; TREE_KEY_MAX], len: 0 };
+        for (i, label) in body.rsplit('.').enumerate() {
+            if i > 0 {
+                key.push(b".")?;
+            }
+            key.push(label.as_bytes())?;
+        }
+        key.push(suffix.as_bytes())?;
+        Some(key)
+    }
+
+    fn push(&mut self, bytes: &[u8]) -> Option<()> {
+        let end = self.len + bytes.len();
+        self.bytes.get_mut(self.len..end)?.copy_from_slice(bytes);
+        self.len = end;
+        Some(())
+    }
+
+    pub fn as_str(&self) -> &str {
+        // Whole labels of a `str` and ASCII dots: valid UTF-8 throughout.
+        std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
+    }
 }
 
 /// The wire form of an absolute name (lower-case as given, uncompressed):
@@ -183,5 +260,23 @@ mod tests {
     fn tree_keys_group_descendants() {
         assert_eq!(tree_key("www.apps.test."), "test.apps.www");
         assert!(tree_key("a.b.apps.test.").starts_with(&format!("{}.", tree_key("b.apps.test."))));
+    }
+
+    #[test]
+    fn a_tree_key_on_the_stack_is_the_tree_key() {
+        for name in ["www.apps.test.", "test.", ".", "a.b.c.d.e.", "apps.test"] {
+            assert_eq!(TreeKey::new(name, "").map(|k| k.as_str().to_string()), Some(tree_key(name)), "{name}");
+            assert_eq!(TreeKey::new(name, ".").map(|k| k.as_str().to_string()), Some(format!("{}.", tree_key(name))), "{name}");
+        }
+        let longest = format!("{}.", vec!["a".repeat(63); 4].join("."));
+        assert_eq!(TreeKey::new(&longest, ".").map(|k| k.as_str().len()), Some(256));
+        assert!(TreeKey::new(&format!("b{longest}"), ".").is_none());
+    }
+
+    #[test]
+    fn is_absolute_takes_what_absolute_takes() {
+        for name in ["a.test.", "A_b.test.", "test", ".", "a..test.", "a b.test.", "*.test.", &format!("{}.test.", "a".repeat(64))] {
+            assert_eq!(is_absolute(name), absolute("n", name).is_ok(), "{name}");
+        }
     }
 }

@@ -12,6 +12,7 @@
 //! holds no chased records, so the rule does not change it.
 
 use std::ops::ControlFlow;
+use std::sync::Arc;
 
 use crate::dnssec::{DnssecKey, SignedZone};
 use crate::model::{self, expand_target, Rule, Zone};
@@ -62,17 +63,21 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
     };
     let mut answer = Answer { rcode: Rcode::NoError, authoritative: true, answers: vec![], authority: vec![], additional: vec![] };
     let mut name = qname.to_string();
-    let mut zone = zone.clone();
+    // A reference, not a clone: the workers answering at once would all
+    // write the one zone's reference count.
+    let mut zone: &Arc<Zone> = zone;
     let mut seen: Vec<String> = Vec::new();
     loop {
-        match lookup(state, &zone, &name, qtype) {
-            Node::Records(rrs) => {
-                let cname = rrs.iter().find(|r| r.rtype() == RType::Cname).cloned();
+        match lookup(state, zone, &name, qtype) {
+            Node::Records(mut rrs) => {
+                let cname = rrs.iter().position(|r| r.rtype() == RType::Cname);
                 match (cname, qtype) {
-                    (Some(c), t) if t != RType::Cname && t != RType::Any => {
-                        answer.answers.push(c.clone());
-                        seen.push(name.clone());
-                        let Some(target) = c.data.target().map(str::to_string) else { break };
+                    (Some(at), t) if t != RType::Cname && t != RType::Any => {
+                        let c = rrs.swap_remove(at);
+                        let target = c.data.target().map(str::to_string);
+                        answer.answers.push(c);
+                        seen.push(std::mem::take(&mut name));
+                        let Some(target) = target else { break };
                         // Follow only into served zones of the same environment,
                         // within the limit, never in a loop.
                         let next = state.zone_for(&target);
@@ -82,7 +87,7 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
                                     && seen.len() < CNAME_CHAIN_MAX
                                     && !seen.contains(&target) =>
                             {
-                                zone = z.clone();
+                                zone = z;
                                 name = target;
                                 continue;
                             }
@@ -93,39 +98,39 @@ pub fn resolve(state: &State, qname: &str, qtype: RType) -> Answer {
                         // RFC 8482: answer one RRset, not all of them; the one
                         // of the lowest type code, as Knot DNS does.
                         if let Some(t) = rrs.iter().map(Record::rtype).min_by_key(|t| t.code()) {
-                            let set: Vec<Record> = rrs.into_iter().filter(|r| r.rtype() == t).collect();
-                            add_glue(&zone, &set, &mut answer.additional);
-                            answer.answers.extend(set);
+                            rrs.retain(|r| r.rtype() == t);
+                            add_glue(zone, &rrs, &mut answer.additional);
+                            answer.answers.extend(rrs);
                         }
                         break;
                     }
                     _ => {
-                        let matching: Vec<Record> = rrs.into_iter().filter(|r| r.rtype() == qtype).collect();
-                        if matching.is_empty() {
+                        rrs.retain(|r| r.rtype() == qtype);
+                        if rrs.is_empty() {
                             // NODATA, also at the end of a CNAME chain (RFC 2308 §2.2).
-                            answer.authority.push(negative_soa(state, &zone));
+                            answer.authority.push(negative_soa(state, zone));
                         } else {
-                            add_glue(&zone, &matching, &mut answer.additional);
-                            answer.answers.extend(matching);
+                            add_glue(zone, &rrs, &mut answer.additional);
+                            answer.answers.extend(rrs);
                         }
                         break;
                     }
                 }
             }
             Node::EmptyNonTerminal => {
-                answer.authority.push(negative_soa(state, &zone));
+                answer.authority.push(negative_soa(state, zone));
                 break;
             }
             Node::Missing => {
                 answer.rcode = Rcode::NxDomain;
-                answer.authority.push(negative_soa(state, &zone));
+                answer.authority.push(negative_soa(state, zone));
                 break;
             }
             Node::Referral(ns) => {
                 if answer.answers.is_empty() {
                     answer.authoritative = false;
                 }
-                add_glue(&zone, &ns, &mut answer.additional);
+                add_glue(zone, &ns, &mut answer.additional);
                 answer.authority.extend(ns);
                 break;
             }
@@ -257,7 +262,7 @@ fn exists_below(state: &State, zone: &Zone, name: &str) -> bool {
 /// An `_acme-challenge` name: the stored TXT values, or a CNAME into the
 /// validation zone the zone delegates challenges to.
 fn acme_answer(state: &State, zone: &Zone, qname: &str) -> Option<Vec<Record>> {
-    if !qname.starts_with(&format!("{}.", model::ACME_LABEL)) {
+    if !qname.strip_prefix(model::ACME_LABEL).is_some_and(|rest| rest.starts_with('.')) {
         return None;
     }
     match zone.acme_rule()? {
@@ -291,7 +296,7 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
                         let cname = expand_target(target, s, &t.cluster, &t.id);
                         // Ids near the length limit can overflow a label of the
                         // template: such a name has no answer rather than a broken one.
-                        if name::absolute("target", &cname).is_err() {
+                        if !name::is_absolute(&cname) {
                             continue;
                         }
                         let record = Record { name: qname.to_string(), ttl: ttl.unwrap_or(zone.spec.ttl), data: RData::Cname(cname) };

@@ -1323,3 +1323,19 @@ fn a_tenant_stays_small() {
     assert!(!t.id.is_heap_allocated());
     assert!(t.cluster.len() <= 15 && t.aliases.capacity() == 0 && t.history.capacity() == 0);
 }
+
+#[test]
+fn a_target_is_expanded_as_the_three_replacements_in_turn() {
+    let chained = |t: &str, s: &str, c: &str, n: &str| t.replace("{service}", s).replace("{cluster}", c).replace("{tenant}", n);
+    for template in [
+        "{service}-{tenant}.{cluster}.example.test.",
+        "{cluster}.example.test.",
+        "x{cluster}{cluster}y.",
+        "{clu{cluster}ster}.",
+        "{{cluster}}.",
+        "{}{tenant",
+        "",
+    ] {
+        assert_eq!(crate::model::expand_target(template, "ws", "mt-1", "t42"), chained(template, "ws", "mt-1", "t42"), "{template}");
+    }
+}

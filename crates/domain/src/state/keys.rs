@@ -1,19 +1,26 @@
 //! Tenant keys (ids and aliases) → tenant: the lookup behind every
 //! synthesised answer, so the one the query path makes most.
 //!
-//! A persistent ordered map (`imbl`, so a published state still clones in
-//! O(1) and a change copies one path) from a 64-bit hash of the key's bytes
-//! to the tenant. Its keys are integers held in the B-tree's nodes, so a
-//! lookup compares words instead of following a pointer to a string at
-//! every step, as the table keyed by id must (a quarter of the query
-//! path's CPU at 200,000 tenants before this index). An entry is the hash
-//! and the table's own `Arc<Tenant>`, 16 bytes, about 26 in the tree; a
-//! HAMT (imbl's `HashMap`) answered no faster here and cost 135. The key
-//! itself is not stored again: a lookup checks the key against the
+//! A 64-bit hash of the key's bytes → the tenant, in a copy-on-write radix
+//! of fixed shape (`Slots`): the hash's top byte picks one of 256 middle
+//! nodes, its next byte one of their 256 leaves, and a leaf is the entries
+//! of its hashes, sorted (about 15 a leaf at 1M keys, 150 at 10M). A lookup
+//! is two array indexes and a step or two from where the hash falls in its
+//! leaf: a cache miss for the leaf and one for the tenant, where the
+//! persistent B-tree before it (`imbl::OrdMap`) walked four levels of
+//! 64-key nodes. With `warm`, which lets a batch of queries wait for
+//! their misses together, the key lookups went from 17% of the UDP path's
+//! CPU at 1M tenants to 9% (`perf record`, bench/README.md). A published
+//! state still clones in O(1) (one `Arc`); a change copies the top, one
+//! middle node and one leaf at most, once per published state. An entry
+//! is the hash and the table's own `Arc<Tenant>`, 16 bytes (in the B-tree
+//! about 26).
+//!
+//! The key itself is not stored again: a lookup checks the key against the
 //! tenant's id and aliases. Two keys whose hashes agree are rare enough at
 //! 64 bits that they live apart, in `shared`, which is nearly always
 //! empty: the common entry pays nothing for them. The hash is seeded per
-//! process, so no one can aim names at one entry.
+//! process, so no one can aim names at one leaf.
 //!
 //! Ids and aliases share one namespace (no alias is a tenant id, none
 //! belongs to two tenants), so a key names at most one tenant.
@@ -26,10 +33,132 @@ use imbl::OrdMap;
 
 use crate::model::Tenant;
 
+/// Hash → tenant: 256 middle nodes of 256 leaves, chosen by the hash's
+/// top two bytes; each leaf sorted by hash. A middle node holds its
+/// leaves' lengths beside their pointers (`Arc<[Entry]>`), so a lookup
+/// goes from it straight to the entry it wants, and finds it by where
+/// its hash falls between the leaf's bounds (`find`): one cache miss for
+/// the leaf, one for the tenant. Untouched nodes share one empty node, so
+/// an empty index is two small allocations.
+#[derive(Clone)]
+struct Slots {
+    top: Arc<Vec<Arc<Mid>>>,
+    len: usize,
+}
+
+type Entry = (u64, Arc<Tenant>);
+type Mid = Vec<Arc<[Entry]>>;
+const FAN: usize = 256;
+
+fn top_of(h: u64) -> usize {
+    (h >> 56) as usize
+}
+
+fn mid_of(h: u64) -> usize {
+    (h >> 48) as usize & (FAN - 1)
+}
+
+/// Where `h` is in `leaf` (sorted, of one 16-bit prefix), as
+/// `binary_search` says it. Hashes are uniform (and seeded, so no one can
+/// bunch them), so an entry sits near its share of the prefix's range:
+/// start there and step to it, a step or two at the sizes we hold.
+#[inline]
+fn find(leaf: &[Entry], h: u64) -> Result<usize, usize> {
+    let len = leaf.len();
+    let guess = ((u128::from(h << 16) * len as u128) >> 64) as usize;
+    let mut i = guess.min(len);
+    while i < len && leaf[i].0 < h {
+        i += 1;
+    }
+    while i > 0 && leaf[i - 1].0 >= h {
+        i -= 1;
+    }
+    match leaf.get(i) {
+        Some(e) if e.0 == h => Ok(i),
+        _ => Err(i),
+    }
+}
+
+impl Default for Slots {
+    fn default() -> Slots {
+        let empty: Arc<[Entry]> = Arc::new([]);
+        let mid: Arc<Mid> = Arc::new(vec![empty; FAN]);
+        Slots { top: Arc::new(vec![mid; FAN]), len: 0 }
+    }
+}
+
+impl Slots {
+    #[inline]
+    fn leaf(&self, h: u64) -> &[Entry] {
+        self.top.get(top_of(h)).and_then(|m| m.get(mid_of(h))).map_or(&[], |l| l)
+    }
+
+    fn get(&self, h: u64) -> Option<&Arc<Tenant>> {
+        let leaf = self.leaf(h);
+        leaf.get(find(leaf, h).ok()?).map(|e| &e.1)
+    }
+
+    /// Replace `h`'s leaf by `edit` of a copy of it: the middle node (and
+    /// the top) are copied too if a published state shares them.
+    fn rebuild(&mut self, h: u64, edit: impl FnOnce(&mut Vec<Entry>)) {
+        let mid = Arc::make_mut(&mut self.top).get_mut(top_of(h)).map(Arc::make_mut);
+        let Some(leaf) = mid.and_then(|m| m.get_mut(mid_of(h))) else { return };
+        let mut copy = Vec::with_capacity(leaf.len() + 1);
+        copy.extend(leaf.iter().cloned());
+        edit(&mut copy);
+        *leaf = copy.into();
+    }
+
+    fn insert(&mut self, h: u64, t: Arc<Tenant>) {
+        let mut added = false;
+        self.rebuild(h, |leaf| match find(leaf, h) {
+            Ok(at) => leaf[at].1 = t,
+            Err(at) => {
+                leaf.insert(at, (h, t));
+                added = true;
+            }
+        });
+        self.len += usize::from(added);
+    }
+
+    fn remove(&mut self, h: u64) {
+        if self.get(h).is_none() {
+            return;
+        }
+        self.rebuild(h, |leaf| {
+            if let Ok(at) = find(leaf, h) {
+                leaf.remove(at);
+            }
+        });
+        self.len -= 1;
+    }
+
+    /// The slots of `entries`, sorted by hash with no hash twice: each
+    /// leaf allocated once, at its size.
+    fn from_sorted(entries: Vec<Entry>) -> Slots {
+        let mut slots = Slots { len: entries.len(), ..Slots::default() };
+        let top = Arc::make_mut(&mut slots.top);
+        let mut entries = entries.into_iter().peekable();
+        let mut leaf = Vec::new();
+        while let Some(first) = entries.next() {
+            let h = first.0;
+            leaf.push(first);
+            while let Some(e) = entries.next_if(|e| e.0 >> 48 == h >> 48) {
+                leaf.push(e);
+            }
+            let mid = top.get_mut(top_of(h)).map(Arc::make_mut);
+            if let Some(slot) = mid.and_then(|m| m.get_mut(mid_of(h))) {
+                *slot = leaf.drain(..).collect();
+            }
+        }
+        slots
+    }
+}
+
 #[derive(Clone, Default)]
 pub(super) struct KeyIndex {
     /// The hash of each key held by one key alone → its tenant.
-    map: OrdMap<u64, Arc<Tenant>>,
+    map: Slots,
     /// The hashes two or more keys share → their tenants (at least two).
     shared: OrdMap<u64, Arc<Vec<Arc<Tenant>>>>,
     seed: foldhash::fast::RandomState,
@@ -51,6 +180,24 @@ impl KeyIndex {
         self.find(self.hash(key), key)
     }
 
+    /// Bring the entries and tenants of `keys` into the cache, all at
+    /// once: a hint, changing nothing. A lookup costs two cache misses
+    /// one after the other (the leaf, then the tenant); for a batch of
+    /// queries these are independent, so walking the batch's leaves first
+    /// and its tenants next lets the processor wait for them together,
+    /// where the lookups one by one wait for each in turn.
+    pub(super) fn warm<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        const KEYS_MAX: usize = 128;
+        let mut tenants: [Option<&Tenant>; KEYS_MAX] = [None; KEYS_MAX];
+        for (key, slot) in keys.zip(tenants.iter_mut()) {
+            let h = self.hash(key);
+            let leaf = self.map.leaf(h);
+            *slot = find(leaf, h).ok().and_then(|at| leaf.get(at)).map(|e| &*e.1);
+        }
+        let touched = tenants.iter().flatten().fold(0usize, |sum, t| sum.wrapping_add(t.id.len()));
+        std::hint::black_box(touched);
+    }
+
     /// Index `t` under its id and each alias, replacing what those keys held.
     pub(super) fn insert(&mut self, t: &Arc<Tenant>) {
         for key in t.keys() {
@@ -60,9 +207,7 @@ impl KeyIndex {
     }
 
     /// The index of `tenants` (distinct ids), built from their keys sorted
-    /// by hash: each insert lands beside the last and the tree's nodes end
-    /// full (`fill_order`), where one insert per key in key order would
-    /// touch the tree at random.
+    /// by hash: each leaf is made once, at its size.
     pub(super) fn from_tenants(tenants: &[Arc<Tenant>]) -> KeyIndex {
         let mut index = KeyIndex::default();
         let mut entries: Vec<(u64, &str, &Arc<Tenant>)> = Vec::with_capacity(tenants.len());
@@ -85,9 +230,7 @@ impl KeyIndex {
                 }
             }
         }
-        for (h, t) in crate::kind::fill_order(single) {
-            index.map.insert(h, t);
-        }
+        index.map = Slots::from_sorted(single);
         index
     }
 
@@ -100,7 +243,7 @@ impl KeyIndex {
     }
 
     fn find(&self, h: u64, key: &[u8]) -> Option<&Arc<Tenant>> {
-        match self.map.get(&h) {
+        match self.map.get(h) {
             Some(t) => Some(t).filter(|t| has_key(t, key)),
             None => self.shared.get(&h)?.iter().find(|t| has_key(t, key)),
         }
@@ -108,7 +251,7 @@ impl KeyIndex {
 
     /// The tenants at `h` but the one `key` names.
     fn others(&self, h: u64, key: &[u8]) -> Vec<Arc<Tenant>> {
-        let all = match self.map.get(&h) {
+        let all = match self.map.get(h) {
             Some(t) => std::slice::from_ref(t),
             None => self.shared.get(&h).map_or(&[][..], |ts| ts.as_slice()),
         };
@@ -117,7 +260,7 @@ impl KeyIndex {
 
     fn put(&mut self, h: u64, key: &[u8], t: &Arc<Tenant>) {
         // The common case, a hash no other key has: one insert.
-        if !self.shared.contains_key(&h) && self.map.get(&h).is_none_or(|o| has_key(o, key)) {
+        if !self.shared.contains_key(&h) && self.map.get(h).is_none_or(|o| has_key(o, key)) {
             self.map.insert(h, t.clone());
             return;
         }
@@ -135,7 +278,7 @@ impl KeyIndex {
     fn store(&mut self, h: u64, mut ts: Vec<Arc<Tenant>>) {
         match ts.len() {
             0 => {
-                self.map.remove(&h);
+                self.map.remove(h);
                 self.shared.remove(&h);
             }
             1 => {
@@ -143,7 +286,7 @@ impl KeyIndex {
                 self.map.insert(h, ts.swap_remove(0));
             }
             _ => {
-                self.map.remove(&h);
+                self.map.remove(h);
                 self.shared.insert(h, Arc::new(ts));
             }
         }
@@ -151,13 +294,13 @@ impl KeyIndex {
 
     #[cfg(test)]
     fn len(&self) -> usize {
-        self.map.len() + self.shared.values().map(|ts| ts.len()).sum::<usize>()
+        self.map.len + self.shared.values().map(|ts| ts.len()).sum::<usize>()
     }
 }
 
 impl fmt::Debug for KeyIndex {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("KeyIndex").field("hashes", &(self.map.len() + self.shared.len())).finish()
+        f.debug_struct("KeyIndex").field("hashes", &(self.map.len + self.shared.len())).finish()
     }
 }
 
@@ -200,7 +343,7 @@ mod tests {
         let (x, y) = (tenant("x", &[]), tenant("y", &[]));
         index.put(7, b"x", &x);
         index.put(7, b"y", &y);
-        assert!(index.map.get(&7).is_none());
+        assert!(index.map.get(7).is_none());
         assert_eq!(index.shared.get(&7).map(|ts| ts.len()), Some(2));
         assert_eq!(index.find(7, b"x").map(|t| t.id.as_str()), Some("x"));
         assert_eq!(index.find(7, b"y").map(|t| t.id.as_str()), Some("y"));
@@ -211,9 +354,71 @@ mod tests {
         assert_eq!(index.find(7, b"x").map(|t| t.id.as_str()), Some("x"));
         index.take(7, b"x");
         assert!(index.shared.get(&7).is_none());
-        assert!(matches!(index.map.get(&7), Some(t) if t.id == "y"));
+        assert!(matches!(index.map.get(7), Some(t) if t.id == "y"));
         index.take(7, b"y");
         assert_eq!(index.len(), 0);
+    }
+
+    #[test]
+    fn find_agrees_with_a_binary_search() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let t = tenant("t", &[]);
+        for len in [0, 1, 2, 5, 15, 150, 1000] {
+            // One 16-bit prefix, as in a leaf; bunched at one end too.
+            for spread in [u64::MAX >> 16, 0xffff] {
+                let mut leaf: Vec<Entry> = (0..len).map(|_| ((0xabcd << 48) | (next() & spread), t.clone())).collect();
+                leaf.sort_by_key(|e| e.0);
+                leaf.dedup_by_key(|e| e.0);
+                let probes = leaf
+                    .iter()
+                    .map(|e| e.0)
+                    .chain((0..50).map(|_| (0xabcd << 48) | (next() & spread)))
+                    .chain([0xabcd << 48, (0xabcd << 48) | (u64::MAX >> 16)]);
+                for h in probes {
+                    assert_eq!(find(&leaf, h), leaf.binary_search_by_key(&h, |e| e.0), "{len} {h:x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_clone_keeps_its_slots_while_the_original_changes() {
+        // Hashes chosen to share a leaf, a middle node, or neither.
+        let hashes = [0x0101_0000_0000_0001, 0x0101_0000_0000_0002, 0x0102_0000_0000_0000, 0xff00_0000_0000_0000];
+        let mut slots = Slots::default();
+        for (i, h) in hashes.iter().enumerate() {
+            slots.insert(*h, tenant(&format!("t{i}"), &[]));
+        }
+        let published = slots.clone();
+        slots.remove(hashes[0]);
+        slots.insert(hashes[1], tenant("replaced", &[]));
+        slots.insert(0x0101_0000_0000_0000, tenant("new", &[]));
+        slots.remove(0x1234);
+        let id = |s: &Slots, h: u64| s.get(h).map(|t| t.id.to_string());
+        assert_eq!(id(&published, hashes[0]).as_deref(), Some("t0"));
+        assert_eq!(id(&published, hashes[1]).as_deref(), Some("t1"));
+        assert_eq!(id(&published, 0x0101_0000_0000_0000), None);
+        assert_eq!(published.len, 4);
+        assert_eq!(id(&slots, hashes[0]), None);
+        assert_eq!(id(&slots, hashes[1]).as_deref(), Some("replaced"));
+        assert_eq!(id(&slots, 0x0101_0000_0000_0000).as_deref(), Some("new"));
+        assert_eq!(id(&slots, hashes[3]).as_deref(), Some("t3"));
+        assert_eq!(slots.len, 4);
+        // Built at once from the same entries, the same answers.
+        let mut entries: Vec<Entry> = hashes.iter().filter_map(|&h| slots.get(h).map(|t| (h, t.clone()))).collect();
+        entries.push((0x0101_0000_0000_0000, tenant("new", &[])));
+        entries.sort_by_key(|e| e.0);
+        let built = Slots::from_sorted(entries);
+        for h in hashes.into_iter().chain([0x0101_0000_0000_0000, 0x1234]) {
+            assert_eq!(id(&built, h), id(&slots, h), "{h:x}");
+        }
+        assert_eq!(built.len, slots.len);
     }
 
     #[test]

@@ -113,6 +113,13 @@ impl State {
         self.keys.get(key.as_bytes())
     }
 
+    /// A hint before answering a batch of queries: bring the tenants that
+    /// `keys` (lower-case ids or aliases, found or not) would look up into
+    /// the cache together (`KeyIndex::warm`). Answers never depend on it.
+    pub fn warm_tenants<'k>(&self, keys: impl Iterator<Item = &'k [u8]>) {
+        self.keys.warm(keys);
+    }
+
     /// The served zone with the longest apex containing `qname` (lower-case, absolute).
     pub fn zone_for(&self, qname: &str) -> Option<&Arc<Zone>> {
         let mut cur = qname;
@@ -146,8 +153,17 @@ impl State {
 
     /// Whether some challenge is owned by a name below `name`.
     pub fn has_challenges_below(&self, name: &str) -> bool {
-        let prefix = format!("{}.", name::tree_key(name));
-        self.acme_tree.range(prefix.clone()..).next().is_some_and(|(k, _)| k.starts_with(&prefix))
+        if self.acme_tree.is_empty() {
+            return false;
+        }
+        let below = |prefix: &str| {
+            use std::ops::Bound;
+            self.acme_tree.range::<_, str>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
+        };
+        match name::TreeKey::new(name, ".") {
+            Some(key) => below(key.as_str()),
+            None => below(&format!("{}.", name::tree_key(name))),
+        }
     }
 
     /// The owner names of the challenges below `name` (not at it), in tree
