@@ -4,7 +4,8 @@
 //! `sb-bench dns` loads a zone, clusters and tenants, then measures DNS
 //! queries per second and latency with no writes, and again while a writer
 //! moves tenants as fast as the node commits, to show whether writes make
-//! queries wait.
+//! queries wait. `sb-bench moves` moves tenants at a set rate, for another
+//! query benchmark to run beside (`bench/compare --writes-per-second`).
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -52,6 +53,36 @@ enum Cmd {
         /// Concurrent clients creating tenants during setup.
         #[arg(long, default_value_t = 64)]
         setup_clients: usize,
+    },
+    /// Move tenants at a steady rate for a while (others set up the data),
+    /// then say how many moves committed: the writes a query benchmark runs
+    /// beside (`bench/compare --writes-per-second`).
+    Moves {
+        /// API of the node writes are sent to.
+        #[arg(long)]
+        api: String,
+        /// Moves committed per second, spread evenly.
+        #[arg(long)]
+        rate: u64,
+        /// Seconds to keep moving.
+        #[arg(long)]
+        seconds: u64,
+        /// Tenants `<prefix>0` .. `<prefix>{tenants - 1}` exist; each move
+        /// takes the next one (cycling) to the next of `clusters`.
+        #[arg(long)]
+        tenants: usize,
+        #[arg(long, default_value = "t")]
+        prefix: String,
+        /// Where in the cycle to start: runs one after another pass the
+        /// moves already made, so each move changes its tenant's cluster.
+        #[arg(long, default_value_t = 0)]
+        from: u64,
+        /// Clusters to move between (repeat; at least two).
+        #[arg(long = "cluster", required = true, num_args = 1)]
+        clusters: Vec<String>,
+        /// Moves in flight at once, so a slow commit does not hold the rate back.
+        #[arg(long, default_value_t = 8)]
+        clients: usize,
     },
     /// On a running cluster: time from write acknowledgement until every
     /// node's DNS gives the new answer, and committed writes per second.
@@ -106,6 +137,16 @@ async fn main() -> anyhow::Result<()> {
                     r.write_p99_ms.map(|w| format!("{w:.1}")).unwrap_or_else(|| "-".into()),
                 );
             }
+            Ok(())
+        }
+        Cmd::Moves { api, rate, seconds, tenants, prefix, from, clusters, clients } => {
+            let channel = Channel::from_shared(api.clone())?.connect().await.with_context(|| format!("connecting to {api}"))?;
+            let (done, elapsed, p99) = moves(channel, rate, seconds, tenants, &prefix, from, &clusters, clients).await?;
+            println!(
+                "moves: {done} committed in {:.1} s = {:.0} writes/s (asked {rate}/s; p99 latency {p99:.1} ms)",
+                elapsed.as_secs_f64(),
+                done as f64 / elapsed.as_secs_f64()
+            );
             Ok(())
         }
         Cmd::Cluster { api, dns, writes, seconds, clients } => {
@@ -246,6 +287,60 @@ async fn throughput(channel: Channel, seconds: u64, clients: usize) -> anyhow::R
     }
     let elapsed = start.elapsed();
     Ok((all.len() as u64, elapsed, pctf(&all, 0.99)))
+}
+
+/// `rate` moves a second for `seconds`: move `i` is due at `i / rate` s
+/// from the start and taken by whichever of `clients` is free; one that
+/// falls behind catches up without sleeping. Move `i` is the cycle's move
+/// `from + i`. Returns moves committed, time taken and p99 latency (ms).
+#[allow(clippy::too_many_arguments)]
+async fn moves(
+    channel: Channel,
+    rate: u64,
+    seconds: u64,
+    tenants: usize,
+    prefix: &str,
+    from: u64,
+    clusters: &[String],
+    clients: usize,
+) -> anyhow::Result<(u64, Duration, f64)> {
+    if rate == 0 || tenants == 0 || clusters.len() < 2 {
+        return Err(anyhow!("--rate and --tenants must be positive, and two clusters at least given"));
+    }
+    let total = rate * seconds;
+    let next = Arc::new(AtomicU64::new(0));
+    let clusters = Arc::new(clusters.to_vec());
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients.max(1) {
+        let (next, clusters, prefix, mut client) =
+            (next.clone(), clusters.clone(), prefix.to_string(), TenantsClient::new(channel.clone()));
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                if i >= total {
+                    break;
+                }
+                tokio::time::sleep_until((start + Duration::from_secs_f64(i as f64 / rate as f64)).into()).await;
+                let at = (from + i) as usize;
+                let t = at % tenants;
+                // Round r of the cycle puts tenant t on cluster t + r + 1
+                // (mod n), where it was set up on cluster t: each move changes it.
+                let round = at / tenants;
+                let cluster = clusters[(t + round + 1) % clusters.len()].clone();
+                let t0 = Instant::now();
+                client.move_tenant(proto::MoveTenantRequest { id: format!("{prefix}{t}"), cluster, options: None }).await?;
+                lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+            }
+            Ok::<_, anyhow::Error>(lat)
+        }));
+    }
+    let mut all = Vec::new();
+    for t in tasks {
+        all.extend(t.await??);
+    }
+    Ok((all.len() as u64, start.elapsed(), pctf(&all, 0.99)))
 }
 
 fn tenant(i: usize) -> String {
