@@ -357,24 +357,16 @@ impl Zone {
         if self.nodes.is_empty() {
             return None;
         }
-        match name::TreeKey::new(name, "") {
-            Some(key) => self.nodes.get(key.as_str()),
-            None => self.nodes.get(&name::tree_key(name)),
-        }
-        .map(Vec::as_slice)
+        name::with_tree_key(name, "", |key| self.nodes.get(key)).map(Vec::as_slice)
     }
 
     /// `name` has no records of its own but static records exist below it
     /// (an empty non-terminal, RFC 8020).
     pub fn has_descendants(&self, name: &str) -> bool {
-        let below = |prefix: &str| {
-            use std::ops::Bound;
+        use std::ops::Bound;
+        name::with_tree_key(name, ".", |prefix| {
             self.nodes.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
-        };
-        match name::TreeKey::new(name, ".") {
-            Some(key) => below(key.as_str()),
-            None => below(&format!("{}.", name::tree_key(name))),
-        }
+        })
     }
 
     /// The closest delegation (static NS set below the apex) at or above `name`.

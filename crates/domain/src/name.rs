@@ -159,10 +159,20 @@ pub fn tree_key(name: &str) -> String {
     key
 }
 
-/// `tree_key` of a name (followed by `suffix`) held on the stack: what
-/// the query path looks up static records by, many times a query, without
-/// allocating. `None` for a key longer than any query's name can make.
-pub struct TreeKey {
+/// Call `f` with `tree_key(name)` followed by `suffix`: the key the query
+/// path looks static records and challenges up by, many times a query, so
+/// built on the stack (`TreeKey`) for any name a query can hold, and on
+/// the heap only past that.
+pub fn with_tree_key<R>(name: &str, suffix: &str, f: impl FnOnce(&str) -> R) -> R {
+    match TreeKey::new(name, suffix) {
+        Some(key) => f(key.as_str()),
+        None => f(&format!("{}{suffix}", tree_key(name))),
+    }
+}
+
+/// `tree_key` of a name (followed by `suffix`) held on the stack; `None`
+/// for a key longer than any query's name can make.
+struct TreeKey {
     bytes: [u8; TREE_KEY_MAX],
     len: usize,
 }
@@ -170,7 +180,7 @@ pub struct TreeKey {
 const TREE_KEY_MAX: usize = 256;
 
 impl TreeKey {
-    pub fn new(name: &str, suffix: &str) -> Option<TreeKey> {
+    fn new(name: &str, suffix: &str) -> Option<TreeKey> {
         let body = name.strip_suffix('.').unwrap_or(name);
         let mut key = TreeKey { bytes: [0; TREE_KEY_MAX], len: 0 };
         for (i, label) in body.rsplit('.').enumerate() {
@@ -190,7 +200,7 @@ impl TreeKey {
         Some(())
     }
 
-    pub fn as_str(&self) -> &str {
+    fn as_str(&self) -> &str {
         // Whole labels of a `str` and ASCII dots: valid UTF-8 throughout.
         std::str::from_utf8(&self.bytes[..self.len]).unwrap_or_default()
     }
@@ -271,6 +281,10 @@ mod tests {
         let longest = format!("{}.", vec!["a".repeat(63); 4].join("."));
         assert_eq!(TreeKey::new(&longest, ".").map(|k| k.as_str().len()), Some(256));
         assert!(TreeKey::new(&format!("b{longest}"), ".").is_none());
+        // Past the stack's room, the same key from the heap.
+        let longer = format!("b{longest}");
+        assert_eq!(with_tree_key(&longer, ".", str::to_string), format!("{}.", tree_key(&longer)));
+        assert_eq!(with_tree_key("www.apps.test.", "", str::to_string), "test.apps.www");
     }
 
     #[test]

@@ -156,14 +156,10 @@ impl State {
         if self.acme_tree.is_empty() {
             return false;
         }
-        let below = |prefix: &str| {
-            use std::ops::Bound;
+        use std::ops::Bound;
+        name::with_tree_key(name, ".", |prefix| {
             self.acme_tree.range::<_, str>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
-        };
-        match name::TreeKey::new(name, ".") {
-            Some(key) => below(key.as_str()),
-            None => below(&format!("{}.", name::tree_key(name))),
-        }
+        })
     }
 
     /// The owner names of the challenges below `name` (not at it), in tree
