@@ -135,12 +135,6 @@ impl Store {
         // Durability comes from synced WAL writes; keep the WAL on.
         opts.set_manual_wal_flush(false);
         opts.set_max_total_wal_size(WAL_BYTES_MAX);
-        // After a crash, the memtables replayed from the WAL are not
-        // written out as table files before the node may serve (a kill -9
-        // right after a bulk import replays up to WAL_BYTES_MAX): the WAL
-        // stays their record until `flush_memtables`, which the binary runs
-        // once serving. (rust-rocksdb sets this only through a string.)
-        let opts = opts.get_options_from_string("avoid_flush_during_recovery=true")?;
         let cfs = [CF_META, CF_LOG, CF_STATE, CF_CHANGES].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = Store { db: Arc::new(db) };
@@ -187,17 +181,6 @@ impl Store {
     pub fn free_bytes(&self) -> std::io::Result<u64> {
         let st = rustix::fs::statvfs(self.db.path())?;
         Ok(st.f_bavail.saturating_mul(st.f_frsize))
-    }
-
-    /// Write every column family's memtable to table files, waiting for
-    /// it: after an open that replayed a WAL (which `open` does not flush),
-    /// so that the next open has none to replay. Changes nothing a reader
-    /// sees; safe at any time.
-    pub fn flush_memtables(&self) -> Result<()> {
-        for name in [CF_META, CF_LOG, CF_STATE, CF_CHANGES] {
-            self.db.flush_cf(self.cf(name)?)?;
-        }
-        Ok(())
     }
 
     fn cf(&self, name: &str) -> Result<&rocksdb::ColumnFamily> {

@@ -19,36 +19,6 @@ fn log_append_range_truncate_purge() -> Result<()> {
     Ok(())
 }
 
-/// The memtables an open replays from the WAL stay unflushed until
-/// `flush_memtables`; either way a reopen reads the same state.
-#[test]
-fn state_replayed_from_the_wal_survives_flushing_and_reopening() -> Result<()> {
-    let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;
-    let mut state = State::default();
-    {
-        let s = Store::open(dir.path())?;
-        for (rev, cmd) in
-            [(1, Command::PutCluster { cluster: Cluster::new("mt1") }), (2, Command::CreateTenant { id: "t1".into(), cluster: None })]
-        {
-            let (r, effects) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
-            assert!(r.is_ok());
-            let effects: Vec<(u64, Effect)> = effects.into_iter().map(|e| (rev, e)).collect();
-            s.write_applied((state.revision(), state.data_revision()), &effects, "sm", &[rev as u8])?;
-        }
-    }
-    // Open after the writes (WAL replayed), again (replayed again) and
-    // flush, then once more (nothing left to replay).
-    for (open, flush) in [false, true, false].into_iter().enumerate() {
-        let s = Store::open(dir.path())?;
-        let (loaded, _) = s.load_state("sm")?;
-        assert_eq!(encode_state(&loaded)?, encode_state(&state)?, "open {open}");
-        if flush {
-            s.flush_memtables()?;
-        }
-    }
-    Ok(())
-}
-
 #[test]
 fn applied_state_survives_reopen() -> Result<()> {
     let dir = tempfile::tempdir().map_err(|e| StorageError::Corrupt(e.to_string()))?;

@@ -109,7 +109,6 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
-    let recovered = store.clone();
     let node = Arc::new(Node::start(config.node_id, &config.raft_settings(peer_auth), store).await.context("starting raft")?);
     tracing::info!(node_id = config.node_id, revision = node.state().revision(), "state loaded");
     health.node_started(node.clone());
@@ -153,14 +152,6 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
     let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await??;
     health.dns_listening();
-    // What the store's open replayed from its WAL goes to table files now,
-    // off the path to serving (`Store::open`), so the next start has no
-    // WAL to replay.
-    tokio::task::spawn_blocking(move || {
-        if let Err(e) = recovered.flush_memtables() {
-            tracing::warn!(error = %e, "flushing the memtables replayed at open");
-        }
-    });
     let api_calls = crate::metrics::ApiCalls::default();
     let api_counters = Arc::<crate::listen::ListenerCounters>::default();
     let peer_counters = Arc::<crate::listen::ListenerCounters>::default();
