@@ -573,15 +573,25 @@ fn catalog_records(state: &State, catalog: &Zone) -> Vec<Record> {
     out
 }
 
-/// A name below a catalog zone's apex.
+/// A name below a catalog zone's apex: the names `catalog_records` holds,
+/// found through the state's member index (one lookup, however many zones
+/// are served; this path is open to anyone who can send a query).
 fn catalog_node(state: &State, catalog: &Zone, qname: &str) -> Node {
-    let records = catalog_records(state, catalog);
-    let at: Vec<Record> = records.iter().filter(|r| r.name == qname).cloned().collect();
-    if !at.is_empty() {
-        return Node::Records(at);
+    let apex = catalog.apex();
+    let ttl = catalog.spec.ttl;
+    let Some(relative) = qname.strip_suffix(apex).and_then(|r| r.strip_suffix('.')).filter(|r| !r.is_empty()) else {
+        // Not below the apex: only an ancestor of it has names below it.
+        return if qname != apex && name::is_within(apex, qname) { Node::EmptyNonTerminal } else { Node::Missing };
+    };
+    if relative == "version" {
+        return Node::Records(vec![Record { name: qname.to_string(), ttl, data: RData::Txt(vec!["2".into()]) }]);
     }
-    if records.iter().any(|r| name::is_within(&r.name, qname) && r.name != qname) {
-        return Node::EmptyNonTerminal;
+    if relative == "zones" {
+        return if state.has_catalog_members() { Node::EmptyNonTerminal } else { Node::Missing };
     }
-    Node::Missing
+    let members = relative.strip_suffix(".zones").map_or(&[][..], |label| state.catalog_members(label));
+    if members.is_empty() {
+        return Node::Missing;
+    }
+    Node::Records(members.iter().map(|m| Record { name: qname.to_string(), ttl, data: RData::Ptr(m.clone()) }).collect())
 }

@@ -1339,3 +1339,110 @@ fn a_target_is_expanded_as_the_three_replacements_in_turn() {
         assert_eq!(crate::model::expand_target(template, "ws", "mt-1", "t42"), chained(template, "ws", "mt-1", "t42"), "{template}");
     }
 }
+
+// --- Catalog zones answered from an index (issue 27) ---------------------------
+
+mod catalog {
+    use std::collections::BTreeSet;
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::record::Record;
+    use crate::resolve::{catalog_member_label, zone_records};
+
+    const CATALOG: &str = "catalog.example.net.";
+
+    fn plain_zone(apex: &str, catalog: bool) -> ZoneSpec {
+        ZoneSpec { apex: apex.into(), rules: vec![], records: vec![], catalog, ..zone() }
+    }
+
+    /// The catalog's records below its apex, as a transfer sends them.
+    fn transferred(state: &State) -> Vec<Record> {
+        let Some(zone) = state.zone(CATALOG).cloned() else { panic!("no catalog") };
+        let mut out = Vec::new();
+        let _ = zone_records(state, &zone, &mut |r| {
+            if r.name != CATALOG {
+                out.push(r);
+            }
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    /// Every name the catalog's transfer holds is answered with exactly its
+    /// records there, `zones.<apex>` exists while any member does, and the
+    /// names of `gone` (deleted or no longer members) do not exist.
+    fn assert_answers_match_the_transfer(state: &State, gone: &[String]) {
+        let records = transferred(state);
+        let names: BTreeSet<&str> = records.iter().map(|r| r.name.as_str()).collect();
+        for name in &names {
+            let want: Vec<&Record> = records.iter().filter(|r| r.name == *name).collect();
+            let got = resolve(state, name, want[0].rtype());
+            assert_eq!((got.rcode, got.authoritative), (Rcode::NoError, true), "{name}");
+            assert_eq!(got.answers.iter().collect::<Vec<_>>(), want, "{name}");
+        }
+        let members = records.iter().filter(|r| r.rtype() == RType::Ptr).count();
+        let zones = resolve(state, &format!("zones.{CATALOG}"), RType::Ptr);
+        assert_eq!(zones.rcode, if members > 0 { Rcode::NoError } else { Rcode::NxDomain });
+        assert!(zones.answers.is_empty(), "an empty non-terminal: {zones:?}");
+        let label = catalog_member_label("apps.example.test.");
+        let missing = [
+            format!("nosuch.zones.{CATALOG}"),
+            format!("0000000000000000.zones.{CATALOG}"),
+            format!("x.{label}.zones.{CATALOG}"),
+            format!("{label}.x.zones.{CATALOG}"),
+            format!("x.version.{CATALOG}"),
+            format!("{label}.{CATALOG}"),
+        ];
+        let gone = gone.iter().map(|apex| format!("{}.zones.{CATALOG}", catalog_member_label(apex)));
+        for name in missing.into_iter().chain(gone) {
+            let got = resolve(state, &name, RType::Ptr);
+            assert_eq!((got.rcode, got.answers.len()), (Rcode::NxDomain, 0), "{name}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn names_below_a_catalog_answer_as_its_transfer_through_zone_writes_and_restores() {
+        let mut w = World::new();
+        w.ok(Command::PutZone { zone: plain_zone(CATALOG, true) });
+        let apexes: Vec<String> = (0..300).map(|i| format!("z{i}.example.net.")).collect();
+        for apex in &apexes {
+            w.ok(Command::PutZone { zone: plain_zone(apex, false) });
+        }
+        assert_eq!(transferred(&w.state).len(), 1 + 301, "version and every zone but the catalog");
+        assert_answers_match_the_transfer(&w.state, &[]);
+
+        // Deletes, rewrites, a second catalog, and a member made a catalog.
+        let mut gone = Vec::new();
+        for apex in apexes.iter().step_by(3) {
+            w.ok(Command::DeleteZone { apex: apex.clone() });
+            gone.push(apex.clone());
+        }
+        for apex in apexes.iter().enumerate().filter(|(i, _)| i % 3 != 0 && i % 5 == 1).map(|(_, a)| a) {
+            w.ok(Command::PutZone { zone: plain_zone(apex, false) });
+        }
+        w.ok(Command::PutZone { zone: plain_zone("catalog2.example.org.", true) });
+        w.ok(Command::PutZone { zone: plain_zone(&apexes[1], true) });
+        gone.extend(["catalog2.example.org.".to_string(), apexes[1].clone()]);
+        assert_eq!(transferred(&w.state).len(), 1 + 301 - 100 - 1);
+        assert_answers_match_the_transfer(&w.state, &gone);
+
+        // A restarted node (or one installing a snapshot) answers the same.
+        let restored = State::restore(w.state.revision(), w.state.marks(), w.state.values());
+        assert_eq!(transferred(&restored), transferred(&w.state));
+        assert_answers_match_the_transfer(&restored, &gone);
+        for apex in &apexes {
+            let label = catalog_member_label(apex);
+            assert_eq!(restored.catalog_members(&label), w.state.catalog_members(&label), "{apex}");
+        }
+
+        // With no member left, `zones.<apex>` is gone too.
+        let members: Vec<String> = w.state.zones().filter(|z| !z.spec.catalog).map(|z| z.apex().to_string()).collect();
+        for apex in &members {
+            w.ok(Command::DeleteZone { apex: apex.clone() });
+        }
+        gone.extend(members);
+        assert_eq!(transferred(&w.state).len(), 1);
+        assert_answers_match_the_transfer(&w.state, &gone);
+    }
+}

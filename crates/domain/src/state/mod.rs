@@ -60,6 +60,11 @@ pub struct State {
     /// Challenge owner names by `name::tree_key`, so the names below a name
     /// form one range.
     acme_tree: OrdMap<String, String>,
+    /// Catalog member label (`resolve::catalog_member_label`) → the apexes
+    /// of the zones (not catalogs) that have it, in apex order: a name below
+    /// a catalog zone is one lookup here, not a walk of every zone. Two
+    /// apexes may share a label (a 64-bit hash), so a label holds a list.
+    catalog_members: OrdMap<String, Vec<String>>,
 }
 
 impl State {
@@ -168,6 +173,17 @@ impl State {
     pub fn challenges_below(&self, name: &str) -> impl Iterator<Item = String> + '_ {
         let prefix = format!("{}.", name::tree_key(name));
         self.acme_tree.range(prefix.clone()..).take_while(move |(k, _)| k.starts_with(&prefix)).map(|(_, owner)| owner.clone())
+    }
+
+    /// The apexes of the zones whose catalog member label is `label`, in
+    /// apex order (empty when none: catalogs list every zone but catalogs).
+    pub fn catalog_members(&self, label: &str) -> &[String] {
+        self.catalog_members.get(label).map_or(&[], Vec::as_slice)
+    }
+
+    /// Whether any zone is a catalog member (one that is not a catalog itself).
+    pub fn has_catalog_members(&self) -> bool {
+        !self.catalog_members.is_empty()
     }
 
     /// The earliest expiry of any challenge value (leader's clock, ms).
@@ -440,6 +456,23 @@ impl State {
         }
     }
 
+    /// Add (`present`) or remove a zone's entry in the catalog member index.
+    fn index_catalog_member(&mut self, apex: &str, present: bool) {
+        let label = crate::resolve::catalog_member_label(apex);
+        let apexes = self.catalog_members.entry(label.clone()).or_default();
+        // Apex order, as the zone table iterates, so answers and transfers agree.
+        match (apexes.binary_search_by(|a| a.as_str().cmp(apex)), present) {
+            (Err(at), true) => apexes.insert(at, apex.to_string()),
+            (Ok(at), false) => {
+                apexes.remove(at);
+            }
+            _ => {}
+        }
+        if apexes.is_empty() {
+            self.catalog_members.remove(&label);
+        }
+    }
+
     /// Add (`present`) or remove a stored value's entries in the derived indexes.
     fn index(&mut self, value: &Value, present: bool) {
         match value {
@@ -465,6 +498,7 @@ impl State {
                     self.acme_tree.remove(&name::tree_key(&c.name));
                 }
             }
+            Value::Zone(z) if !z.spec.catalog => self.index_catalog_member(z.apex(), present),
             // Kinds without derived indexes.
             _ => {}
         }
