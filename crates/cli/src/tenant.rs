@@ -8,7 +8,7 @@ use switchboard_proto::v1::{self, tenants_client::TenantsClient};
 
 use crate::output::{fields, table, Output};
 use crate::transport::{status, Ch};
-use crate::view::{ImportErrorView, ImportSummary, RebalanceView, TenantView, TenantWritten};
+use crate::view::{tombstone_line, ImportErrorView, ImportSummary, RebalanceView, TenantView, TenantWritten};
 use crate::zone::deleted;
 use crate::{import, AliasCmd, Ctx, TenantCmd};
 
@@ -62,7 +62,7 @@ fn detail(t: &v1::Tenant, revision: Option<u64>) -> anyhow::Result<Output> {
         ("aliases".into(), t.aliases.join(",")),
     ];
     for h in &t.history {
-        rows.push(("moved".into(), format!("{} -> {} at revision {} ({} ms)", h.from, h.to, h.revision, h.at_ms)));
+        rows.push(("moved".into(), tombstone_line(h)));
     }
     rows.push(("revision".into(), revision.unwrap_or(t.revision).to_string()));
     match revision {

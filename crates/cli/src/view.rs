@@ -224,6 +224,23 @@ pub struct TombstoneView {
     pub at_ms: u64,
 }
 
+/// A tombstone as `tenant get` prints it for people: when as RFC 3339 UTC
+/// (`--json` keeps `at_ms`, the number).
+pub fn tombstone_line(h: &v1::Tombstone) -> String {
+    format!("{} -> {} at revision {} ({})", h.from, h.to, h.revision, rfc3339_ms(h.at_ms))
+}
+
+/// A time in ms since the epoch as RFC 3339 UTC, to the millisecond. From
+/// year 10000 on, which RFC 3339 cannot write (humantime would fail), the
+/// number itself: the value comes from a server and must not panic here.
+pub fn rfc3339_ms(ms: u64) -> String {
+    const YEAR_10000_S: u64 = 253_402_300_800;
+    if ms / 1000 >= YEAR_10000_S {
+        return format!("{ms} ms since the epoch");
+    }
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string()
+}
+
 impl From<&v1::Tenant> for TenantView {
     fn from(t: &v1::Tenant) -> Self {
         TenantView {

@@ -232,6 +232,17 @@ fn cluster_and_tenant_json_are_pinned() {
 }
 
 #[test]
+fn tenant_get_shows_a_tombstones_time_as_rfc3339_and_json_keeps_ms() {
+    let t = tenant();
+    assert_eq!(tombstone_line(&t.history[0]), "mt1 -> mt2 at revision 9 (2023-11-14T22:13:20.000Z)");
+    assert!(as_json(&TenantView::from(&t)).contains(r#""at_ms":1700000000000"#));
+    assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+    assert_eq!(rfc3339_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    // Past what RFC 3339 can write, a server's value is printed, not a panic.
+    assert_eq!(rfc3339_ms(u64::MAX), "18446744073709551615 ms since the epoch");
+}
+
+#[test]
 fn status_json_is_pinned() {
     let s = status(1, None);
     let view = NodeStatus {
