@@ -72,6 +72,9 @@ ttl = 120
 kind = "tenant-host"
 ttl = 60
 
+[[rules]]
+kind = "acme"
+
 [[records]]
 name = "@"
 type = "MX"
@@ -443,6 +446,20 @@ fn queries(rng: &mut Rng, aliases: &[String]) -> Vec<(String, RecordType)> {
         "ws-t0009",
         "*",
         "*.t0003",
+        // DNS-01 challenges for a tenant's sites (set in `serve_both`): the
+        // sites keep answering, in the export as explicit names.
+        "_acme-challenge.blog.t0005",
+        "x._acme-challenge.blog.t0005",
+        "y.x.blog.t0005",
+        "t0008",
+        "b.t0008",
+        "a.b.t0008",
+        "x.a.b.t0008",
+        "x.b.t0008",
+        "_acme-challenge.a.b.t0008",
+        "x._acme-challenge.a.b.t0008",
+        "_acme-challenge.t0008",
+        "x._acme-challenge.t0008",
     ];
     for n in fixed {
         for t in all {
@@ -486,6 +503,9 @@ fn serve_both(extra: &str) -> anyhow::Result<(tempfile::TempDir, Node, Killed, S
     }
     node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
     tokio::runtime::Runtime::new()?.block_on(create_tenants(node.server()))?;
+    for site in ["blog.t0005", "a.b.t0008", "t0008", "nobody-here"] {
+        node.cli(&["acme", "set", &format!("{site}.{APEX}"), &format!("token-for-{site}")])?;
+    }
     if !extra.is_empty() {
         // A signed zone: its keys are in the export once the leader made them.
         common::eventually(Duration::from_secs(20), "the zone's keys", || node.cli(&["dnssec", "ds", APEX]).is_ok())?;

@@ -191,11 +191,19 @@ fn lookup(state: &State, zone: &Zone, qname: &str, qtype: RType) -> Node {
             return Node::Records(rrs);
         }
     }
-    if exists_below(state, zone, qname) {
+    if zone.has_descendants(qname) {
         return Node::EmptyNonTerminal;
     }
+    // A name that exists only because a challenge lies below it keeps what
+    // the tenant's wildcard gives it: a DNS-01 challenge for `blog.t1`
+    // adds its TXT at `_acme-challenge.blog.t1` and takes nothing away from
+    // `blog.t1` or the names below it. (The exported zone holds such names
+    // explicitly, since in a master file they would hide the wildcard.)
     if let Some(rrs) = synthesise_below(state, zone, qname, &labels) {
         return Node::Records(rrs);
+    }
+    if serves_stored_challenges(zone) && state.has_challenges_below(qname) {
+        return Node::EmptyNonTerminal;
     }
     Node::Missing
 }
@@ -253,10 +261,15 @@ pub fn types_at(state: &State, zone: &Zone, name: &str) -> Option<Vec<RType>> {
     }
 }
 
-/// Whether names below `name` exist in the zone: static records, or
-/// challenges the zone serves.
-fn exists_below(state: &State, zone: &Zone, name: &str) -> bool {
-    zone.has_descendants(name) || (matches!(zone.acme_rule(), Some(None)) && state.has_challenges_below(name))
+/// Whether the zone answers `_acme-challenge` names from stored challenges
+/// (rather than with CNAMEs into a validation zone, or not at all).
+fn serves_stored_challenges(zone: &Zone) -> bool {
+    matches!(zone.acme_rule(), Some(None))
+}
+
+/// Whether `name` is the owner of a stored challenge the zone serves.
+fn is_challenge(state: &State, zone: &Zone, name: &str) -> bool {
+    serves_stored_challenges(zone) && state.challenge(name).is_some()
 }
 
 /// An `_acme-challenge` name: the stored TXT values, or a CNAME into the
@@ -318,19 +331,60 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
 /// The records for a name two or more labels below the apex: what a zone
 /// file's `*.{tenant}` wildcard gives. As with a real wildcard (RFC 4592),
 /// it applies only when the closest existing ancestor is `{tenant}` itself:
-/// a static name in between hides it (the caller has already answered
-/// names that exist).
+/// a static name or a challenge in between hides it (the caller has
+/// already answered names that exist). A name that exists only because a
+/// challenge lies below it does not: it answers as the wildcard does (see
+/// `fill_records`).
 fn synthesise_below(state: &State, zone: &Zone, qname: &str, labels: &[&str]) -> Option<Vec<Record>> {
     let (key, between) = labels.split_last()?;
     let ttl = tenant_host_ttl(zone)?;
     let mut ancestor = name::parent(qname)?;
     for _ in 1..between.len() {
-        if zone.records_at(ancestor).is_some() || exists_below(state, zone, ancestor) {
+        if zone.records_at(ancestor).is_some() || zone.has_descendants(ancestor) || is_challenge(state, zone, ancestor) {
             return None;
         }
         ancestor = name::parent(ancestor)?;
     }
     tenant_host(state, zone, ttl, key, qname)
+}
+
+/// The names that exist only because of the challenge at `owner` and that
+/// the tenant's wildcard answers, with those answers: its ancestors below
+/// a tenant key (not the key itself, which has records of its own), up to
+/// the nearest static name or other challenge. A master file needs these
+/// records at each such name, and again at a wildcard below it, to answer
+/// as `resolve` does: an empty non-terminal would hide the `*.{tenant}`
+/// wildcard there (RFC 4592 §2.2.2).
+fn fill_records(state: &State, zone: &Zone, owner: &str, out: &mut Vec<Record>) {
+    if !serves_stored_challenges(zone) {
+        return;
+    }
+    let apex = zone.apex();
+    let mut ancestor = name::parent(owner);
+    while let Some(at) = ancestor {
+        let Some(labels) = name::relative_labels(at, apex) else { break };
+        if labels.len() < 2
+            || zone.records_at(at).is_some()
+            || zone.has_descendants(at)
+            || zone.delegation_for(at).is_some()
+            || is_challenge(state, zone, at)
+        {
+            break;
+        }
+        // Only while some challenge makes the name exist (an IXFR asks
+        // what the fill was before the challenge came, or after it went).
+        if !state.has_challenges_below(at) {
+            break;
+        }
+        if let Some(rrs) = synthesise_below(state, zone, at, &labels) {
+            // `x` stands in for `*`, which `absolute` does not take: same length.
+            if let Ok(w) = name::absolute("owner", &format!("x.{at}")).map(|n| format!("*{}", &n[1..])) {
+                out.extend(rrs.iter().map(|r| Record { name: w.clone(), ..r.clone() }));
+            }
+            out.extend(rrs);
+        }
+        ancestor = name::parent(at);
+    }
 }
 
 /// The TTL setting of the zone's first `tenant-host` rule (the one that
@@ -377,13 +431,18 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
     }
     // Stored challenges (a delegation to a validation zone is a CNAME at
     // every `_acme-challenge` name, which a zone file cannot hold).
-    if matches!(zone.acme_rule(), Some(None)) {
+    if serves_stored_challenges(zone) {
+        // Names the challenges make exist, filled in once each (challenges
+        // may share ancestors).
+        let mut fill = Vec::new();
         for c in state.challenges() {
             let served = state.zone_for(&c.name).is_some_and(|z| z.apex() == apex);
             if served && zone.records_at(&c.name).is_none() && zone.delegation_for(&c.name).is_none() {
                 acme_answer(state, zone, &c.name).unwrap_or_default().into_iter().try_for_each(&mut *emit)?;
+                fill_records(state, zone, &c.name, &mut fill);
             }
         }
+        dedup(fill).into_iter().try_for_each(&mut *emit)?;
     }
     let host_ttl = tenant_host_ttl(zone);
     for tenant in state.tenants_after(None) {
@@ -492,15 +551,33 @@ fn key_records(state: &State, zone: &Zone, key: &str, out: &mut Vec<Record>) {
         if zone.delegation_for(&owner).is_none() {
             out.extend(tenant_host(state, zone, ttl, key, &owner).unwrap_or_default());
         }
+        // The names challenges make exist below the key answer as it does.
+        if serves_stored_challenges(zone) {
+            for c in state.challenges_below(&format!("{key}.{apex}")) {
+                fill_records(state, zone, &c, out);
+            }
+        }
     }
 }
 
-/// The challenge records `zone_records` writes at `owner`.
+/// The challenge records `zone_records` writes at `owner`, and the records
+/// it fills in at the names the challenge makes exist.
 fn challenge_records(state: &State, zone: &Zone, owner: &str, out: &mut Vec<Record>) {
     let served = state.zone_for(owner).is_some_and(|z| z.apex() == zone.apex());
-    if matches!(zone.acme_rule(), Some(None)) && served && zone.records_at(owner).is_none() && zone.delegation_for(owner).is_none() {
+    if serves_stored_challenges(zone) && served && zone.records_at(owner).is_none() && zone.delegation_for(owner).is_none() {
         out.extend(acme_answer(state, zone, owner).unwrap_or_default());
+        fill_records(state, zone, owner, out);
     }
+}
+
+/// `records` without repeats, in first-seen order.
+fn dedup(records: Vec<Record>) -> Vec<Record> {
+    records.into_iter().fold(Vec::new(), |mut acc: Vec<Record>, r| {
+        if !acc.contains(&r) {
+            acc.push(r);
+        }
+        acc
+    })
 }
 
 /// What `changes` (the history between `old` and `new`, `old` being `new`
@@ -542,14 +619,6 @@ pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::
     let (before, after) = (records(old), records(new));
     let removed: Vec<Record> = before.iter().filter(|r| !after.contains(r)).cloned().collect();
     let added: Vec<Record> = after.iter().filter(|r| !before.contains(r)).cloned().collect();
-    let dedup = |v: Vec<Record>| {
-        v.into_iter().fold(Vec::new(), |mut acc: Vec<Record>, r| {
-            if !acc.contains(&r) {
-                acc.push(r);
-            }
-            acc
-        })
-    };
     Some((dedup(removed), dedup(added)))
 }
 

@@ -497,6 +497,55 @@ fn acme_expiry_follows_the_leaders_stamp_only() {
     assert_eq!(other.challenges().count(), w.state.challenges().count());
 }
 
+/// Issue 27, item 1: a DNS-01 challenge for a tenant's site adds its TXT
+/// and takes nothing away from the site or the names below it, and the
+/// exported zone (a master file, where the challenge's empty non-terminals
+/// would hide the tenant's wildcard) holds those names explicitly.
+#[test]
+fn a_challenge_for_a_site_takes_nothing_from_it() {
+    let mut w = acme_world();
+    let a_of = |w: &World, n: &str| {
+        let a = resolve(&w.state, n, RType::A);
+        (a.rcode, a.answers.iter().filter(|r| r.rtype() == RType::A).count())
+    };
+    let site = "blog.t1.apps.example.test.";
+    assert_eq!(a_of(&w, site), (Rcode::NoError, 1));
+    w.ok(set_acme("blog.t1.apps.example.test", "token", 600));
+    w.ok(set_acme("a.b.t1.apps.example.test", "deep", 600));
+    assert_eq!(txt_values(&resolve(&w.state, "_acme-challenge.blog.t1.apps.example.test.", RType::Txt)), vec!["token".to_string()]);
+    for name in
+        [site, "x.blog.t1.apps.example.test.", "y.x.blog.t1.apps.example.test.", "b.t1.apps.example.test.", "a.b.t1.apps.example.test."]
+    {
+        assert_eq!(a_of(&w, name), (Rcode::NoError, 1), "{name}");
+    }
+    // The challenge's own name holds its TXT alone, and hides the wildcard
+    // below it, as a master file's name would.
+    assert_eq!(a_of(&w, "_acme-challenge.blog.t1.apps.example.test."), (Rcode::NoError, 0));
+    assert_eq!(a_of(&w, "x._acme-challenge.blog.t1.apps.example.test.").0, Rcode::NxDomain);
+
+    let zone = w.state.zone(APEX).unwrap().clone();
+    let mut records = Vec::new();
+    let _ = crate::resolve::zone_records(&w.state, &zone, &mut |r| {
+        records.push(r);
+        std::ops::ControlFlow::Continue(())
+    });
+    let a_owners: Vec<&str> = records.iter().filter(|r| r.rtype() == RType::A).map(|r| r.name.as_str()).collect();
+    for name in [site, "*.blog.t1.apps.example.test.", "b.t1.apps.example.test.", "*.b.t1.apps.example.test.", "a.b.t1.apps.example.test."]
+    {
+        assert_eq!(a_owners.iter().filter(|n| **n == name).count(), 1, "{name} once in {a_owners:?}");
+    }
+    // Once the challenges go, so do the explicit names: the wildcard covers them again.
+    w.ok(Command::ClearAcme { name: "blog.t1.apps.example.test".into(), value: None });
+    w.ok(Command::ClearAcme { name: "a.b.t1.apps.example.test".into(), value: None });
+    let mut records = Vec::new();
+    let _ = crate::resolve::zone_records(&w.state, &zone, &mut |r| {
+        records.push(r);
+        std::ops::ControlFlow::Continue(())
+    });
+    assert!(!records.iter().any(|r| r.name.ends_with(".t1.apps.example.test.") && !r.name.starts_with("*.t1.")), "{records:?}");
+    assert_eq!(a_of(&w, site), (Rcode::NoError, 1));
+}
+
 #[test]
 fn acme_refusals_name_the_reason() {
     let mut w = World::new();
@@ -1203,6 +1252,9 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
         Command::CreateTenant { id: "t3".into(), cluster: Some("mt1".into()) },
         Command::AddAlias { tenant: "t3".into(), alias: "a2".into() },
         set_acme("t3.apps.example.test.", "v", 600),
+        set_acme("blog.t3.apps.example.test.", "v", 600),
+        set_acme("a.b.t1.apps.example.test.", "v", 600),
+        Command::MoveTenant { id: "t1".into(), cluster: "mt1".into() },
     ] {
         w.rev += 1;
         let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });

@@ -197,6 +197,14 @@ fn delv_validates_every_kind_of_answer_from_a_signed_zone() -> anyhow::Result<()
     validated(dns, &anchors, &name("blog.acme1"), "MX", "")?;
     // A query for NSEC itself gets the NSEC as its answer.
     validated(dns, &anchors, &name("www"), "NSEC", "NSEC")?;
+    // A DNS-01 challenge for a site (issue 27, item 1) adds its TXT and
+    // takes nothing away: the site and the names below it still answer,
+    // validated.
+    node.cli(&["acme", "set", &name("blog.acme1"), "site-token"])?;
+    validated(dns, &anchors, &format!("_acme-challenge.blog.acme1.{APEX}"), "TXT", "\"site-token\"")?;
+    validated(dns, &anchors, &name("blog.acme1"), "A", "198.51.100.1")?;
+    validated(dns, &anchors, &name("x.blog.acme1"), "A", "198.51.100.1")?;
+    validated(dns, &anchors, &name("blog.acme1"), "MX", "")?;
 
     // A zone served here below the signed one, unsigned: the parent
     // proves it has no DS there, so a validator takes it as insecure.
