@@ -123,7 +123,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             responses.push(Response { revision: index, outcomes });
         }
         let meta = encode("state machine meta", &self.meta).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
-        let revisions = (self.state.revision(), self.state.data_revision());
+        let revisions = (self.state.revision(), self.state.marks());
         self.disk
             .durable("writing the applied state", || self.store.write_applied(revisions, &effects, KEY_SM, &meta))
             .await

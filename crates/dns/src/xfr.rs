@@ -207,22 +207,26 @@ fn walk(state: &State, zone: &switchboard_domain::Zone, budget: usize, tx: &mpsc
 /// changes since cannot be told name by name: the caller sends the zone.
 fn difference(state: &State, zone: &switchboard_domain::Zone, from: u32, history: &dyn History) -> Option<Vec<switchboard_domain::Record>> {
     use switchboard_domain::{RData, RType};
-    // Only a zone with rules follows the data revision; a static zone's
-    // serial is its own revision, and any change to it is a zone write.
+    // A static zone's serial is its own revision, and any change to it is
+    // a zone write: sent whole.
     if zone.spec.rules.is_empty() {
         return None;
     }
-    let now = state.serial(zone);
-    let behind = now.wrapping_sub(from);
+    // A serial is the revision of the zone's last change (mod 2^32): the
+    // zone at `from` is the state at that revision, whatever changed in
+    // other zones since.
+    let now = state.serial_revision(zone);
+    let behind = (now as u32).wrapping_sub(from);
     if behind == 0 || behind >= 1 << 31 {
         return None;
     }
-    let at = state.data_revision().checked_sub(u64::from(behind))?;
-    let changes = history.changes(at, state.revision(), switchboard_domain::state::UNDO_CHANGES_MAX)?;
-    let old = state.undone(at, at, &changes)?;
-    if old.serial(zone) != from {
+    let at = now.checked_sub(u64::from(behind))?;
+    // The zone itself written since: sent whole.
+    if zone.revision > at {
         return None;
     }
+    let changes = history.changes(at, state.revision(), switchboard_domain::state::UNDO_CHANGES_MAX)?;
+    let old = state.undone(at, &changes)?;
     let (removed, added) = switchboard_domain::resolve::zone_difference(&old, state, zone, &changes)?;
     let current = switchboard_domain::resolve(state, zone.apex(), RType::Soa).answers.into_iter().next()?;
     let mut previous = current.clone();

@@ -4,8 +4,7 @@
 //!
 //! A kind's declaration gives its key prefix in storage, its value type (whose
 //! serde form is how it is encoded, on disk and in snapshots), the `State`
-//! table that holds it, how it appears in the change history, and whether its
-//! changes advance the serial of zones with rules. Adding a
+//! table that holds it, and how it appears in the change history. Adding a
 //! kind is one line in `registry!` below plus the commands that change it.
 
 use std::borrow::Borrow;
@@ -20,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RequestRecord;
 use crate::credential::Credential;
 use crate::dnssec::SignedZone;
-use crate::model::{Challenge, Cluster, Tenant, Zone};
+use crate::model::{Challenge, Cluster, Tenant, Zone, ZoneSerial};
 use crate::tsig::TsigKey;
 
 /// What a value of a stored kind tells about itself (implemented by the
@@ -50,7 +49,7 @@ pub enum History {
 }
 
 macro_rules! registry {
-    ($( $(#[doc = $doc:literal])* $kind:ident($ty:ty) { prefix: $prefix:literal, key: $key:expr, table: $table:ident, history: $history:ident, serial: $serial:literal } )*) => {
+    ($( $(#[doc = $doc:literal])* $kind:ident($ty:ty) { prefix: $prefix:literal, key: $key:expr, table: $table:ident, history: $history:ident } )*) => {
         /// A stored kind.
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
         pub enum Kind {
@@ -79,12 +78,6 @@ macro_rules! registry {
 
             pub const fn history(self) -> History {
                 match self { $(Kind::$kind => History::$history,)* }
-            }
-
-            /// Whether its changes can alter the answers of zones with rules,
-            /// and so advance their SOA serial (`State::data_revision`).
-            pub const fn moves_serial(self) -> bool {
-                match self { $(Kind::$kind => $serial,)* }
             }
 
             /// The kind whose keys start with `prefix`; `None` for a byte no kind declares.
@@ -168,22 +161,25 @@ macro_rules! registry {
 
 registry! {
     /// A served zone, by apex (stored as its spec and revision, compiled on load).
-    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly, serial: true }
+    Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly }
     /// A cluster (scale unit), by id.
-    Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter, serial: true }
+    Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter }
     /// A tenant, by id.
-    Tenant(Tenant) { prefix: b't', key: |t| t.id.as_str(), table: tenants, history: BeforeAndAfter, serial: true }
+    Tenant(Tenant) { prefix: b't', key: |t| t.id.as_str(), table: tenants, history: BeforeAndAfter }
     /// A request id within the dedup window, by id.
-    Request(RequestRecord) { prefix: b'r', key: |r| &r.id, table: requests, history: Omitted, serial: false }
+    Request(RequestRecord) { prefix: b'r', key: |r| &r.id, table: requests, history: Omitted }
     /// An ACME challenge, by its `_acme-challenge` owner name.
-    Acme(Challenge) { prefix: b'a', key: |c| &c.name, table: challenges, history: BeforeAndAfter, serial: true }
+    Acme(Challenge) { prefix: b'a', key: |c| &c.name, table: challenges, history: BeforeAndAfter }
     /// An API credential (only its hash), by id.
-    Credential(Credential) { prefix: b'k', key: |c| &c.id, table: credentials, history: Omitted, serial: false }
+    Credential(Credential) { prefix: b'k', key: |c| &c.id, table: credentials, history: Omitted }
     /// A TSIG key (with its secret, which HMACs need), by name.
-    TsigKey(TsigKey) { prefix: b'g', key: |k| &k.name, table: tsig_keys, history: Omitted, serial: false }
+    TsigKey(TsigKey) { prefix: b'g', key: |k| &k.name, table: tsig_keys, history: Omitted }
     /// A signed zone's DNSSEC keys (private keys included) and rollover
     /// state, by apex. Its changes move only its own zone's serial (`State::serial`).
-    Dnssec(SignedZone) { prefix: b'd', key: |z| &z.apex, table: signed_zones, history: Omitted, serial: false }
+    Dnssec(SignedZone) { prefix: b'd', key: |z| &z.apex, table: signed_zones, history: Omitted }
+    /// The revision of the last change to a zone's answers beyond its own
+    /// writes and the tenants and clusters (`State::serial`), by apex.
+    ZoneSerial(ZoneSerial) { prefix: b's', key: |z| &z.apex, table: zone_serials, history: Omitted }
 }
 
 /// One kind's values, ordered by their key: a persistent ordered set (so a

@@ -543,6 +543,17 @@ impl ClusterState {
     }
 }
 
+/// The revision of the last change to a zone's answers that is neither a
+/// write of the zone itself nor one every zone with rules follows (see
+/// `state::Marks`): a challenge set, cleared or expired in it, a zone
+/// created or deleted inside it. With it a zone's SOA serial moves for
+/// what changes its own answers and for nothing else.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneSerial {
+    pub apex: String,
+    pub revision: u64,
+}
+
 /// A scale unit tenants are placed on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cluster {

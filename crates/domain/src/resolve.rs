@@ -583,15 +583,29 @@ fn dedup(records: Vec<Record>) -> Vec<Record> {
 /// What `changes` (the history between `old` and `new`, `old` being `new`
 /// with them undone) did to `zone`'s records: (removed, added), each
 /// record once, as an IXFR carries them. `None` when the changes reach
-/// beyond what can be told name by name: the zone itself changed, or a
-/// cluster (whose every tenant's records may follow).
+/// beyond what can be told name by name: the zone itself, a zone inside
+/// it or (for a catalog) the zone set changed, or the ingress of a
+/// cluster holding tenants (whose every tenant's records follow). Changes
+/// to other zones and to clusters that change none of its answers are
+/// nothing to it.
 pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::Change]) -> Option<(Vec<Record>, Vec<Record>)> {
     use crate::kind::{Kind, Value};
     let mut keys = std::collections::BTreeSet::new();
     let mut challenges = std::collections::BTreeSet::new();
     for c in changes {
         match c.kind {
-            Kind::Zone | Kind::Cluster => return None,
+            Kind::Zone if zone.spec.catalog || name::is_within(&c.key, zone.apex()) => return None,
+            Kind::Zone => {}
+            Kind::Cluster => {
+                let ingress = |v: &Option<Value>| match v {
+                    Some(Value::Cluster(c)) => Some((c.ipv4.clone(), c.ipv6.clone(), c.hostname.clone())),
+                    _ => None,
+                };
+                let holds_tenants = old.tenants_on(&c.key) > 0 || new.tenants_on(&c.key) > 0;
+                if holds_tenants && ingress(&c.before) != ingress(&c.after) && tenant_host_ttl(zone).is_some() {
+                    return None;
+                }
+            }
             Kind::Tenant => {
                 for v in [&c.before, &c.after].into_iter().flatten() {
                     if let Value::Tenant(t) = v {

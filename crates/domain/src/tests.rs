@@ -198,12 +198,75 @@ fn move_changes_answer_and_records_tombstone() {
     assert!(w.state.serial(w.state.zone(APEX).unwrap()) > serial_before, "serial advances with the change");
 }
 
+/// Issue 27, item 2: a zone's serial moves when its own answers change,
+/// and for nothing else (another zone's write, a cluster without tenants,
+/// a cluster's weight), so its secondaries are not told of a change that
+/// is none; an IXFR across other zones' changes is the difference.
+#[test]
+fn a_zone_serial_moves_only_with_its_own_answers() {
+    let mut w = acme_world();
+    let other = || ZoneSpec {
+        apex: "other.test.".into(),
+        environment: "staging".into(),
+        rules: vec![Rule::Acme { validation_zone: None }],
+        ..zone()
+    };
+    w.ok(Command::PutZone { zone: other() });
+    w.ok(Command::PutZone { zone: ZoneSpec { apex: "catalog.test.".into(), rules: vec![], records: vec![], catalog: true, ..zone() } });
+    let serials = |w: &World| ["apps.example.test.", "other.test.", "catalog.test."].map(|a| w.state.serial(w.state.zone(a).unwrap()));
+    let moved = |w: &mut World, command: Command| {
+        let before = serials(w);
+        w.ok(command);
+        let after = serials(w);
+        [0, 1, 2].map(|i| after[i] != before[i])
+    };
+    // Another zone's write, its challenges, a cluster without tenants, a cluster's weight: apps does not move.
+    let mut o = other();
+    o.records.push(RecordSpec { name: "x".into(), rtype: "A".into(), ttl: None, data: "192.0.2.1".into() });
+    assert_eq!(moved(&mut w, Command::PutZone { zone: o }), [false, true, false]);
+    assert_eq!(moved(&mut w, set_acme("x.other.test.", "v", 600)), [false, true, false]);
+    assert_eq!(moved(&mut w, Command::PutCluster { cluster: cluster("mt9", 9) }), [false, false, false]);
+    assert_eq!(moved(&mut w, Command::PutCluster { cluster: Cluster { weight: 7, ..cluster("mt1", 1) } }), [false, false, false]);
+    // What changes apps' answers moves apps alone.
+    assert_eq!(moved(&mut w, Command::PutCluster { cluster: cluster("mt1", 11) }), [true, false, false]);
+    assert_eq!(moved(&mut w, Command::CreateTenant { id: "t2".into(), cluster: Some("mt2".into()) }), [true, false, false]);
+    assert_eq!(moved(&mut w, set_acme("blog.t2.apps.example.test.", "v", 600)), [true, false, false]);
+    assert_eq!(moved(&mut w, Command::ClearAcme { name: "blog.t2.apps.example.test.".into(), value: None }), [true, false, false]);
+    // A zone made or dropped: the catalog lists it; the zone it is inside loses names to it.
+    let inside = ZoneSpec { apex: "in.other.test.".into(), rules: vec![], records: vec![], ..zone() };
+    assert_eq!(moved(&mut w, Command::PutZone { zone: inside }), [false, true, true]);
+    assert_eq!(moved(&mut w, Command::DeleteZone { apex: "in.other.test.".into() }), [false, true, true]);
+    // The per-zone serial survives a restart, and goes with its zone.
+    let restored = State::restore(w.state.revision(), w.state.marks(), w.state.values());
+    let apexes = ["apps.example.test.", "other.test.", "catalog.test."];
+    assert_eq!(apexes.map(|a| restored.serial(restored.zone(a).unwrap())), serials(&w));
+    w.ok(Command::DeleteZone { apex: "other.test.".into() });
+    assert!(w.state.values().all(|v| v.key() != "other.test."), "its serial goes with it");
+
+    // An IXFR of apps from before another zone's writes: nothing to send but the SOA.
+    let zone_at = w.state.zone(APEX).unwrap().clone();
+    let at = w.state.revision();
+    let mut changes = Vec::new();
+    for command in
+        [Command::PutZone { zone: other() }, set_acme("y.other.test.", "v", 600), Command::PutCluster { cluster: cluster("mt9", 19) }]
+    {
+        w.rev += 1;
+        let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });
+        assert!(r.is_ok(), "{r:?}");
+        changes.extend(fx.iter().filter_map(|e| e.for_history()));
+    }
+    assert_eq!(w.state.serial(&zone_at), w.state.serial(w.state.zone(APEX).unwrap()));
+    let old = w.state.undone(at, &changes).unwrap();
+    let zone = w.state.zone(APEX).unwrap().clone();
+    assert_eq!(crate::resolve::zone_difference(&old, &w.state, &zone, &changes), Some((vec![], vec![])));
+}
+
 #[test]
 fn rejected_commands_change_nothing() {
     let mut w = World::new();
     w.ok(Command::CreateTenant { id: "t1".into(), cluster: Some("mt1".into()) });
     let before = format!("{:?}", w.state.tenant("t1"));
-    let data_rev = w.state.data_revision();
+    let marks = w.state.marks();
     let cases = [
         Command::CreateTenant { id: "t1".into(), cluster: None },
         Command::CreateTenant { id: "bad id".into(), cluster: None },
@@ -217,7 +280,7 @@ fn rejected_commands_change_nothing() {
         assert!(w.run(c.clone()).is_err(), "{c:?} should fail");
     }
     assert_eq!(format!("{:?}", w.state.tenant("t1")), before);
-    assert_eq!(w.state.data_revision(), data_rev);
+    assert_eq!(w.state.marks(), marks);
     assert!(w.state.cluster("mt3").is_none());
     assert!(w.state.tenant("t2").is_none());
 }
@@ -476,27 +539,6 @@ fn acme_challenges_answer_txt_beside_the_tenant_wildcard() {
     assert_eq!(resolve(&w.state, owner, RType::A).answers.len(), 1);
 }
 
-#[test]
-fn acme_expiry_follows_the_leaders_stamp_only() {
-    let mut w = acme_world();
-    // World stamps entries at 1000 ms × revision.
-    w.ok(set_acme("a.apps.example.test", "short", 2));
-    w.ok(set_acme("b.apps.example.test", "long", 3600));
-    let due = w.state.next_acme_expiry();
-    assert_eq!(due, Some(1_000 * w.rev - 1_000 + 2_000));
-    // Nothing expires until an ExpireAcme entry is applied, whatever the time.
-    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_some());
-    let mut other = w.state.clone();
-    let at = w.rev + 1;
-    assert_eq!(w.ok(Command::ExpireAcme), Outcome::Expired(1));
-    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_none());
-    assert!(w.state.challenge("_acme-challenge.b.apps.example.test.").is_some());
-    // Another node applying the same entry reaches the same state.
-    let env = Envelope { at_ms: 1_000 * at, command: Command::ExpireAcme, guard: Guard::default() };
-    assert_eq!(other.apply(at, &env).0, Ok(Outcome::Expired(1)));
-    assert_eq!(other.challenges().count(), w.state.challenges().count());
-}
-
 /// Issue 27, item 1: a DNS-01 challenge for a tenant's site adds its TXT
 /// and takes nothing away from the site or the names below it, and the
 /// exported zone (a master file, where the challenge's empty non-terminals
@@ -544,6 +586,27 @@ fn a_challenge_for_a_site_takes_nothing_from_it() {
     });
     assert!(!records.iter().any(|r| r.name.ends_with(".t1.apps.example.test.") && !r.name.starts_with("*.t1.")), "{records:?}");
     assert_eq!(a_of(&w, site), (Rcode::NoError, 1));
+}
+
+#[test]
+fn acme_expiry_follows_the_leaders_stamp_only() {
+    let mut w = acme_world();
+    // World stamps entries at 1000 ms × revision.
+    w.ok(set_acme("a.apps.example.test", "short", 2));
+    w.ok(set_acme("b.apps.example.test", "long", 3600));
+    let due = w.state.next_acme_expiry();
+    assert_eq!(due, Some(1_000 * w.rev - 1_000 + 2_000));
+    // Nothing expires until an ExpireAcme entry is applied, whatever the time.
+    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_some());
+    let mut other = w.state.clone();
+    let at = w.rev + 1;
+    assert_eq!(w.ok(Command::ExpireAcme), Outcome::Expired(1));
+    assert!(w.state.challenge("_acme-challenge.a.apps.example.test.").is_none());
+    assert!(w.state.challenge("_acme-challenge.b.apps.example.test.").is_some());
+    // Another node applying the same entry reaches the same state.
+    let env = Envelope { at_ms: 1_000 * at, command: Command::ExpireAcme, guard: Guard::default() };
+    assert_eq!(other.apply(at, &env).0, Ok(Outcome::Expired(1)));
+    assert_eq!(other.challenges().count(), w.state.challenges().count());
 }
 
 #[test]
@@ -683,12 +746,12 @@ fn each_role_and_scope_is_allowed_exactly_its_writes() {
             let decided = authorize(&w.state, &c, Access::Write(&command));
             assert_eq!(decided.is_ok(), allow, "{} {:?}: {decided:?}", c.name, command);
             let zones = |s: &State| s.zones().map(|z| (z.apex().to_string(), z.revision)).collect::<Vec<_>>();
-            let before = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
+            let before = (w.state.marks(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
             match w.run_as(id, command.clone()) {
                 Err(CommandError::PermissionDenied(why)) => {
                     assert!(!allow, "{} {command:?} denied on apply: {why}", c.name);
                     assert!(why.contains(&c.name), "{why}");
-                    let after = (w.state.data_revision(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
+                    let after = (w.state.marks(), w.state.credentials().count(), w.state.challenges().count(), zones(&w.state));
                     assert_eq!(before, after, "a denied command changed state");
                 }
                 other => assert!(allow, "{} {command:?} should be denied, got {other:?}", c.name),
@@ -823,7 +886,7 @@ fn every_registered_kind_round_trips_through_its_stored_values() {
     let kinds: std::collections::BTreeSet<Kind> = values.iter().map(Value::kind).collect();
     assert_eq!(kinds.into_iter().collect::<Vec<_>>(), Kind::ALL, "the world must hold every kind");
 
-    let restored = State::restore(w.state.revision(), w.state.data_revision(), values.clone());
+    let restored = State::restore(w.state.revision(), w.state.marks(), values.clone());
     assert_eq!(restored.values().collect::<Vec<_>>(), values);
     // The derived indexes follow from the values alone.
     assert_eq!(restored.tenant_by_key("a1").map(|t| t.id.clone()), Some("t1".into()));
@@ -868,7 +931,7 @@ fn apply_returns_each_change_where_it_is_made() {
     assert_eq!((tenant(&fx[0].before), tenant(&fx[0].after)), (Some("mt1".into()), Some("mt2".into())));
     assert_eq!(w.state.tenants_on("mt1"), 0);
     assert_eq!(w.state.tenants_on("mt2"), 2);
-    assert_eq!(w.state.data_revision(), w.rev, "a tenant change moves the serial of zones with rules");
+    assert_eq!(w.state.marks().tenants, w.rev, "a tenant change moves the serial of zones with rules");
 
     // Deleting a tenant deletes its credentials in the same command.
     let fx = run(&mut w, Command::DeleteTenant { id: "t1".into() });
@@ -878,9 +941,9 @@ fn apply_returns_each_change_where_it_is_made() {
     assert!(fx[1].for_history().is_none(), "credentials stay out of the change history");
     assert!(w.state.tenant_by_key("a1").is_none(), "its aliases go with it");
 
-    // A refused command has no effects; a zone write moves the data
-    // revision (catalog zones list the zones, and follow it).
-    let data_revision = w.state.data_revision();
+    // A refused command has no effects; a zone write moves that zone's
+    // revision, and no mark (catalogs follow zones made and dropped only).
+    let marks = w.state.marks();
     w.rev += 1;
     let (r, fx) =
         w.state.apply(w.rev, &Envelope { at_ms: 0, command: Command::DeleteCluster { id: "mt2".into() }, guard: Guard::default() });
@@ -891,8 +954,8 @@ fn apply_returns_each_change_where_it_is_made() {
         fx[0].for_history().is_some_and(|h| h.before.is_none() && h.after.is_none() && !h.deleted),
         "a zone's history entry names it without its (possibly large) value"
     );
-    assert!(w.state.data_revision() > data_revision);
-    assert_eq!(w.state.data_revision(), w.rev);
+    assert_eq!(w.state.marks(), marks);
+    assert_eq!(w.state.zone(APEX).map(|z| z.revision), Some(w.rev));
 }
 
 // --- Scopes that cannot be stepped around (issue 14) ---------------------------
@@ -993,7 +1056,7 @@ fn a_challenge_goes_when_a_new_tenant_takes_its_name() {
     assert!(w.state.challenge(owner).is_none());
     assert!(txt_values(&resolve(&w.state, owner, RType::Txt)).is_empty());
     assert!(w.state.challenge("_acme-challenge.t1.apps.example.test.").is_some());
-    assert_eq!(w.state.data_revision(), w.rev);
+    assert_eq!(w.state.marks().tenants, w.rev);
 }
 
 #[test]
@@ -1261,8 +1324,10 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
         assert!(r.is_ok(), "{r:?}");
         changes.extend(fx.iter().filter_map(|e| e.for_history()));
     }
-    let undone = w.state.undone(old.revision(), old.data_revision(), &changes).unwrap();
-    assert_eq!(undone.values().collect::<Vec<_>>(), old.values().collect::<Vec<_>>());
+    let undone = w.state.undone(old.revision(), &changes).unwrap();
+    // The per-zone serial is bookkeeping the history omits: it is not taken back.
+    let kept = |s: &State| s.values().filter(|v| v.kind() != Kind::ZoneSerial).collect::<Vec<_>>();
+    assert_eq!(kept(&undone), kept(&old));
     let zone = w.state.zone(APEX).unwrap().clone();
     let all = |s: &State| {
         let mut v = Vec::new();

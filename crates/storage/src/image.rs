@@ -2,29 +2,25 @@
 //! Its records are the registry's `Value`s, so no kind is named here.
 
 use serde::{Deserialize, Serialize};
+use switchboard_domain::state::Marks;
 use switchboard_domain::{State, Value};
 
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 7;
+const IMAGE_VERSION: u32 = 8;
 
 #[derive(Serialize, Deserialize)]
 struct Image {
     version: u32,
     revision: u64,
-    data_revision: u64,
+    marks: Marks,
     /// Every stored value, kind by kind as `State::values` gives them.
     values: Vec<Value>,
 }
 
 pub fn encode_state(state: &State) -> Result<Vec<u8>> {
-    let image = Image {
-        version: IMAGE_VERSION,
-        revision: state.revision(),
-        data_revision: state.data_revision(),
-        values: state.values().collect(),
-    };
+    let image = Image { version: IMAGE_VERSION, revision: state.revision(), marks: state.marks(), values: state.values().collect() };
     encode("state image", &image)
 }
 
@@ -37,5 +33,5 @@ pub fn decode_state(bytes: &[u8]) -> Result<State> {
         return Err(StorageError::Corrupt(format!("state image version {version} (this build reads {IMAGE_VERSION})")));
     }
     let image: Image = decode("state image", bytes)?;
-    Ok(State::restore(image.revision, image.data_revision, image.values))
+    Ok(State::restore(image.revision, image.marks, image.values))
 }

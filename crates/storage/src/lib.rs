@@ -15,6 +15,7 @@ use std::sync::Arc;
 use rocksdb::{ColumnFamilyDescriptor, Direction, IteratorMode, Options, ReadOptions, WriteBatch, WriteOptions, DB};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+use switchboard_domain::state::Marks;
 use switchboard_domain::{Change, Effect, Kind, State, Value};
 
 pub use image::{decode_state, encode_state};
@@ -47,9 +48,12 @@ pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// the tenant that owned its name when it was set (`Challenge::tenant`);
 /// 6 = TSIG keys (`g/`) and every zone's `[transfer]` table (image v6);
 /// 7 = DNSSEC keys of signed zones (`d/`), every zone's `[dnssec]` table,
-/// and the DNSSEC commands (image v7).
+/// and the DNSSEC commands (image v7); 8 = serials per zone: the revisions
+/// key holds the marks every zone with rules follows (`state::Marks`)
+/// instead of one data revision, and each zone's own serial-moving
+/// changes are kept as `s/` (`ZoneSerial`, image v8).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 7;
+pub const FORMAT: u32 = 8;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -285,7 +289,7 @@ impl Store {
     /// the state is written from them (a later effect on a key wins), and
     /// so is the watchers' history (see `changes_after`), in the same batch,
     /// so the history never runs ahead of or behind the state.
-    pub fn write_applied(&self, revisions: (u64, u64), effects: &[(u64, Effect)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
+    pub fn write_applied(&self, revisions: (u64, Marks), effects: &[(u64, Effect)], sm_key: &str, sm_meta: &[u8]) -> Result<()> {
         let cf = self.cf(CF_STATE)?;
         let changes_cf = self.cf(CF_CHANGES)?;
         let mut b = WriteBatch::default();
@@ -326,7 +330,7 @@ impl Store {
             b.put_cf(cf, state_key(v.kind(), v.key()), encode(v.kind().name(), &v)?);
         }
         let meta = self.cf(CF_META)?;
-        b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.data_revision()))?);
+        b.put_cf(meta, KEY_REVISIONS, encode("revisions", &(state.revision(), state.marks()))?);
         b.put_cf(meta, sm_key, sm_meta);
         for (k, v) in extra_meta {
             b.put_cf(meta, k, v);
@@ -339,10 +343,10 @@ impl Store {
     }
 
     /// Applied revision and data revision as persisted.
-    fn revisions(&self) -> Result<(u64, u64)> {
+    fn revisions(&self) -> Result<(u64, Marks)> {
         match self.db.get_cf(self.cf(CF_META)?, KEY_REVISIONS)? {
             Some(v) => decode("revisions", &v),
-            None => Ok((0, 0)),
+            None => Ok((0, Marks::default())),
         }
     }
 
@@ -376,7 +380,7 @@ impl Store {
     /// must start with the prefix of the kind its value is: a key no kind
     /// of the registry declares is corruption, not data to skip.
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
-        let (revision, data_revision) = self.revisions()?;
+        let (revision, marks) = self.revisions()?;
         let mut values = Vec::new();
         // Read once, front to back: leave the block cache to later reads.
         let mut once = ReadOptions::default();
@@ -398,7 +402,7 @@ impl Store {
             }
             values.push(value);
         }
-        let state = State::restore(revision, data_revision, values);
+        let state = State::restore(revision, marks, values);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }

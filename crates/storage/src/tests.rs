@@ -33,7 +33,7 @@ fn applied_state_survives_reopen() -> Result<()> {
             let (r, effects) = state.apply(rev, &Envelope { at_ms: 0, command: cmd, guard: Default::default() });
             assert!(r.is_ok());
             let effects: Vec<(u64, Effect)> = effects.into_iter().map(|e| (rev, e)).collect();
-            s.write_applied((state.revision(), state.data_revision()), &effects, "sm", &[rev as u8])?;
+            s.write_applied((state.revision(), state.marks()), &effects, "sm", &[rev as u8])?;
         }
     }
     let s = Store::open(dir.path())?;

@@ -171,6 +171,45 @@ fn tsig_keys_sign_transfers_and_queries_as_kdig_expects() -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Issue 27, item 2: a zone's serial moves only when its own answers
+/// change, not for another zone's writes or a cluster no tenant uses, and
+/// an IXFR across such writes is the difference, not the whole zone.
+#[test]
+fn a_zone_serial_moves_only_with_its_own_answers() -> anyhow::Result<()> {
+    let (_dir, node) = standard()?;
+    for i in 0..5 {
+        node.cli(&["tenant", "create", &format!("t{i}"), "--cluster", "mt1"])?;
+    }
+    let line = node.cli(&["tsig", "create", "xfr-key", "--algorithm", "hmac-sha256", "--allow", "transfer"])?;
+    let line = line.trim().to_string();
+    let whole = records(&kdig(&node, &["-y", &line, "AXFR", APEX])?).len();
+    let s0 = serial(&node)?;
+
+    // Another environment's zone written twice, a cluster without tenants,
+    // a cluster's weight: not this zone's answers.
+    let other = node.dir.join("other.toml");
+    std::fs::write(&other, common::zone_file("staging.example.test.", "staging"))?;
+    node.cli(&["zone", "put", other.to_str().unwrap_or_default()])?;
+    node.cli(&["zone", "put", other.to_str().unwrap_or_default()])?;
+    node.cli(&["cluster", "put", "mt9", "--ipv4", "198.51.100.9"])?;
+    node.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2", "--weight", "5"])?;
+    node.cli(&["acme", "set", "x.staging.example.test", "token"])?;
+    assert_eq!(serial(&node)?, s0, "other zones' writes moved this zone's serial");
+
+    // A tenant made: the serial moves, and an IXFR from before it is the
+    // difference, though other zones were written in between.
+    node.cli(&["tenant", "create", "t5", "--cluster", "mt1"])?;
+    node.cli(&["zone", "put", other.to_str().unwrap_or_default()])?;
+    let s1 = serial(&node)?;
+    assert!(s1 > s0, "a tenant made moves the serial ({s0} → {s1})");
+    let out = kdig(&node, &["-y", &line, &format!("IXFR={s0}"), APEX])?;
+    let diff = records(&out);
+    assert_eq!(diff.iter().filter(|r| r.contains(" SOA ")).count(), 4, "{out}");
+    assert!(diff.iter().any(|r| r.starts_with("ws-t5.apps.example.test.")), "{out}");
+    assert!(diff.len() < whole, "only what changed ({} of {whole}): {out}", diff.len());
+    Ok(())
+}
+
 fn start_knot_secondary(dir: &Path, port: u16, primary: std::net::SocketAddr, key: &str) -> anyhow::Result<Killed> {
     let knotd = which("knotd").ok_or_else(|| anyhow!("knotd not found: install Debian's `knot` package (./x setup does)"))?;
     let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;

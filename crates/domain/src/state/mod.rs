@@ -23,6 +23,7 @@ mod zones;
 use std::sync::Arc;
 
 use imbl::{OrdMap, OrdSet};
+use serde::{Deserialize, Serialize};
 
 pub use dedup::{request_id, REQUEST_IDS_MAX, REQUEST_ID_LEN_MAX, REQUEST_ID_WINDOW_MS};
 
@@ -39,14 +40,35 @@ use crate::tsig::TsigKey;
 /// whole zone instead.
 pub const UNDO_CHANGES_MAX: usize = 10_000;
 
+/// The revisions of the last changes that move the SOA serial of every zone
+/// that depends on them, kept beside the revision (in storage and in
+/// snapshots). What moves one zone's serial alone is kept per zone
+/// (`ZoneSerial`), so a change to one zone never moves another's serial
+/// (a NOTIFY and an IXFR to every secondary of every zone).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Marks {
+    /// A tenant created, changed or deleted: zones with tenant rules.
+    pub tenants: u64,
+    /// The ingress (addresses or host name) of a cluster that holds
+    /// tenants changed: zones with `tenant-host` rules.
+    pub ingress: u64,
+    /// A zone created or deleted: catalog zones, which list every zone.
+    pub zones: u64,
+}
+
+impl Marks {
+    /// These marks as they can have been at revision `at`: none later.
+    pub fn at_most(self, at: u64) -> Marks {
+        Marks { tenants: self.tenants.min(at), ingress: self.ingress.min(at), zones: self.zones.min(at) }
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct State {
     /// Log index of the last applied entry (of any kind).
     revision: u64,
-    /// Revision of the last change to a kind that `moves_serial` (clusters,
-    /// tenants, challenges); the SOA serial of a zone with rules follows it,
-    /// since such changes alter its answers.
-    data_revision: u64,
+    /// What moves the serials of many zones at once (see `serial`).
+    marks: Marks,
     tables: Tables,
     // Derived indexes, kept by `set` from the tables alone.
     /// Tenant id or alias → tenant, by hash: the query path's lookup.
@@ -72,8 +94,8 @@ impl State {
         self.revision
     }
 
-    pub fn data_revision(&self) -> u64 {
-        self.data_revision
+    pub fn marks(&self) -> Marks {
+        self.marks
     }
 
     pub fn zone(&self, apex: &str) -> Option<&Arc<Zone>> {
@@ -137,13 +159,40 @@ impl State {
     }
 
     /// SOA serial of a zone: the revision of the last change that can alter
-    /// its answers (its keys' included: they are its DNSKEY set).
+    /// its answers (its keys' included: they are its DNSKEY set), and no
+    /// other. RFC 1982 serial arithmetic tolerates the wrap at 2^32.
     pub fn serial(&self, zone: &Zone) -> u32 {
-        // A catalog follows the data revision too: every zone write moves it.
-        let rev = if zone.spec.rules.is_empty() && !zone.spec.catalog { zone.revision } else { zone.revision.max(self.data_revision) };
-        let rev = self.signed_zone(zone.apex()).map_or(rev, |s| rev.max(s.revision));
-        // RFC 1982 serial arithmetic tolerates the wrap at 2^32.
-        rev as u32
+        self.serial_revision(zone) as u32
+    }
+
+    /// The revision `serial` is taken from: the latest of the zone's own
+    /// writes, its keys, what changed inside it alone (`ZoneSerial`), and
+    /// of the marks it depends on: the tenants for a zone with tenant
+    /// rules, the clusters' ingress for one with `tenant-host` rules, the
+    /// zone set for a catalog.
+    pub fn serial_revision(&self, zone: &Zone) -> u64 {
+        let mut rev = zone.revision;
+        let (mut tenants, mut ingress) = (false, false);
+        for rule in &zone.spec.rules {
+            match rule {
+                crate::model::Rule::ServiceTenant { .. } => tenants = true,
+                crate::model::Rule::TenantHost { .. } => (tenants, ingress) = (true, true),
+                crate::model::Rule::Acme { .. } => {}
+            }
+        }
+        if tenants {
+            rev = rev.max(self.marks.tenants);
+        }
+        if ingress {
+            rev = rev.max(self.marks.ingress);
+        }
+        if zone.spec.catalog {
+            rev = rev.max(self.marks.zones);
+        }
+        if let Some(own) = self.tables.zone_serials.get(zone.apex()) {
+            rev = rev.max(own.revision);
+        }
+        self.signed_zone(zone.apex()).map_or(rev, |s| rev.max(s.revision))
     }
 
     /// The challenge at `owner` (`_acme-challenge.…`, absolute, lower-case).
@@ -242,8 +291,8 @@ impl State {
 
     /// Rebuild a state from stored values (restart, snapshot install). The
     /// derived indexes follow from the values.
-    pub fn restore(revision: u64, data_revision: u64, values: impl IntoIterator<Item = Value>) -> State {
-        let mut s = State { revision, data_revision, ..State::default() };
+    pub fn restore(revision: u64, marks: Marks, values: impl IntoIterator<Item = Value>) -> State {
+        let mut s = State { revision, marks, ..State::default() };
         let mut tenants = Vec::new();
         for v in values {
             match v {
@@ -281,11 +330,15 @@ impl State {
     }
 
     /// This state with `changes` undone, newest first: the state as of
-    /// revision `at` (whose serial-moving revision was `data_revision`),
-    /// as far as the kinds the change history keeps with their values
-    /// reach. `None` when a change has no value before it to restore (a
-    /// zone's, kept by key only), or more than `UNDO_CHANGES_MAX` are given.
-    pub fn undone(&self, at: u64, data_revision: u64, changes: &[crate::Change]) -> Option<State> {
+    /// revision `at`, as far as the kinds the change history keeps with
+    /// their values reach (tenants, clusters, challenges). Zones, which it
+    /// keeps by key only, and the kinds it omits (the per-zone serials
+    /// among them) are left as they are now, and the marks only held to
+    /// `at`: a caller comparing one zone's records (`zone_difference`)
+    /// gives up when that zone or one inside it changed, and the serials
+    /// of the state returned are no guide to the serials at `at`. `None`
+    /// when more than `UNDO_CHANGES_MAX` changes are given.
+    pub fn undone(&self, at: u64, changes: &[crate::Change]) -> Option<State> {
         if changes.len() > UNDO_CHANGES_MAX {
             return None;
         }
@@ -295,12 +348,12 @@ impl State {
                 crate::kind::History::BeforeAndAfter => {
                     old.set(c.kind, &c.key, c.before.clone());
                 }
-                crate::kind::History::Omitted => {}
-                crate::kind::History::KeyOnly | crate::kind::History::After => return None,
+                crate::kind::History::Omitted | crate::kind::History::KeyOnly => {}
+                crate::kind::History::After => return None,
             }
         }
         old.revision = at;
-        old.data_revision = data_revision;
+        old.marks = self.marks.at_most(at);
         Some(old)
     }
 
@@ -335,9 +388,7 @@ impl State {
             debug_assert!(effects.is_empty(), "a refused command changed state");
             effects.clear();
         }
-        if effects.iter().any(|e| e.kind.moves_serial()) {
-            self.data_revision = revision;
-        }
+        self.mark(revision, &mut effects);
         if let Some(id) = request {
             effects.extend(self.remember(id, revision, env, result.clone()));
         }
@@ -367,6 +418,53 @@ impl State {
             Command::Update { update } => self.update(rev, env.at_ms, update, fx),
             Command::DnssecStep { apex, step } => self.dnssec_step(rev, env.at_ms, apex, step, fx),
             Command::DnssecRollover { apex, role } => self.dnssec_rollover(rev, apex, *role, fx),
+        }
+    }
+
+    /// Note what `effects` (one command's) change for the zones' serials:
+    /// the marks every zone with rules (or every catalog) follows, and the
+    /// `ZoneSerial` of each zone whose answers changed alone, as effects of
+    /// the same command (so on every node at the same revision).
+    fn mark(&mut self, revision: u64, effects: &mut Vec<Effect>) {
+        let mut zones = std::collections::BTreeSet::new();
+        let mut gone = Vec::new();
+        for e in effects.iter() {
+            match (&e.before, &e.after) {
+                (_, Some(Value::Tenant(_))) | (Some(Value::Tenant(_)), _) => self.marks.tenants = revision,
+                (Some(Value::Cluster(b)), Some(Value::Cluster(a))) => {
+                    let ingress = |c: &Cluster| (c.ipv4.clone(), c.ipv6.clone(), c.hostname.clone());
+                    if ingress(b) != ingress(a) && self.tenants_on(&a.id) > 0 {
+                        self.marks.ingress = revision;
+                    }
+                }
+                // A zone that becomes a catalog, or stops being one, joins or leaves the catalogs.
+                (Some(Value::Zone(b)), Some(Value::Zone(a))) if b.spec.catalog != a.spec.catalog => self.marks.zones = revision,
+                (before @ Some(Value::Zone(_)), None) | (before @ None, Some(Value::Zone(_))) => {
+                    self.marks.zones = revision;
+                    // A zone made or dropped inside another takes names from it or gives them back.
+                    if let Some(parent) = name::parent(&e.key).and_then(|p| self.zone_for(p)) {
+                        zones.insert(parent.apex().to_string());
+                    }
+                    if before.is_some() {
+                        gone.push(e.key.clone());
+                    }
+                }
+                (_, Some(Value::Acme(_))) | (Some(Value::Acme(_)), _) => {
+                    if let Some(z) = self.zone_for(&e.key) {
+                        zones.insert(z.apex().to_string());
+                    }
+                }
+                _ => {}
+            }
+        }
+        for apex in gone {
+            zones.remove(&apex);
+            if self.tables.zone_serials.get(&apex).is_some() {
+                effects.push(self.set(Kind::ZoneSerial, &apex, None));
+            }
+        }
+        for apex in zones {
+            effects.push(self.put(crate::model::ZoneSerial { apex, revision }));
         }
     }
 
