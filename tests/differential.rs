@@ -910,6 +910,11 @@ fn signed_queries_and_updates_answer_as_knot_does() -> anyhow::Result<()> {
         "prereq nxrrset static.diff.example.test. AAAA\nupdate delete static.diff.example.test. A 192.0.2.10",
         "update delete other.diff.example.test. A\nupdate add srv.diff.example.test. 60 SRV 0 5 5060 www.diff.example.test.",
         "update add www.diff.example.test. 300 A 192.0.2.81",
+        // RFC 2136 §3.4.2.2: a CNAME beside other data is ignored, other
+        // data beside a CNAME too, and a CNAME replaces a CNAME.
+        "update add www.diff.example.test. 300 CNAME static.diff.example.test.\nupdate add other.diff.example.test. 60 A 192.0.2.12",
+        "update add alias.diff.example.test. 300 CNAME www.diff.example.test.\nupdate add alias.diff.example.test. 300 A 192.0.2.82",
+        "update add alias.diff.example.test. 300 CNAME static.diff.example.test.",
         "update delete www.diff.example.test.",
     ];
     for step in steps {
@@ -917,8 +922,17 @@ fn signed_queries_and_updates_answer_as_knot_does() -> anyhow::Result<()> {
         if a != b {
             bail!("update {step:?}: switchboard {a}, knot {b}");
         }
-        for (t, q) in [("ANY", "static"), ("A", "static"), ("TXT", "static"), ("A", "other"), ("MX", "other"), ("SRV", "srv"), ("A", "www")]
-        {
+        for (t, q) in [
+            ("ANY", "static"),
+            ("A", "static"),
+            ("TXT", "static"),
+            ("A", "other"),
+            ("MX", "other"),
+            ("SRV", "srv"),
+            ("A", "www"),
+            ("CNAME", "www"),
+            ("CNAME", "alias"),
+        ] {
             same(&["-y", &key, t, &format!("{q}.{APEX}")])?;
         }
     }

@@ -2,8 +2,10 @@
 //! by the target with the state's key at the current time (as a client with
 //! the key would), into Switchboard's real handler, whose control plane here
 //! applies the update to the state it serves. It never panics; a refused
-//! update leaves the state exactly as it was; every response parses, carries
-//! the request's id and a TSIG record.
+//! update leaves the state exactly as it was (but for the request-id window);
+//! every response parses, carries the request's id and a TSIG record. Each
+//! message is sent twice (UDP, then TCP): the second is a replay, and gets
+//! the first one's RCODE without changing anything.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -16,7 +18,7 @@ use libfuzzer_sys::fuzz_target;
 use switchboard_dns::{Handler, Options, Submit, Submitted};
 use switchboard_domain::model::Transfer;
 use switchboard_domain::tsig::{Algorithm, Allow};
-use switchboard_domain::{Actor, Cluster, Command, Envelope, Guard, RecordSpec, Rule, Scope, Soa, State, TsigKey, Value, ZoneSpec};
+use switchboard_domain::{Actor, Cluster, Command, Envelope, Guard, Kind, RecordSpec, Rule, Scope, Soa, State, TsigKey, Value, ZoneSpec};
 
 const APEX: &str = "apps.example.test.";
 const SECRET: &[u8] = b"switchboard-fuzz-update-secret!!";
@@ -64,8 +66,9 @@ fn state() -> State {
     state
 }
 
-/// Applies what the handler submits to the state it serves, and checks
-/// that a refused update changed nothing.
+/// Applies what the handler submits to the state it serves, under the
+/// request id the handler made from the message's MAC (as the node does),
+/// and checks that a refused update changed nothing but that window.
 #[derive(Debug)]
 struct Apply {
     published: Arc<ArcSwap<State>>,
@@ -74,23 +77,29 @@ struct Apply {
 
 #[async_trait::async_trait]
 impl Submit for Apply {
-    async fn submit(&self, command: Command, actor: Actor) -> Submitted {
+    async fn submit(&self, command: Command, actor: Actor, request_id: String) -> Submitted {
         let _one_at_a_time = self.lock.lock().unwrap();
         let mut state = (*self.published.load_full()).clone();
-        let before: Vec<Value> = state.values().collect();
+        let not_window = |v: &Value| !matches!(v, Value::Request(_));
+        let before: Vec<Value> = state.values().filter(not_window).collect();
         let revision = state.revision() + 1;
-        let (result, effects) = state.apply(revision, &Envelope { at_ms: 0, command, guard: Guard { actor, ..Guard::default() } });
-        match result {
-            Ok(_) => {
-                self.published.store(Arc::new(state));
+        let guard = Guard { actor, request_id: Some(request_id), ..Guard::default() };
+        let (result, effects) = state.apply(revision, &Envelope { at_ms: 0, command, guard });
+        let changed: Vec<_> = effects.iter().filter(|e| e.kind != Kind::Request).collect();
+        let submitted = match result {
+            Ok(switchboard_domain::Outcome::Replayed { .. }) => {
+                assert!(changed.is_empty(), "a replayed update has effects: {changed:?}");
                 Submitted::Applied
             }
+            Ok(_) => Submitted::Applied,
             Err(e) => {
-                assert!(effects.is_empty(), "a refused update has effects: {effects:?}");
-                assert!(state.values().eq(before.into_iter()), "a refused update changed the state: {e}");
+                assert!(changed.is_empty(), "a refused update has effects: {changed:?}");
+                assert!(state.values().filter(not_window).eq(before.into_iter()), "a refused update changed the state: {e}");
                 Submitted::Refused(e)
             }
-        }
+        };
+        self.published.store(Arc::new(state));
+        submitted
     }
 }
 
@@ -150,10 +159,14 @@ fuzz_target!(|data: &[u8]| {
     }
     let signed = sign(body, if pick & 1 == 0 { "fuzz-key." } else { "fuzz-t1." });
     let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
+    let mut rcodes = Vec::new();
     for tcp in [false, true] {
         let sent = RUNTIME.block_on(HANDLER.answer_message(&signed, src, tcp));
         let Ok(request) = Message::from_vec(&signed) else { continue };
         assert!(sent.len() <= 1, "{} responses to one update", sent.len());
+        if request.metadata.op_code == hickory_proto::op::OpCode::Update {
+            rcodes.extend(sent.iter().filter_map(|b| Message::from_vec(b).ok()).map(|m| m.metadata.response_code));
+        }
         for bytes in &sent {
             let response = Message::from_vec(bytes).unwrap_or_else(|e| panic!("our response does not parse: {e}"));
             assert_eq!(response.metadata.id, request.metadata.id);
@@ -167,5 +180,9 @@ fuzz_target!(|data: &[u8]| {
                 assert!(tsig(&response), "an answer to a signed message went unsigned: {response:?}");
             }
         }
+    }
+    // The TCP copy is a replay of the UDP one: the same answer.
+    if let [first, replayed] = rcodes[..] {
+        assert_eq!(first, replayed, "a replayed update was answered otherwise");
     }
 });

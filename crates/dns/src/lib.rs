@@ -29,11 +29,12 @@ pub use rrl::RrlSettings;
 pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
-pub use update::{Submit, Submitted};
-pub use xfr::{History, TRANSFERS_MAX};
+pub use tsig::{TSIG_FUDGE_MAX_DEFAULT, TSIG_FUDGE_MAX_LIMIT};
+pub use update::{Submit, Submitted, UPDATE_REFUSAL_LOG_BURST, UPDATE_REFUSAL_LOG_INTERVAL_SECS};
+pub use xfr::{History, TRANSFERS_MAX, TRANSFERS_PER_CLIENT_MAX};
 
 use rrl::{AnswerClass, Rrl, Verdict};
-use stats::{CookieSeen, Refused, RrlAction, Shard, TsigSeen, Xfr, XfrOutcome};
+use stats::{CookieSeen, Refused, RrlAction, Shard, TsigSeen, UpdateRefused, Xfr, XfrOutcome};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -69,6 +70,9 @@ pub(crate) trait Respond: ResponseHandler {
     /// Sign every message sent from now on with `signer` (TSIG): the
     /// first over the request's MAC, each later one over the one before.
     fn sign_with(&mut self, signer: tsig::Signer);
+    /// Close the connection once this response is done (a transfer cut
+    /// short); nothing to close over UDP.
+    fn close(&mut self) {}
 }
 
 /// The UDP payload every client takes (RFC 1035 §4.2.1), and the least we send.
@@ -102,9 +106,17 @@ pub struct Options {
     pub tap: Option<Arc<Tap>>,
     /// Where RFC 2136 updates are committed; `None`: UPDATE is NOTIMP.
     pub updates: Option<Arc<dyn Submit>>,
+    /// Most seconds a TSIG-signed message's time may differ from ours,
+    /// whatever fudge it asks for (default `TSIG_FUDGE_MAX_DEFAULT`).
+    pub tsig_fudge_max_secs: Option<u16>,
     /// The change history, for incremental zone transfers; `None`: every
     /// IXFR from an older serial gets the whole zone.
     pub history: Option<Arc<dyn History>>,
+    /// The address DNS is served on, as bound: NOTIFY leaves from its IP
+    /// (when it is not 0.0.0.0 or ::) and is never sent to it.
+    pub dns_address: Option<SocketAddr>,
+    /// Where NOTIFY leaves from instead (`[dns] notify_source`).
+    pub notify_source: Option<std::net::IpAddr>,
 }
 
 /// What every copy of the handler shares.
@@ -117,15 +129,20 @@ struct Shared {
     rrl: Option<Rrl>,
     cookies: Option<CookieSecret>,
     tap: Option<Arc<Tap>>,
-    /// Places for zone transfers running at once.
-    transfers: Arc<tokio::sync::Semaphore>,
+    /// Places for zone transfers running at once, in all and per client.
+    transfers: Arc<xfr::Slots>,
     updates: Option<Arc<dyn Submit>>,
     history: Option<Arc<dyn History>>,
+    tsig_fudge_max_secs: u16,
+    /// Rate limit of the "update refused" log line.
+    refusal_log: update::RefusalLog,
     /// Places for UPDATEs over UDP waiting for their commit, each on its
     /// own task; past them an UPDATE datagram is dropped (the client retries).
     updates_in_flight: Arc<tokio::sync::Semaphore>,
     /// Online DNSSEC signing, with its signature cache.
     signer: dnssec::Signer,
+    /// Where NOTIFY leaves from, and where it must not go.
+    notify: notify::Addresses,
 }
 
 /// Answers queries from the state published by the state machine. Each
@@ -151,7 +168,7 @@ impl Handler {
         let tcp = Arc::new(TcpCounters::default());
         let signatures = Arc::new(dnssec::SignCounters::default());
         let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone(), signatures.clone()));
-        let transfers = Arc::new(tokio::sync::Semaphore::new(TRANSFERS_MAX));
+        let transfers = Arc::new(xfr::Slots::default());
         let shared = Shared {
             stats,
             tcp,
@@ -163,8 +180,11 @@ impl Handler {
             transfers,
             updates: options.updates,
             history: options.history,
+            tsig_fudge_max_secs: options.tsig_fudge_max_secs.unwrap_or(TSIG_FUDGE_MAX_DEFAULT),
+            refusal_log: update::RefusalLog::new(),
             updates_in_flight: Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT_MAX)),
             signer: dnssec::Signer::new(signatures, options.signatures_cached.unwrap_or(SIGNATURES_CACHED)),
+            notify: notify::Addresses { source: options.notify_source, dns: options.dns_address },
         };
         Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
     }
@@ -494,38 +514,62 @@ impl Handler {
         info
     }
 
-    /// Read, authorise and commit an RFC 2136 UPDATE signed by `key`; the
-    /// RCODE to answer with. Every refusal is logged with its reason.
-    async fn update(&self, request: &Request, key: Option<&Arc<switchboard_domain::TsigKey>>) -> ResponseCode {
+    /// Read, authorise and commit an RFC 2136 UPDATE signed by `signed`
+    /// (its key and the request id made from its MAC); the RCODE to answer
+    /// with. Every refusal is counted by reason; the log gets a line with
+    /// the reason for the first few and then at most one an interval
+    /// (`update::RefusalLog`), so a flood of forged UPDATEs is a counter,
+    /// not gigabytes of log.
+    async fn update(&self, request: &Request, signed: Option<(&Arc<switchboard_domain::TsigKey>, &str)>) -> ResponseCode {
         let apex = request.queries.queries().first().map(|q| convert::qname(q.name())).unwrap_or_default();
-        let refuse = |rcode: ResponseCode, reason: &str| {
+        let key = signed.map(|(k, _)| k);
+        let refuse = |why: UpdateRefused, rcode: ResponseCode, reason: &str| {
             self.shard().update(rcode);
-            tracing::info!(zone = %apex, client = %request.src(), key = key.map_or("none", |k| k.name.as_str()), %rcode, reason, "update refused");
+            self.shard().update_refused(why);
+            if let Some(suppressed) = self.shared.refusal_log.admit() {
+                let key = key.map_or("none", |k| k.name.as_str());
+                tracing::info!(zone = %apex, client = %request.src(), key, %rcode, reason, suppressed, "update refused");
+            }
             rcode
         };
         let state = self.state.load_full();
         let parsed = update::read(request, &apex);
-        let Some(submit) = &self.shared.updates else { return refuse(ResponseCode::NotImp, "updates are not served by this front end") };
+        let Some(submit) = &self.shared.updates else {
+            return refuse(UpdateRefused::NotServed, ResponseCode::NotImp, "updates are not served by this front end");
+        };
         let update = match parsed {
             Ok(u) => u,
-            Err(r) => return refuse(r.rcode, &r.reason),
+            Err(r) => return refuse(UpdateRefused::Malformed, r.rcode, &r.reason),
         };
         if state.zone(&apex).is_none() {
-            return refuse(ResponseCode::NotAuth, "not a zone served here");
+            return refuse(UpdateRefused::NotAZone, ResponseCode::NotAuth, "not a zone served here");
         }
-        let Some(key) = key else { return refuse(ResponseCode::Refused, "unsigned: updates need a TSIG key with update in scope") };
+        let Some((key, request_id)) = signed else {
+            return refuse(UpdateRefused::Unsigned, ResponseCode::Refused, "unsigned: updates need a TSIG key with update in scope");
+        };
         if let Err(r) = update::allowed(&state, key, &update) {
-            return refuse(r.rcode, &r.reason);
+            return refuse(UpdateRefused::OutOfScope, r.rcode, &r.reason);
         }
-        drop(state);
         let command = switchboard_domain::Command::Update { update };
-        match submit.submit(command, switchboard_domain::Actor::TsigKey(key.name.clone())).await {
+        // A replay this node already holds the outcome of is answered from
+        // it, without a write: a captured UPDATE sent again and again costs
+        // no log entries. (One not here yet is answered the same way by
+        // apply, from the replicated dedup window.)
+        let submitted = match state.recorded(request_id, &command) {
+            Some((_, Ok(_))) => Submitted::Applied,
+            Some((_, Err(e))) => Submitted::Refused(e),
+            None => {
+                drop(state);
+                submit.submit(command, switchboard_domain::Actor::TsigKey(key.name.clone()), request_id.to_string()).await
+            }
+        };
+        match submitted {
             Submitted::Applied => {
                 self.shard().update(ResponseCode::NoError);
                 ResponseCode::NoError
             }
-            Submitted::Refused(e) => refuse(update::rcode_of(&e), &e.to_string()),
-            Submitted::Unavailable(why) => refuse(ResponseCode::ServFail, &why),
+            Submitted::Refused(e) => refuse(UpdateRefused::Refused, update::rcode_of(&e), &e.to_string()),
+            Submitted::Unavailable(why) => refuse(UpdateRefused::Unavailable, ResponseCode::ServFail, &why),
         }
     }
 
@@ -624,19 +668,23 @@ impl Handler {
         // TSIG (RFC 8945 §5.2): a signed message is verified before
         // anything else is done with it; from here on every response to
         // it is signed (or carries the error, unsigned).
+        let fudge_max = self.shared.tsig_fudge_max_secs;
         let mut reserve = 0;
         let mut signed_by = None;
+        // The request id an UPDATE in this message is committed under.
+        let mut update_id = None;
         let tsig_error = match tsig::find(request.as_slice()) {
             tsig::Signature::Unsigned => None,
             tsig::Signature::Malformed => {
                 self.shard().tsig(TsigSeen::Malformed);
                 Some(ResponseCode::FormErr)
             }
-            tsig::Signature::Signed(found) => match tsig::verify(&self.state.load(), request.as_slice(), &found, tsig::now()) {
+            tsig::Signature::Signed(found) => match tsig::verify(&self.state.load(), request.as_slice(), &found, tsig::now(), fudge_max) {
                 Ok(v) => {
                     self.shard().tsig(TsigSeen::Verified);
                     reserve = v.signer.reserve();
                     signed_by = Some(v.key);
+                    update_id = Some(v.request_id);
                     response.sign_with(v.signer);
                     None
                 }
@@ -689,7 +737,15 @@ impl Handler {
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }
         if request.metadata.op_code == OpCode::Update {
-            let rcode = self.update(request, signed_by.as_ref()).await;
+            let signed = signed_by.as_ref().zip(update_id.as_deref());
+            let rcode = self.update(request, signed).await;
+            // Over UDP the answer is rate limited as a query's is: a forged
+            // flood of UPDATEs must not make this node reflect a flood.
+            let class = if rcode == ResponseCode::NoError { AnswerClass::Positive } else { AnswerClass::Error };
+            let verdict = self.limit(request, class, &cookie);
+            if verdict != Verdict::Send {
+                return self.withhold(verdict, request, builder, rcode, &cookie, response).await;
+            }
             let msg = builder.error_msg(&request.metadata, rcode);
             return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
         }
@@ -739,7 +795,7 @@ impl Handler {
                 let msg = builder.error_msg(&request.metadata, ResponseCode::NotImp);
                 return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
             }
-            return self.transfer(request, queries, edns.as_ref(), state, apex, xfr, reserve, &mut response).await;
+            return self.transfer(request, queries, edns.as_ref(), state, apex, xfr, reserve, signed_by.as_ref(), &mut response).await;
         }
 
         let query = &request.queries.queries()[0];

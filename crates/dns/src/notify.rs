@@ -12,9 +12,20 @@
 //! interval. Each is retried with exponential backoff (1 s doubling to
 //! 60 s) until the secondary acknowledges it, or a newer serial or the
 //! loss of leadership supersedes it.
+//!
+//! From where: the node's DNS listen address (any port), or the configured
+//! `[dns] notify_source`. Secondaries accept NOTIFY only from the addresses
+//! they list as primaries by default (BIND: "refused notify from
+//! non-primary", PowerDNS: "not a master"), and those are the addresses
+//! they transfer from, so NOTIFY must come from there too, not from
+//! whatever address the kernel picks for an unbound socket.
+//!
+//! To where: never to an address no secondary listens on (unspecified,
+//! multicast, broadcast, port 0; the API refuses them, this catches zones
+//! stored before it did), nor to this node's own DNS port.
 
-use std::collections::HashMap;
-use std::net::SocketAddr;
+use std::collections::{HashMap, HashSet};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -34,6 +45,42 @@ const ACK_TIMEOUT: Duration = Duration::from_secs(2);
 /// The first and the longest pause between attempts.
 const RETRY_FIRST: Duration = Duration::from_secs(1);
 const RETRY_MAX: Duration = Duration::from_secs(60);
+
+/// Where this node's NOTIFY leaves from, and where it must not go.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Addresses {
+    /// `[dns] notify_source`: the IP to send from, whatever DNS listens on.
+    pub(crate) source: Option<IpAddr>,
+    /// The address DNS is served on (as bound: the port is known).
+    pub(crate) dns: Option<SocketAddr>,
+}
+
+impl Addresses {
+    /// The local address to send to `target` from: the configured source,
+    /// else the DNS listen IP, with any port; when neither is of the
+    /// target's family, or DNS listens on every address (0.0.0.0, ::),
+    /// the kernel's choice (the unspecified address).
+    pub(crate) fn local_for(&self, target: SocketAddr) -> SocketAddr {
+        let family = |ip: &IpAddr| ip.is_ipv4() == target.is_ipv4();
+        let chosen = self.source.filter(family).or_else(|| self.dns.map(|d| d.ip()).filter(|ip| family(ip) && !ip.is_unspecified()));
+        let unspecified = if target.is_ipv4() { IpAddr::V4(Ipv4Addr::UNSPECIFIED) } else { IpAddr::V6(Ipv6Addr::UNSPECIFIED) };
+        SocketAddr::new(chosen.unwrap_or(unspecified), 0)
+    }
+
+    /// Why NOTIFY is not sent to `target`, or `None` when it is.
+    pub(crate) fn refusal(&self, target: SocketAddr) -> Option<&'static str> {
+        if let Some(why) = switchboard_domain::model::notify_target_refusal(target) {
+            return Some(why);
+        }
+        let dns = self.dns?;
+        let ip = target.ip().to_canonical();
+        // Listening on every address, the node is also its loopback and
+        // its own source address at that port.
+        let ours = ip == dns.ip().to_canonical()
+            || (dns.ip().is_unspecified() && (ip.is_loopback() || Some(ip) == self.source.map(|s| s.to_canonical())));
+        (target.port() == dns.port() && ours).then_some("it is this node's own DNS address")
+    }
+}
 
 /// Why an attempt did not count as acknowledged.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +103,9 @@ impl Handler {
         tokio::spawn(async move {
             // (apex, secondary) → the serial announced, and its sender.
             let mut sending: HashMap<(String, SocketAddr), (u32, JoinHandle<()>)> = HashMap::new();
+            // Targets skipped, each logged once while listed (the loop runs
+            // every second).
+            let mut skipped: HashSet<(String, SocketAddr)> = HashSet::new();
             let mut ticker = tokio::time::interval(NOTIFY_INTERVAL);
             ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
@@ -68,13 +118,23 @@ impl Handler {
                 }
                 let state = handler.state.load_full();
                 let mut wanted = HashMap::new();
+                let mut still_skipped = HashSet::new();
                 // A signed zone is not transferred, so its secondaries are not told.
                 for zone in state.zones().filter(|z| !z.spec.transfer.notify.is_empty() && state.signed_zone(z.apex()).is_none()) {
                     let serial = state.serial(zone);
                     for target in &zone.spec.transfer.notify {
-                        wanted.insert((zone.apex().to_string(), *target), serial);
+                        let key = (zone.apex().to_string(), *target);
+                        if let Some(why) = handler.shared.notify.refusal(*target) {
+                            if !skipped.contains(&key) {
+                                tracing::warn!(zone = %key.0, secondary = %target, reason = why, "NOTIFY target skipped");
+                            }
+                            still_skipped.insert(key);
+                            continue;
+                        }
+                        wanted.insert(key, serial);
                     }
                 }
+                skipped = still_skipped;
                 // Zones deleted or targets dropped: stop telling them.
                 sending.retain(|key, (_, task)| {
                     let keep = wanted.contains_key(key);
@@ -140,8 +200,7 @@ async fn notify_once(handler: &Handler, apex: &str, target: SocketAddr) -> Resul
     }
     drop(state);
     let bytes = msg.to_vec().map_err(|e| Unacked::Encode(e.to_string()))?;
-    let local: SocketAddr = if target.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-    let socket = UdpSocket::bind(local).await?;
+    let socket = UdpSocket::bind(handler.shared.notify.local_for(target)).await?;
     socket.connect(target).await?;
     socket.send(&bytes).await?;
     let mut buf = [0u8; 4096];
@@ -159,4 +218,50 @@ async fn notify_once(handler: &Handler, apex: &str, target: SocketAddr) -> Resul
         }
     };
     tokio::time::timeout(ACK_TIMEOUT, wait).await.unwrap_or(Err(Unacked::Timeout(ACK_TIMEOUT)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn notify_leaves_from_the_dns_address_or_the_configured_source() {
+        let on = |dns: &str, source: Option<&str>| Addresses {
+            dns: Some(addr(dns)),
+            source: source.map(|s| s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))),
+        };
+        let v4 = addr("192.0.2.53:53");
+        let v6 = addr("[2001:db8::53]:53");
+        assert_eq!(on("127.0.0.2:5353", None).local_for(v4), addr("127.0.0.2:0"));
+        assert_eq!(on("127.0.0.2:5353", Some("192.0.2.1")).local_for(v4), addr("192.0.2.1:0"));
+        // Listening on every address: the kernel chooses, unless told.
+        assert_eq!(on("0.0.0.0:53", None).local_for(v4), addr("0.0.0.0:0"));
+        assert_eq!(on("[::]:53", None).local_for(v6), addr("[::]:0"));
+        assert_eq!(on("0.0.0.0:53", Some("192.0.2.1")).local_for(v4), addr("192.0.2.1:0"));
+        // Another family than the target's: not usable for it.
+        assert_eq!(on("127.0.0.2:53", Some("192.0.2.1")).local_for(v6), addr("[::]:0"));
+        assert_eq!(on("[2001:db8::1]:53", Some("2001:db8::2")).local_for(v4), addr("0.0.0.0:0"));
+        assert_eq!(Addresses::default().local_for(v4), addr("0.0.0.0:0"));
+    }
+
+    #[test]
+    fn notify_is_never_sent_to_this_node_nor_to_no_secondary() {
+        let node = Addresses { dns: Some(addr("127.0.0.2:5353")), source: None };
+        assert!(node.refusal(addr("127.0.0.3:5353")).is_none());
+        assert!(node.refusal(addr("127.0.0.2:5354")).is_none());
+        assert!(node.refusal(addr("127.0.0.2:5353")).is_some_and(|w| w.contains("own")));
+        for bad in ["0.0.0.0:53", "[::]:53", "224.0.0.1:53", "255.255.255.255:53", "192.0.2.1:0"] {
+            assert!(node.refusal(addr(bad)).is_some(), "{bad}");
+        }
+        // On every address: loopback and the source at our port are us.
+        let any = Addresses { dns: Some(addr("0.0.0.0:53")), source: Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))) };
+        assert!(any.refusal(addr("127.0.0.1:53")).is_some());
+        assert!(any.refusal(addr("[::1]:53")).is_some());
+        assert!(any.refusal(addr("192.0.2.1:53")).is_some());
+        assert!(any.refusal(addr("192.0.2.2:53")).is_none());
+    }
 }

@@ -98,6 +98,28 @@ const UPDATE_RCODES: [(ResponseCode, &str); 11] = [
     (ResponseCode::NotZone, "NOTZONE"),
 ];
 
+/// Why an UPDATE was not applied, as counted (every one, logged or not).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpdateRefused {
+    /// This front end takes no updates (NOTIMP).
+    NotServed,
+    /// The message could not be read as an update.
+    Malformed,
+    /// Its zone is not one served here.
+    NotAZone,
+    /// Not signed: updates need a TSIG key.
+    Unsigned,
+    /// Signed with a key that may not make it.
+    OutOfScope,
+    /// Committed and refused by apply (prerequisites, names the rules
+    /// make, a replay of a refused update).
+    Refused,
+    /// Not decided in time (no leader, no quorum).
+    Unavailable,
+}
+
+const UPDATE_REFUSED: [&str; 7] = ["not_served", "malformed", "not_a_zone", "unsigned", "out_of_scope", "refused", "unavailable"];
+
 /// A zone transfer's QTYPE, as counted.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Xfr {
@@ -163,6 +185,7 @@ pub(crate) struct Shard {
     paths: [AtomicU64; 2],
     refused: [AtomicU64; 1],
     updates: [AtomicU64; UPDATE_RCODES.len()],
+    updates_refused: [AtomicU64; UPDATE_REFUSED.len()],
     transfers: [[AtomicU64; XFR_OUTCOMES.len()]; 2],
     tsig: [AtomicU64; TSIG_SEEN.len()],
     notify_sent: [AtomicU64; NOTIFY_SENT.len()],
@@ -190,6 +213,7 @@ impl Default for Shard {
             paths: zeros(),
             refused: zeros(),
             updates: zeros(),
+            updates_refused: zeros(),
             transfers: std::array::from_fn(|_| zeros()),
             tsig: zeros(),
             notify_sent: zeros(),
@@ -248,6 +272,11 @@ impl Shard {
         if let Some(i) = UPDATE_RCODES.iter().position(|(c, _)| *c == rcode) {
             bump(&self.updates[i]);
         }
+    }
+
+    /// An UPDATE not applied, and why.
+    pub(crate) fn update_refused(&self, why: UpdateRefused) {
+        bump(&self.updates_refused[why as usize]);
     }
 
     pub(crate) fn notify_sent(&self, outcome: NotifySent) {
@@ -460,6 +489,15 @@ impl Collector for DnsStats {
         let updates: Vec<_> =
             UPDATE_RCODES.iter().enumerate().map(|(i, (_, name))| (vec![("rcode", *name)], self.all(|s| &s.updates[i]))).collect();
         counters(e, "switchboard_dns_updates", "RFC 2136 UPDATE messages answered, by RCODE.", &updates, true)?;
+        let refused: Vec<_> =
+            UPDATE_REFUSED.iter().enumerate().map(|(i, r)| (vec![("reason", *r)], self.all(|s| &s.updates_refused[i]))).collect();
+        counters(
+            e,
+            "switchboard_dns_updates_refused",
+            "RFC 2136 UPDATE messages not applied, by reason (each counted; the log has at most a line a second of them).",
+            &refused,
+            true,
+        )?;
         counters(
             e,
             "switchboard_dnssec_signatures",

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -143,6 +143,8 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
     let server = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     let (mut rd, wr) = stream.into_split();
     let half = Arc::new(tokio::sync::Mutex::new(wr));
+    // Set by a response that must be the last on this connection.
+    let closing = Arc::new(AtomicBool::new(false));
     loop {
         let mut len = [0u8; 2];
         if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut len)).await, Ok(Ok(_))) {
@@ -163,11 +165,14 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
         match Request::from_bytes(message, peer, Protocol::Tcp) {
             Ok(request) => {
                 let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Tcp, peer, server, request.as_slice());
-                handler.answer(&request, Writer { half: half.clone(), peer, tapped, signer: None }).await;
+                handler.answer(&request, Writer { half: half.clone(), peer, tapped, signer: None, closing: closing.clone() }).await;
+                if closing.load(Ordering::Relaxed) {
+                    return;
+                }
             }
             Err(_) => {
                 handler.shard().malformed();
-                let writer = Writer { half: half.clone(), peer, tapped: None, signer: None };
+                let writer = Writer { half: half.clone(), peer, tapped: None, signer: None, closing: closing.clone() };
                 if writer.send(&format_error(header)).await.is_err() {
                     return;
                 }
@@ -197,6 +202,8 @@ struct Writer {
     tapped: Option<Tapped>,
     /// Set when the query was signed (TSIG): every response message is too.
     signer: Option<Signer>,
+    /// Set to close the connection after this response.
+    closing: Arc<AtomicBool>,
 }
 
 /// A response the client does not read within this long is given up, and
@@ -221,6 +228,10 @@ impl Writer {
 impl Respond for Writer {
     fn sign_with(&mut self, signer: Signer) {
         self.signer = Some(signer);
+    }
+
+    fn close(&mut self) {
+        self.closing.store(true, Ordering::Relaxed);
     }
 }
 

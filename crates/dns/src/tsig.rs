@@ -15,8 +15,25 @@ use switchboard_domain::{State, TsigKey};
 /// The TSIG RR type and the class it is sent in (RFC 8945 §4.2).
 const TYPE_TSIG: u16 = 250;
 const CLASS_ANY: u16 = 255;
-/// Seconds of clock difference we accept, and sign with (RFC 8945 §10: 300).
+/// Seconds of clock difference we sign with (RFC 8945 §10: 300).
 pub(crate) const FUDGE: u16 = 300;
+/// Seconds of clock difference accepted by default, whatever fudge a
+/// client asks for: a captured message verifies only this long either side
+/// of its time, which bounds how long it can be replayed (RFC 8945 §10
+/// recommends 300).
+pub const TSIG_FUDGE_MAX_DEFAULT: u16 = 300;
+/// The largest accepted clock difference a node may be configured with:
+/// a message verifies for twice its fudge, and every replay within that
+/// span must find its first answer still in the request-id dedup window,
+/// so twice this is at most the window.
+pub const TSIG_FUDGE_MAX_LIMIT: u16 = {
+    let half_window_secs = switchboard_domain::state::REQUEST_ID_WINDOW_MS / 1000 / 2;
+    if half_window_secs > u16::MAX as u64 {
+        u16::MAX
+    } else {
+        half_window_secs as u16
+    }
+};
 
 /// TSIG errors (RFC 8945 §3), in the record's Error field; the RCODE of
 /// the response is NOTAUTH.
@@ -258,6 +275,10 @@ fn variables(h: &mut Hasher, key: &[u8], algorithm: &[u8], time: u64, fudge: u16
 #[derive(Debug, Clone)]
 pub(crate) struct Verified {
     pub(crate) key: Arc<TsigKey>,
+    /// The request id a write made from this message carries: the same for
+    /// every copy of the message, so a replay is answered from the dedup
+    /// window instead of applying again (`request_id`).
+    pub(crate) request_id: String,
     /// What signs the response.
     pub(crate) signer: Signer,
 }
@@ -270,10 +291,45 @@ pub(crate) struct Failed {
     pub(crate) signer: Signer,
 }
 
+/// Prefix of the request ids made from signed messages, for whoever reads
+/// the dedup window. An API client may send such an id too, but cannot
+/// guess the one a message will get without its key (the rest is a hash
+/// over the MAC); and the same id with another call is refused anyway.
+const REQUEST_ID_PREFIX: &str = "tsig:";
+/// Bytes of the SHA-256 kept in such an id (hex-encoded: twice as many
+/// characters), enough that no two messages meet by chance.
+const REQUEST_ID_HASH_BYTES: usize = 16;
+
+/// The request id of a verified message signed with the key named
+/// `key_wire` (canonical wire form) and carrying `mac`. A MAC may be sent
+/// truncated, and truncating a captured one leaves it valid, so only the
+/// leftmost bytes every accepted MAC of `full` bytes has (RFC 8945
+/// §5.2.2.1: half the hash, at least 10) are hashed: every copy of one
+/// message, truncated or not, gets the same id.
+fn request_id(key_wire: &[u8], mac: &[u8], full: usize) -> String {
+    use sha2::Digest;
+    let kept = &mac[..mac.len().min((full / 2).max(10))];
+    let mut h = sha2::Sha256::new();
+    h.update((key_wire.len() as u16).to_be_bytes());
+    h.update(key_wire);
+    h.update(kept);
+    let digest = h.finalize();
+    let mut id = String::with_capacity(REQUEST_ID_PREFIX.len() + 2 * REQUEST_ID_HASH_BYTES);
+    id.push_str(REQUEST_ID_PREFIX);
+    for b in &digest[..REQUEST_ID_HASH_BYTES] {
+        id.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        id.push(char::from(b"0123456789abcdef"[usize::from(b & 0xf)]));
+    }
+    id
+}
+
 /// Verify the TSIG record `found` of `msg` at `now` (seconds since the
 /// epoch) against the keys of `state`, in the order of RFC 8945 §5.2: the
-/// key, then the MAC, then the time.
-pub(crate) fn verify(state: &State, msg: &[u8], found: &Found, now: u64) -> Result<Verified, Box<Failed>> {
+/// key, then the MAC, then the time. The time may differ from `now` by the
+/// fudge the client sent, but never by more than `fudge_max`: a client
+/// asking for 65,535 s would otherwise make its messages replayable for
+/// 18 hours.
+pub(crate) fn verify(state: &State, msg: &[u8], found: &Found, now: u64, fudge_max: u16) -> Result<Verified, Box<Failed>> {
     let unsigned = |error: TsigError| Box::new(Failed { error, signer: Signer::unsigned(found, error, now) });
     let key = match state.tsig_key(&found.key.text) {
         Some(k) if k.algorithm.wire_name() == found.algorithm.text => k.clone(),
@@ -299,7 +355,7 @@ pub(crate) fn verify(state: &State, msg: &[u8], found: &Found, now: u64) -> Resu
         return Err(unsigned(TsigError::BadTrunc));
     }
     let signer = Signer::new(key.clone(), found, now);
-    if now.abs_diff(found.time) > u64::from(found.fudge) {
+    if now.abs_diff(found.time) > u64::from(found.fudge.min(fudge_max)) {
         // Signed, over the request's MAC, with our time in Other Data so
         // the client can tell how far apart the clocks are (§5.2.3).
         let mut signer = signer;
@@ -308,7 +364,8 @@ pub(crate) fn verify(state: &State, msg: &[u8], found: &Found, now: u64) -> Resu
         signer.other = now.to_be_bytes()[2..].to_vec();
         return Err(Box::new(Failed { error: TsigError::BadTime, signer }));
     }
-    Ok(Verified { key, signer })
+    let request_id = request_id(&found.key.wire, &found.mac, full);
+    Ok(Verified { key, request_id, signer })
 }
 
 /// Signs responses to one request: the first over the request's MAC, each
@@ -451,15 +508,21 @@ mod tests {
 
     /// Sign `msg` as a client does: the request's digest has no prior MAC.
     fn client_sign(k: &TsigKey, msg: &mut Vec<u8>, time: u64) -> Vec<u8> {
+        client_sign_with(k, msg, time, FUDGE, usize::MAX)
+    }
+
+    /// `client_sign` with the client's `fudge`, its MAC cut to `mac_len` bytes.
+    fn client_sign_with(k: &TsigKey, msg: &mut Vec<u8>, time: u64, fudge: u16, mac_len: usize) -> Vec<u8> {
         let key_wire = b"\x08test-key\x00".to_vec();
         let alg = WireName { wire: wire_of(k.algorithm.wire_name()), text: k.algorithm.wire_name().into() };
         let mut h = Hasher::new(k.algorithm, &k.secret).unwrap();
         h.update(msg);
-        variables(&mut h, &key_wire, &alg.wire, time, FUDGE, 0, &[]);
-        let mac = h.finish();
+        variables(&mut h, &key_wire, &alg.wire, time, fudge, 0, &[]);
+        let mut mac = h.finish();
+        mac.truncate(mac_len);
         let mut rdata = alg.wire.clone();
         rdata.extend_from_slice(&time.to_be_bytes()[2..]);
-        rdata.extend_from_slice(&FUDGE.to_be_bytes());
+        rdata.extend_from_slice(&fudge.to_be_bytes());
         rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
         rdata.extend_from_slice(&mac);
         rdata.extend_from_slice(&msg[..2]);
@@ -491,19 +554,69 @@ mod tests {
             client_sign(&k, &mut msg, 1_000_000);
             let Signature::Signed(found) = find(&msg) else { panic!("{alg:?}: not found") };
             assert_eq!(found.key.text, "test-key.");
-            assert!(verify(&state, &msg, &found, 1_000_100).is_ok(), "{alg:?}");
+            assert!(verify(&state, &msg, &found, 1_000_100, TSIG_FUDGE_MAX_DEFAULT).is_ok(), "{alg:?}");
             // Out of the fudge: BADTIME, still signed.
-            let e = verify(&state, &msg, &found, 1_000_000 + 301).unwrap_err();
+            let e = verify(&state, &msg, &found, 1_000_000 + 301, TSIG_FUDGE_MAX_DEFAULT).unwrap_err();
             assert_eq!(e.error, TsigError::BadTime);
             assert!(e.signer.key.is_some());
             // One bit of the question flipped: BADSIG, unsigned.
             let mut bad = msg.clone();
             bad[14] ^= 0x20;
             let Signature::Signed(found) = find(&bad) else { panic!() };
-            let e = verify(&state, &bad, &found, 1_000_000).unwrap_err();
+            let e = verify(&state, &bad, &found, 1_000_000, TSIG_FUDGE_MAX_DEFAULT).unwrap_err();
             assert_eq!(e.error, TsigError::BadSig);
             assert!(e.signer.key.is_none());
         }
+    }
+
+    #[test]
+    fn the_accepted_clock_difference_is_the_clients_fudge_capped_by_ours() {
+        let k = key(Algorithm::HmacSha256);
+        let state = state_with(&k);
+        let at = 1_000_000;
+        let check = |fudge: u16, late: u64, max: u16| {
+            let mut msg = query();
+            client_sign_with(&k, &mut msg, at, fudge, usize::MAX);
+            let Signature::Signed(found) = find(&msg) else { panic!("not found") };
+            verify(&state, &msg, &found, at + late, max).map(|_| ()).map_err(|e| e.error)
+        };
+        // A client asking for 65,535 s gets the cap, not 18 hours.
+        assert_eq!(check(u16::MAX, 65_000, TSIG_FUDGE_MAX_DEFAULT), Err(TsigError::BadTime));
+        assert_eq!(check(u16::MAX, 301, TSIG_FUDGE_MAX_DEFAULT), Err(TsigError::BadTime));
+        assert_eq!(check(u16::MAX, 300, TSIG_FUDGE_MAX_DEFAULT), Ok(()));
+        assert_eq!(check(u16::MAX, 61, 60), Err(TsigError::BadTime));
+        // A client's own smaller fudge is kept.
+        assert_eq!(check(30, 31, TSIG_FUDGE_MAX_DEFAULT), Err(TsigError::BadTime));
+        assert_eq!(check(30, 30, TSIG_FUDGE_MAX_DEFAULT), Ok(()));
+        // Every replay within twice the largest cap finds its first answer.
+        assert!(2 * u64::from(TSIG_FUDGE_MAX_LIMIT) * 1000 <= switchboard_domain::state::REQUEST_ID_WINDOW_MS);
+    }
+
+    #[test]
+    fn every_copy_of_a_signed_message_has_one_request_id_and_other_messages_others() {
+        let k = key(Algorithm::HmacSha256);
+        let state = state_with(&k);
+        let id_of = |msg: &[u8]| {
+            let Signature::Signed(found) = find(msg) else { panic!("not found") };
+            verify(&state, msg, &found, 50, TSIG_FUDGE_MAX_DEFAULT).map(|v| v.request_id).map_err(|e| e.error)
+        };
+        let mut msg = query();
+        client_sign(&k, &mut msg, 50);
+        let first = id_of(&msg).unwrap();
+        assert!(switchboard_domain::state::request_id("id", &first).is_ok(), "{first}");
+        assert_eq!(id_of(&msg).unwrap(), first);
+        // Another message ID in the header (the MAC covers the original ID).
+        let mut other_id = msg.clone();
+        other_id[..2].copy_from_slice(&[0xab, 0xcd]);
+        assert_eq!(id_of(&other_id).unwrap(), first);
+        // The same message with its MAC cut to the shortest allowed.
+        let mut short = query();
+        client_sign_with(&k, &mut short, 50, FUDGE, 16);
+        assert_eq!(id_of(&short).unwrap(), first);
+        // Signed a second later: another message, another id.
+        let mut later = query();
+        client_sign(&k, &mut later, 51);
+        assert_ne!(id_of(&later).unwrap(), first);
     }
 
     #[test]
@@ -513,10 +626,10 @@ mod tests {
         let mut msg = query();
         client_sign(&k, &mut msg, 5);
         let Signature::Signed(found) = find(&msg) else { panic!() };
-        assert_eq!(verify(&state, &msg, &found, 5).unwrap_err().error, TsigError::BadKey);
+        assert_eq!(verify(&state, &msg, &found, 5, TSIG_FUDGE_MAX_DEFAULT).unwrap_err().error, TsigError::BadKey);
         // The key exists, with another algorithm.
         let state = state_with(&key(Algorithm::HmacSha512));
-        assert_eq!(verify(&state, &msg, &found, 5).unwrap_err().error, TsigError::BadKey);
+        assert_eq!(verify(&state, &msg, &found, 5, TSIG_FUDGE_MAX_DEFAULT).unwrap_err().error, TsigError::BadKey);
     }
 
     #[test]
@@ -543,7 +656,7 @@ mod tests {
         let mut msg = query();
         let request_mac = client_sign(&k, &mut msg, 77);
         let Signature::Signed(found) = find(&msg) else { panic!() };
-        let mut signer = verify(&state, &msg, &found, 77).unwrap().signer;
+        let mut signer = verify(&state, &msg, &found, 77, TSIG_FUDGE_MAX_DEFAULT).unwrap().signer;
         let mut first = query();
         first[2] = 0x84;
         let plain = first.clone();

@@ -3,9 +3,13 @@
 //! key's scope, and handed to the control plane (`Submit`), which commits
 //! it through consensus (forwarded to the leader from any node). The
 //! response goes out only once the command is applied here, or SERVFAIL
-//! when it could not be decided in time.
+//! when it could not be decided in time. The command carries a request id
+//! made from the message's key and MAC, so a replayed message gets the
+//! first one's answer and applies nothing; refusals are counted, and
+//! logged through `RefusalLog`.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use hickory_proto::op::ResponseCode;
@@ -31,7 +35,63 @@ pub enum Submitted {
 /// an actor and answers once it is applied here.
 #[async_trait::async_trait]
 pub trait Submit: Send + Sync + std::fmt::Debug {
-    async fn submit(&self, command: Command, actor: Actor) -> Submitted;
+    /// Commit `command` for `actor` under `request_id`, made from the
+    /// message's TSIG key and MAC: a replay of the message carries the
+    /// same id, so the dedup window answers it with the first outcome
+    /// and nothing is applied twice.
+    async fn submit(&self, command: Command, actor: Actor, request_id: String) -> Submitted;
+}
+
+/// Refusal lines logged at once after a quiet spell; past them, one more
+/// each `UPDATE_REFUSAL_LOG_INTERVAL_SECS`. Every refusal is counted in
+/// `/metrics` whether logged or not; a flood of forged UPDATEs must not
+/// turn into a flood of log lines.
+pub const UPDATE_REFUSAL_LOG_BURST: u32 = 10;
+pub const UPDATE_REFUSAL_LOG_INTERVAL_SECS: u32 = 1;
+
+/// Rate limit of the "update refused" log line: a token bucket of
+/// `UPDATE_REFUSAL_LOG_BURST` lines earning one every
+/// `UPDATE_REFUSAL_LOG_INTERVAL_SECS`, in one atomic word, so concurrent
+/// UPDATEs never wait for one another to decide.
+#[derive(Debug)]
+pub(crate) struct RefusalLog {
+    epoch: std::time::Instant,
+    /// The interval (since `epoch`) the bucket was last charged in (high
+    /// 32 bits) and the lines left (low 32 bits).
+    bucket: AtomicU64,
+    /// Refusals not logged since the last line.
+    suppressed: AtomicU64,
+}
+
+impl RefusalLog {
+    pub(crate) fn new() -> RefusalLog {
+        RefusalLog {
+            epoch: std::time::Instant::now(),
+            bucket: AtomicU64::new(u64::from(UPDATE_REFUSAL_LOG_BURST)),
+            suppressed: AtomicU64::new(0),
+        }
+    }
+
+    /// Whether to log a refusal now: `Some(n)` with the refusals left
+    /// unlogged since the last line, or `None` (it is counted as such).
+    pub(crate) fn admit(&self) -> Option<u64> {
+        let interval = u64::from(UPDATE_REFUSAL_LOG_INTERVAL_SECS.max(1));
+        let now = u32::try_from(self.epoch.elapsed().as_secs() / interval).unwrap_or(u32::MAX);
+        let mut current = self.bucket.load(Ordering::Relaxed);
+        loop {
+            let (then, left) = ((current >> 32) as u32, current as u32);
+            let left = left.saturating_add(now.saturating_sub(then)).min(UPDATE_REFUSAL_LOG_BURST);
+            if left == 0 {
+                self.suppressed.fetch_add(1, Ordering::Relaxed);
+                return None;
+            }
+            let next = u64::from(now) << 32 | u64::from(left - 1);
+            match self.bucket.compare_exchange_weak(current, next, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => return Some(self.suppressed.swap(0, Ordering::Relaxed)),
+                Err(actual) => current = actual,
+            }
+        }
+    }
 }
 
 /// Why an UPDATE message is answered with an error before it is proposed.
@@ -150,4 +210,24 @@ pub(crate) fn read(request: &Request, apex: &str) -> Result<Update, Refusal> {
 /// Whether `key` may make `update` on `state`, as apply will check again.
 pub(crate) fn allowed(state: &State, key: &Arc<TsigKey>, update: &Update) -> Result<(), Refusal> {
     switchboard_domain::tsig::update_allowed(state, key, update).map_err(|reason| Refusal { rcode: ResponseCode::Refused, reason })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusal_lines_come_in_a_burst_then_stop_and_count_what_they_left_out() {
+        let log = RefusalLog::new();
+        let admitted: Vec<Option<u64>> = (0..1_000).map(|_| log.admit()).collect();
+        // The burst, then nothing (one more if an interval ends meanwhile).
+        let lines = admitted.iter().filter(|a| a.is_some()).count();
+        assert!(lines >= UPDATE_REFUSAL_LOG_BURST as usize && lines <= UPDATE_REFUSAL_LOG_BURST as usize + 1, "{lines}");
+        assert!(admitted[..UPDATE_REFUSAL_LOG_BURST as usize].iter().all(|a| *a == Some(0)));
+        // The next line, once one is allowed, says how many were left out.
+        let left_out = 1_000 - lines as u64;
+        log.bucket.store(u64::from(UPDATE_REFUSAL_LOG_BURST), Ordering::Relaxed);
+        assert_eq!(log.admit(), Some(left_out));
+        assert_eq!(log.admit(), Some(0));
+    }
 }

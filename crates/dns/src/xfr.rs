@@ -15,14 +15,26 @@
 //! other (history pruned, the zone itself or a cluster changed) gets the
 //! whole zone in AXFR form, which RFC 1995 §4 allows. Over UDP, IXFR is answered with
 //! the current SOA alone, telling the client to come over TCP (§2).
+//!
+//! Places: `TRANSFERS_MAX` transfers run at once, at most
+//! `TRANSFERS_PER_CLIENT_MAX` of them for one client, so one secondary (or
+//! one holder of a transfer key) cannot keep every other one out.
+//!
+//! A TSIG-signed transfer signs each message with the key that signed the
+//! request; if that key is deleted (or replaced) while the transfer runs,
+//! the transfer ends there and the connection is closed: a deleted key
+//! signs nothing more.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::ops::ControlFlow;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use hickory_proto::op::{Edns, Metadata, ResponseCode};
 use hickory_proto::rr::{Name, RData, Record};
 use hickory_server::server::{Request, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use switchboard_domain::tsig::TsigKey;
 use switchboard_domain::{zone_records, State};
 use tokio::sync::mpsc;
 
@@ -32,11 +44,80 @@ use crate::{convert, info_for, wire_size_max, Handler, Respond};
 /// Most zone transfers served at once by a node; past it a request is
 /// refused, and the secondary retries (it does so on its own schedule).
 pub const TRANSFERS_MAX: usize = 8;
+/// Most of those one client runs at once: a secondary needs one per zone
+/// it is behind on, and asks again later when refused; two leave the
+/// other six places to everyone else.
+pub const TRANSFERS_PER_CLIENT_MAX: usize = 2;
+/// IPv6 clients are counted by their /64: one host commonly holds a whole
+/// /64 and could otherwise take a place from each of its addresses.
+const CLIENT_PREFIX_V6: u8 = 64;
 /// Most bytes of records in one message: a TCP message holds 65,535 bytes,
 /// less the header, question, OPT and TSIG record (`budget`).
 const MESSAGE_BYTES_MAX: usize = 65_535;
 /// Batches the walk may run ahead of the connection.
 const BATCHES_IN_FLIGHT: usize = 4;
+
+/// Why a transfer found no place.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Full {
+    /// `TRANSFERS_MAX` are running.
+    All,
+    /// `TRANSFERS_PER_CLIENT_MAX` are running for this client.
+    Client,
+}
+
+/// The places for transfers running at once, in all and per client.
+#[derive(Debug, Default)]
+pub(crate) struct Slots {
+    /// Places held by each client (its address, or its /64), none at zero.
+    held: Mutex<HashMap<IpAddr, usize>>,
+}
+
+/// One transfer's place, given back when dropped.
+#[derive(Debug)]
+pub(crate) struct Slot {
+    slots: Arc<Slots>,
+    client: IpAddr,
+}
+
+/// The client a place is counted against: its address, or its /64.
+fn client_of(ip: IpAddr) -> IpAddr {
+    match ip.to_canonical() {
+        IpAddr::V6(v6) => IpAddr::V6((u128::from(v6) & (u128::MAX << (128 - CLIENT_PREFIX_V6))).into()),
+        v4 => v4,
+    }
+}
+
+impl Slots {
+    /// A place for a transfer to `ip`, or which limit is reached.
+    pub(crate) fn take(self: &Arc<Self>, ip: IpAddr) -> Result<Slot, Full> {
+        let client = client_of(ip);
+        // A panic elsewhere while holding the lock leaves the counts whole
+        // (each change is one statement): keep using them.
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if held.values().sum::<usize>() >= TRANSFERS_MAX {
+            return Err(Full::All);
+        }
+        let n = held.entry(client).or_default();
+        if *n >= TRANSFERS_PER_CLIENT_MAX {
+            return Err(Full::Client);
+        }
+        *n += 1;
+        Ok(Slot { slots: self.clone(), client })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut held = self.slots.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(n) = held.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                held.remove(&self.client);
+            }
+        }
+    }
+}
 
 /// Whether serial `a` is at or past `b` (RFC 1982 serial arithmetic).
 fn serial_at_or_past(a: u32, b: u32) -> bool {
@@ -53,7 +134,8 @@ fn client_serial(request: &Request) -> Option<u32> {
 
 impl Handler {
     /// Serve an AXFR or IXFR of the zone at `apex` (which this node serves,
-    /// and the client may transfer) from `state`, over `response`.
+    /// and the client may transfer) from `state`, over `response`; signed
+    /// with `signed_by` when the request was.
     #[allow(clippy::too_many_arguments)]
     pub(crate) async fn transfer<R: Respond>(
         &self,
@@ -64,6 +146,7 @@ impl Handler {
         apex: String,
         qtype: Xfr,
         reserve: usize,
+        signed_by: Option<&Arc<TsigKey>>,
         response: &mut R,
     ) -> ResponseInfo {
         let Some(zone) = state.zone(&apex).cloned() else { return info_for(request, ResponseCode::NotAuth) };
@@ -92,11 +175,18 @@ impl Handler {
             }
             return info;
         }
-        let Ok(_permit) = self.shared.transfers.clone().try_acquire_owned() else {
-            tracing::info!(zone = %apex, client = %request.src(), running = TRANSFERS_MAX, "zone transfer refused: too many running");
-            self.shard().transfer(qtype, XfrOutcome::Refused);
-            let msg = MessageResponseBuilder::new(queries, edns).error_msg(&request.metadata, ResponseCode::Refused);
-            return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+        let _slot = match self.shared.transfers.take(request.src().ip()) {
+            Ok(slot) => slot,
+            Err(full) => {
+                let (limit, why) = match full {
+                    Full::All => (TRANSFERS_MAX, "zone transfer refused: too many running"),
+                    Full::Client => (TRANSFERS_PER_CLIENT_MAX, "zone transfer refused: too many running for this client"),
+                };
+                tracing::info!(zone = %apex, client = %request.src(), running = limit, "{why}");
+                self.shard().transfer(qtype, XfrOutcome::Refused);
+                let msg = MessageResponseBuilder::new(queries, edns).error_msg(&request.metadata, ResponseCode::Refused);
+                return response.send_response(msg).await.unwrap_or_else(|_| info_for(request, ResponseCode::ServFail));
+            }
         };
 
         let budget = MESSAGE_BYTES_MAX - 12 - queries.as_bytes().len() - 64 - reserve;
@@ -119,6 +209,14 @@ impl Handler {
         let (mut messages, mut records) = (0u64, 0u64);
         let mut info = None;
         while let Some(batch) = rx.recv().await {
+            if let Some(key) = signed_by.filter(|key| !self.key_current(key)) {
+                // Dropping the receiver ends the walk; closing tells the
+                // secondary the transfer is over rather than stalled.
+                tracing::info!(zone = %apex, client = %request.src(), key = %key.name, records, "zone transfer ended: its TSIG key was deleted");
+                self.shard().transfer(qtype, XfrOutcome::Failed);
+                response.close();
+                return info_for(request, ResponseCode::ServFail);
+            }
             let msg = MessageResponseBuilder::new(queries, edns).build(
                 metadata,
                 batch.iter(),
@@ -150,6 +248,14 @@ impl Handler {
         let how = if incremental { "incremental" } else { "whole zone" };
         tracing::info!(zone = %apex, serial, client = %request.src(), records, messages, ms, how, "zone transfer sent");
         info.unwrap_or_else(|| info_for(request, ResponseCode::ServFail))
+    }
+}
+
+impl Handler {
+    /// Whether `key` is still the key of that name in the latest published
+    /// state: not deleted, nor deleted and created again (a new revision).
+    fn key_current(&self, key: &TsigKey) -> bool {
+        self.state.load().tsig_key(&key.name).is_some_and(|now| now.revision == key.revision)
     }
 }
 
@@ -254,7 +360,7 @@ pub trait History: Send + Sync + std::fmt::Debug {
 
 #[cfg(test)]
 mod tests {
-    use super::serial_at_or_past;
+    use super::*;
 
     #[test]
     fn serials_compare_across_the_wrap() {
@@ -263,5 +369,220 @@ mod tests {
         assert!(!serial_at_or_past(4, 5));
         assert!(serial_at_or_past(1, u32::MAX));
         assert!(!serial_at_or_past(u32::MAX, 1));
+    }
+
+    #[test]
+    fn one_client_cannot_take_every_transfer_place() {
+        let slots = Arc::new(Slots::default());
+        let ip = |s: &str| -> IpAddr { s.parse().unwrap_or_else(|e| panic!("{s}: {e}")) };
+        let busy: Vec<Slot> = (0..TRANSFERS_PER_CLIENT_MAX).filter_map(|_| slots.take(ip("192.0.2.1")).ok()).collect();
+        assert_eq!(busy.len(), TRANSFERS_PER_CLIENT_MAX);
+        assert_eq!(slots.take(ip("192.0.2.1")).err(), Some(Full::Client));
+        // The same client over IPv4-mapped IPv6, or from elsewhere in its /64.
+        assert_eq!(slots.take(ip("::ffff:192.0.2.1")).err(), Some(Full::Client));
+        let v6: Vec<Slot> = (0..TRANSFERS_PER_CLIENT_MAX).filter_map(|_| slots.take(ip("2001:db8::1")).ok()).collect();
+        assert_eq!(v6.len(), TRANSFERS_PER_CLIENT_MAX);
+        assert_eq!(slots.take(ip("2001:db8::ffff:2")).err(), Some(Full::Client));
+        // Others still get places, up to the total.
+        let mut others = Vec::new();
+        for i in 2.. {
+            match slots.take(ip(&format!("192.0.2.{i}"))) {
+                Ok(slot) => others.push(slot),
+                Err(full) => {
+                    assert_eq!(full, Full::All);
+                    break;
+                }
+            }
+        }
+        assert_eq!(busy.len() + v6.len() + others.len(), TRANSFERS_MAX);
+        // A place comes back when its transfer ends.
+        drop(busy);
+        assert!(slots.take(ip("192.0.2.1")).is_ok());
+        drop(others);
+        assert_eq!(slots.held.lock().map(|h| h.len()).unwrap_or_default(), 1, "only the /64's places are held");
+    }
+
+    mod key_deleted {
+        use std::sync::atomic::{AtomicBool, Ordering};
+
+        use arc_swap::ArcSwap;
+        use hickory_server::net::xfer::Protocol;
+        use hickory_server::net::NetError;
+        use hickory_server::zone_handler::MessageResponse;
+        use hmac::{Hmac, Mac};
+        use switchboard_domain::tsig::{Algorithm, Allow};
+        use switchboard_domain::{Command, Envelope, Guard, RecordSpec, Scope, Soa, ZoneSpec};
+
+        use super::*;
+        use crate::tap::Transport;
+        use crate::{tsig, Options, Respond};
+
+        const APEX: &str = "apps.example.test.";
+        const KEY: &str = "xfr-key.";
+        const SECRET: [u8; 32] = [7; 32];
+
+        fn apply(state: &mut State, revision: u64, command: Command) {
+            let (r, _) = state.apply(revision, &Envelope { at_ms: 0, command, guard: Guard::default() });
+            assert!(r.is_ok(), "{r:?}");
+        }
+
+        /// A zone of several transfer messages (300 TXT sets of 1 KB), and
+        /// the key `KEY` allowed to transfer it.
+        fn state() -> State {
+            let big = (0..4).map(|i| format!("\"{i:0>250}\"")).collect::<Vec<_>>().join(" ");
+            let zone = ZoneSpec {
+                apex: APEX.into(),
+                environment: "prod".into(),
+                ttl: 300,
+                ns: vec![format!("ns1.{APEX}")],
+                soa: Soa {
+                    mname: format!("ns1.{APEX}"),
+                    rname: "hostmaster.example.test.".into(),
+                    refresh: 3600,
+                    retry: 600,
+                    expire: 604_800,
+                    minimum: 60,
+                },
+                rules: Vec::new(),
+                records: (0..300)
+                    .map(|i| RecordSpec { name: format!("t{i}"), rtype: "TXT".into(), ttl: None, data: big.clone() })
+                    .collect(),
+                transfer: Default::default(),
+                catalog: false,
+                dnssec: None,
+            };
+            let key = TsigKey {
+                name: KEY.into(),
+                algorithm: Algorithm::HmacSha256,
+                secret: SECRET.to_vec(),
+                scope: Scope::All,
+                allow: Allow { transfer: true, update: false },
+                created_at_ms: 0,
+                revision: 0,
+            };
+            let mut state = State::default();
+            apply(&mut state, 1, Command::PutZone { zone });
+            apply(&mut state, 2, Command::CreateTsigKey { key });
+            state
+        }
+
+        /// An AXFR request for `APEX` signed with `KEY`, as a secondary
+        /// sends it (RFC 8945 §4.3.3: the MAC over the message and the
+        /// TSIG variables).
+        fn signed_axfr() -> Vec<u8> {
+            let wire = |name: &str| -> Vec<u8> {
+                let mut w = Vec::new();
+                for label in name.trim_end_matches('.').split('.') {
+                    w.push(label.len() as u8);
+                    w.extend_from_slice(label.as_bytes());
+                }
+                w.push(0);
+                w
+            };
+            let (key, alg) = (wire(KEY), wire("hmac-sha256."));
+            let mut msg = vec![0xab, 0xcd, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+            msg.extend_from_slice(&wire(APEX));
+            msg.extend_from_slice(&[0, 252, 0, 1]);
+            let time = tsig::now().to_be_bytes()[2..].to_vec();
+            let fudge = 300u16.to_be_bytes();
+            let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(&SECRET).unwrap_or_else(|e| panic!("{e}"));
+            mac.update(&msg);
+            mac.update(&key);
+            mac.update(&[0, 255, 0, 0, 0, 0]);
+            mac.update(&alg);
+            mac.update(&time);
+            mac.update(&fudge);
+            mac.update(&[0, 0, 0, 0]);
+            let mac = mac.finalize().into_bytes().to_vec();
+            let mut rdata = alg.clone();
+            rdata.extend_from_slice(&time);
+            rdata.extend_from_slice(&fudge);
+            rdata.extend_from_slice(&(mac.len() as u16).to_be_bytes());
+            rdata.extend_from_slice(&mac);
+            rdata.extend_from_slice(&[0xab, 0xcd, 0, 0, 0, 0]);
+            msg.extend_from_slice(&key);
+            msg.extend_from_slice(&[0, 250, 0, 255, 0, 0, 0, 0]);
+            msg.extend_from_slice(&(rdata.len() as u16).to_be_bytes());
+            msg.extend_from_slice(&rdata);
+            msg[11] = 1;
+            msg
+        }
+
+        /// Keeps what is sent, signed as the TCP writer signs it; after the
+        /// first message, publishes `then` (the state without the key).
+        #[derive(Clone)]
+        struct Secondary {
+            sent: Arc<Mutex<Vec<Vec<u8>>>>,
+            signer: Option<tsig::Signer>,
+            closed: Arc<AtomicBool>,
+            published: Arc<ArcSwap<State>>,
+            then: Option<Arc<State>>,
+        }
+
+        impl Respond for Secondary {
+            fn sign_with(&mut self, signer: tsig::Signer) {
+                self.signer = Some(signer);
+            }
+
+            fn close(&mut self) {
+                self.closed.store(true, Ordering::Relaxed);
+            }
+        }
+
+        #[async_trait::async_trait]
+        impl hickory_server::server::ResponseHandler for Secondary {
+            async fn send_response<'a>(
+                &mut self,
+                response: MessageResponse<
+                    '_,
+                    'a,
+                    impl Iterator<Item = &'a Record> + Send + 'a,
+                    impl Iterator<Item = &'a Record> + Send + 'a,
+                    impl Iterator<Item = &'a Record> + Send + 'a,
+                    impl Iterator<Item = &'a Record> + Send + 'a,
+                >,
+            ) -> Result<ResponseInfo, NetError> {
+                let (bytes, info) = crate::emit(response, u16::MAX, &mut self.signer)?;
+                self.sent.lock().unwrap_or_else(PoisonError::into_inner).push(bytes);
+                if let Some(then) = self.then.take() {
+                    self.published.store(then);
+                }
+                Ok(info)
+            }
+        }
+
+        /// The messages a transfer sends, and whether it closed the
+        /// connection; the key deleted after the first message when `delete`.
+        fn transfer(delete: bool) -> (Vec<Vec<u8>>, bool) {
+            let state = state();
+            let mut without = state.clone();
+            apply(&mut without, 3, Command::DeleteTsigKey { name: KEY.into() });
+            let published = Arc::new(ArcSwap::from_pointee(state));
+            let handler = Handler::with(published.clone(), Options::default()).for_transport(Transport::Tcp, 0);
+            let secondary = Secondary {
+                sent: Arc::default(),
+                signer: None,
+                closed: Arc::default(),
+                published,
+                then: delete.then(|| Arc::new(without)),
+            };
+            let request = Request::from_bytes(signed_axfr(), "192.0.2.1:5353".parse().unwrap_or_else(|e| panic!("{e}")), Protocol::Tcp)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap_or_else(|e| panic!("{e}"));
+            runtime.block_on(handler.answer(&request, secondary.clone()));
+            let sent = secondary.sent.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            (sent, secondary.closed.load(Ordering::Relaxed))
+        }
+
+        #[test]
+        fn a_key_deleted_during_a_transfer_signs_no_further_message() {
+            // Kept: the whole zone, in several messages, each signed.
+            let (whole, closed) = transfer(false);
+            assert!(whole.len() >= 3 && !closed, "{} messages", whole.len());
+            // Deleted after the first message: nothing more, and closed.
+            let (cut, closed) = transfer(true);
+            assert_eq!(cut.len(), 1);
+            assert!(closed);
+        }
     }
 }

@@ -104,6 +104,30 @@ pub struct Transfer {
     pub allow: Vec<Prefix>,
 }
 
+/// Why `target` cannot be a secondary to send NOTIFY to, or `None` when it
+/// can. No secondary listens on these: the unspecified address reaches
+/// whatever the sender's kernel makes of it (this host), and multicast or
+/// broadcast would make the leader a reflector towards many hosts.
+///
+/// Checked where a zone comes in through the API (`proto::convert`), not in
+/// `Zone::compile`: compiling runs again when stored zones load and when
+/// old log entries apply, which must keep succeeding as they did. The
+/// sender checks again (`dns::notify`), for zones stored before this check.
+pub fn notify_target_refusal(target: std::net::SocketAddr) -> Option<&'static str> {
+    let ip = target.ip().to_canonical();
+    if target.port() == 0 {
+        Some("port 0 reaches no server")
+    } else if ip.is_unspecified() {
+        Some("the unspecified address is not a secondary")
+    } else if ip.is_multicast() {
+        Some("a multicast address is not a secondary")
+    } else if matches!(ip, IpAddr::V4(v4) if v4.is_broadcast()) {
+        Some("the broadcast address is not a secondary")
+    } else {
+        None
+    }
+}
+
 /// An address prefix (`192.0.2.0/24`, `2001:db8::/32`), its host bits zero.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Prefix {

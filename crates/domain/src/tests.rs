@@ -1279,6 +1279,50 @@ fn update_makes_challenges_keeps_the_apex_ns_and_ignores_soa() {
 }
 
 #[test]
+fn a_cname_beside_other_data_is_ignored_as_rfc_2136_says() {
+    let mut w = acme_world();
+    let cname = |n: &str, target: &str| UpdateOp::Add(crate::Record { name: n.into(), ttl: 60, data: RData::Cname(target.into()) });
+    let cnames = |w: &World, n: &str| -> Vec<RData> {
+        resolve(&w.state, n, RType::Cname).answers.into_iter().filter(|r| r.name == n).map(|r| r.data).collect()
+    };
+    // www has an A: the CNAME is ignored, the rest of the update applies.
+    let www = "www.apps.example.test.";
+    w.ok(upd(vec![], vec![cname(www, "elsewhere.example.test."), a("other.apps.example.test.", 5)]));
+    assert!(cnames(&w, www).is_empty());
+    assert_eq!(resolve(&w.state, www, RType::A).answers.len(), 1);
+    assert_eq!(resolve(&w.state, "other.apps.example.test.", RType::A).answers.len(), 1);
+    // alias-www has a CNAME: an A beside it is ignored, a CNAME replaces it.
+    let alias = "alias-www.apps.example.test.";
+    w.ok(upd(vec![], vec![a(alias, 6)]));
+    assert_eq!(cnames(&w, alias), vec![RData::Cname(www.into())]);
+    w.ok(upd(vec![], vec![cname(alias, "ns1.apps.example.test.")]));
+    assert_eq!(cnames(&w, alias), vec![RData::Cname("ns1.apps.example.test.".into())]);
+    // A name with a challenge, and the apex (SOA, NS): ignored too.
+    w.ok(set_acme("www.apps.example.test.", "token", 600));
+    let before = w.state.zone(APEX).unwrap().spec.clone();
+    w.ok(upd(vec![], vec![cname("_acme-challenge.www.apps.example.test.", www), cname(APEX, www)]));
+    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    assert_eq!(txt_values(&resolve(&w.state, "_acme-challenge.www.apps.example.test.", RType::Txt)), vec!["token".to_string()]);
+}
+
+#[test]
+fn a_name_below_a_rule_made_name_is_refused_and_the_tenants_challenge_stays() {
+    let mut w = acme_world();
+    let owner = "_acme-challenge.ws-t1.apps.example.test.";
+    w.ok(set_acme("ws-t1.apps.example.test.", "token", 600));
+    let before = w.state.zone(APEX).unwrap().spec.clone();
+    for n in ["x.ws-t1.apps.example.test.", "a.b.ws-t1.apps.example.test.", "x.t1.apps.example.test."] {
+        assert_eq!(rcode(w.run(upd(vec![], vec![a(n, 7)]))), Some(UpdateRcode::Refused), "{n}");
+        assert_eq!(rcode(w.run(upd(vec![], vec![UpdateOp::DeleteName(n.into())]))), Some(UpdateRcode::Refused), "{n}");
+    }
+    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    assert_eq!(txt_values(&resolve(&w.state, owner, RType::Txt)), vec!["token".to_string()]);
+    // Below a name no rule makes (no tenant "nobody"): applied.
+    w.ok(upd(vec![], vec![a("x.ws-nobody.apps.example.test.", 7)]));
+    assert_eq!(resolve(&w.state, "x.ws-nobody.apps.example.test.", RType::A).answers.len(), 1);
+}
+
+#[test]
 fn a_tenant_tsig_key_updates_only_its_own_challenges() {
     let mut w = credentials_world();
     w.ok(Command::CreateTsigKey { key: tsig_key("t1", Scope::Tenant("t1".into()), UPDATE) });

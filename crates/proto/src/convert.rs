@@ -81,6 +81,10 @@ fn transfer_in(t: v1::Transfer) -> Result<Transfer, ValidationError> {
                         format!("{n:?} is not an address with an optional port (192.0.2.53:53, [2001:db8::53]:53)"),
                     )
                 })
+                .and_then(|target| match switchboard_domain::model::notify_target_refusal(target) {
+                    None => Ok(target),
+                    Some(why) => Err(ValidationError::new(format!("zone.transfer.notify[{i}]"), format!("{n:?}: {why}"))),
+                })
         })
         .collect::<Result<Vec<_>, _>>()?;
     let allow =
@@ -127,4 +131,32 @@ pub fn transfer_out(t: &Transfer) -> Option<v1::Transfer> {
         notify: t.notify.iter().map(ToString::to_string).collect(),
         allow: t.allow.iter().map(ToString::to_string).collect(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notify(targets: &[&str]) -> Result<Transfer, ValidationError> {
+        transfer_in(v1::Transfer { notify: targets.iter().map(|t| t.to_string()).collect(), allow: Vec::new() })
+    }
+
+    #[test]
+    fn notify_targets_that_reach_no_secondary_are_refused_naming_the_field() {
+        let ok = notify(&["192.0.2.53", "[2001:db8::53]:5353"]).map(|t| t.notify);
+        assert_eq!(ok, Ok(vec!["192.0.2.53:53".parse().unwrap(), "[2001:db8::53]:5353".parse().unwrap()]));
+        for (bad, why) in [
+            ("0.0.0.0:53", "unspecified"),
+            ("[::]:53", "unspecified"),
+            ("[::ffff:0.0.0.0]:53", "unspecified"),
+            ("224.0.0.251:5353", "multicast"),
+            ("[ff02::1]:53", "multicast"),
+            ("255.255.255.255:53", "broadcast"),
+            ("192.0.2.53:0", "port 0"),
+        ] {
+            let e = notify(&["192.0.2.1:53", bad]).unwrap_err();
+            assert_eq!(e.field, "zone.transfer.notify[1]", "{bad}: {e}");
+            assert!(e.reason.contains(why) && e.reason.contains(bad), "{bad}: {e}");
+        }
+    }
 }

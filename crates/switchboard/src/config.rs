@@ -60,6 +60,14 @@ pub struct Dns {
     /// refresh time. 0 turns the cache off (every answer signed afresh).
     #[serde(default)]
     pub signatures_cached: Option<usize>,
+    /// Most seconds a TSIG-signed message's time may differ from this
+    /// node's clock, whatever fudge the client asks for (RFC 8945 §10
+    /// recommends 300). A captured signed message verifies for twice this
+    /// long, and a replay within that span is answered from the request-id
+    /// window, so it may be at most half that window (1,800). Unset:
+    /// `switchboard_dns::TSIG_FUDGE_MAX_DEFAULT` (300).
+    #[serde(default)]
+    pub tsig_fudge_max_secs: Option<u16>,
     /// Response rate limiting (`[dns.rrl]`); off unless responses_per_second > 0.
     #[serde(default)]
     pub rrl: Rrl,
@@ -69,6 +77,11 @@ pub struct Dns {
     /// The dnstap query log (`[dns.dnstap]`); absent: off.
     #[serde(default)]
     pub dnstap: Option<Dnstap>,
+    /// The address NOTIFY leaves from (any port). Absent: `listen.dns`'s
+    /// address, or the kernel's choice when DNS listens on 0.0.0.0 or ::.
+    /// Secondaries accept NOTIFY only from the primaries they list.
+    #[serde(default)]
+    pub notify_source: Option<std::net::IpAddr>,
 }
 
 /// `[dns.rrl]`: Knot/NSD-style response rate limiting over UDP.
@@ -544,6 +557,9 @@ impl Config {
         if rrl.ipv6_prefix_len > 128 {
             bail!("dns.rrl.ipv6_prefix_len: must be 0 to 128");
         }
+        if self.dns.tsig_fudge_max_secs.is_some_and(|f| f == 0 || f > switchboard_dns::TSIG_FUDGE_MAX_LIMIT) {
+            bail!("dns.tsig_fudge_max_secs: must be 1 to {}", switchboard_dns::TSIG_FUDGE_MAX_LIMIT);
+        }
         if self.dns.udp_workers == Some(0) {
             bail!("dns.udp_workers: must be at least 1");
         }
@@ -556,6 +572,11 @@ impl Config {
             }
             if tap.sample == 0 || tap.queue == 0 {
                 bail!("dns.dnstap.sample and dns.dnstap.queue: must be at least 1");
+            }
+        }
+        if let Some(ip) = self.dns.notify_source {
+            if ip.is_unspecified() || ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast()) {
+                bail!("dns.notify_source: {ip} cannot be a source address: name one of this host's addresses");
             }
         }
         self.cookie_secret()?;
@@ -754,6 +775,29 @@ mod tests {
         assert!(e.contains("cluster.voters"), "{e}");
         let e = Config::parse("[listen]\napi = \"127.0.0.1:9153\"\n").unwrap_err().to_string();
         assert!(e.contains("listen.http"), "{e}");
+    }
+
+    #[test]
+    fn notify_source_is_an_address_of_this_host() -> anyhow::Result<()> {
+        assert_eq!(Config::parse("")?.dns.notify_source, None);
+        let c = Config::parse("[dns]\nnotify_source = \"192.0.2.53\"\n")?;
+        assert_eq!(c.dns.notify_source, Some("192.0.2.53".parse()?));
+        let e = Config::parse("[dns]\nnotify_source = \"0.0.0.0\"\n").unwrap_err().to_string();
+        assert!(e.contains("dns.notify_source"), "{e}");
+        let e = Config::parse("[dns]\nnotify_source = \"ns1.example.\"\n").unwrap_err().to_string();
+        assert!(e.contains("line 2") && e.contains("notify_source"), "{e}");
+        Ok(())
+    }
+
+    #[test]
+    fn the_tsig_fudge_cap_defaults_to_300_and_stays_within_the_dedup_window() -> anyhow::Result<()> {
+        assert_eq!(Config::parse("")?.dns.tsig_fudge_max_secs, None);
+        assert_eq!(Config::parse("[dns]\ntsig_fudge_max_secs = 60\n")?.dns.tsig_fudge_max_secs, Some(60));
+        for bad in [0, u32::from(switchboard_dns::TSIG_FUDGE_MAX_LIMIT) + 1] {
+            let e = Config::parse(&format!("[dns]\ntsig_fudge_max_secs = {bad}\n")).unwrap_err().to_string();
+            assert!(e.contains("dns.tsig_fudge_max_secs"), "{bad}: {e}");
+        }
+        Ok(())
     }
 
     #[test]

@@ -135,9 +135,12 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         udp_loops: config.dns.udp_workers,
         full_path_only: config.dns.full_path_only,
         signatures_cached: config.dns.signatures_cached,
+        tsig_fudge_max_secs: config.dns.tsig_fudge_max_secs,
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
         tap,
+        dns_address: Some(dns_bound),
+        notify_source: config.dns.notify_source,
     };
     let handler = switchboard_dns::Handler::with(node.published(), options);
     let dns_stats = handler.stats();
@@ -337,9 +340,16 @@ struct Updates(Arc<Node>);
 
 #[async_trait::async_trait]
 impl switchboard_dns::Submit for Updates {
-    async fn submit(&self, command: switchboard_domain::Command, actor: switchboard_domain::Actor) -> switchboard_dns::Submitted {
+    async fn submit(
+        &self,
+        command: switchboard_domain::Command,
+        actor: switchboard_domain::Actor,
+        request_id: String,
+    ) -> switchboard_dns::Submitted {
         use switchboard_dns::Submitted;
-        let guard = switchboard_domain::Guard { actor, ..switchboard_domain::Guard::default() };
+        // The id made from the message's key and MAC: a replayed UPDATE is
+        // answered with the first one's outcome and changes nothing.
+        let guard = switchboard_domain::Guard { actor, request_id: Some(request_id), ..switchboard_domain::Guard::default() };
         let write = async {
             let written = match self.0.write(command, guard).await {
                 Ok(w) => w,

@@ -2,17 +2,25 @@
 //! `nsupdate -y`: static records and ACME challenges added and deleted,
 //! prerequisites, names the rules make refused, unsigned and wrongly
 //! signed updates refused, a tenant's key confined to its own challenges,
-//! and every refusal leaving the zone as it was.
+//! and every refusal leaving the zone as it was. Also issue 27: a captured
+//! signed UPDATE sent again gets its first answer and changes nothing; a
+//! flood of unsigned UPDATEs is counted, barely logged, and (with RRL)
+//! barely answered.
 
 mod common;
 
 use std::io::Write;
+use std::net::UdpSocket;
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use common::{answers, query, Node};
-use hickory_proto::op::ResponseCode;
-use hickory_proto::rr::RecordType;
+use common::{answers, query, raw_udp, Node};
+use hickory_proto::op::{Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::rdata::A;
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 
 const APEX: &str = "apps.example.test.";
 
@@ -39,6 +47,74 @@ fn nsupdate_with(node: &Node, flags: &[&str], key: Option<&str>, commands: &str)
     child.stdin.take().context("nsupdate stdin")?.write_all(script.as_bytes())?;
     let out = child.wait_with_output()?;
     Ok((out.status.success(), format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr))))
+}
+
+/// `nsupdate` through a UDP relay that keeps every message it sends: what
+/// an attacker on the path captures. Whether it succeeded, what it
+/// printed, and the messages.
+fn nsupdate_captured(node: &Node, key: &str, commands: &str) -> anyhow::Result<(bool, String, Vec<Vec<u8>>)> {
+    let relay = UdpSocket::bind("127.0.0.1:0")?;
+    let relay_addr = relay.local_addr()?;
+    // Polled, so the relay notices when nsupdate is done.
+    relay.set_read_timeout(Some(Duration::from_millis(100)))?;
+    let captured = Arc::new(Mutex::new(Vec::new()));
+    let done = Arc::new(AtomicBool::new(false));
+    let server = node.dns();
+    let thread = {
+        let (captured, done) = (captured.clone(), done.clone());
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let upstream = UdpSocket::bind("127.0.0.1:0")?;
+            upstream.set_read_timeout(Some(Duration::from_secs(15)))?;
+            let mut buf = [0u8; 65535];
+            while !done.load(Ordering::Relaxed) {
+                let Ok((n, client)) = relay.recv_from(&mut buf) else { continue };
+                captured.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.push(buf[..n].to_vec());
+                upstream.send_to(&buf[..n], server)?;
+                if let Ok((m, _)) = upstream.recv_from(&mut buf) {
+                    relay.send_to(&buf[..m], client)?;
+                }
+            }
+            Ok(())
+        })
+    };
+    let mut cmd = Command::new("nsupdate");
+    let mut child = cmd.args(["-y", key]).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+    let script = format!("server {} {}\nzone {APEX}\n{commands}\nsend\n", relay_addr.ip(), relay_addr.port());
+    child.stdin.take().context("nsupdate stdin")?.write_all(script.as_bytes())?;
+    let out = child.wait_with_output()?;
+    done.store(true, Ordering::Relaxed);
+    thread.join().map_err(|_| anyhow::anyhow!("the relay panicked"))??;
+    let sent = captured.lock().map_err(|_| anyhow::anyhow!("poisoned"))?.clone();
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    Ok((out.status.success(), printed, sent))
+}
+
+/// Send `message` again over UDP: the RCODE of the answer.
+fn replay(node: &Node, message: &[u8]) -> anyhow::Result<ResponseCode> {
+    let answer = raw_udp(node.dns(), message)?.context("no answer to the replayed UPDATE")?;
+    let m = Message::from_vec(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(m.metadata.id, u16::from_be_bytes([message[0], message[1]]));
+    Ok(m.metadata.response_code)
+}
+
+/// A counter of the node's `/metrics` (`series`: name and labels as
+/// exported); 0 when absent.
+fn metric(node: &Node, series: &str) -> anyhow::Result<f64> {
+    let text = common::http_get(node.ports.http, "/metrics")?;
+    Ok(text.lines().find_map(|l| l.strip_prefix(series).and_then(|rest| rest.trim().parse().ok())).unwrap_or(0.0))
+}
+
+/// An unsigned UPDATE adding an A record to the zone, with message id `id`.
+fn unsigned_update(id: u16) -> anyhow::Result<Vec<u8>> {
+    let mut m = Message::new(id, MessageType::Query, OpCode::Update);
+    m.add_query(Query::query(Name::from_ascii(APEX)?, RecordType::SOA));
+    m.add_authority(Record::from_rdata(Name::from_ascii("forged.apps.example.test.")?, 60, RData::A(A::new(192, 0, 2, 66))));
+    Ok(m.to_vec()?)
+}
+
+/// The lines of the node's log about refused updates.
+fn refusal_lines(node: &Node) -> usize {
+    node.log().lines().filter(|l| l.contains("update refused")).count()
 }
 
 fn rrs(node: &Node, name: &str, rtype: RecordType) -> anyhow::Result<(ResponseCode, Vec<String>)> {
@@ -139,5 +215,130 @@ fn nsupdate_changes_static_records_and_challenges_and_nothing_it_may_not() -> an
     let text = String::from_utf8_lossy(&m.stdout);
     assert!(text.contains("switchboard_dns_updates_total{rcode=\"NOERROR\"}"), "{text}");
     assert!(text.contains("switchboard_dns_updates_total{rcode=\"REFUSED\"}"), "{text}");
+    Ok(())
+}
+
+#[test]
+fn a_replayed_signed_update_gets_its_first_answer_and_changes_nothing() -> anyhow::Result<()> {
+    let zone = format!("{}\n[[rules]]\nkind = \"acme\"\n", common::ZONE);
+    let (_dir, node) = common::single_with(&zone, &[&["mt1", "--ipv4", "198.51.100.1"]])?;
+    let ops = node.cli(&["tsig", "create", "ops", "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "update"])?;
+    let ops = ops.trim();
+
+    // Applied: a static record and an ACME value, while the name is free.
+    let (ok, out, sent) = nsupdate_captured(
+        &node,
+        ops,
+        "prereq nxdomain gone.apps.example.test.\nupdate add gone.apps.example.test. 60 A 192.0.2.21\n\
+         update add _acme-challenge.www.apps.example.test. 60 TXT \"acme-1\"",
+    )?;
+    assert!(ok, "{out}");
+    let applied = sent.first().context("nsupdate sent nothing through the relay")?.clone();
+    // Refused: its prerequisite (the name exists) does not hold yet.
+    let (ok, out, sent) =
+        nsupdate_captured(&node, ops, "prereq yxdomain later.apps.example.test.\nupdate add later.apps.example.test. 60 TXT \"late\"")?;
+    assert!(!ok && out.contains("NXDOMAIN"), "{out}");
+    let refused = sent.first().context("nsupdate sent nothing through the relay")?.clone();
+
+    // The owner deletes the record and the value, and makes the name the
+    // refused update wanted.
+    let (ok, out) = nsupdate(
+        &node,
+        Some(ops),
+        "update delete gone.apps.example.test. A\nupdate delete _acme-challenge.www.apps.example.test. TXT \"acme-1\"\n\
+         update add later.apps.example.test. 60 A 192.0.2.22",
+    )?;
+    assert!(ok, "{out}");
+
+    // Each captured message, sent again (twice): its first answer, and the
+    // zone as the owner left it.
+    for _ in 0..2 {
+        assert_eq!(replay(&node, &applied)?, ResponseCode::NoError);
+        assert_eq!(replay(&node, &refused)?, ResponseCode::NXDomain);
+    }
+    assert_eq!(rrs(&node, "gone.apps.example.test.", RecordType::A)?.0, ResponseCode::NXDomain);
+    assert!(rrs(&node, "_acme-challenge.www.apps.example.test.", RecordType::TXT)?.1.is_empty());
+    assert!(rrs(&node, "later.apps.example.test.", RecordType::TXT)?.1.is_empty());
+    assert_eq!(rrs(&node, "later.apps.example.test.", RecordType::A)?.1.len(), 1);
+
+    // Over TCP too (the same dedup, whatever the transport).
+    let mut tcp = std::net::TcpStream::connect(node.dns())?;
+    tcp.set_read_timeout(Some(Duration::from_secs(15)))?;
+    tcp.write_all(&(applied.len() as u16).to_be_bytes())?;
+    tcp.write_all(&applied)?;
+    let mut len = [0u8; 2];
+    std::io::Read::read_exact(&mut tcp, &mut len)?;
+    let mut answer = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    std::io::Read::read_exact(&mut tcp, &mut answer)?;
+    let m = Message::from_vec(&answer).map_err(|e| anyhow::anyhow!("{e}"))?;
+    assert_eq!(m.metadata.response_code, ResponseCode::NoError);
+    assert_eq!(rrs(&node, "gone.apps.example.test.", RecordType::A)?.0, ResponseCode::NXDomain);
+    Ok(())
+}
+
+/// How many unsigned UPDATEs the flood test sends, one after another...
+const FLOOD: u16 = 2_000;
+/// ...and the rate-limited one at once: fewer than the node takes in
+/// flight (`UPDATES_IN_FLIGHT_MAX`), so none is dropped before RRL.
+const BURST: u16 = 100;
+
+#[test]
+fn a_flood_of_unsigned_updates_is_counted_each_and_logged_a_few_times() -> anyhow::Result<()> {
+    let (_dir, node) = common::standard()?;
+    let before = refusal_lines(&node);
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    sock.set_read_timeout(Some(Duration::from_secs(5)))?;
+    let began = Instant::now();
+    let mut buf = [0u8; 512];
+    for id in 0..FLOOD {
+        sock.send_to(&unsigned_update(id)?, node.dns())?;
+        let (n, _) = sock.recv_from(&mut buf).context("an unsigned UPDATE went unanswered")?;
+        let m = Message::from_vec(&buf[..n]).map_err(|e| anyhow::anyhow!("{e}"))?;
+        assert_eq!(m.metadata.response_code, ResponseCode::Refused);
+    }
+    let took = began.elapsed();
+    // Every one counted...
+    assert_eq!(metric(&node, "switchboard_dns_updates_refused_total{reason=\"unsigned\"}")?, f64::from(FLOOD));
+    // ...and logged at most in a burst and then a line an interval, with
+    // the count of those left out.
+    let interval = u64::from(switchboard_dns::UPDATE_REFUSAL_LOG_INTERVAL_SECS);
+    let bound = switchboard_dns::UPDATE_REFUSAL_LOG_BURST as usize + (took.as_secs() / interval) as usize + 1;
+    common::eventually(Duration::from_secs(10), "a refusal logged with its reason", || {
+        node.log().contains("unsigned: updates need a TSIG key")
+    })?;
+    let lines = refusal_lines(&node) - before;
+    assert!(lines <= bound, "{lines} lines about {FLOOD} refused updates (at most {bound})");
+    assert_eq!(rrs(&node, "forged.apps.example.test.", RecordType::A)?.0, ResponseCode::NXDomain);
+    Ok(())
+}
+
+#[test]
+fn with_rrl_a_flood_of_unsigned_updates_is_barely_answered() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    let mut node = Node::configured(root.path(), "[dns.rrl]\nresponses_per_second = 1\nslip = 0\n")?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    let zone = root.path().join("zone.toml");
+    std::fs::write(&zone, common::ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    // Sent at once, as a forged flood is, from one source.
+    assert!(usize::from(BURST) < switchboard_dns::UPDATES_IN_FLIGHT_MAX);
+    let sock = UdpSocket::bind("127.0.0.1:0")?;
+    for id in 0..BURST {
+        sock.send_to(&unsigned_update(id)?, node.dns())?;
+    }
+    // Every one read and refused...
+    let series = "switchboard_dns_updates_refused_total{reason=\"unsigned\"}";
+    common::eventually(Duration::from_secs(60), "every UPDATE counted", || metric(&node, series).is_ok_and(|v| v >= f64::from(BURST)))?;
+    // ...but few answered: the rest dropped by rate limiting.
+    sock.set_read_timeout(Some(Duration::from_millis(500)))?;
+    let mut answered = 0;
+    let mut buf = [0u8; 512];
+    while sock.recv_from(&mut buf).is_ok() {
+        answered += 1;
+    }
+    assert!(answered < BURST / 2, "{answered} of {BURST} answered");
+    let dropped = metric(&node, "switchboard_dns_rrl_actions_total{action=\"dropped\"}")?;
+    assert!(dropped >= f64::from(BURST / 2), "{dropped} dropped, {answered} answered");
     Ok(())
 }

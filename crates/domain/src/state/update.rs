@@ -24,6 +24,28 @@ fn is_acme(name: &str) -> bool {
     name.strip_prefix(model::ACME_LABEL).is_some_and(|rest| rest.starts_with('.'))
 }
 
+/// The tenant whose rule-made name `name` is, or is below. A record below
+/// a rule-made name would make that name an empty non-terminal, no longer
+/// the rules' (and its tenant's challenge would go with it), so it is
+/// refused as the name itself is. `tenant_of_name` already covers the
+/// `tenant-host` subtree; what is left is a `{service}-{tenant}` name,
+/// always one label below the apex.
+fn rule_made<'s>(state: &'s State, name: &str, apex: &str) -> Option<&'s std::sync::Arc<model::Tenant>> {
+    if let Some(t) = tenant_of_name(state, name) {
+        return Some(t);
+    }
+    let labels = name::relative_labels(name, apex)?;
+    if labels.len() < 2 {
+        return None;
+    }
+    tenant_of_name(state, &format!("{}.{apex}", labels.last()?))
+}
+
+/// Whether a static record spec is a CNAME.
+fn is_cname(r: &RecordSpec) -> bool {
+    RType::parse_static("type", &r.rtype).is_ok_and(|t| t == RType::Cname)
+}
+
 impl State {
     /// The records `name` owns as the zone serves it now, of `rtype` (every
     /// type for `RType::Any`): static records, challenges and what the rules
@@ -94,16 +116,22 @@ impl State {
                 acme_ops.push(op);
                 continue;
             }
-            if let Some(t) = tenant_of_name(self, n) {
+            if let Some(t) = rule_made(self, n, &apex) {
                 return Err(refuse(
                     UpdateRcode::Refused,
-                    format!("{n} is made by the zone's rules (tenant {}): change the tenant, not its records", t.id),
+                    format!(
+                        "{n} is made by the zone's rules, or is below a name they make (tenant {}): change the tenant, not its records",
+                        t.id
+                    ),
                 ));
             }
             if n == apex {
                 match op {
                     // The serial is derived; SOA changes are ignored (RFC 2136 §3.4.2.2).
                     _ if op.rtype() == Some(RType::Soa) => continue,
+                    // The apex always has SOA and NS: a CNAME beside them
+                    // is ignored (RFC 2136 §3.4.2.2), not refused.
+                    UpdateOp::Add(Record { data: RData::Cname(_), .. }) => continue,
                     UpdateOp::Add(Record { data: RData::Ns(target), .. }) => {
                         if !spec.ns.contains(target) {
                             spec.ns.push(target.clone());
@@ -123,6 +151,22 @@ impl State {
                         continue;
                     }
                     _ => {}
+                }
+            }
+            // RFC 2136 §3.4.2.2: a CNAME added where the name has other
+            // data, or other data added where it has a CNAME, is ignored;
+            // a CNAME added where one is replaces it. (A compiled zone
+            // would refuse the pair, and with it the whole update.)
+            if let UpdateOp::Add(rec) = op {
+                let challenged = self.challenge(n).is_some_and(|c| !c.values.is_empty());
+                let mut here = spec.records.iter().filter(|r| r.name == n);
+                if rec.rtype() == RType::Cname {
+                    if challenged || here.any(|r| !is_cname(r)) {
+                        continue;
+                    }
+                    spec.records.retain(|r| !(r.name == n && is_cname(r)));
+                } else if here.any(is_cname) {
+                    continue;
                 }
             }
             apply_static(&mut spec, op, &apex)?;
