@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType};
 use hmac::{Hmac, Mac};
 use libfuzzer_sys::fuzz_target;
-use switchboard_dns::{Handler, Options, Submit, Submitted};
+use switchboard_dns::{Handler, Options, Submit, Submitted, UpdateLimit};
 use switchboard_domain::model::Transfer;
 use switchboard_domain::tsig::{Algorithm, Allow};
 use switchboard_domain::{Actor, Cluster, Command, Envelope, Guard, Kind, RecordSpec, Rule, Scope, Soa, State, TsigKey, Value, ZoneSpec};
@@ -108,7 +108,9 @@ static HANDLER: LazyLock<Handler> = LazyLock::new(|| {
     // updates apply, as a real zone does.
     let published = Arc::new(ArcSwap::from_pointee(state()));
     let apply = Arc::new(Apply { published: published.clone(), lock: Mutex::new(()) });
-    Handler::with(published, Options { updates: Some(apply), ..Options::default() })
+    // No rate bound: every input should reach apply, however many came before.
+    let update_limit = Some(UpdateLimit { per_minute: 0, burst: 0 });
+    Handler::with(published, Options { updates: Some(apply), update_limit, ..Options::default() })
 });
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().enable_time().build().expect("a current-thread runtime"));

@@ -30,7 +30,10 @@ pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
 pub use tsig::{TSIG_FUDGE_MAX_DEFAULT, TSIG_FUDGE_MAX_LIMIT};
-pub use update::{Submit, Submitted, UPDATE_REFUSAL_LOG_BURST, UPDATE_REFUSAL_LOG_INTERVAL_SECS};
+pub use update::{
+    Submit, Submitted, UpdateLimit, UPDATES_BURST_DEFAULT, UPDATES_PER_MINUTE_DEFAULT, UPDATE_REFUSAL_LOG_BURST,
+    UPDATE_REFUSAL_LOG_INTERVAL_SECS,
+};
 pub use xfr::{History, TRANSFERS_MAX, TRANSFERS_PER_CLIENT_MAX};
 
 use rrl::{AnswerClass, Rrl, Verdict};
@@ -109,6 +112,9 @@ pub struct Options {
     /// Most seconds a TSIG-signed message's time may differ from ours,
     /// whatever fudge it asks for (default `TSIG_FUDGE_MAX_DEFAULT`).
     pub tsig_fudge_max_secs: Option<u16>,
+    /// The rate UPDATEs are bounded to, per TSIG key and zone (default
+    /// `UpdateLimit::default()`).
+    pub update_limit: Option<UpdateLimit>,
     /// The change history, for incremental zone transfers; `None`: every
     /// IXFR from an older serial gets the whole zone.
     pub history: Option<Arc<dyn History>>,
@@ -136,6 +142,8 @@ struct Shared {
     tsig_fudge_max_secs: u16,
     /// Rate limit of the "update refused" log line.
     refusal_log: update::RefusalLog,
+    /// UPDATEs committed per TSIG key and zone.
+    update_limiter: update::UpdateLimiter,
     /// Places for UPDATEs over UDP waiting for their commit, each on its
     /// own task; past them an UPDATE datagram is dropped (the client retries).
     updates_in_flight: Arc<tokio::sync::Semaphore>,
@@ -182,6 +190,7 @@ impl Handler {
             history: options.history,
             tsig_fudge_max_secs: options.tsig_fudge_max_secs.unwrap_or(TSIG_FUDGE_MAX_DEFAULT),
             refusal_log: update::RefusalLog::new(),
+            update_limiter: update::UpdateLimiter::new(options.update_limit.unwrap_or_default()),
             updates_in_flight: Arc::new(tokio::sync::Semaphore::new(UPDATES_IN_FLIGHT_MAX)),
             signer: dnssec::Signer::new(signatures, options.signatures_cached.unwrap_or(SIGNATURES_CACHED)),
             notify: notify::Addresses { source: options.notify_source, dns: options.dns_address },
@@ -560,6 +569,13 @@ impl Handler {
             Some((_, Err(e))) => Submitted::Refused(e),
             None => {
                 drop(state);
+                // Only what would be written is bounded: a replay answered
+                // above costs nothing.
+                if !self.shared.update_limiter.admit(&key.name, &apex, std::time::Instant::now()) {
+                    let UpdateLimit { per_minute, burst } = self.shared.update_limiter.limit();
+                    let why = format!("more than {per_minute} updates a minute (burst {burst}) for key {} and this zone", key.name);
+                    return refuse(UpdateRefused::RateLimited, ResponseCode::Refused, &why);
+                }
                 submit.submit(command, switchboard_domain::Actor::TsigKey(key.name.clone()), request_id.to_string()).await
             }
         };

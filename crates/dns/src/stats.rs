@@ -116,9 +116,12 @@ pub(crate) enum UpdateRefused {
     Refused,
     /// Not decided in time (no leader, no quorum).
     Unavailable,
+    /// Past the key's rate for the zone (`update::UpdateLimit`).
+    RateLimited,
 }
 
-const UPDATE_REFUSED: [&str; 7] = ["not_served", "malformed", "not_a_zone", "unsigned", "out_of_scope", "refused", "unavailable"];
+const UPDATE_REFUSED: [&str; 8] =
+    ["not_served", "malformed", "not_a_zone", "unsigned", "out_of_scope", "refused", "unavailable", "rate_limited"];
 
 /// A zone transfer's QTYPE, as counted.
 #[derive(Debug, Clone, Copy)]

@@ -8,9 +8,10 @@
 //! first one's answer and applies nothing; refusals are counted, and
 //! logged through `RefusalLog`.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Instant;
 
 use hickory_proto::op::ResponseCode;
 use hickory_proto::rr::{DNSClass, RData as W, Record, RecordType};
@@ -91,6 +92,80 @@ impl RefusalLog {
                 Err(actual) => current = actual,
             }
         }
+    }
+}
+
+/// UPDATEs one TSIG key may commit to one zone through one node: a
+/// sustained rate a minute and a burst (`[dns] updates_per_minute`,
+/// `updates_burst`). Every UPDATE writes its zone and travels alone in a
+/// log entry, so an unbounded stream of them, however well signed, delays
+/// every other write of the cluster; ACME clients and provisioning tools
+/// send a handful at a time.
+pub const UPDATES_PER_MINUTE_DEFAULT: u32 = 600;
+pub const UPDATES_BURST_DEFAULT: u32 = 60;
+/// (key, zone) pairs whose rate is followed at once. Past it, the pairs
+/// whose bucket has filled again (idle ones) are forgotten; only keys in
+/// the state, for zones in their scope, ever get one.
+const UPDATE_BUCKETS_MAX: usize = 10_000;
+
+/// The rate UPDATEs are bounded to, per TSIG key and zone; `per_minute`
+/// 0: unbounded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct UpdateLimit {
+    pub per_minute: u32,
+    pub burst: u32,
+}
+
+impl Default for UpdateLimit {
+    fn default() -> Self {
+        UpdateLimit { per_minute: UPDATES_PER_MINUTE_DEFAULT, burst: UPDATES_BURST_DEFAULT }
+    }
+}
+
+/// A token bucket per (key, zone). A lock, not atomics: it is taken once
+/// per signed, in-scope UPDATE about to be committed (a Raft write), never
+/// on the query path.
+#[derive(Debug)]
+pub(crate) struct UpdateLimiter {
+    limit: UpdateLimit,
+    /// (key, apex) → tokens left and when they were counted.
+    buckets: Mutex<HashMap<(String, String), (f64, Instant)>>,
+}
+
+impl UpdateLimiter {
+    pub(crate) fn new(limit: UpdateLimit) -> UpdateLimiter {
+        UpdateLimiter { limit, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    /// Whether `key` may commit one more UPDATE to `apex` at `now`; takes
+    /// its token when it may.
+    pub(crate) fn admit(&self, key: &str, apex: &str, now: Instant) -> bool {
+        let UpdateLimit { per_minute, burst } = self.limit;
+        if per_minute == 0 {
+            return true;
+        }
+        let (rate, full) = (f64::from(per_minute) / 60.0, f64::from(burst.max(1)));
+        let refilled = |(tokens, at): (f64, Instant)| (tokens + now.saturating_duration_since(at).as_secs_f64() * rate).min(full);
+        // A count is whole after any statement: a panic elsewhere leaves it usable.
+        let mut buckets = self.buckets.lock().unwrap_or_else(PoisonError::into_inner);
+        if buckets.len() >= UPDATE_BUCKETS_MAX {
+            buckets.retain(|_, b| refilled(*b) < full);
+            if buckets.len() >= UPDATE_BUCKETS_MAX {
+                buckets.clear();
+            }
+        }
+        let bucket = buckets.entry((key.to_string(), apex.to_string())).or_insert((full, now));
+        let tokens = refilled(*bucket);
+        if tokens < 1.0 {
+            *bucket = (tokens, now);
+            return false;
+        }
+        *bucket = (tokens - 1.0, now);
+        true
+    }
+
+    pub(crate) fn limit(&self) -> UpdateLimit {
+        self.limit
     }
 }
 
@@ -215,6 +290,39 @@ pub(crate) fn allowed(state: &State, key: &Arc<TsigKey>, update: &Update) -> Res
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn updates_are_bounded_per_key_and_zone_and_come_back_at_the_rate() {
+        let limiter = UpdateLimiter::new(UpdateLimit { per_minute: 60, burst: 3 });
+        let t0 = Instant::now();
+        let admitted = (0..10).filter(|_| limiter.admit("k1.", "a.test.", t0)).count();
+        assert_eq!(admitted, 3, "the burst, then nothing");
+        // Another key, or another zone, has a bucket of its own.
+        assert!(limiter.admit("k2.", "a.test.", t0));
+        assert!(limiter.admit("k1.", "b.test.", t0));
+        // One a second comes back (60 a minute), and no more than the burst.
+        let t1 = t0 + std::time::Duration::from_millis(1_500);
+        assert!(limiter.admit("k1.", "a.test.", t1));
+        assert!(!limiter.admit("k1.", "a.test.", t1));
+        let t2 = t0 + std::time::Duration::from_secs(3_600);
+        assert_eq!((0..10).filter(|_| limiter.admit("k1.", "a.test.", t2)).count(), 3);
+        // 0 a minute: no bound.
+        let open = UpdateLimiter::new(UpdateLimit { per_minute: 0, burst: 0 });
+        assert!((0..1_000).all(|_| open.admit("k1.", "a.test.", t0)));
+    }
+
+    #[test]
+    fn idle_pairs_are_forgotten_past_the_bound() {
+        let limiter = UpdateLimiter::new(UpdateLimit { per_minute: 60, burst: 2 });
+        let t0 = Instant::now();
+        for i in 0..UPDATE_BUCKETS_MAX {
+            assert!(limiter.admit(&format!("k{i}."), "a.test.", t0));
+        }
+        // Much later every bucket is full again: the next pair finds room.
+        let later = t0 + std::time::Duration::from_secs(60);
+        assert!(limiter.admit("new.", "a.test.", later));
+        assert_eq!(limiter.buckets.lock().map(|b| b.len()).unwrap_or_default(), 1);
+    }
 
     #[test]
     fn refusal_lines_come_in_a_burst_then_stop_and_count_what_they_left_out() {

@@ -68,6 +68,15 @@ pub struct Dns {
     /// `switchboard_dns::TSIG_FUDGE_MAX_DEFAULT` (300).
     #[serde(default)]
     pub tsig_fudge_max_secs: Option<u16>,
+    /// RFC 2136 UPDATEs one TSIG key may commit to one zone through this
+    /// node, a minute, and at once (a burst); past them REFUSED and
+    /// counted. 0 a minute: no bound. Unset:
+    /// `switchboard_dns::UPDATES_PER_MINUTE_DEFAULT` (600) and
+    /// `UPDATES_BURST_DEFAULT` (60).
+    #[serde(default)]
+    pub updates_per_minute: Option<u32>,
+    #[serde(default)]
+    pub updates_burst: Option<u32>,
     /// Response rate limiting (`[dns.rrl]`); off unless responses_per_second > 0.
     #[serde(default)]
     pub rrl: Rrl,
@@ -574,6 +583,9 @@ impl Config {
                 bail!("dns.dnstap.sample and dns.dnstap.queue: must be at least 1");
             }
         }
+        if self.dns.updates_burst == Some(0) {
+            bail!("dns.updates_burst: must be at least 1 (to refuse every UPDATE, give no key `update`)");
+        }
         if let Some(ip) = self.dns.notify_source {
             if ip.is_unspecified() || ip.is_multicast() || matches!(ip, std::net::IpAddr::V4(v4) if v4.is_broadcast()) {
                 bail!("dns.notify_source: {ip} cannot be a source address: name one of this host's addresses");
@@ -775,6 +787,16 @@ mod tests {
         assert!(e.contains("cluster.voters"), "{e}");
         let e = Config::parse("[listen]\napi = \"127.0.0.1:9153\"\n").unwrap_err().to_string();
         assert!(e.contains("listen.http"), "{e}");
+    }
+
+    #[test]
+    fn update_bounds_parse_and_a_burst_of_none_is_refused() -> anyhow::Result<()> {
+        let c = Config::parse("[dns]\nupdates_per_minute = 0\nupdates_burst = 5\n")?;
+        assert_eq!((c.dns.updates_per_minute, c.dns.updates_burst), (Some(0), Some(5)));
+        assert_eq!(Config::parse("")?.dns.updates_per_minute, None);
+        let e = Config::parse("[dns]\nupdates_burst = 0\n").unwrap_err().to_string();
+        assert!(e.contains("dns.updates_burst"), "{e}");
+        Ok(())
     }
 
     #[test]

@@ -136,6 +136,10 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         full_path_only: config.dns.full_path_only,
         signatures_cached: config.dns.signatures_cached,
         tsig_fudge_max_secs: config.dns.tsig_fudge_max_secs,
+        update_limit: Some(switchboard_dns::UpdateLimit {
+            per_minute: config.dns.updates_per_minute.unwrap_or(switchboard_dns::UPDATES_PER_MINUTE_DEFAULT),
+            burst: config.dns.updates_burst.unwrap_or(switchboard_dns::UPDATES_BURST_DEFAULT),
+        }),
         rrl: config.dns.rrl.settings(),
         cookies: config.cookie_secret()?,
         tap,

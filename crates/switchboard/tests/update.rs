@@ -342,3 +342,36 @@ fn with_rrl_a_flood_of_unsigned_updates_is_barely_answered() -> anyhow::Result<(
     assert!(dropped >= f64::from(BURST / 2), "{dropped} dropped, {answered} answered");
     Ok(())
 }
+
+/// Issue 27, item 5: UPDATEs are bounded per TSIG key and zone, so a key
+/// holder cannot keep the log busy with whole-zone writes; past the burst
+/// the next is REFUSED (and counted) while another key still gets through.
+#[test]
+fn updates_past_a_keys_rate_for_a_zone_are_refused_and_counted() -> anyhow::Result<()> {
+    let root = tempfile::tempdir()?;
+    // One a minute after a burst of three: the test ends long before a
+    // fourth token comes back.
+    let mut node = Node::configured(root.path(), "[dns]\nupdates_per_minute = 1\nupdates_burst = 3\n")?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    let zone = root.path().join("zone.toml");
+    std::fs::write(&zone, common::ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    let key = |name: &str| -> anyhow::Result<String> {
+        Ok(node.cli(&["tsig", "create", name, "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "update"])?.trim().to_string())
+    };
+    let (busy, other) = (key("busy")?, key("other")?);
+    for i in 0..3 {
+        let (ok, out) = nsupdate(&node, Some(&busy), &format!("update add r{i}.apps.example.test. 300 A 192.0.2.{i}"))?;
+        assert!(ok, "update {i} within the burst: {out}");
+    }
+    let (ok, out) = nsupdate(&node, Some(&busy), "update add r9.apps.example.test. 300 A 192.0.2.9")?;
+    assert!(!ok && out.contains("REFUSED"), "past the burst: {out}");
+    assert_eq!(rrs(&node, "r9.apps.example.test.", RecordType::A)?.0, ResponseCode::NXDomain, "nothing applied");
+    assert_eq!(metric(&node, "switchboard_dns_updates_refused_total{reason=\"rate_limited\"}")?, 1.0);
+    assert!(node.log().contains("updates a minute"), "the refusal says why in the log");
+    // Another key has a bucket of its own.
+    let (ok, out) = nsupdate(&node, Some(&other), "update add r8.apps.example.test. 300 A 192.0.2.8")?;
+    assert!(ok, "{out}");
+    Ok(())
+}
