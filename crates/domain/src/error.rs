@@ -53,7 +53,25 @@ pub enum CommandError {
     /// An RFC 2136 update refused with `rcode` (a prerequisite not met, a
     /// name outside the zone, or policy).
     #[error("{reason}")]
-    Update { rcode: crate::update::UpdateRcode, reason: String },
+    Update { rcode: UpdateRcode, reason: String },
+}
+
+/// The RCODEs an update is refused with besides FORMERR and NOTAUTH
+/// (RFC 2136 §2.2, §3.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub enum UpdateRcode {
+    /// A name that should not exist does.
+    YxDomain,
+    /// An RRset that should not exist does.
+    YxRrset,
+    /// A name that should exist does not.
+    NxDomain,
+    /// An RRset that should exist does not (or differs).
+    NxRrset,
+    /// A name outside the zone.
+    NotZone,
+    /// Policy: a name the rules make, a type not served, a key out of scope.
+    Refused,
 }
 
 impl From<ValidationError> for CommandError {

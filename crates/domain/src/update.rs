@@ -14,23 +14,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::record::{RData, RType, Record};
 
-/// The RCODEs an update is refused with besides FORMERR and NOTAUTH
-/// (RFC 2136 §2.2, §3.2).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum UpdateRcode {
-    /// A name that should not exist does.
-    YxDomain,
-    /// An RRset that should not exist does.
-    YxRrset,
-    /// A name that should exist does not.
-    NxDomain,
-    /// An RRset that should exist does not (or differs).
-    NxRrset,
-    /// A name outside the zone.
-    NotZone,
-    /// Policy: a name the rules make, a type not served, a key out of scope.
-    Refused,
-}
+/// Declared with the errors that carry it (`CommandError::Update`), so
+/// that errors, which records use, need nothing of updates.
+pub use crate::error::UpdateRcode;
 
 /// One prerequisite (RFC 2136 §2.4).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
