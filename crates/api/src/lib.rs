@@ -9,6 +9,7 @@ mod credentials;
 mod dnssec;
 mod service;
 mod status;
+mod streams;
 mod tsig;
 mod wait;
 mod watch;
@@ -20,7 +21,7 @@ pub use switchboard_proto::{API_MESSAGE_BYTES_MAX, FILE_DESCRIPTOR_SET};
 pub use auth::{Auth, BOOTSTRAP_TOKEN_LEN_MIN};
 pub use service::{health, reflection, Api, Services, SERVICE_NAMES};
 pub use status::{decode_failure_layer, CURRENT_REVISION_METADATA, LEADER_API_METADATA, LEADER_ID_METADATA};
-pub use watch::WatchLimits;
+pub use streams::WatchLimits;
 
 /// Tenants per `ListTenants` page: default and most.
 pub const PAGE_SIZE_DEFAULT: u32 = 1_000;

@@ -45,7 +45,7 @@ pub struct Api {
     pub(crate) node: Arc<Node>,
     max_stale_ms: u64,
     pub(crate) auth: Arc<Auth>,
-    pub(crate) watch: Arc<crate::watch::WatchGate>,
+    pub(crate) watch: Arc<crate::streams::WatchGate>,
 }
 
 type Reply<T> = Result<Response<T>, Status>;
@@ -127,7 +127,7 @@ pub fn reflection() -> Result<
 
 impl Api {
     pub fn new(node: Arc<Node>, max_stale_ms: u64, auth: Auth, watch: crate::WatchLimits) -> Api {
-        Api { node, max_stale_ms, auth: Arc::new(auth), watch: Arc::new(crate::watch::WatchGate::new(watch)) }
+        Api { node, max_stale_ms, auth: Arc::new(auth), watch: Arc::new(crate::streams::WatchGate::new(watch)) }
     }
 
     /// The caller of a request (`UNAUTHENTICATED` without valid credentials).
