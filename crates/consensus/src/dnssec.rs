@@ -15,7 +15,7 @@ use switchboard_domain::{Command, Guard};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::disk::Disk;
-use crate::node::Queued;
+use crate::write::Queued;
 use crate::{Published, Raft};
 
 /// How often the leader looks at the signed zones' plans.

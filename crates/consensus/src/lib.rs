@@ -12,11 +12,14 @@
 mod disk;
 mod dnssec;
 mod log_store;
+mod metrics;
 mod network;
 mod node;
+mod peer_service;
 mod state_machine;
 mod stats;
 mod status;
+mod write;
 
 /// The generated peer protocol (`proto/switchboard/raft/v1`, from the `proto` crate).
 pub use switchboard_proto::peer as peer_proto;
@@ -30,11 +33,13 @@ use switchboard_domain::{CommandError, Envelope, Outcome, State};
 
 pub use disk::Disk;
 pub use log_store::LogStore;
-pub use network::{PeerAuth, PeerNetwork, PeerPool, PeerService, CLUSTER_SECRET_LEN_MIN};
-pub use node::{Node, NodeError, Proposal, RaftSettings, Written};
+pub use metrics::NodeMetrics;
+pub use network::{PeerAuth, PeerNetwork, PeerPool, CLUSTER_SECRET_LEN_MIN};
+pub use node::{Node, RaftSettings};
+pub use peer_service::PeerService;
 pub use state_machine::StateMachine;
-pub use stats::NodeMetrics;
 pub use status::{LogPositions, Member, NodeStatus, Role};
+pub use write::{NodeError, Proposal, Written};
 
 /// Where a node can be reached.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]

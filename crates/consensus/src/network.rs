@@ -1,7 +1,9 @@
-//! The Raft peer network over tonic: one HTTP/2 channel per peer address,
-//! shared by every replication stream and forwarded proposal to that peer and
-//! reconnected by tonic on failure (openraft backs off between failed RPCs),
-//! and the server side that hands requests to the local `Raft`.
+//! The client side of the Raft peer network over tonic: one HTTP/2 channel
+//! per peer address, shared by every replication stream and forwarded
+//! proposal to that peer and reconnected by tonic on failure (openraft backs
+//! off between failed RPCs), and the cluster secret requests are signed
+//! with. The server side is `peer_service`: the node uses this one, and that
+//! one uses the node.
 //!
 //! Every request names the node id it is meant for and the cluster name; a
 //! node refuses traffic for another id or cluster, so a misrouted address
@@ -21,11 +23,10 @@ use serde::Serialize;
 use switchboard_storage::{decode, encode};
 use tonic::transport::{Channel, Endpoint};
 
-use crate::node::{NodeError, Proposal, Written};
 use crate::peer_proto::raft_peer_client::RaftPeerClient;
-use crate::peer_proto::raft_peer_server::RaftPeer;
-use crate::peer_proto::{PeerReply, PeerRequest};
-use crate::{Node, NodeId, NodeInfo, TypeConfig};
+use crate::peer_proto::PeerRequest;
+use crate::write::{NodeError, Proposal, Written};
+use crate::{NodeId, NodeInfo, TypeConfig};
 
 /// Largest peer message, either way. Snapshot chunks and append batches are
 /// sized well below it (see `RaftSettings`).
@@ -80,7 +81,7 @@ impl PeerAuth {
         r
     }
 
-    fn verify(&self, r: &PeerRequest) -> Result<(), tonic::Status> {
+    pub(crate) fn verify(&self, r: &PeerRequest) -> Result<(), tonic::Status> {
         let Some(key) = &self.key else { return Ok(()) };
         // ring compares the tags in constant time.
         ring::hmac::verify(key, &Self::message(r), &r.mac).map_err(|_| {
@@ -332,88 +333,5 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         option: RPCOption,
     ) -> Result<VoteResponse<NodeId>, RPCError<NodeId, NodeInfo, RaftError<NodeId>>> {
         self.call(Call::Vote, &rpc, &option).await
-    }
-}
-
-/// The server side of the peer protocol.
-pub struct PeerService {
-    id: NodeId,
-    cluster: String,
-    node: Arc<Node>,
-}
-
-impl PeerService {
-    pub fn new(cluster: String, node: Arc<Node>) -> PeerService {
-        PeerService { id: node.id(), cluster, node }
-    }
-
-    /// The tonic service, with the message limits set.
-    pub fn into_server(self) -> crate::peer_proto::raft_peer_server::RaftPeerServer<PeerService> {
-        crate::peer_proto::raft_peer_server::RaftPeerServer::new(self)
-            .max_decoding_message_size(PEER_MESSAGE_BYTES_MAX)
-            .max_encoding_message_size(PEER_MESSAGE_BYTES_MAX)
-    }
-
-    fn check<T: DeserializeOwned>(&self, req: tonic::Request<PeerRequest>) -> Result<T, tonic::Status> {
-        let req = req.into_inner();
-        self.node.peer_auth().verify(&req)?;
-        if req.to != self.id {
-            return Err(tonic::Status::failed_precondition(format!(
-                "this is node {}, not node {} (from node {})",
-                self.id, req.to, req.from
-            )));
-        }
-        if req.cluster != self.cluster {
-            return Err(tonic::Status::failed_precondition(format!(
-                "this node belongs to cluster {:?}, not {:?}",
-                self.cluster, req.cluster
-            )));
-        }
-        decode("peer request", &req.payload).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
-    }
-}
-
-fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-    let payload = encode("peer reply", result).map_err(|e| tonic::Status::internal(e.to_string()))?;
-    Ok(tonic::Response::new(PeerReply { payload }))
-}
-
-#[tonic::async_trait]
-impl RaftPeer for PeerService {
-    async fn append_entries(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> = self.check(req)?;
-        let result = self.node.raft().append_entries(rpc).await;
-        // Staleness is time since the leader last reached us: any
-        // append-entries it sent that we accepted, heartbeats included.
-        if matches!(&result, Ok(r) if r.is_success()) {
-            self.node.note_leader_contact();
-        }
-        reply(&result)
-    }
-
-    async fn vote(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let rpc: VoteRequest<NodeId> = self.check(req)?;
-        reply(&self.node.raft().vote(rpc).await)
-    }
-
-    async fn install_snapshot(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let rpc: InstallSnapshotRequest<TypeConfig> = self.check(req)?;
-        let result = self.node.raft().install_snapshot(rpc).await;
-        if result.is_ok() {
-            self.node.note_leader_contact();
-        }
-        reply(&result)
-    }
-
-    async fn forward(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let proposal: Proposal = self.check(req)?;
-        // Propose here only: a proposal is forwarded at most once, so two
-        // nodes that each think the other leads cannot bounce it forever.
-        reply(&self.node.propose_local(proposal).await)
-    }
-
-    async fn applied(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let () = self.check(req)?;
-        reply(&self.node.applied_revision())
     }
 }
