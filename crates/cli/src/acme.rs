@@ -2,6 +2,7 @@
 
 use switchboard_proto::v1::{self, acme_client::AcmeClient};
 
+use crate::error::Result;
 use crate::output::{table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{ChallengeList, ChallengeView, ChallengeWritten};
@@ -13,7 +14,7 @@ fn rows(c: &v1::Challenge) -> impl Iterator<Item = [String; 4]> + '_ {
     c.values.iter().map(|v| [c.name.clone(), v.value.clone(), v.ttl.to_string(), v.expires_at_ms.to_string()])
 }
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &AcmeCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &AcmeCmd) -> Result<Output> {
     let mut c = AcmeClient::new(channel);
     let options = Some(ctx.options.clone());
     let written = match cmd {

@@ -2,13 +2,14 @@
 
 use switchboard_proto::v1::{self, clusters_client::ClustersClient};
 
+use crate::error::Result;
 use crate::output::{table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{state_name, ClusterView, ClusterWritten};
 use crate::zone::deleted;
 use crate::{ClusterCmd, Ctx};
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ClusterCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ClusterCmd) -> Result<Output> {
     let mut c = ClustersClient::new(channel);
     let options = Some(ctx.options.clone());
     match cmd {

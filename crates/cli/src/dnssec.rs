@@ -4,6 +4,7 @@
 use serde::Serialize;
 use switchboard_proto::v1::{self, dnssec_keys_client::DnssecKeysClient};
 
+use crate::error::Result;
 use crate::output::{fields, table, Output};
 use crate::transport::{status, Ch};
 use crate::{Ctx, DnssecCmd};
@@ -100,7 +101,7 @@ fn when(ms: u64) -> String {
     humantime::format_rfc3339_seconds(at).to_string()
 }
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &DnssecCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &DnssecCmd) -> Result<Output> {
     let mut c = DnssecKeysClient::new(channel);
     match cmd {
         DnssecCmd::Status { apex } => {

@@ -10,6 +10,7 @@ mod acme;
 mod args;
 mod cluster;
 mod dnssec;
+pub mod error;
 mod import;
 mod node;
 mod output;
@@ -25,7 +26,6 @@ pub mod zonefile;
 use std::io::Write;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Context};
 use switchboard_proto::v1;
 
 pub use args::{
@@ -33,6 +33,7 @@ pub use args::{
     TsigCmd, Wait, ZoneCmd,
 };
 
+pub use error::{CliError, Result, StatusError};
 use output::Output;
 use transport::{Ch, Transport};
 
@@ -45,7 +46,7 @@ struct Ctx {
 
 /// Run a client command (anything but `serve`) against `--server`, print
 /// its result, and fail if the call failed or the result says so.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
+pub async fn run(cli: Cli) -> Result<()> {
     // Bulk and streaming calls run as long as their work takes.
     let bulk = matches!(
         cli.command,
@@ -63,16 +64,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command;
     let out = ctx.transport.call(|channel| execute(channel, &ctx, &command)).await?;
     let mut stdout = std::io::stdout().lock();
-    out.print(cli.json, &mut stdout).and_then(|()| stdout.flush()).context("writing to standard output")?;
+    out.print(cli.json, &mut stdout).and_then(|()| stdout.flush()).map_err(CliError::io("writing to standard output"))?;
     match out.failure {
-        Some(why) => Err(anyhow!(why)),
+        Some(why) => Err(CliError::Failed(why)),
         None => Ok(()),
     }
 }
 
-async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> anyhow::Result<Output> {
+async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> Result<Output> {
     match command {
-        Cmd::Serve { .. } => Err(anyhow!("serve is not a client command")),
+        Cmd::Serve { .. } => Err(CliError::input("serve is not a client command")),
         Cmd::Zone(c) => zone::run(channel, ctx, c).await,
         Cmd::Cluster(c) => cluster::run(channel, ctx, c).await,
         Cmd::Tenant(c) => tenant::run(channel, ctx, c).await,
@@ -93,32 +94,31 @@ pub fn main(cli: Cli) -> ExitCode {
     let result = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("starting the client runtime")
+        .map_err(CliError::io("starting the client runtime"))
         .and_then(|rt| rt.block_on(run(cli)));
-    report(result)
+    match result {
+        Err(e) if e.is_broken_pipe() => ExitCode::SUCCESS,
+        result => report(result.map_err(|e| one_line(&e))),
+    }
 }
 
-/// The exit code of a command, printing its error on standard error as
-/// `error: ` and one line (scripts match `error: <gRPC code>: `). A reader
-/// that went away (`switchboard zone list | head -1`) is no error.
-pub fn report(result: anyhow::Result<()>) -> ExitCode {
+/// The exit code of a command, printing its error (already one line) on
+/// standard error as `error: ` and the line (scripts match `error: <gRPC
+/// code>: `). A reader that went away (`switchboard zone list | head -1`)
+/// is no error: the caller passes success.
+pub fn report(result: std::result::Result<(), String>) -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if broken_pipe(&e) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("error: {}", one_line(&e));
+        Err(line) => {
+            eprintln!("error: {line}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// The error and its causes on one line, outermost first.
-pub fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ").replace('\n', " ")
-}
-
-fn broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+/// An error and its sources on one line, outermost first.
+pub fn one_line(e: &dyn std::error::Error) -> String {
+    transport::source_text(e).replace('\n', " ")
 }
 
 #[cfg(test)]
@@ -152,9 +152,11 @@ mod tests {
     }
 
     #[test]
-    fn a_closed_pipe_is_not_an_error() {
-        let e = anyhow::Error::new(std::io::Error::from(std::io::ErrorKind::BrokenPipe)).context("writing to standard output");
-        assert!(broken_pipe(&e));
-        assert!(!broken_pipe(&anyhow!("Unavailable: no leader")));
+    fn a_closed_pipe_is_not_an_error_and_errors_are_one_line() {
+        let e = CliError::io("writing to standard output")(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
+        assert!(e.is_broken_pipe());
+        assert!(!CliError::input("--token: not a printable ASCII token").is_broken_pipe());
+        let e = CliError::io("reading zone.toml")(std::io::Error::new(std::io::ErrorKind::NotFound, "no such\nfile"));
+        assert_eq!(one_line(&e), "reading zone.toml: no such file");
     }
 }

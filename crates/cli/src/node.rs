@@ -3,12 +3,13 @@
 
 use switchboard_proto::v1::{self, membership_client::MembershipClient, node_client::NodeClient};
 
+use crate::error::Result;
 use crate::output::{table, Output};
 use crate::transport::{status as grpc, Ch};
 use crate::view::{members, MemberStatus, MembersWritten, NodeStatus, StatusView};
 use crate::{Ctx, MemberCmd};
 
-pub async fn member(channel: Ch, cmd: &MemberCmd) -> anyhow::Result<Output> {
+pub async fn member(channel: Ch, cmd: &MemberCmd) -> Result<Output> {
     let mut c = MembershipClient::new(channel);
     let (revision, ms) = match cmd {
         MemberCmd::List => (None, c.list_members(v1::MembersRequest {}).await.map_err(grpc)?.into_inner().members),
@@ -40,7 +41,7 @@ async fn member_status(ctx: &Ctx, api: &str) -> Result<v1::StatusResponse, Strin
     NodeClient::new(channel).status(v1::StatusRequest {}).await.map(tonic::Response::into_inner).map_err(|s| s.message().to_string())
 }
 
-pub async fn status(channel: Ch, ctx: &Ctx) -> anyhow::Result<Output> {
+pub async fn status(channel: Ch, ctx: &Ctx) -> Result<Output> {
     let s = NodeClient::new(channel).status(v1::StatusRequest {}).await.map_err(grpc)?.into_inner();
     let mut per_member = Vec::new();
     for m in &s.members {

@@ -9,6 +9,8 @@ use comfy_table::{presets, Table};
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::error::Result;
+
 /// How a command's result looks without `--json`.
 #[derive(Debug)]
 pub enum Human {
@@ -31,17 +33,17 @@ pub struct Output {
 
 impl Output {
     /// `view` as JSON, or as `table` under `title`.
-    pub fn table(view: &impl Serialize, title: Option<String>, table: Table) -> anyhow::Result<Output> {
+    pub fn table(view: &impl Serialize, title: Option<String>, table: Table) -> Result<Output> {
         Ok(Output { value: Some(to_value(view)?), human: Human::Table { title, table: Box::new(table) }, failure: None })
     }
 
     /// `view` as JSON either way (indented for people).
-    pub fn json(view: &impl Serialize) -> anyhow::Result<Output> {
+    pub fn json(view: &impl Serialize) -> Result<Output> {
         Ok(Output { value: Some(to_value(view)?), human: Human::Json, failure: None })
     }
 
     /// `view` as JSON, or for people this one line.
-    pub fn line(view: &impl Serialize, line: String) -> anyhow::Result<Output> {
+    pub fn line(view: &impl Serialize, line: String) -> Result<Output> {
         Ok(Output { value: Some(to_value(view)?), human: Human::Line(line), failure: None })
     }
 
@@ -86,7 +88,7 @@ impl Output {
 
 /// A view as a JSON value. Going through `Value` (rather than straight to
 /// text) keeps keys in the order the CLI has always printed them: sorted.
-fn to_value(view: &impl Serialize) -> anyhow::Result<Value> {
+fn to_value(view: &impl Serialize) -> Result<Value> {
     Ok(serde_json::to_value(view)?)
 }
 

@@ -3,9 +3,9 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use switchboard_proto::v1::{self, tenants_client::TenantsClient};
 
+use crate::error::{CliError, Result};
 use crate::output::{fields, table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{tombstone_line, ImportErrorView, ImportSummary, RebalanceView, TenantView, TenantWritten};
@@ -21,7 +21,7 @@ fn client(channel: Ch) -> TenantsClient<Ch> {
     TenantsClient::new(channel).max_decoding_message_size(switchboard_proto::API_MESSAGE_BYTES_MAX)
 }
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TenantCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TenantCmd) -> Result<Output> {
     let mut c = client(channel);
     let options = Some(ctx.options.clone());
     let r = match cmd {
@@ -54,7 +54,7 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TenantCmd) -> anyhow::Result<Outp
 }
 
 /// One tenant; after a write (`revision` given), with the write's revision.
-fn detail(t: &v1::Tenant, revision: Option<u64>) -> anyhow::Result<Output> {
+fn detail(t: &v1::Tenant, revision: Option<u64>) -> Result<Output> {
     let mut rows = vec![
         ("id".to_string(), t.id.clone()),
         ("cluster".into(), t.cluster.clone()),
@@ -72,7 +72,7 @@ fn detail(t: &v1::Tenant, revision: Option<u64>) -> anyhow::Result<Output> {
 }
 
 /// Every tenant (on `cluster`, if not empty), paging, up to `limit`.
-async fn list(mut c: TenantsClient<Ch>, cluster: String, limit: Option<u64>) -> anyhow::Result<Output> {
+async fn list(mut c: TenantsClient<Ch>, cluster: String, limit: Option<u64>) -> Result<Output> {
     let mut all = Vec::new();
     let mut token = String::new();
     loop {
@@ -101,8 +101,8 @@ async fn list(mut c: TenantsClient<Ch>, cluster: String, limit: Option<u64>) -> 
 /// chunks with a progress line; lines that do not parse are reported with
 /// the server's rejections. Fails (after the summary) if any record was
 /// rejected, so scripts notice.
-async fn import_file(mut c: TenantsClient<Ch>, file: &Path) -> anyhow::Result<Output> {
-    let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+async fn import_file(mut c: TenantsClient<Ch>, file: &Path) -> Result<Output> {
+    let text = std::fs::read_to_string(file).map_err(CliError::io(format!("reading {}", file.display())))?;
     let (records, mut errors) = import::parse(&text, file);
     let total = records.len() + errors.len();
     let (tx, rx) = tokio::sync::mpsc::channel(4);
@@ -143,7 +143,7 @@ async fn import_file(mut c: TenantsClient<Ch>, file: &Path) -> anyhow::Result<Ou
     Ok(Output::table(&view, None, fields(rows))?.failing_if(rejected > 0, format!("{rejected} of {total} records rejected")))
 }
 
-pub async fn rebalance(channel: Ch, dry_run: bool, max: u32) -> anyhow::Result<Output> {
+pub async fn rebalance(channel: Ch, dry_run: bool, max: u32) -> Result<Output> {
     let r = client(channel).rebalance(v1::RebalanceRequest { dry_run, max }).await.map_err(status)?.into_inner();
     let failed = r.moves.iter().filter(|m| !m.error.is_empty()).count();
     let title = if dry_run {

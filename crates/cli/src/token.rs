@@ -2,6 +2,7 @@
 
 use switchboard_proto::v1::{self, credentials_client::CredentialsClient};
 
+use crate::error::Result;
 use crate::output::{table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{CredentialCreated, CredentialList, CredentialView};
@@ -23,7 +24,7 @@ fn row(c: &v1::Credential) -> [String; 5] {
     [c.id.clone(), c.name.clone(), c.role.clone(), scope, c.revision.to_string()]
 }
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TokenCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TokenCmd) -> Result<Output> {
     let mut c = CredentialsClient::new(channel);
     match cmd {
         TokenCmd::Create { name, role, environments, zones, tenant } => {

@@ -1,5 +1,5 @@
 //! How the CLI reaches a node: the channel, the caller's token on every call
-//! (`authorization: Bearer`), gRPC errors as [`StatusError`], and the leader
+//! (`authorization: Bearer`), gRPC errors as [`StatusError`](crate::error::StatusError), and the leader
 //! redirect: a node that could neither lead nor reach the leader answers
 //! `UNAVAILABLE` with the leader's API address in metadata, and the call is
 //! made once more there, paced by the shared [`switchboard_proto::retry`]
@@ -9,11 +9,12 @@ use std::future::Future;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use anyhow::anyhow;
 use backon::Retryable;
 use tonic::metadata::AsciiMetadataValue;
 use tonic::service::interceptor::InterceptedService;
 use tonic::transport::{Channel, Endpoint};
+
+use crate::error::{CliError, Result, StatusError};
 
 /// Time to connect and to complete one call.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -30,9 +31,9 @@ pub struct Bearer(Option<AsciiMetadataValue>);
 
 impl Bearer {
     /// The header for `token`, if any; refused if it cannot be a header value.
-    pub fn new(token: Option<&str>) -> anyhow::Result<Bearer> {
+    pub fn new(token: Option<&str>) -> Result<Bearer> {
         Ok(Bearer(match token {
-            Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| anyhow!("--token: not a printable ASCII token"))?),
+            Some(t) => Some(format!("Bearer {}", t.trim()).parse().map_err(|_| CliError::input("--token: not a printable ASCII token"))?),
             None => None,
         }))
     }
@@ -50,36 +51,14 @@ impl tonic::service::Interceptor for Bearer {
 /// A channel whose calls carry the token.
 pub type Ch = InterceptedService<Channel, Bearer>;
 
-/// A failed call: its gRPC code and message, and the leader's API address
-/// when the node said it is not the leader.
-#[derive(Debug)]
-pub struct StatusError {
-    pub code: tonic::Code,
-    pub message: String,
-    pub leader: Option<String>,
-}
-
-impl std::fmt::Display for StatusError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{:?}: {}", self.code, self.message)
-    }
-}
-
-impl std::error::Error for StatusError {}
-
 /// A gRPC status as an error; `UNAVAILABLE` keeps the leader it names.
-pub fn status(s: tonic::Status) -> anyhow::Error {
+pub fn status(s: tonic::Status) -> CliError {
     let leader = if s.code() == tonic::Code::Unavailable {
         s.metadata().get(switchboard_proto::LEADER_API_METADATA).and_then(|v| v.to_str().ok()).map(str::to_string)
     } else {
         None
     };
-    anyhow::Error::new(StatusError { code: s.code(), message: s.message().to_string(), leader })
-}
-
-/// The leader an error sends us to, if it is a not-the-leader answer.
-fn leader_of(e: &anyhow::Error) -> Option<String> {
-    e.downcast_ref::<StatusError>().and_then(|s| s.leader.clone())
+    CliError::Status(StatusError { code: s.code(), message: s.message().to_string(), leader })
 }
 
 /// An error and its sources on one line.
@@ -111,25 +90,29 @@ enum Target {
 }
 
 impl Transport {
-    pub fn new(server: &str, token: Option<&str>, bulk: bool) -> anyhow::Result<Transport> {
+    pub fn new(server: &str, token: Option<&str>, bulk: bool) -> Result<Transport> {
         Ok(Transport { server: server.to_string(), bearer: Bearer::new(token)?, bulk })
     }
 
-    fn endpoint(&self, url: String) -> Result<Endpoint, tonic::transport::Error> {
+    fn endpoint(&self, url: String) -> std::result::Result<Endpoint, tonic::transport::Error> {
         let e = Endpoint::from_shared(url)?.connect_timeout(CONNECT_TIMEOUT);
         Ok(if self.bulk { e } else { e.timeout(CALL_TIMEOUT) })
     }
 
-    async fn connect(&self, target: &Target) -> anyhow::Result<Ch> {
+    async fn connect(&self, target: &Target) -> Result<Ch> {
         let channel = match target {
             Target::Server => {
                 let server = &self.server;
-                let endpoint = self.endpoint(server.clone()).map_err(|e| anyhow!("--server {server:?}: {e}"))?;
-                endpoint.connect().await.map_err(|e| anyhow!("connecting to {server}: {}", source_text(&e)))?
+                let endpoint = self.endpoint(server.clone()).map_err(|e| CliError::input(format!("--server {server:?}: {e}")))?;
+                endpoint.connect().await.map_err(|e| CliError::Connect { target: server.clone(), reason: source_text(&e) })?
             }
             Target::Leader(leader) => {
-                let endpoint = self.endpoint(format!("http://{leader}")).map_err(|e| anyhow!("leader address {leader:?}: {e}"))?;
-                endpoint.connect().await.map_err(|e| anyhow!("connecting to the leader at {leader}: {}", source_text(&e)))?
+                let endpoint =
+                    self.endpoint(format!("http://{leader}")).map_err(|e| CliError::input(format!("leader address {leader:?}: {e}")))?;
+                endpoint
+                    .connect()
+                    .await
+                    .map_err(|e| CliError::Connect { target: format!("the leader at {leader}"), reason: source_text(&e) })?
             }
         };
         Ok(Ch::new(channel, self.bearer.clone()))
@@ -137,10 +120,10 @@ impl Transport {
 
     /// Make `call` on the server; if it answers that it could not reach the
     /// leader and names it, make it again at the leader (once).
-    pub async fn call<T, F, Fut>(&self, call: F) -> anyhow::Result<T>
+    pub async fn call<T, F, Fut>(&self, call: F) -> Result<T>
     where
         F: Fn(Ch) -> Fut,
-        Fut: Future<Output = anyhow::Result<T>>,
+        Fut: Future<Output = Result<T>>,
     {
         let target = Mutex::new(Target::Server);
         let (target, call) = (&target, &call);
@@ -150,9 +133,9 @@ impl Transport {
         };
         attempt
             .retry(switchboard_proto::retry::policy().with_max_times(LEADER_REDIRECTS_MAX))
-            .when(|e| leader_of(e).is_some())
+            .when(|e| e.leader().is_some())
             .notify(|e, _| {
-                if let (Some(leader), Ok(mut t)) = (leader_of(e), target.lock()) {
+                if let (Some(leader), Ok(mut t)) = (e.leader(), target.lock()) {
                     *t = Target::Leader(leader);
                 }
             })
@@ -161,7 +144,7 @@ impl Transport {
 
     /// A channel to another node by its API address (`host:port`), with
     /// the short timeouts `status` uses to ask every member.
-    pub async fn member(&self, api: &str) -> Result<Ch, String> {
+    pub async fn member(&self, api: &str) -> std::result::Result<Ch, String> {
         let endpoint = Endpoint::from_shared(format!("http://{api}"))
             .map_err(|e| e.to_string())?
             .connect_timeout(MEMBER_STATUS_TIMEOUT)

@@ -3,6 +3,7 @@
 use base64::Engine;
 use switchboard_proto::v1::{self, tsig_keys_client::TsigKeysClient};
 
+use crate::error::Result;
 use crate::output::{table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{TsigKeyCreated, TsigKeyList, TsigKeyView};
@@ -15,7 +16,7 @@ fn row(k: &TsigKeyView) -> [String; 5] {
     [k.name.clone(), k.algorithm.clone(), k.scope.clone(), k.allow.join(","), k.revision.to_string()]
 }
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TsigCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TsigCmd) -> Result<Output> {
     let mut c = TsigKeysClient::new(channel);
     match cmd {
         TsigCmd::Create { name, algorithm, environments, zones, tenant, allow } => {

@@ -3,15 +3,15 @@
 
 use std::io::Write;
 
-use anyhow::Context;
 use switchboard_proto::v1::{self, watch_client::WatchClient};
 
+use crate::error::{CliError, Result};
 use crate::output::Output;
 use crate::transport::{status, Ch};
 use crate::view::{Compacted, EventView};
 use crate::Kind;
 
-pub async fn run(channel: Ch, after: u64, kinds: &[Kind], cluster: Option<String>, count: Option<u64>) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, after: u64, kinds: &[Kind], cluster: Option<String>, count: Option<u64>) -> Result<Output> {
     let kinds = kinds.iter().map(|k| k.wire() as i32).collect();
     let req = v1::WatchRequest { after_revision: after, kinds, cluster: cluster.unwrap_or_default() };
     // Events as large as the server may send (the default stops at 4 MiB).
@@ -33,14 +33,14 @@ pub async fn run(channel: Ch, after: u64, kinds: &[Kind], cluster: Option<String
         }
         for e in &r.events {
             let line = serde_json::to_value(EventView::from(e))?;
-            writeln!(out, "{line}").context("writing to standard output")?;
+            writeln!(out, "{line}").map_err(CliError::io("writing to standard output"))?;
             seen += 1;
             if count.is_some_and(|n| seen >= n) {
-                out.flush().context("writing to standard output")?;
+                out.flush().map_err(CliError::io("writing to standard output"))?;
                 return Ok(Output::done());
             }
         }
-        out.flush().context("writing to standard output")?;
+        out.flush().map_err(CliError::io("writing to standard output"))?;
     }
     Ok(Output::done().failing("the node ended the stream"))
 }

@@ -3,15 +3,15 @@
 
 use std::io::Write;
 
-use anyhow::{anyhow, Context};
 use switchboard_proto::v1::{self, zones_client::ZonesClient};
 
+use crate::error::{CliError, Result};
 use crate::output::{fields, table, Output};
 use crate::transport::{status, Ch};
 use crate::view::{Deleted, ZoneExported, ZoneImported, ZoneView, ZoneWritten};
 use crate::{zonefile, Ctx, ZoneCmd};
 
-pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output> {
+pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> Result<Output> {
     let mut c = ZonesClient::new(channel).max_decoding_message_size(switchboard_proto::API_MESSAGE_BYTES_MAX);
     let options = Some(ctx.options.clone());
     match cmd {
@@ -58,18 +58,18 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output
         ZoneCmd::Export { apex, output } => {
             let mut stream = c.export_zone(v1::ExportZoneRequest { apex: apex.clone() }).await.map_err(status)?.into_inner();
             let mut out: Box<dyn Write> = match output {
-                Some(path) => {
-                    Box::new(std::io::BufWriter::new(std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?))
-                }
+                Some(path) => Box::new(std::io::BufWriter::new(
+                    std::fs::File::create(path).map_err(CliError::io(format!("creating {}", path.display())))?,
+                )),
                 None => Box::new(std::io::BufWriter::new(std::io::stdout().lock())),
             };
             let (mut bytes, mut revision) = (0usize, 0u64);
             while let Some(chunk) = stream.message().await.map_err(status)? {
-                out.write_all(chunk.text.as_bytes()).context("writing the zone")?;
+                out.write_all(chunk.text.as_bytes()).map_err(CliError::io("writing the zone"))?;
                 bytes += chunk.text.len();
                 revision = chunk.revision;
             }
-            out.flush().context("writing the zone")?;
+            out.flush().map_err(CliError::io("writing the zone"))?;
             drop(out);
             match output {
                 // The file is the output; say what was written on stderr only.
@@ -81,8 +81,8 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output
             }
         }
         ZoneCmd::Import { file, apex, environment } => {
-            let text = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-            let imported = zonefile::master(&text, apex.as_deref()).with_context(|| format!("master file {}", file.display()))?;
+            let text = std::fs::read_to_string(file).map_err(CliError::io(format!("reading {}", file.display())))?;
+            let imported = zonefile::master(&text, apex.as_deref()).map_err(CliError::within(format!("master file {}", file.display())))?;
             let existing = match c.get_zone(v1::GetZoneRequest { apex: imported.apex.clone() }).await {
                 Ok(z) => Some(z.into_inner()),
                 Err(s) if s.code() == tonic::Code::NotFound => None,
@@ -96,9 +96,9 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output
                     (v1::Zone { environment, rules: z.rules, ttl: z.ttl, ..imported }, revision)
                 }
                 None => {
-                    let environment = environment
-                        .clone()
-                        .ok_or_else(|| anyhow!("zone {} does not exist: give --environment to create it", imported.apex))?;
+                    let environment = environment.clone().ok_or_else(|| {
+                        CliError::input(format!("zone {} does not exist: give --environment to create it", imported.apex))
+                    })?;
                     (v1::Zone { environment, ..imported }, 0)
                 }
             };
@@ -119,7 +119,7 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ZoneCmd) -> anyhow::Result<Output
 }
 
 /// The answer to every deletion: what and at which revision.
-pub fn deleted(what: &str, revision: u64) -> anyhow::Result<Output> {
+pub fn deleted(what: &str, revision: u64) -> Result<Output> {
     let rows = [("deleted".to_string(), what.to_string()), ("revision".to_string(), revision.to_string())];
     Output::table(&Deleted { deleted: what.to_string(), revision }, None, fields(rows))
 }

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
-use anyhow::Context;
 use serde::Deserialize;
 use switchboard_proto::v1 as proto;
+
+use crate::error::{CliError, Result};
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -45,15 +46,15 @@ struct DnssecFile {
 }
 
 /// Days (fractions allowed) as whole seconds; `key` names it in the error.
-fn days(key: &str, value: Option<f64>) -> anyhow::Result<Option<u64>> {
+fn days(key: &str, value: Option<f64>) -> Result<Option<u64>> {
     match value {
         None => Ok(None),
         Some(d) if d.is_finite() && (0.0..=36_500.0).contains(&d) => Ok(Some((d * 86_400.0).round() as u64)),
-        Some(d) => anyhow::bail!("dnssec.{key}: {d} is not a number of days from 0 to 36500"),
+        Some(d) => Err(CliError::input(format!("dnssec.{key}: {d} is not a number of days from 0 to 36500"))),
     }
 }
 
-fn dnssec(d: DnssecFile) -> anyhow::Result<proto::Dnssec> {
+fn dnssec(d: DnssecFile) -> Result<proto::Dnssec> {
     Ok(proto::Dnssec {
         algorithm: d.algorithm,
         rrsig_validity_seconds: days("rrsig_validity_days", d.rrsig_validity_days)?,
@@ -106,13 +107,13 @@ struct RecordFile {
 }
 
 /// Read a zone file and check it as the server will.
-pub fn load(path: &Path) -> anyhow::Result<proto::Zone> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("reading zone file {}", path.display()))?;
-    parse(&text).with_context(|| format!("zone file {}", path.display()))
+pub fn load(path: &Path) -> Result<proto::Zone> {
+    let text = std::fs::read_to_string(path).map_err(CliError::io(format!("reading zone file {}", path.display())))?;
+    parse(&text).map_err(CliError::within(format!("zone file {}", path.display())))
 }
 
-pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
-    let f: ZoneFile = toml::from_str(text).map_err(|e| anyhow::anyhow!("{}", e.to_string().trim_end()))?;
+pub fn parse(text: &str) -> Result<proto::Zone> {
+    let f: ZoneFile = toml::from_str(text).map_err(|e| CliError::input(e.to_string().trim_end()))?;
     let zone = proto::Zone {
         apex: f.apex,
         environment: f.environment,
@@ -157,20 +158,22 @@ pub fn parse(text: &str) -> anyhow::Result<proto::Zone> {
 /// fields (not the serial, which Switchboard derives), the apex NS set gives
 /// the name servers and every other record becomes a static record. The
 /// result has no environment and no rules: the caller fills them in.
-pub fn master(text: &str, apex: Option<&str>) -> anyhow::Result<proto::Zone> {
+pub fn master(text: &str, apex: Option<&str>) -> Result<proto::Zone> {
     use switchboard_domain::{masterfile, RData, RType};
     let origin = apex.map(|a| if a.ends_with('.') { a.to_ascii_lowercase() } else { format!("{}.", a.to_ascii_lowercase()) });
     let records = masterfile::parse(text, origin.as_deref())?;
     let mut soas = records.iter().filter(|r| r.rtype() == RType::Soa);
     let (Some(soa), None) = (soas.next(), soas.next()) else {
-        anyhow::bail!("a master file needs exactly one SOA record, at the zone's apex");
+        return Err(CliError::input("a master file needs exactly one SOA record, at the zone's apex"));
     };
     let apex = soa.name.clone();
     if let Some(o) = &origin {
-        anyhow::ensure!(*o == apex, "the SOA is at {apex}, not at --apex {o}");
+        if *o != apex {
+            return Err(CliError::input(format!("the SOA is at {apex}, not at --apex {o}")));
+        }
     }
     let RData::Soa { mname, rname, refresh, retry, expire, minimum, .. } = &soa.data else {
-        anyhow::bail!("the SOA record has no SOA data");
+        return Err(CliError::input("the SOA record has no SOA data"));
     };
     let mut zone = proto::Zone {
         apex: apex.clone(),

@@ -16,7 +16,10 @@ fn main() -> ExitCode {
                 None => Ok(switchboard::Config::default()),
             };
             // `error: ` and the causes on one line, exit 1, like every command.
-            switchboard_cli::report(config.and_then(switchboard::run))
+            let result = config.and_then(switchboard::run);
+            switchboard_cli::report(
+                result.map_err(|e| e.chain().map(ToString::to_string).collect::<Vec<_>>().join(": ").replace('\n', " ")),
+            )
         }
         // Its own runtime, output and exit code; a closed stdout exits quietly.
         _ => switchboard_cli::main(cli),

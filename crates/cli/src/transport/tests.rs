@@ -39,7 +39,7 @@ async fn serve(node: Fake) -> SocketAddr {
     addr
 }
 
-async fn status_of(t: &Transport) -> anyhow::Result<StatusResponse> {
+async fn status_of(t: &Transport) -> crate::Result<StatusResponse> {
     t.call(|ch| async move { Ok(NodeClient::new(ch).status(StatusRequest {}).await.map_err(status)?.into_inner()) }).await
 }
 
@@ -56,7 +56,7 @@ async fn calls_carry_the_token_and_follow_the_leader_once() {
     let other = serve(Fake { id: 3, leader: Some(follower.to_string()) }).await;
     let t = Transport::new(&format!("http://{other}"), None, false).unwrap();
     let e = status_of(&t).await.unwrap_err();
-    let s = e.downcast_ref::<StatusError>().unwrap();
+    let crate::CliError::Status(s) = &e else { panic!("{e:?}") };
     assert_eq!((s.code, s.leader.as_deref()), (tonic::Code::Unavailable, Some(leader.to_string().as_str())));
     assert_eq!(e.to_string(), "Unavailable: not the leader");
 }
