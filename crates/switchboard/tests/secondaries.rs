@@ -104,17 +104,7 @@ fn bind_and_powerdns_secondaries_accept_notify_from_the_node_dns_address() -> an
     let dir = tempfile::tempdir()?;
     let mut node = Node::prepare(dir.path(), 1)?;
     let dns = SocketAddr::new(IpAddr::V4(NODE_IP), node.ports.dns);
-    let p = &node.ports;
-    std::fs::write(
-        &node.config,
-        format!(
-            "node_id = 1\ndata_dir = {data:?}\n[listen]\ndns = \"{dns}\"\napi = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
-            p.api,
-            p.peer,
-            p.http,
-            data = node.dir.join("data"),
-        ),
-    )?;
+    node.write_config_at(1, dns, "")?;
     node.spawn()?;
     node.wait_leader(Duration::from_secs(30))?;
 

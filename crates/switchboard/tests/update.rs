@@ -122,6 +122,18 @@ fn rrs(node: &Node, name: &str, rtype: RecordType) -> anyhow::Result<(ResponseCo
     Ok((m.metadata.response_code, answers(&m)))
 }
 
+/// A single node in `root` with `config` added to its node config,
+/// serving `common::ZONE`.
+fn serving(root: &std::path::Path, config: &str) -> anyhow::Result<Node> {
+    let mut node = Node::configured(root, config)?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    let zone = root.join("zone.toml");
+    std::fs::write(&zone, common::ZONE)?;
+    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    Ok(node)
+}
+
 #[test]
 fn nsupdate_changes_static_records_and_challenges_and_nothing_it_may_not() -> anyhow::Result<()> {
     let zone = format!("{}\n[[rules]]\nkind = \"acme\"\n", common::ZONE);
@@ -315,12 +327,7 @@ fn a_flood_of_unsigned_updates_is_counted_each_and_logged_a_few_times() -> anyho
 #[test]
 fn with_rrl_a_flood_of_unsigned_updates_is_barely_answered() -> anyhow::Result<()> {
     let root = tempfile::tempdir()?;
-    let mut node = Node::configured(root.path(), "[dns.rrl]\nresponses_per_second = 1\nslip = 0\n")?;
-    node.spawn()?;
-    node.wait_leader(Duration::from_secs(30))?;
-    let zone = root.path().join("zone.toml");
-    std::fs::write(&zone, common::ZONE)?;
-    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    let node = serving(root.path(), "[dns.rrl]\nresponses_per_second = 1\nslip = 0\n")?;
     // Sent at once, as a forged flood is, from one source.
     assert!(usize::from(BURST) < switchboard_dns::UPDATES_IN_FLIGHT_MAX);
     let sock = UdpSocket::bind("127.0.0.1:0")?;
@@ -351,12 +358,7 @@ fn updates_past_a_keys_rate_for_a_zone_are_refused_and_counted() -> anyhow::Resu
     let root = tempfile::tempdir()?;
     // One a minute after a burst of three: the test ends long before a
     // fourth token comes back.
-    let mut node = Node::configured(root.path(), "[dns]\nupdates_per_minute = 1\nupdates_burst = 3\n")?;
-    node.spawn()?;
-    node.wait_leader(Duration::from_secs(30))?;
-    let zone = root.path().join("zone.toml");
-    std::fs::write(&zone, common::ZONE)?;
-    node.cli(&["zone", "put", zone.to_str().unwrap_or_default()])?;
+    let node = serving(root.path(), "[dns]\nupdates_per_minute = 1\nupdates_burst = 3\n")?;
     let key = |name: &str| -> anyhow::Result<String> {
         Ok(node.cli(&["tsig", "create", name, "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "update"])?.trim().to_string())
     };

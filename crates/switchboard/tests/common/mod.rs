@@ -149,12 +149,17 @@ impl Node {
 
     /// Write this node's config: the listen section from its ports, then `rest`.
     pub fn write_config(&self, id: u64, rest: &str) -> anyhow::Result<()> {
+        self.write_config_at(id, SocketAddr::from(([127, 0, 0, 1], self.ports.dns)), rest)
+    }
+
+    /// `write_config`, with DNS served on `dns` instead of 127.0.0.1 (the
+    /// other listeners stay there).
+    pub fn write_config_at(&self, id: u64, dns: SocketAddr, rest: &str) -> anyhow::Result<()> {
         let p = &self.ports;
         std::fs::write(
             &self.config,
             format!(
-                "node_id = {id}\ndata_dir = {data:?}\n[listen]\ndns = \"127.0.0.1:{}\"\napi = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n{rest}",
-                p.dns,
+                "node_id = {id}\ndata_dir = {data:?}\n[listen]\ndns = \"{dns}\"\napi = \"127.0.0.1:{}\"\npeer = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n{rest}",
                 p.api,
                 p.peer,
                 p.http,
