@@ -46,12 +46,13 @@ pub fn zone_out(state: &State, z: &Zone) -> proto::Zone {
                 }),
             })
             .collect(),
-        records: s
+        records: z
+            .full_spec()
             .records
-            .iter()
-            .map(|r| proto::StaticRecord { name: r.name.clone(), r#type: r.rtype.clone(), ttl: r.ttl, data: r.data.clone() })
+            .into_iter()
+            .map(|r| proto::StaticRecord { name: r.name, r#type: r.rtype, ttl: r.ttl, data: r.data })
             .collect(),
-        revision: z.revision,
+        revision: state.zone_revision(z),
         serial: state.serial(z),
         transfer: switchboard_proto::convert::transfer_out(&s.transfer),
         catalog: s.catalog,

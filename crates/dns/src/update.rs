@@ -97,10 +97,10 @@ impl RefusalLog {
 
 /// UPDATEs one TSIG key may commit to one zone through one node: a
 /// sustained rate a minute and a burst (`[dns] updates_per_minute`,
-/// `updates_burst`). Every UPDATE writes its zone and travels alone in a
-/// log entry, so an unbounded stream of them, however well signed, delays
-/// every other write of the cluster; ACME clients and provisioning tools
-/// send a handful at a time.
+/// `updates_burst`). An UPDATE writes only the names it changes, but an
+/// unbounded stream of them, however well signed, still fills the log
+/// that every other write of the cluster waits in; ACME clients and
+/// provisioning tools send a handful at a time.
 pub const UPDATES_PER_MINUTE_DEFAULT: u32 = 600;
 pub const UPDATES_BURST_DEFAULT: u32 = 60;
 /// (key, zone) pairs whose rate is followed at once. Past it, the pairs

@@ -313,11 +313,6 @@ fn walk(state: &State, zone: &switchboard_domain::Zone, budget: usize, tx: &mpsc
 /// changes since cannot be told name by name: the caller sends the zone.
 fn difference(state: &State, zone: &switchboard_domain::Zone, from: u32, history: &dyn History) -> Option<Vec<switchboard_domain::Record>> {
     use switchboard_domain::{RData, RType};
-    // A static zone's serial is its own revision, and any change to it is
-    // a zone write: sent whole.
-    if zone.spec.rules.is_empty() {
-        return None;
-    }
     // A serial is the revision of the zone's last change (mod 2^32): the
     // zone at `from` is the state at that revision, whatever changed in
     // other zones since.
@@ -327,8 +322,9 @@ fn difference(state: &State, zone: &switchboard_domain::Zone, from: u32, history
         return None;
     }
     let at = now.checked_sub(u64::from(behind))?;
-    // The zone itself written since: sent whole.
-    if zone.revision > at {
+    // The zone itself written since, or its keys (the apex's DNSKEY, CDS
+    // and CDNSKEY sets, which the change history does not keep): sent whole.
+    if zone.revision > at || state.signed_zone(zone.apex()).is_some_and(|s| s.revision > at) {
         return None;
     }
     let changes = history.changes(at, state.revision(), switchboard_domain::state::UNDO_CHANGES_MAX)?;

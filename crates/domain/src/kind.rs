@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RequestRecord;
 use crate::credential::Credential;
 use crate::dnssec::SignedZone;
-use crate::model::{Challenge, Cluster, Tenant, Zone, ZoneSerial};
+use crate::model::{Challenge, Cluster, Tenant, Zone, ZoneNode, ZoneSerial};
 use crate::tsig::TsigKey;
 
 /// What a value of a stored kind tells about itself (implemented by the
@@ -160,8 +160,12 @@ macro_rules! registry {
 }
 
 registry! {
-    /// A served zone, by apex (stored as its spec and revision, compiled on load).
+    /// A served zone, by apex (stored as its spec without records and its
+    /// revision, compiled on load, its nodes joined to it by `State::set`).
     Zone(Zone) { prefix: b'z', key: |z| z.apex(), table: zones, history: KeyOnly }
+    /// The static records of one name in one zone, by `"{apex} {owner}"`:
+    /// a change to one name writes that name alone, and an IXFR can take it back.
+    ZoneNode(ZoneNode) { prefix: b'n', key: |n| &n.key, table: zone_nodes, history: BeforeAndAfter }
     /// A cluster (scale unit), by id.
     Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter }
     /// A tenant, by id.

@@ -4,9 +4,11 @@
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::Arc;
 
 use compact_str::CompactString;
 use ecow::EcoString;
+use imbl::OrdMap;
 use serde::{Deserialize, Serialize};
 use thin_vec::ThinVec;
 
@@ -206,24 +208,105 @@ impl ZoneSpec {
 }
 
 /// A validated zone ready for lookups.
+///
+/// Its static records are not part of it as stored: each name's records
+/// are a `ZoneNode` of their own, so that a change to one name (an RFC
+/// 2136 UPDATE) writes that name and nothing else. Stored, a zone is its
+/// spec without records and its revision; in memory it holds its nodes
+/// (shared with the state's `ZoneNode` table, kept in step by `State::set`)
+/// in a persistent map, so a change to one node copies one path.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Zone {
-    /// The spec, normalised (names lower-case and absolute).
+    /// The spec, normalised (names lower-case and absolute). Its `records`
+    /// are always empty: they are in `nodes` (`Zone::full_spec` puts them back).
     pub spec: ZoneSpec,
-    /// Revision at which the zone was last written.
+    /// Revision at which the zone itself (not one of its nodes) was last written.
     pub revision: u64,
     /// Static records by owner, keyed by `name::tree_key` so that a name's
     /// descendants follow it (empty non-terminals and delegations are range scans).
-    pub nodes: BTreeMap<String, Vec<Record>>,
-    /// The largest TTL of its answers (`max_ttl`), computed once.
+    pub(crate) nodes: OrdMap<String, Arc<ZoneNode>>,
+    /// What the nodes add up to, kept as they change.
+    tally: Tally,
+    /// The largest TTL of its answers (`max_ttl`), kept as nodes change.
     max_ttl: u32,
-    /// Whether any static NS set lies below the apex, so that a zone with
-    /// no delegation (the common one) looks for none on every query.
-    delegates: bool,
 }
 
-/// A zone is stored as its spec and revision, and compiled again on load;
-/// a stored zone that no longer compiles is corruption.
+/// Sums over a zone's nodes that a node change adjusts rather than recounts.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Tally {
+    records: usize,
+    /// `record_bytes` of every record.
+    bytes: usize,
+    /// How many records have each TTL, so the largest is known after a removal.
+    ttls: OrdMap<u32, usize>,
+    /// Nodes below the apex holding an NS set: a zone with none (the common
+    /// one) looks for no delegation on any query.
+    delegations: usize,
+}
+
+/// The static records one name owns in one zone: stored apart from its
+/// zone, one value per name, so that a write touching a few names writes
+/// those names.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ZoneNode {
+    /// `"{apex} {owner}"` (`ZoneNode::key_of`): unique across zones, since
+    /// a delegation's NS set and the child zone's apex share an owner.
+    pub key: String,
+    /// In the order they were added; one TTL per RRset; never empty.
+    pub records: Vec<Record>,
+    pub revision: u64,
+}
+
+impl ZoneNode {
+    pub fn key_of(apex: &str, owner: &str) -> String {
+        format!("{apex} {owner}")
+    }
+
+    /// The apex of its zone (names hold no space).
+    pub fn apex(&self) -> &str {
+        self.key.split_once(' ').map_or(&self.key, |(apex, _)| apex)
+    }
+
+    pub fn owner(&self) -> &str {
+        self.key.split_once(' ').map_or(&self.key, |(_, owner)| owner)
+    }
+
+    fn has_ns(&self) -> bool {
+        self.records.iter().any(|r| r.rtype() == RType::Ns)
+    }
+}
+
+/// What a record counts towards `ZONE_BYTES_MAX`, as `ZoneSpec::size_bytes` counts it.
+fn record_bytes(r: &Record) -> usize {
+    r.name.len() + r.rtype().to_string().len() + crate::masterfile::rdata_text(&r.data).len() + 16
+}
+
+/// Add `record` to the records `node` holds at its owner, as a zone holds
+/// them: no CNAME or NS at the apex (its NS set comes from `ns`), a CNAME
+/// alone at its name (RFC 2181 §10.1), no record twice, and one TTL per
+/// RRset (RFC 2181 §5.2: the first record's). On refusal, the field of
+/// the record at fault (`name` or `data`) and why.
+fn admit(node: &mut Vec<Record>, mut record: Record, apex: &str) -> Result<(), (&'static str, String)> {
+    let (owner, rtype) = (&record.name, record.rtype());
+    if owner == apex && matches!(rtype, RType::Cname | RType::Ns) {
+        return Err(("name", format!("{rtype} at the apex is not allowed (the apex NS set comes from `ns`)")));
+    }
+    if rtype == RType::Cname && !node.is_empty() || node.iter().any(|x| x.rtype() == RType::Cname) {
+        return Err(("name", format!("{owner} has a CNAME and other records")));
+    }
+    if node.iter().any(|x| x.data == record.data) {
+        return Err(("data", format!("duplicate {rtype} record at {owner}")));
+    }
+    if let Some(first) = node.iter().find(|x| x.rtype() == rtype) {
+        record.ttl = first.ttl;
+    }
+    node.push(record);
+    Ok(())
+}
+
+/// A zone is stored as its spec without records (they are its nodes,
+/// stored one by one) and its revision, and compiled again on load; a
+/// stored zone that no longer compiles is corruption.
 impl Serialize for Zone {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         (&self.spec, self.revision).serialize(s)
@@ -282,33 +365,16 @@ impl Zone {
         if spec.records.len() > RECORDS_MAX {
             return Err(ValidationError::new("records", format!("{} records, at most {RECORDS_MAX}", spec.records.len())));
         }
-        let mut nodes: BTreeMap<String, Vec<Record>> = BTreeMap::new();
-        let mut records = Vec::with_capacity(spec.records.len());
+        let mut owners: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for (i, r) in spec.records.iter().enumerate() {
             let at = |f: &str| format!("records[{i}].{f}");
             let owner = name::in_zone(&at("name"), &r.name, &apex)?;
             let rtype = RType::parse_static(&at("type"), &r.rtype)?;
             let rttl = record::ttl(&at("ttl"), r.ttl.unwrap_or(ttl))?;
             let data = RData::parse(&at("data"), rtype, &r.data, &apex)?;
-            if owner == apex && matches!(rtype, RType::Cname | RType::Ns) {
-                return Err(ValidationError::new(
-                    at("name"),
-                    format!("{rtype} at the apex is not allowed (the apex NS set comes from `ns`)"),
-                ));
-            }
-            let node = nodes.entry(name::tree_key(&owner)).or_default();
-            // RFC 2181 §10.1: a CNAME owner has no other data, and one CNAME at most.
-            if rtype == RType::Cname && !node.is_empty() || node.iter().any(|x| x.rtype() == RType::Cname) {
-                return Err(ValidationError::new(at("name"), format!("{owner} has a CNAME and other records")));
-            }
-            if node.iter().any(|x| x.data == data) {
-                return Err(ValidationError::new(at("data"), format!("duplicate {rtype} record at {owner}")));
-            }
-            // One TTL per RRset (RFC 2181 §5.2): the first record's TTL rules.
-            let rttl = node.iter().find(|x| x.rtype() == rtype).map_or(rttl, |x| x.ttl);
-            let record = Record { name: owner.clone(), ttl: rttl, data };
-            node.push(record);
-            records.push(RecordSpec { name: owner, rtype: rtype.to_string(), ttl: Some(rttl), data: r.data.clone() });
+            let node = owners.entry(name::tree_key(&owner)).or_default();
+            admit(node, Record { name: owner, ttl: rttl, data }, &apex)
+                .map_err(|(field, reason)| ValidationError::new(at(field), reason))?;
         }
 
         if spec.transfer.notify.len() > TRANSFER_PEERS_MAX {
@@ -339,11 +405,119 @@ impl Zone {
             }
         }
         let dnssec = spec.dnssec.clone();
-        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records, transfer, catalog: spec.catalog, dnssec };
-        let delegates = nodes.values().flatten().any(|r| r.rtype() == RType::Ns);
-        let mut zone = Zone { spec, revision, nodes, max_ttl: 0, delegates };
+        let spec = ZoneSpec { apex, environment, ttl, ns, soa, rules, records: Vec::new(), transfer, catalog: spec.catalog, dnssec };
+        let mut zone = Zone { spec, revision, nodes: OrdMap::new(), tally: Tally::default(), max_ttl: 0 };
         zone.max_ttl = zone.compute_max_ttl();
+        for (tree_key, records) in owners {
+            let key = ZoneNode::key_of(&zone.spec.apex, &records[0].name);
+            zone.set_node(tree_key, Some(Arc::new(ZoneNode { key, records, revision })));
+        }
         Ok(zone)
+    }
+
+    /// The spec as clients read and write it: with its static records,
+    /// name by name in tree order, each with its TTL and its data as text.
+    pub fn full_spec(&self) -> ZoneSpec {
+        let records = self
+            .nodes
+            .values()
+            .flat_map(|n| &n.records)
+            .map(|r| RecordSpec {
+                name: r.name.clone(),
+                rtype: r.rtype().to_string(),
+                ttl: Some(r.ttl),
+                data: crate::masterfile::rdata_text(&r.data),
+            })
+            .collect();
+        ZoneSpec { records, ..self.spec.clone() }
+    }
+
+    /// Its nodes, by `name::tree_key` of their owner.
+    pub fn nodes(&self) -> &OrdMap<String, Arc<ZoneNode>> {
+        &self.nodes
+    }
+
+    /// Drop its nodes (`State::set` joins a zone with the state's own).
+    pub(crate) fn clear_nodes(&mut self) {
+        self.nodes = OrdMap::new();
+        self.tally = Tally::default();
+        self.max_ttl = self.compute_max_ttl();
+    }
+
+    /// How many static records it holds.
+    pub fn record_count(&self) -> usize {
+        self.tally.records
+    }
+
+    /// Put `node` at `tree_key` (`None`: remove what is there), adjusting
+    /// what the nodes add up to; returns what was there. The node is
+    /// taken as it is: `Zone::node` and `Zone::compile` check it.
+    pub(crate) fn set_node(&mut self, tree_key: String, node: Option<Arc<ZoneNode>>) -> Option<Arc<ZoneNode>> {
+        let before = match node {
+            Some(n) => {
+                self.tally(&n, true);
+                self.nodes.insert(tree_key, n)
+            }
+            None => self.nodes.remove(&tree_key),
+        };
+        if let Some(b) = &before {
+            self.tally(b, false);
+        }
+        self.max_ttl = self.compute_max_ttl();
+        before
+    }
+
+    fn tally(&mut self, node: &ZoneNode, present: bool) {
+        let t = &mut self.tally;
+        let delegation = node.has_ns() && node.owner() != self.spec.apex;
+        for r in &node.records {
+            let n = t.ttls.entry(r.ttl).or_insert(0);
+            if present {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    t.ttls.remove(&r.ttl);
+                }
+            }
+        }
+        let bytes: usize = node.records.iter().map(record_bytes).sum();
+        if present {
+            t.records += node.records.len();
+            t.bytes += bytes;
+            t.delegations += usize::from(delegation);
+        } else {
+            t.records = t.records.saturating_sub(node.records.len());
+            t.bytes = t.bytes.saturating_sub(bytes);
+            t.delegations = t.delegations.saturating_sub(usize::from(delegation));
+        }
+    }
+
+    /// The node `owner` would hold with `records` (written at `revision`),
+    /// checked as `compile` checks a zone's records, and with the zone's
+    /// limits as they would be after it: `None` for no records. Errors
+    /// name the field of the record at fault (`records[i].name`), `i`
+    /// counting the records given.
+    pub fn node(&self, owner: &str, records: Vec<Record>, revision: u64) -> Result<Option<ZoneNode>, ValidationError> {
+        let apex = self.apex();
+        let mut node = Vec::with_capacity(records.len());
+        for (i, r) in records.into_iter().enumerate() {
+            if r.name != owner {
+                return Err(ValidationError::new(format!("records[{i}].name"), format!("{} is not {owner}", r.name)));
+            }
+            admit(&mut node, r, apex).map_err(|(field, reason)| ValidationError::new(format!("records[{i}].{field}"), reason))?;
+        }
+        let before = self.records_at(owner).unwrap_or(&[]);
+        let count = self.tally.records - before.len() + node.len();
+        if count > RECORDS_MAX {
+            return Err(ValidationError::new("records", format!("{count} records, at most {RECORDS_MAX}")));
+        }
+        let bytes = self.spec.size_bytes() + self.tally.bytes - before.iter().map(record_bytes).sum::<usize>()
+            + node.iter().map(record_bytes).sum::<usize>();
+        if bytes > ZONE_BYTES_MAX {
+            return Err(ValidationError::new("records", format!("the zone takes {bytes} bytes, at most {ZONE_BYTES_MAX}")));
+        }
+        Ok((!node.is_empty()).then(|| ZoneNode { key: ZoneNode::key_of(apex, owner), records: node, revision }))
     }
 
     pub fn apex(&self) -> &str {
@@ -362,7 +536,7 @@ impl Zone {
             Rule::ServiceTenant { ttl, .. } | Rule::TenantHost { ttl } => *ttl,
             Rule::Acme { .. } => None,
         });
-        let records = self.nodes.values().flatten().map(|r| r.ttl);
+        let records = self.tally.ttls.get_max().map(|(ttl, _)| *ttl);
         rules.chain(records).chain([self.spec.ttl, self.spec.soa.minimum]).max().unwrap_or(self.spec.ttl)
     }
 
@@ -381,7 +555,7 @@ impl Zone {
         if self.nodes.is_empty() {
             return None;
         }
-        name::with_tree_key(name, "", |key| self.nodes.get(key)).map(Vec::as_slice)
+        name::with_tree_key(name, "", |key| self.nodes.get(key)).map(|n| n.records.as_slice())
     }
 
     /// `name` has no records of its own but static records exist below it
@@ -389,13 +563,13 @@ impl Zone {
     pub fn has_descendants(&self, name: &str) -> bool {
         use std::ops::Bound;
         name::with_tree_key(name, ".", |prefix| {
-            self.nodes.range::<str, _>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
+            self.nodes.range::<_, str>((Bound::Included(prefix), Bound::Unbounded)).next().is_some_and(|(k, _)| k.starts_with(prefix))
         })
     }
 
     /// The closest delegation (static NS set below the apex) at or above `name`.
     pub fn delegation_for(&self, name: &str) -> Option<&[Record]> {
-        if !self.delegates {
+        if self.tally.delegations == 0 {
             return None;
         }
         let mut cur = name;

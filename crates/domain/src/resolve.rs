@@ -427,7 +427,7 @@ pub fn zone_records(state: &State, zone: &Zone, emit: &mut dyn FnMut(Record) -> 
         return catalog_records(state, zone).into_iter().try_for_each(&mut *emit);
     }
     for node in zone.nodes.values() {
-        node.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
+        node.records.iter().filter(|r| r.name != apex).cloned().try_for_each(&mut *emit)?;
     }
     // Stored challenges (a delegation to a validation zone is a CNAME at
     // every `_acme-challenge` name, which a zone file cannot hold).
@@ -584,14 +584,17 @@ fn dedup(records: Vec<Record>) -> Vec<Record> {
 /// with them undone) did to `zone`'s records: (removed, added), each
 /// record once, as an IXFR carries them. `None` when the changes reach
 /// beyond what can be told name by name: the zone itself, a zone inside
-/// it or (for a catalog) the zone set changed, or the ingress of a
-/// cluster holding tenants (whose every tenant's records follow). Changes
+/// it or (for a catalog) the zone set changed, the ingress of a cluster
+/// holding tenants (whose every tenant's records follow), or a name's
+/// static records where they delegate or lie above a challenge. Changes
 /// to other zones and to clusters that change none of its answers are
-/// nothing to it.
+/// nothing to it; a name's static records written alone (an UPDATE) are
+/// told name by name.
 pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::Change]) -> Option<(Vec<Record>, Vec<Record>)> {
     use crate::kind::{Kind, Value};
     let mut keys = std::collections::BTreeSet::new();
     let mut challenges = std::collections::BTreeSet::new();
+    let mut owners = std::collections::BTreeSet::new();
     for c in changes {
         match c.kind {
             Kind::Zone if zone.spec.catalog || name::is_within(&c.key, zone.apex()) => return None,
@@ -617,16 +620,50 @@ pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::
             Kind::Acme => {
                 challenges.insert(c.key.clone());
             }
+            Kind::ZoneNode => {
+                let nodes = || {
+                    [&c.before, &c.after].into_iter().flatten().filter_map(|v| match v {
+                        Value::ZoneNode(n) => Some(n),
+                        _ => None,
+                    })
+                };
+                let Some(owner) = nodes().next().map(|n| n.owner().to_string()) else { continue };
+                if nodes().any(|n| n.apex() != zone.apex()) {
+                    continue;
+                }
+                // A delegation made or undone hides or shows everything below
+                // it. Records two labels or more below the apex may change
+                // what fills the names between a challenge and its tenant
+                // (`fill_records` stops at a name with records or names
+                // below it): told name by name only with no challenge under
+                // the same first label.
+                let delegates = nodes().any(|n| n.records.iter().any(|r| r.rtype() == RType::Ns));
+                let top = name::relative_labels(&owner, zone.apex())
+                    .filter(|labels| labels.len() >= 2)
+                    .and_then(|labels| labels.last().map(|l| format!("{l}.{}", zone.apex())));
+                let fills = top.is_some_and(|t| old.has_challenges_below(&t) || new.has_challenges_below(&t));
+                if delegates || fills {
+                    return None;
+                }
+                owners.insert(owner);
+            }
             _ => {}
         }
     }
     let records = |state: &State| {
+        // The zone as it was in `state`: its nodes are part of the history.
+        let zone = state.zone(zone.apex()).map_or(zone, |z| &**z);
         let mut out = Vec::new();
         for k in &keys {
             key_records(state, zone, k, &mut out);
         }
         for c in &challenges {
             challenge_records(state, zone, c, &mut out);
+        }
+        for o in &owners {
+            out.extend(zone.records_at(o).unwrap_or_default().iter().cloned());
+            // A challenge at the name shows only while no records do.
+            challenge_records(state, zone, o, &mut out);
         }
         out
     };

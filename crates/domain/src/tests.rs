@@ -888,6 +888,11 @@ fn every_registered_kind_round_trips_through_its_stored_values() {
 
     let restored = State::restore(w.state.revision(), w.state.marks(), values.clone());
     assert_eq!(restored.values().collect::<Vec<_>>(), values);
+    // In any order: storage reads a zone's names (`n/`) before the zone (`z/`).
+    let reversed = State::restore(w.state.revision(), w.state.marks(), values.iter().rev().cloned());
+    assert_eq!(reversed.values().collect::<Vec<_>>(), values);
+    assert_eq!(reversed.zone(APEX).map(|z| z.full_spec()), w.state.zone(APEX).map(|z| z.full_spec()));
+    assert_eq!(resolve(&reversed, "www.apps.example.test.", RType::A), resolve(&w.state, "www.apps.example.test.", RType::A));
     // The derived indexes follow from the values alone.
     assert_eq!(restored.tenant_by_key("a1").map(|t| t.id.clone()), Some("t1".into()));
     assert_eq!(restored.tenants_on("mt1"), w.state.tenants_on("mt1"));
@@ -1232,7 +1237,7 @@ fn an_update_applies_all_of_itself_or_nothing() {
     w.ok(upd(vec![Prerequisite::NameNotInUse(n.into())], vec![a(n, 1), a(n, 2)]));
     assert_eq!(resolve(&w.state, n, RType::A).answers.len(), 2);
     // The prerequisite fails now: nothing of it happens.
-    let before = w.state.zone(APEX).unwrap().spec.clone();
+    let before = w.state.zone(APEX).unwrap().full_spec();
     assert_eq!(
         rcode(w.run(upd(vec![Prerequisite::NameNotInUse(n.into())], vec![a("y.apps.example.test.", 3)]))),
         Some(UpdateRcode::YxDomain)
@@ -1241,7 +1246,7 @@ fn an_update_applies_all_of_itself_or_nothing() {
     assert_eq!(rcode(w.run(upd(vec![], vec![a("y.apps.example.test.", 3), a("t1.apps.example.test.", 4)]))), Some(UpdateRcode::Refused));
     assert_eq!(rcode(w.run(upd(vec![], vec![a("ws-t1.apps.example.test.", 4)]))), Some(UpdateRcode::Refused));
     assert_eq!(rcode(w.run(upd(vec![], vec![a("www.example.org.", 4)]))), Some(UpdateRcode::NotZone));
-    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    assert_eq!(w.state.zone(APEX).unwrap().full_spec(), before);
     // RRset prerequisites, value dependent and not.
     let two = vec![RData::A(Ipv4Addr::new(192, 0, 2, 2)), RData::A(Ipv4Addr::new(192, 0, 2, 1))];
     w.ok(upd(
@@ -1299,9 +1304,9 @@ fn a_cname_beside_other_data_is_ignored_as_rfc_2136_says() {
     assert_eq!(cnames(&w, alias), vec![RData::Cname("ns1.apps.example.test.".into())]);
     // A name with a challenge, and the apex (SOA, NS): ignored too.
     w.ok(set_acme("www.apps.example.test.", "token", 600));
-    let before = w.state.zone(APEX).unwrap().spec.clone();
+    let before = w.state.zone(APEX).unwrap().full_spec();
     w.ok(upd(vec![], vec![cname("_acme-challenge.www.apps.example.test.", www), cname(APEX, www)]));
-    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    assert_eq!(w.state.zone(APEX).unwrap().full_spec(), before);
     assert_eq!(txt_values(&resolve(&w.state, "_acme-challenge.www.apps.example.test.", RType::Txt)), vec!["token".to_string()]);
 }
 
@@ -1310,12 +1315,12 @@ fn a_name_below_a_rule_made_name_is_refused_and_the_tenants_challenge_stays() {
     let mut w = acme_world();
     let owner = "_acme-challenge.ws-t1.apps.example.test.";
     w.ok(set_acme("ws-t1.apps.example.test.", "token", 600));
-    let before = w.state.zone(APEX).unwrap().spec.clone();
+    let before = w.state.zone(APEX).unwrap().full_spec();
     for n in ["x.ws-t1.apps.example.test.", "a.b.ws-t1.apps.example.test.", "x.t1.apps.example.test."] {
         assert_eq!(rcode(w.run(upd(vec![], vec![a(n, 7)]))), Some(UpdateRcode::Refused), "{n}");
         assert_eq!(rcode(w.run(upd(vec![], vec![UpdateOp::DeleteName(n.into())]))), Some(UpdateRcode::Refused), "{n}");
     }
-    assert_eq!(w.state.zone(APEX).unwrap().spec, before);
+    assert_eq!(w.state.zone(APEX).unwrap().full_spec(), before);
     assert_eq!(txt_values(&resolve(&w.state, owner, RType::Txt)), vec!["token".to_string()]);
     // Below a name no rule makes (no tenant "nobody"): applied.
     w.ok(upd(vec![], vec![a("x.ws-nobody.apps.example.test.", 7)]));
@@ -1362,6 +1367,17 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
         set_acme("blog.t3.apps.example.test.", "v", 600),
         set_acme("a.b.t1.apps.example.test.", "v", 600),
         Command::MoveTenant { id: "t1".into(), cluster: "mt1".into() },
+        // Static records changed name by name: added beside others, at a
+        // new name, at the apex, and a name removed.
+        upd(vec![], vec![a("www.apps.example.test.", 81), a("new.apps.example.test.", 1), a(APEX, 9)]),
+        upd(vec![], vec![UpdateOp::DeleteName("a.b.deep.apps.example.test.".into())]),
+        upd(
+            vec![],
+            vec![
+                UpdateOp::DeleteRr("new.apps.example.test.".into(), RData::A(Ipv4Addr::new(192, 0, 2, 1))),
+                a("new.apps.example.test.", 2),
+            ],
+        ),
     ] {
         w.rev += 1;
         let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });
@@ -1375,7 +1391,7 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
     let zone = w.state.zone(APEX).unwrap().clone();
     let all = |s: &State| {
         let mut v = Vec::new();
-        let _ = crate::resolve::zone_records(s, &zone, &mut |r| {
+        let _ = crate::resolve::zone_records(s, s.zone(APEX).unwrap(), &mut |r| {
             if r.rtype() != RType::Soa {
                 v.push(r);
             }
@@ -1391,7 +1407,71 @@ fn the_history_undone_gives_the_old_state_and_the_zone_difference() {
         v.sort_by_key(|x| format!("{x:?}"));
     }
     assert!(!added.is_empty() && !removed.is_empty());
+    for static_name in ["www.apps.example.test.", "new.apps.example.test.", "a.b.deep.apps.example.test.", APEX] {
+        assert!(added.iter().chain(&removed).any(|x| x.name == static_name && x.rtype() != RType::Ns), "{static_name}");
+    }
     assert_eq!((r, a), (removed, added));
+}
+
+/// RFC 2136 updates at a large zone write the names they change, not the
+/// zone: the zone's own value is not among the effects, its serial and
+/// revision move all the same, and a compare-and-set of the zone made
+/// before the update fails.
+#[test]
+fn an_update_writes_the_names_it_changes_and_not_its_zone() {
+    let mut w = World::new();
+    let mut big = zone();
+    big.records.extend((0..5_000).map(|i| RecordSpec { name: format!("r{i}"), rtype: "A".into(), ttl: None, data: "192.0.2.1".into() }));
+    w.ok(Command::PutZone { zone: big.clone() });
+    let read = w.state.zone_revision(w.state.zone(APEX).unwrap());
+    let count = w.state.zone(APEX).unwrap().record_count();
+
+    w.rev += 1;
+    let command = upd(vec![], vec![a("r7.apps.example.test.", 2), UpdateOp::DeleteName("r8.apps.example.test.".into())]);
+    let (r, fx) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command, guard: Guard::default() });
+    assert!(r.is_ok(), "{r:?}");
+    let written: Vec<(Kind, &str)> = fx.iter().map(|e| (e.kind, e.key.as_str())).collect();
+    assert_eq!(
+        written,
+        [
+            (Kind::ZoneNode, "apps.example.test. r7.apps.example.test."),
+            (Kind::ZoneNode, "apps.example.test. r8.apps.example.test."),
+            (Kind::ZoneSerial, APEX)
+        ]
+    );
+    let zone = w.state.zone(APEX).unwrap().clone();
+    assert_eq!(zone.record_count(), count);
+    assert_eq!(resolve(&w.state, "r7.apps.example.test.", RType::A).answers.len(), 2);
+    assert_eq!(resolve(&w.state, "r8.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+    assert_eq!((w.state.serial_revision(&zone), w.state.zone_revision(&zone)), (w.rev, w.rev));
+
+    // The zone as read before the update is not written over it.
+    w.rev += 1;
+    let guard = Guard { expected_revision: Some(read), ..Guard::default() };
+    let (r, _) = w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command: Command::PutZone { zone: big.clone() }, guard });
+    assert!(matches!(r, Err(CommandError::Aborted { .. })), "{r:?}");
+    // Written whole again with one record changed, one name is written.
+    let mut again = w.state.zone(APEX).unwrap().full_spec();
+    again.records.retain(|r| r.name != "r9.apps.example.test.");
+    w.rev += 1;
+    let (r, fx) =
+        w.state.apply(w.rev, &Envelope { at_ms: 1_000 * w.rev, command: Command::PutZone { zone: again }, guard: Guard::default() });
+    assert!(r.is_ok(), "{r:?}");
+    assert_eq!(fx.iter().filter(|e| e.kind == Kind::ZoneNode).count(), 1);
+
+    // An update that would pass the zone's record limit is refused whole.
+    let count = w.state.zone(APEX).unwrap().record_count();
+    assert!(count > 5_000);
+    let fill: Vec<UpdateOp> = (count..crate::model::RECORDS_MAX).map(|i| a(&format!("f{i}.apps.example.test."), 1)).collect();
+    for chunk in fill.chunks(crate::update::UPDATE_ITEMS_MAX) {
+        w.ok(upd(vec![], chunk.to_vec()));
+    }
+    assert_eq!(w.state.zone(APEX).unwrap().record_count(), crate::model::RECORDS_MAX);
+    let before = w.state.zone(APEX).unwrap().full_spec();
+    assert_eq!(rcode(w.run(upd(vec![], vec![a("r7.apps.example.test.", 3)]))), Some(UpdateRcode::Refused));
+    assert_eq!(w.state.zone(APEX).unwrap().full_spec(), before);
+    // Changing a record in place is not more of them.
+    w.ok(upd(vec![], vec![UpdateOp::DeleteRrset("r7.apps.example.test.".into(), RType::A), a("r7.apps.example.test.", 3)]));
 }
 
 // --- DNSSEC ------------------------------------------------------------------

@@ -61,7 +61,7 @@ pub fn zone_in(z: v1::Zone) -> Result<ZoneSpec, ValidationError> {
     };
     // Compile once here to report errors as INVALID_ARGUMENT; apply compiles again.
     let compiled = Zone::compile(&spec, 0).map_err(|e| e.within("zone"))?;
-    Ok(compiled.spec)
+    Ok(compiled.full_spec())
 }
 
 /// A zone's `transfer` table: NOTIFY targets (port 53 when not given) and

@@ -51,9 +51,11 @@ pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 /// and the DNSSEC commands (image v7); 8 = serials per zone: the revisions
 /// key holds the marks every zone with rules follows (`state::Marks`)
 /// instead of one data revision, and each zone's own serial-moving
-/// changes are kept as `s/` (`ZoneSerial`, image v8).
+/// changes are kept as `s/` (`ZoneSerial`, image v8); 9 = a zone's static
+/// records are stored name by name (`n/`, `ZoneNode`), apart from the zone
+/// (image v9).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 8;
+pub const FORMAT: u32 = 9;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

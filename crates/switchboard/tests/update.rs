@@ -377,3 +377,83 @@ fn updates_past_a_keys_rate_for_a_zone_are_refused_and_counted() -> anyhow::Resu
     assert!(ok, "{out}");
     Ok(())
 }
+
+/// The records of a `kdig` transfer (every line that is a record, TSIG
+/// left out), each as `owner TTL class type data`.
+fn transferred(node: &Node, key: &str, what: &str) -> anyhow::Result<Vec<String>> {
+    let out = Command::new("kdig")
+        .arg(format!("@{}", node.dns().ip()))
+        .args(["-p", &node.dns().port().to_string(), "-y", key, what, APEX])
+        .output()
+        .context("running kdig (Debian's knot-dnsutils; ./x setup installs it)")?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with(';') && !l.trim().is_empty())
+        .map(|l| l.split_whitespace().collect::<Vec<_>>().join(" "))
+        .filter(|l| !l.contains(" TSIG "))
+        .collect())
+}
+
+fn serial(node: &Node) -> anyhow::Result<u32> {
+    let soa = query(node.dns(), APEX, RecordType::SOA)?;
+    soa.answers
+        .iter()
+        .find_map(|r| match &r.data {
+            RData::SOA(s) => Some(s.serial),
+            _ => None,
+        })
+        .context("no SOA")
+}
+
+/// Issue 27, item 5: an UPDATE writes the names it changes, not its zone.
+/// Seen from outside: in a zone of 9,999 static records, one UPDATE moves
+/// the serial and an IXFR across it is that change (before, the update
+/// rewrote the zone, and the IXFR was all of it); `zone get`
+/// shows it; and it outlives a kill -9, the zone read back from storage
+/// name by name.
+#[test]
+fn an_update_to_a_large_zone_is_its_own_difference_and_outlives_a_kill() -> anyhow::Result<()> {
+    let mut zone = common::ZONE.to_string();
+    for i in 0..9_998 {
+        zone.push_str(&format!("\n[[records]]\nname = \"r{i}\"\ntype = \"A\"\ndata = \"192.0.2.{}\"\n", i % 250 + 1));
+    }
+    let (_dir, mut node) = common::single_with(&zone, &[&["mt1", "--ipv4", "198.51.100.1"]])?;
+    let key = node.cli(&["tsig", "create", "ops", "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "update,transfer"])?;
+    let key = key.trim().to_string();
+    let whole = transferred(&node, &key, "AXFR")?.len();
+    assert!(whole > 9_999, "{whole} records");
+    let read = node.json(&["zone", "get", APEX])?["revision"].as_u64().context("revision")?;
+    let s0 = serial(&node)?;
+
+    let (ok, out) =
+        nsupdate(&node, Some(&key), "update add r7.apps.example.test. 300 A 192.0.2.251\nupdate delete r8.apps.example.test. A")?;
+    assert!(ok, "{out}");
+    let s1 = serial(&node)?;
+    assert!(s1 > s0, "the update moved the serial ({s0} → {s1})");
+    let diff = transferred(&node, &key, &format!("IXFR={s0}"))?;
+    assert_eq!(diff.iter().filter(|r| r.contains(" SOA ")).count(), 4, "{diff:?}");
+    let changed: Vec<&String> = diff.iter().filter(|r| !r.contains(" SOA ")).collect();
+    assert_eq!(changed, ["r8.apps.example.test. 300 IN A 192.0.2.9", "r7.apps.example.test. 300 IN A 192.0.2.251"], "{diff:?}");
+
+    // `zone get` holds the change, and its revision moved with it: a put
+    // of the zone as read before the update fails instead of undoing it.
+    let z = node.json(&["zone", "get", APEX])?;
+    let records = z["records"].as_array().context("records")?;
+    assert_eq!(records.len(), 1 + 9_998 + 1 - 1, "www, 9,998, one added, one deleted");
+    assert!(z["revision"].as_u64().context("revision")? > read);
+    let file = node.dir.join("as-read.toml");
+    std::fs::write(&file, &zone)?;
+    let stale = node.cli(&["zone", "put", file.to_str().unwrap_or_default(), "--expect-revision", &read.to_string()]);
+    assert!(stale.is_err_and(|e| e.to_string().contains("ABORTED") || e.to_string().contains("revision")), "a stale put applied");
+
+    node.kill9()?;
+    node.spawn()?;
+    node.wait_leader(Duration::from_secs(30))?;
+    assert_eq!(rrs(&node, "r7.apps.example.test.", RecordType::A)?.1.len(), 2);
+    assert_eq!(rrs(&node, "r8.apps.example.test.", RecordType::A)?.0, ResponseCode::NXDomain);
+    assert_eq!(rrs(&node, "r9.apps.example.test.", RecordType::A)?.1, vec!["r9.apps.example.test. A 192.0.2.10"]);
+    assert_eq!(serial(&node)?, s1);
+    assert_eq!(node.json(&["zone", "get", APEX])?["records"], z["records"]);
+    Ok(())
+}

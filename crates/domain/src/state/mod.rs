@@ -331,9 +331,10 @@ impl State {
 
     /// This state with `changes` undone, newest first: the state as of
     /// revision `at`, as far as the kinds the change history keeps with
-    /// their values reach (tenants, clusters, challenges). Zones, which it
-    /// keeps by key only, and the kinds it omits (the per-zone serials
-    /// among them) are left as they are now, and the marks only held to
+    /// their values reach (tenants, clusters, challenges, the static
+    /// records of zones' names). Zones, which it keeps by key only, and the
+    /// kinds it omits (the per-zone serials and DNSSEC keys among them)
+    /// are left as they are now, and the marks only held to
     /// `at`: a caller comparing one zone's records (`zone_difference`)
     /// gives up when that zone or one inside it changed, and the serials
     /// of the state returned are no guide to the serials at `at`. `None`
@@ -454,9 +455,15 @@ impl State {
                         zones.insert(z.apex().to_string());
                     }
                 }
+                // A name's static records written without their zone (an UPDATE).
+                (_, Some(Value::ZoneNode(n))) | (Some(Value::ZoneNode(n)), _) => {
+                    zones.insert(n.apex().to_string());
+                }
                 _ => {}
             }
         }
+        // A zone written by this command has its serial already.
+        zones.retain(|apex| self.zone(apex).is_some_and(|z| z.revision != revision));
         for apex in gone {
             zones.remove(&apex);
             if self.tables.zone_serials.get(&apex).is_some() {
@@ -502,7 +509,19 @@ impl State {
     /// Revision of the entity a command changes; 0 when it does not exist
     /// (or the command names it invalidly).
     pub fn entity_revision(&self, command: &Command) -> u64 {
-        self.get(&command.entity()).map_or(0, |v| v.revision())
+        match self.get(&command.entity()) {
+            Some(Value::Zone(z)) => self.zone_revision(&z),
+            v => v.map_or(0, |v| v.revision()),
+        }
+    }
+
+    /// The revision of a zone's last change of its own: a write of it, of
+    /// one of its names' records (an UPDATE), or of what else moves its
+    /// serial alone (`ZoneSerial`). What `zone get` shows and a
+    /// compare-and-set of the zone compares, so an UPDATE between a read
+    /// and a write of the zone is not lost.
+    pub fn zone_revision(&self, zone: &Zone) -> u64 {
+        zone.revision.max(self.tables.zone_serials.get(zone.apex()).map_or(0, |s| s.revision))
     }
 
     /// Store `after` under `kind`/`key`, or remove the entity when `None`:
@@ -510,6 +529,10 @@ impl State {
     /// returns what changed.
     fn set(&mut self, kind: Kind, key: &str, after: Option<Value>) -> Effect {
         debug_assert!(after.as_ref().is_none_or(|v| v.kind() == kind && v.key() == key));
+        let after = match after {
+            Some(Value::Zone(z)) => Some(Value::Zone(self.with_nodes(z))),
+            after => after,
+        };
         let before = match &after {
             Some(v) => self.tables.insert(v.clone()),
             None => self.tables.remove(kind, key),
@@ -552,6 +575,39 @@ impl State {
             }
             None => {}
         }
+    }
+
+    /// `zone` (a zone written, or read from storage, with no nodes or with
+    /// those it was compiled with) holding the nodes the state has for its
+    /// apex: a zone's nodes change only as `ZoneNode`s (`index`), so a
+    /// zone written again keeps them, and one restored finds those loaded
+    /// before it.
+    fn with_nodes(&self, zone: Arc<Zone>) -> Arc<Zone> {
+        let apex = zone.apex();
+        let nodes: Vec<Arc<crate::model::ZoneNode>> = match self.zone(apex) {
+            Some(old) => old.nodes().values().cloned().collect(),
+            None => {
+                let prefix = crate::model::ZoneNode::key_of(apex, "");
+                self.tables.zone_nodes.after(&prefix).take_while(|n| n.key.starts_with(&prefix)).cloned().collect()
+            }
+        };
+        if nodes.is_empty() && zone.nodes().is_empty() {
+            return zone;
+        }
+        let mut zone = Arc::unwrap_or_clone(zone);
+        zone.clear_nodes();
+        for n in nodes {
+            zone.set_node(name::tree_key(n.owner()), Some(n));
+        }
+        Arc::new(zone)
+    }
+
+    /// Put `node` into its zone's lookup form (`present`), or take it out.
+    fn index_zone_node(&mut self, node: &Arc<crate::model::ZoneNode>, present: bool) {
+        let Some(zone) = self.tables.zones.get(node.apex()) else { return };
+        let mut zone = (**zone).clone();
+        zone.set_node(name::tree_key(node.owner()), present.then(|| node.clone()));
+        self.tables.zones.insert(Arc::new(zone));
     }
 
     /// Add (`present`) or remove a zone's entry in the catalog member index.
@@ -597,6 +653,7 @@ impl State {
                 }
             }
             Value::Zone(z) if !z.spec.catalog => self.index_catalog_member(z.apex(), present),
+            Value::ZoneNode(n) => self.index_zone_node(n, present),
             // Kinds without derived indexes.
             _ => {}
         }

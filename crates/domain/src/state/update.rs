@@ -6,8 +6,10 @@ use crate::command::Outcome;
 use crate::credential::tenant_of_name;
 use crate::error::CommandError;
 use crate::kind::Effect;
+use std::collections::BTreeMap;
+
 use crate::masterfile;
-use crate::model::{self, RecordSpec};
+use crate::model::{self, ZoneSpec};
 use crate::name;
 use crate::record::{RData, RType, Record};
 use crate::resolve::{resolve, Rcode};
@@ -39,11 +41,6 @@ fn rule_made<'s>(state: &'s State, name: &str, apex: &str) -> Option<&'s std::sy
         return None;
     }
     tenant_of_name(state, &format!("{}.{apex}", labels.last()?))
-}
-
-/// Whether a static record spec is a CNAME.
-fn is_cname(r: &RecordSpec) -> bool {
-    RType::parse_static("type", &r.rtype).is_ok_and(|t| t == RType::Cname)
 }
 
 impl State {
@@ -106,7 +103,9 @@ impl State {
         let mut next = self.clone();
         let mut effects = Vec::new();
         let acme_served = matches!(zone.acme_rule(), Some(None));
-        let mut spec = zone.spec.clone();
+        let mut ns = zone.spec.ns.clone();
+        // The static records of each name the update touches, as they become.
+        let mut touched: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         let mut acme_ops = Vec::new();
         for op in &u.ops {
             let n = op.name();
@@ -125,6 +124,7 @@ impl State {
                     ),
                 ));
             }
+            let node = touched.entry(n.to_string()).or_insert_with(|| zone.records_at(n).map(<[Record]>::to_vec).unwrap_or_default());
             if n == apex {
                 match op {
                     // The serial is derived; SOA changes are ignored (RFC 2136 §3.4.2.2).
@@ -133,21 +133,21 @@ impl State {
                     // is ignored (RFC 2136 §3.4.2.2), not refused.
                     UpdateOp::Add(Record { data: RData::Cname(_), .. }) => continue,
                     UpdateOp::Add(Record { data: RData::Ns(target), .. }) => {
-                        if !spec.ns.contains(target) {
-                            spec.ns.push(target.clone());
+                        if !ns.contains(target) {
+                            ns.push(target.clone());
                         }
                         continue;
                     }
                     // The apex NS set is never emptied (§3.4.2.4).
                     UpdateOp::DeleteRr(_, RData::Ns(target)) => {
-                        if spec.ns.len() > 1 {
-                            spec.ns.retain(|x| x != target);
+                        if ns.len() > 1 {
+                            ns.retain(|x| x != target);
                         }
                         continue;
                     }
                     UpdateOp::DeleteRrset(_, RType::Ns) => continue,
                     UpdateOp::DeleteName(_) => {
-                        spec.records.retain(|r| r.name != apex);
+                        node.clear();
                         continue;
                     }
                     _ => {}
@@ -155,28 +155,30 @@ impl State {
             }
             // RFC 2136 §3.4.2.2: a CNAME added where the name has other
             // data, or other data added where it has a CNAME, is ignored;
-            // a CNAME added where one is replaces it. (A compiled zone
-            // would refuse the pair, and with it the whole update.)
+            // a CNAME added where one is replaces it. (A zone would refuse
+            // the pair, and with it the whole update.)
             if let UpdateOp::Add(rec) = op {
                 let challenged = self.challenge(n).is_some_and(|c| !c.values.is_empty());
-                let mut here = spec.records.iter().filter(|r| r.name == n);
                 if rec.rtype() == RType::Cname {
-                    if challenged || here.any(|r| !is_cname(r)) {
+                    if challenged || node.iter().any(|r| r.rtype() != RType::Cname) {
                         continue;
                     }
-                    spec.records.retain(|r| !(r.name == n && is_cname(r)));
-                } else if here.any(is_cname) {
+                    node.retain(|r| r.rtype() != RType::Cname);
+                } else if node.iter().any(|r| r.rtype() == RType::Cname) {
                     continue;
                 }
             }
-            apply_static(&mut spec, op, &apex)?;
+            apply_static(node, op, &apex)?;
         }
-        if spec != zone.spec {
-            next.put_zone(rev, at_ms, &spec, &mut effects).map_err(|e| match e {
-                CommandError::Invalid(v) => refuse(UpdateRcode::Refused, v.to_string()),
-                other => other,
-            })?;
+        let invalid = |e: CommandError| match e {
+            CommandError::Invalid(v) => refuse(UpdateRcode::Refused, v.to_string()),
+            other => other,
+        };
+        if ns != zone.spec.ns {
+            // The apex NS set is the zone's own: written with it.
+            next.put_zone(rev, at_ms, &ZoneSpec { ns, ..zone.full_spec() }, &mut effects).map_err(invalid)?;
         }
+        next.put_nodes(rev, &apex, touched.into_iter().collect(), &mut effects).map_err(invalid)?;
         for op in acme_ops {
             next.update_challenge(rev, at_ms, op, &mut effects)?;
         }
@@ -214,32 +216,32 @@ impl State {
     }
 }
 
-/// One change to a zone's static records (names absolute, as a compiled spec has them).
-fn apply_static(spec: &mut model::ZoneSpec, op: &UpdateOp, apex: &str) -> Result<(), CommandError> {
-    let same = |r: &RecordSpec, name: &str, data: &RData| {
-        r.name == name
-            && RType::parse_static("type", &r.rtype).is_ok_and(|t| t == data.rtype())
-            && RData::parse("data", data.rtype(), &r.data, apex).is_ok_and(|d| d == *data)
-    };
+/// One change to the static records of one name (its records as they
+/// are so far in the update).
+fn apply_static(node: &mut Vec<Record>, op: &UpdateOp, apex: &str) -> Result<(), CommandError> {
     match op {
         UpdateOp::Add(rec) => {
             if RType::parse_static("type", &rec.rtype().to_string()).is_err() {
                 return Err(refuse(UpdateRcode::Refused, format!("{} records are not served", rec.rtype())));
             }
-            if !spec.records.iter().any(|r| same(r, &rec.name, &rec.data)) {
-                spec.records.push(RecordSpec {
-                    name: rec.name.clone(),
-                    rtype: rec.rtype().to_string(),
-                    ttl: Some(rec.ttl),
-                    data: masterfile::rdata_text(&rec.data),
-                });
+            let data = held(&rec.data, apex).map_err(|e| refuse(UpdateRcode::Refused, e.to_string()))?;
+            if !node.iter().any(|r| r.data == data) {
+                node.push(Record { name: rec.name.clone(), ttl: rec.ttl, data });
             }
         }
-        UpdateOp::DeleteRrset(n, t) => {
-            spec.records.retain(|r| !(r.name == *n && RType::parse_static("type", &r.rtype).is_ok_and(|x| x == *t)));
+        UpdateOp::DeleteRrset(_, t) => node.retain(|r| r.rtype() != *t),
+        UpdateOp::DeleteName(_) => node.clear(),
+        UpdateOp::DeleteRr(_, data) => {
+            if let Ok(data) = held(data, apex) {
+                node.retain(|r| r.data != data);
+            }
         }
-        UpdateOp::DeleteName(n) => spec.records.retain(|r| r.name != *n),
-        UpdateOp::DeleteRr(n, data) => spec.records.retain(|r| !same(r, n, data)),
     }
     Ok(())
+}
+
+/// Record data as a zone write would hold it: read back from its text
+/// (names lower-case, as every stored name is).
+fn held(data: &RData, apex: &str) -> Result<RData, crate::error::ValidationError> {
+    RData::parse("data", data.rtype(), &masterfile::rdata_text(data), apex)
 }
