@@ -54,6 +54,23 @@ impl Filter {
 
     fn event(&self, revision: u64, effect: &Change) -> Option<proto::Event> {
         use proto::event::Value as Out;
+        // A name's static records changed alone (an UPDATE) are a change
+        // of its zone to watchers, who read the zone with GetZone.
+        if let (switchboard_domain::Kind::ZoneNode, Some(Value::ZoneNode(n))) =
+            (effect.kind, effect.after.as_ref().or(effect.before.as_ref()))
+        {
+            if !self.kinds.is_empty() && !self.kinds.contains(&Kind::Zone) || self.cluster.is_some() {
+                return None;
+            }
+            return Some(proto::Event {
+                revision,
+                kind: Kind::Zone as i32,
+                key: n.apex().to_string(),
+                deleted: false,
+                value: None,
+                previous_cluster: String::new(),
+            });
+        }
         let kind = match effect.kind {
             switchboard_domain::Kind::Zone => Kind::Zone,
             switchboard_domain::Kind::Cluster => Kind::Cluster,
@@ -185,12 +202,22 @@ impl Api {
                 // Whole revisions, until the response passes its byte budget;
                 // the rest is read again on the next turn.
                 let (mut events, mut bytes, mut last) = (Vec::new(), 0usize, after);
+                // One zone event per zone and revision, however many of its
+                // names changed (the zone's own change, when there is one,
+                // comes first).
+                let mut zones = std::collections::HashSet::new();
                 for (rev, c) in &batch {
                     if *rev != last && bytes > WATCH_RESPONSE_BYTES_MAX {
                         break;
                     }
+                    if *rev != last {
+                        zones.clear();
+                    }
                     last = *rev;
                     if let Some(e) = filter.event(*rev, c) {
+                        if e.kind == Kind::Zone as i32 && !zones.insert(e.key.clone()) {
+                            continue;
+                        }
                         bytes += prost::Message::encoded_len(&e);
                         events.push(e);
                     }

@@ -442,6 +442,23 @@ fn an_update_to_a_large_zone_is_its_own_difference_and_outlives_a_kill() -> anyh
     let records = z["records"].as_array().context("records")?;
     assert_eq!(records.len(), 1 + 9_998 + 1 - 1, "www, 9,998, one added, one deleted");
     assert!(z["revision"].as_u64().context("revision")? > read);
+    // Watchers of zones hear of it, once (two names changed), before the
+    // writes of another zone that followed it.
+    let other = node.dir.join("other.toml");
+    std::fs::write(&other, common::zone_file("staging.example.test.", "staging"))?;
+    let put = node.json(&["zone", "put", other.to_str().unwrap_or_default()])?;
+    // (Written twice, so a watcher that missed the update still gets two events.)
+    node.cli(&["zone", "put", other.to_str().unwrap_or_default()])?;
+    let watched = node.cli(&["watch", "--after", &read.to_string(), "--kind", "zone", "--count", "2"])?;
+    let events: Vec<(Option<String>, Option<u64>)> = watched
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).map(|e| (e["key"].as_str().map(str::to_string), e["revision"].as_u64())))
+        .collect::<Result<_, _>>()?;
+    assert_eq!(
+        events,
+        [(Some(APEX.to_string()), z["revision"].as_u64()), (Some("staging.example.test.".to_string()), put["revision"].as_u64())],
+        "{watched}"
+    );
     let file = node.dir.join("as-read.toml");
     std::fs::write(&file, &zone)?;
     let stale = node.cli(&["zone", "put", file.to_str().unwrap_or_default(), "--expect-revision", &read.to_string()]);

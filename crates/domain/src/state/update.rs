@@ -2,12 +2,12 @@
 //! made, on a copy of the state (O(1) with persistent maps) that replaces
 //! this one only when all of it succeeded: an update is all or nothing.
 
+use std::collections::BTreeMap;
+
 use crate::command::Outcome;
 use crate::credential::tenant_of_name;
 use crate::error::CommandError;
 use crate::kind::Effect;
-use std::collections::BTreeMap;
-
 use crate::masterfile;
 use crate::model::{self, ZoneSpec};
 use crate::name;
