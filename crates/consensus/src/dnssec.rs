@@ -1,22 +1,18 @@
-//! The leader's side of DNSSEC: each tick it asks every signed zone's plan
-//! (`SignedZone::plan`) for its next step and proposes it once due, with
-//! the key material it makes here when the step is a new key. Every step
+//! The leader's side of DNSSEC, a leader job (`jobs`): each tick it asks
+//! every signed zone's plan (`SignedZone::plan`) for its next step and
+//! proposes it once due, with the key material it makes here when the step
+//! is a new key. Every step
 //! carries the zone's revision as expected, so a step planned from a state
 //! that moved on (another leader's, a zone write) is refused, not doubled.
 
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use openraft::ServerState;
 use ring::rand::SystemRandom;
 use ring::signature::{EcdsaKeyPair, Ed25519KeyPair, KeyPair as _, ECDSA_P256_SHA256_FIXED_SIGNING};
 use switchboard_domain::dnssec::{Algorithm, Planned, Secret, Step};
-use switchboard_domain::{Command, Guard};
-use tokio::sync::{mpsc, oneshot};
+use switchboard_domain::{Command, Guard, State};
 
-use crate::disk::Disk;
-use crate::write::Queued;
-use crate::{Published, Raft};
+use crate::jobs::{Due, LeaderJob};
 
 /// How often the leader looks at the signed zones' plans.
 const DNSSEC_TICK: Duration = Duration::from_millis(500);
@@ -39,33 +35,31 @@ fn generate(algorithm: Algorithm) -> Option<(Vec<u8>, Vec<u8>)> {
     }
 }
 
-fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
-}
+/// Every signed zone's next key step, proposed once due (`SignedZone::plan`).
+pub(crate) struct KeySteps;
 
-/// On the leader, take every signed zone's next step once it is due.
-pub(crate) async fn key_steps(raft: Raft, published: Published, queue: mpsc::Sender<Queued>, disk: Arc<Disk>) {
-    let mut tick = tokio::time::interval(DNSSEC_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    // After a step, the plan is asked again at once: a new zone's KSK and
-    // ZSK are made one after the other, not a tick apart.
-    let mut again = false;
-    loop {
-        if !again {
-            tick.tick().await;
-        }
-        again = false;
-        if raft.metrics().borrow().state != ServerState::Leader || disk.full() {
-            continue;
-        }
-        let state = published.load_full();
-        let now = now_ms();
-        let due: Vec<(String, u64, Step)> = state
+impl LeaderJob for KeySteps {
+    fn name(&self) -> &'static str {
+        "dnssec key steps"
+    }
+
+    fn every(&self) -> Duration {
+        DNSSEC_TICK
+    }
+
+    /// After a step, the plan is asked again at once: a new zone's KSK and
+    /// ZSK are made one after the other, not a tick apart.
+    fn again_after_applied(&self) -> bool {
+        true
+    }
+
+    fn due(&mut self, state: &State, now_ms: u64) -> Vec<Due> {
+        state
             .signed_zones()
             .filter_map(|signed| {
                 let zone = state.zone(&signed.apex)?;
                 let next = signed.plan(zone.spec.ttl, zone.max_ttl())?;
-                if next.due_ms > now {
+                if next.due_ms > now_ms {
                     return None;
                 }
                 let step = match next.planned {
@@ -80,27 +74,12 @@ pub(crate) async fn key_steps(raft: Raft, published: Published, queue: mpsc::Sen
                     Planned::Finish => Step::Finish,
                 };
                 tracing::info!(zone = %signed.apex, step = %next.what, "DNSSEC key step");
-                Some((signed.apex.clone(), signed.revision, step))
+                Some(Due {
+                    command: Command::DnssecStep { apex: signed.apex.clone(), step },
+                    guard: Guard { expected_revision: Some(signed.revision), ..Guard::default() },
+                    about: signed.apex.clone(),
+                })
             })
-            .collect();
-        drop(state);
-        for (apex, revision, step) in due {
-            let guard = Guard { expected_revision: Some(revision), ..Guard::default() };
-            let (tx, rx) = oneshot::channel();
-            if queue.send((Command::DnssecStep { apex: apex.clone(), step }, guard, tx)).await.is_err() {
-                return;
-            }
-            // Only a step that applied is followed at once by the next; a
-            // refused one waits for the next tick (and is logged), so a
-            // step that cannot apply never loops.
-            match rx.await {
-                Ok(Ok(written)) => match written.result {
-                    Ok(_) => again = true,
-                    Err(e) => tracing::warn!(zone = %apex, error = %e, "DNSSEC key step refused"),
-                },
-                Ok(Err(e)) => tracing::debug!(zone = %apex, error = %e, "DNSSEC key step"),
-                Err(_) => {}
-            }
-        }
+            .collect()
     }
 }

@@ -11,6 +11,7 @@
 
 mod disk;
 mod dnssec;
+mod jobs;
 mod log_store;
 mod metrics;
 mod network;

@@ -16,6 +16,7 @@ use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::disk::{self, Disk};
+use crate::jobs;
 use crate::network::{PeerAuth, PeerPool};
 use crate::stats::{Stats, WriteOutcome};
 use crate::status::{LogPositions, Member, NodeStatus, Role};
@@ -135,35 +136,6 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// How often `wait_applied_everywhere` asks the members again.
 const POLL_APPLIED_EVERY: Duration = Duration::from_millis(10);
 
-/// How often the leader looks for expired ACME challenges.
-const ACME_EXPIRY_TICK: Duration = Duration::from_millis(500);
-
-/// On the leader, propose `ExpireAcme` once its clock passes the earliest
-/// challenge expiry. The batcher stamps the entry with the same clock and
-/// every node removes exactly the values expired by that stamp, at the same
-/// revision; nodes never consult their own clocks.
-async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queued>, disk: Arc<Disk>) {
-    let mut tick = tokio::time::interval(ACME_EXPIRY_TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        if raft.metrics().borrow().state != ServerState::Leader || disk.full() {
-            continue;
-        }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
-        if published.load().next_acme_expiry().is_none_or(|at| at > now) {
-            continue;
-        }
-        let (tx, rx) = oneshot::channel();
-        if queue.send((Command::ExpireAcme, Guard::default(), tx)).await.is_err() {
-            return;
-        }
-        if let Ok(Err(e)) = rx.await {
-            tracing::debug!(error = %e, "acme expiry");
-        }
-    }
-}
-
 /// Group commit: take what is queued (up to `BATCH_COMMANDS_MAX`), stamp
 /// it with this node's clock and propose it as one entry, at most
 /// `BATCHES_IN_FLIGHT` entries at a time. Entries are handed to Raft here,
@@ -172,8 +144,8 @@ async fn acme_expiry(raft: Raft, published: Published, queue: mpsc::Sender<Queue
 ///
 /// Two commands for the same zone, cluster or tenant never share an entry:
 /// they would commit at one revision, and a later compare-and-set on that
-/// revision could not tell their results apart. A zone write travels alone,
-/// since a zone may be large and an entry must fit a peer message.
+/// revision could not tell their results apart; a command that says it
+/// travels alone (`Command::travels_alone`) shares none.
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let mut carried: Option<Queued> = None;
@@ -186,12 +158,11 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) 
             },
         };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let alone = |c: &Command| matches!(c, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme);
         let mut entities = HashSet::from([first.0.entity()]);
         let mut batch = vec![first];
-        while batch.len() < BATCH_COMMANDS_MAX && !alone(&batch[0].0) {
+        while batch.len() < BATCH_COMMANDS_MAX && !batch[0].0.travels_alone() {
             let Ok(q) = rx.try_recv() else { break };
-            if alone(&q.0) || !entities.insert(q.0.entity()) {
+            if q.0.travels_alone() || !entities.insert(q.0.entity()) {
                 carried = Some(q);
                 break;
             }
@@ -285,8 +256,8 @@ impl Node {
         let (queue, rx) = mpsc::channel(WRITE_QUEUE_MAX);
         tokio::spawn(batcher(raft.clone(), rx, stats.clone()));
         tokio::spawn(count_elections(raft.metrics(), stats.clone()));
-        tokio::spawn(acme_expiry(raft.clone(), published.clone(), queue.clone(), disk.clone()));
-        tokio::spawn(crate::dnssec::key_steps(raft.clone(), published.clone(), queue.clone(), disk.clone()));
+        tokio::spawn(jobs::run(jobs::AcmeExpiry, raft.clone(), published.clone(), queue.clone(), disk.clone()));
+        tokio::spawn(jobs::run(crate::dnssec::KeySteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), raft.clone()));
         let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
         let boot_tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(boot_nanos.to_be_bytes());

@@ -133,6 +133,15 @@ pub enum Command {
 }
 
 impl Command {
+    /// Whether group commit gives this command a log entry of its own. A
+    /// zone put may be large, and an entry must fit a peer message; an
+    /// RFC 2136 update and challenge expiry change entities beside the one
+    /// they name (challenges, names' records), which another command of
+    /// the entry could change too, leaving one revision for two versions.
+    pub fn travels_alone(&self) -> bool {
+        matches!(self, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme)
+    }
+
     /// The entity this command changes, as compare-and-set, request ids and
     /// group commit see it: the same identity its effects carry.
     pub fn entity(&self) -> EntityId {
