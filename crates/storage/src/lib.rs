@@ -38,6 +38,13 @@ const CHANGES_PRUNE_EVERY: u64 = 4096;
 /// Past this size RocksDB flushes the column families holding the oldest.
 pub const WAL_BYTES_MAX: u64 = 64 * 1024 * 1024;
 
+/// Most bytes the memtables of all column families hold together; past
+/// it RocksDB flushes the largest. Each column family would otherwise keep
+/// up to two 64 MiB memtables: after a bulk import (state, log and change
+/// history each written a gigabyte's worth) a node held some 300 MiB more
+/// than after a restart, until enough later writes flushed them.
+pub const MEMTABLE_BYTES_MAX: usize = 32 * 1024 * 1024;
+
 /// The data format this build writes and reads (kept under
 /// `keys::KEY_FORMAT`): 2 = log entries hold batches of guarded commands,
 /// state holds the request-id window (`r/`); 3 = ACME challenges (`a/`,
@@ -141,6 +148,7 @@ impl Store {
         // Durability comes from synced WAL writes; keep the WAL on.
         opts.set_manual_wal_flush(false);
         opts.set_max_total_wal_size(WAL_BYTES_MAX);
+        opts.set_db_write_buffer_size(MEMTABLE_BYTES_MAX);
         let cfs = [CF_META, CF_LOG, CF_STATE, CF_CHANGES].map(|n| ColumnFamilyDescriptor::new(n, Options::default()));
         let db = DB::open_cf_descriptors(&opts, dir, cfs)?;
         let store = Store { db: Arc::new(db) };
