@@ -131,6 +131,21 @@ fn metrics_count_each_query_by_transport_qtype_and_rcode() -> anyhow::Result<()>
     // Plain queries (no EDNS options, ordinary names): all on the fast path.
     assert_eq!(moved_by("switchboard_dns_udp_path_total", &[("path", "fast")]), 10.0);
     assert_eq!(moved_by("switchboard_dns_udp_path_total", &[("path", "full")]), 0.0);
+    // A resolver's query with a client subnet (dig +subnet) is answered on
+    // the fast path too, as without it; one with a cookie on the full path.
+    for args in [&["+nocookie", "+subnet=192.0.2.0/24"][..], &["+nocookie", "+subnet=2001:db8:1::/56"], &["+cookie"]] {
+        let out = std::process::Command::new("dig")
+            .args([&format!("@{}", dns.ip()), "-p", &dns.port().to_string(), "www.apps.example.test.", "A", "+short"])
+            .args(args)
+            .output()?;
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "192.0.2.80", "dig {args:?}");
+    }
+    let last = scrape(&node)?;
+    let paths = |path: &str| {
+        value(&last, "switchboard_dns_udp_path_total", &[("path", path)])
+            - value(&after, "switchboard_dns_udp_path_total", &[("path", path)])
+    };
+    assert_eq!((paths("fast"), paths("full")), (2.0, 1.0), "the two subnet queries fast, the cookie full");
     // Writes and API calls were counted too.
     assert!(value(&after, "switchboard_api_requests_total", &[("method", "/switchboard.v1.Tenants/CreateTenant"), ("code", "OK")]) == 1.0);
     assert!(value(&after, "switchboard_writes_total", &[("outcome", "applied")]) >= 3.0);
