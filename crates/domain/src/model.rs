@@ -409,7 +409,8 @@ impl Zone {
         let mut zone = Zone { spec, revision, nodes: OrdMap::new(), tally: Tally::default(), max_ttl: 0 };
         zone.max_ttl = zone.compute_max_ttl();
         for (tree_key, records) in owners {
-            let key = ZoneNode::key_of(&zone.spec.apex, &records[0].name);
+            let Some(owner) = records.first().map(|r| r.name.clone()) else { continue };
+            let key = ZoneNode::key_of(&zone.spec.apex, &owner);
             zone.set_node(tree_key, Some(Arc::new(ZoneNode { key, records, revision })));
         }
         Ok(zone)
@@ -508,11 +509,12 @@ impl Zone {
             admit(&mut node, r, apex).map_err(|(field, reason)| ValidationError::new(format!("records[{i}].{field}"), reason))?;
         }
         let before = self.records_at(owner).unwrap_or(&[]);
-        let count = self.tally.records - before.len() + node.len();
+        let count = self.tally.records.saturating_sub(before.len()) + node.len();
         if count > RECORDS_MAX {
             return Err(ValidationError::new("records", format!("{count} records, at most {RECORDS_MAX}")));
         }
-        let bytes = self.spec.size_bytes() + self.tally.bytes - before.iter().map(record_bytes).sum::<usize>()
+        let bytes = self.spec.size_bytes()
+            + self.tally.bytes.saturating_sub(before.iter().map(record_bytes).sum())
             + node.iter().map(record_bytes).sum::<usize>();
         if bytes > ZONE_BYTES_MAX {
             return Err(ValidationError::new("records", format!("the zone takes {bytes} bytes, at most {ZONE_BYTES_MAX}")));
