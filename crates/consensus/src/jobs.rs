@@ -45,7 +45,10 @@ pub(crate) trait LeaderJob: Send + 'static {
     }
 }
 
-fn now_ms() -> u64 {
+/// The leader's clock, in ms since the epoch: what jobs plan with and what
+/// the batcher stamps into every entry, so a job's command applies at the
+/// time it was planned for or later.
+pub(crate) fn now_ms() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 

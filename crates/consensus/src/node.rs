@@ -168,7 +168,7 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) 
             }
             batch.push(q);
         }
-        let at_ms = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0);
+        let at_ms = jobs::now_ms();
         let (envelopes, replies): (Vec<Envelope>, Vec<_>) =
             batch.into_iter().map(|(command, guard, tx)| (Envelope { at_ms, command, guard }, tx)).unzip();
         let n = envelopes.len();
