@@ -438,6 +438,15 @@ impl Zone {
         &self.nodes
     }
 
+    /// This zone holding `other`'s nodes (the same zone as written before):
+    /// the map and its sums are shared, not rebuilt.
+    pub(crate) fn with_nodes_of(mut self, other: &Zone) -> Zone {
+        self.nodes = other.nodes.clone();
+        self.tally = other.tally.clone();
+        self.max_ttl = self.compute_max_ttl();
+        self
+    }
+
     /// Drop its nodes (`State::set` joins a zone with the state's own).
     pub(crate) fn clear_nodes(&mut self) {
         self.nodes = OrdMap::new();

@@ -584,22 +584,20 @@ impl State {
     /// before it.
     fn with_nodes(&self, zone: Arc<Zone>) -> Arc<Zone> {
         let apex = zone.apex();
-        let nodes: Vec<Arc<crate::model::ZoneNode>> = match self.zone(apex) {
-            Some(old) => old.nodes().values().cloned().collect(),
-            None => {
-                let prefix = crate::model::ZoneNode::key_of(apex, "");
-                self.tables.zone_nodes.after(&prefix).take_while(|n| n.key.starts_with(&prefix)).cloned().collect()
-            }
-        };
-        if nodes.is_empty() && zone.nodes().is_empty() {
+        if let Some(old) = self.zone(apex) {
+            return Arc::new(Arc::unwrap_or_clone(zone).with_nodes_of(old));
+        }
+        let prefix = crate::model::ZoneNode::key_of(apex, "");
+        let mut nodes = self.tables.zone_nodes.after(&prefix).take_while(|n| n.key.starts_with(&prefix)).peekable();
+        if nodes.peek().is_none() && zone.nodes().is_empty() {
             return zone;
         }
-        let mut zone = Arc::unwrap_or_clone(zone);
-        zone.clear_nodes();
+        let mut joined = (*zone).clone();
+        joined.clear_nodes();
         for n in nodes {
-            zone.set_node(name::tree_key(n.owner()), Some(n));
+            joined.set_node(name::tree_key(n.owner()), Some(n.clone()));
         }
-        Arc::new(zone)
+        Arc::new(joined)
     }
 
     /// Put `node` into its zone's lookup form (`present`), or take it out.
