@@ -7,6 +7,8 @@
 //! queries wait. `sb-bench moves` moves tenants at a set rate, for another
 //! query benchmark to run beside (`bench/compare --writes-per-second`).
 
+mod encrypted;
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -103,11 +105,64 @@ enum Cmd {
         #[arg(long, default_value_t = 64)]
         clients: usize,
     },
+    /// DNS over QUIC queries (A for each name of a file, one per line) for
+    /// a while: qps and errors. dnsperf has no DoQ.
+    Doq {
+        #[arg(long)]
+        server: SocketAddr,
+        /// Names to ask for, one per line (the first word of each line).
+        #[arg(long)]
+        names: std::path::PathBuf,
+        /// Connections at a time.
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        /// Queries per connection before it is closed and another opened.
+        #[arg(long, default_value_t = 100)]
+        per_connection: usize,
+        /// Streams in flight per connection.
+        #[arg(long, default_value_t = 10)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
+    /// Open this many DNS over TLS connections, handshake each, and hold
+    /// them idle (for measuring UDP beside them).
+    HoldTls {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long, default_value_t = 10_000)]
+        count: usize,
+        #[arg(long, default_value_t = 60)]
+        seconds: u64,
+    },
 }
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
+        Cmd::Doq { server, names, clients, per_connection, in_flight, seconds } => {
+            let text = std::fs::read_to_string(&names).with_context(|| format!("reading {}", names.display()))?;
+            let queries =
+                text.lines().filter_map(|l| l.split_whitespace().next()).map(encrypted::doq_query).collect::<anyhow::Result<Vec<_>>>()?;
+            anyhow::ensure!(!queries.is_empty(), "no names in {}", names.display());
+            let r =
+                encrypted::doq_load(server, Arc::new(queries), clients, per_connection, in_flight, Duration::from_secs(seconds)).await?;
+            println!(
+                "doq: {} queries in {:.2} s = {:.0} qps, {} errors, {} connections",
+                r.queries,
+                r.elapsed.as_secs_f64(),
+                r.queries as f64 / r.elapsed.as_secs_f64(),
+                r.errors,
+                r.connections
+            );
+            Ok(())
+        }
+        Cmd::HoldTls { server, count, seconds } => {
+            if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
+                let _ = rlimit::Resource::NOFILE.set(hard, hard);
+            }
+            encrypted::hold_tls(server, count, Duration::from_secs(seconds)).await
+        }
         Cmd::Dns { api, dns, tenants, seconds, concurrency, setup_clients } => {
             let channel = Channel::from_shared(api.clone())?.connect().await.with_context(|| format!("connecting to {api}"))?;
             let setup = setup(channel.clone(), tenants, setup_clients).await?;

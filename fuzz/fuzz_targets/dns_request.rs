@@ -3,8 +3,8 @@
 //! fuzzer's address may transfer): it answers or stays silent, never
 //! panics, and every answer parses, carries the request's id, and fits the
 //! UDP size the request allows; only a transfer over TCP has several.
-//! Over UDP, whatever the fast path answers must be the full path's answer
-//! byte for byte. A second zone is signed, so DO=1 queries reach the signer.
+//! Over UDP and over TCP (as TLS and QUIC answer), whatever the fast path
+//! answers must be the full path's answer byte for byte. A second zone is signed, so DO=1 queries reach the signer.
 #![no_main]
 
 use std::net::SocketAddr;
@@ -14,125 +14,13 @@ use arc_swap::ArcSwap;
 use hickory_proto::op::{Message, MessageType};
 use libfuzzer_sys::fuzz_target;
 use switchboard_dns::Handler;
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use switchboard_domain::dnssec::{Algorithm as DnssecAlgorithm, KeyRole, KeyState, Policy, Secret, Step};
-use switchboard_domain::model::{Prefix, Transfer};
-use switchboard_domain::tsig::{Algorithm, Allow};
-use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Scope, Soa, State, TsigKey, ZoneSpec};
 
-const APEX: &str = "apps.example.test.";
-
-/// A zone with both rule kinds, static records of every type, a
-/// delegation, a CNAME loop, and tenants on clusters with and without
-/// addresses.
-fn state() -> State {
-    let record = |name: &str, rtype: &str, data: &str| RecordSpec { name: name.into(), rtype: rtype.into(), ttl: None, data: data.into() };
-    let zone = ZoneSpec {
-        apex: APEX.into(),
-        environment: "prod".into(),
-        ttl: 300,
-        ns: vec![format!("ns1.{APEX}"), "ns2.example.net.".into()],
-        soa: Soa {
-            mname: format!("ns1.{APEX}"),
-            rname: "hostmaster.example.test.".into(),
-            refresh: 3600,
-            retry: 600,
-            expire: 604_800,
-            minimum: 60,
-        },
-        rules: vec![
-            Rule::ServiceTenant { services: vec!["ws".into(), "api".into()], target: format!("{{service}}-{{cluster}}.{APEX}"), ttl: None },
-            Rule::TenantHost { ttl: Some(60) },
-        ],
-        records: vec![
-            record("ns1", "A", "192.0.2.53"),
-            record("@", "MX", "10 mail"),
-            record("mail", "A", "192.0.2.25"),
-            record("@", "TXT", "\"v=spf1 -all\""),
-            record("@", "CAA", "0 issue \"ca.example\""),
-            record("_sip._tcp", "SRV", "0 5 5060 mail"),
-            record("ws-mt1", "A", "198.51.100.1"),
-            record(
-                "big",
-                "TXT",
-                &format!(
-                    "\"{}\" \"{}\" \"{}\" \"{}\" \"{}\"",
-                    "a".repeat(250),
-                    "b".repeat(250),
-                    "c".repeat(250),
-                    "d".repeat(250),
-                    "e".repeat(250)
-                ),
-            ),
-            record("l1", "CNAME", "l2"),
-            record("l2", "CNAME", "l1"),
-            record("sub", "NS", "ns.sub"),
-            record("ns.sub", "A", "192.0.2.99"),
-            record("a.b.deep", "TXT", "x"),
-        ],
-        transfer: Transfer { notify: Vec::new(), allow: vec![Prefix::parse("allow", "192.0.2.0/24").unwrap()] },
-        catalog: false,
-        dnssec: None,
-    };
-    let mut commands = vec![
-        Command::PutZone { zone: zone.clone() },
-        Command::PutCluster {
-            cluster: Cluster {
-                ipv4: vec![[198, 51, 100, 1].into(), [198, 51, 100, 2].into()],
-                ipv6: vec!["2001:db8::1".parse().unwrap()],
-                ..Cluster::new("mt1")
-            },
-        },
-        Command::PutCluster { cluster: Cluster { hostname: Some(format!("ws-mt1.{APEX}")), ..Cluster::new("mt2") } },
-    ];
-    commands.push(Command::CreateTsigKey {
-        key: TsigKey {
-            name: "fuzz-key.".into(),
-            algorithm: Algorithm::HmacSha256,
-            secret: TSIG_SECRET.to_vec(),
-            scope: Scope::All,
-            allow: Allow { transfer: true, update: true },
-            created_at_ms: 0,
-            revision: 0,
-        },
-    });
-    for i in 0..50 {
-        commands.push(Command::CreateTenant { id: format!("t{i}"), cluster: Some(if i % 2 == 0 { "mt1" } else { "mt2" }.into()) });
-    }
-    // A second zone, signed online (Ed25519 keys made here): answers to
-    // DO=1 queries for it are signed on the full path.
-    let signed_apex = "signed.example.test.";
-    let signed = ZoneSpec {
-        apex: signed_apex.into(),
-        rules: vec![Rule::ServiceTenant { services: vec!["ws".into()], target: format!("{{service}}-{{cluster}}.{APEX}"), ttl: None }, Rule::TenantHost { ttl: Some(60) }],
-        records: vec![record("www", "A", "192.0.2.80"), record("sub", "NS", "ns.sub"), record("ns.sub", "A", "192.0.2.99"), record("a.b.deep", "TXT", "x")],
-        transfer: Transfer::default(),
-        dnssec: Some(Policy::new(DnssecAlgorithm::Ed25519)),
-        ..zone.clone()
-    };
-    commands.push(Command::PutZone { zone: signed });
-    for role in [KeyRole::Ksk, KeyRole::Zsk] {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key");
-        let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("the key parses").public_key().as_ref().to_vec();
-        let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
-        commands.push(Command::DnssecStep { apex: signed_apex.into(), step });
-    }
-    let mut state = State::default();
-    for (i, command) in commands.into_iter().enumerate() {
-        let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() });
-        assert!(result.is_ok(), "fuzz state set-up: {result:?}");
-    }
-    state
-}
+mod state;
+use state::state;
 
 static HANDLER: LazyLock<Handler> = LazyLock::new(|| Handler::new(Arc::new(ArcSwap::from_pointee(state()))));
 static RUNTIME: LazyLock<tokio::runtime::Runtime> =
     LazyLock::new(|| tokio::runtime::Builder::new_current_thread().build().expect("a current-thread runtime"));
-
-/// The secret of the fuzz state's TSIG key `fuzz-key.` (hmac-sha256): the
-/// seeds under `seeds/dns_request/` signed with it reach past the MAC check.
-pub const TSIG_SECRET: &[u8] = b"switchboard-fuzz-tsig-secret-32b";
 
 fn run(data: &[u8], tcp: bool) {
     // From inside the zone's [transfer] allow: transfers run too.
@@ -144,12 +32,11 @@ fn run(data: &[u8], tcp: bool) {
         return;
     };
     let sent = RUNTIME.block_on(HANDLER.answer_message(data, src, tcp));
-    if !tcp {
-        // What the fast path answers, the full path answers byte for byte.
-        if let Some(fast) = HANDLER.answer_message_fast(data, src) {
-            let full = RUNTIME.block_on(HANDLER.answer_message_full(data, src, false));
-            assert_eq!(full, vec![fast], "the fast path's answer differs from the full path's");
-        }
+    // What the fast path answers, the full path answers byte for byte,
+    // over UDP and over a stream (TCP, TLS, QUIC).
+    if let Some(fast) = HANDLER.answer_message_fast(data, src, tcp) {
+        let full = RUNTIME.block_on(HANDLER.answer_message_full(data, src, tcp));
+        assert_eq!(full, vec![fast], "the fast path's answer differs from the full path's (tcp: {tcp})");
     }
     if request.metadata.message_type == MessageType::Response {
         assert!(sent.is_empty(), "a response was answered");

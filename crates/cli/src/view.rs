@@ -47,6 +47,8 @@ pub struct DnssecView {
 pub struct TransferView {
     pub notify: Vec<String>,
     pub allow: Vec<String>,
+    pub tls: bool,
+    pub cert_keys: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -113,7 +115,12 @@ impl From<&v1::Zone> for ZoneView {
                 .iter()
                 .map(|r| RecordView { name: r.name.clone(), rtype: r.r#type.clone(), ttl: r.ttl, data: r.data.clone() })
                 .collect(),
-            transfer: z.transfer.as_ref().map(|t| TransferView { notify: t.notify.clone(), allow: t.allow.clone() }),
+            transfer: z.transfer.as_ref().map(|t| TransferView {
+                notify: t.notify.clone(),
+                allow: t.allow.clone(),
+                tls: t.tls,
+                cert_keys: t.cert_keys.clone(),
+            }),
             catalog: z.catalog,
             dnssec: z.dnssec.as_ref().map(|d| {
                 Box::new(DnssecView {

@@ -67,7 +67,9 @@ fn dnssec(d: DnssecFile) -> Result<proto::Dnssec> {
     })
 }
 
-/// `[transfer]`: secondaries told of new serials, prefixes allowed unsigned transfers.
+/// `[transfer]`: secondaries told of new serials, prefixes allowed unsigned
+/// transfers, and the transport transfers must come over (TLS, or TLS with
+/// a client certificate whose key is pinned).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct TransferFile {
@@ -75,6 +77,10 @@ struct TransferFile {
     notify: Vec<String>,
     #[serde(default)]
     allow: Vec<String>,
+    #[serde(default)]
+    tls: bool,
+    #[serde(default)]
+    cert_keys: Vec<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -145,7 +151,7 @@ pub fn parse(text: &str) -> Result<proto::Zone> {
         records: f.records.into_iter().map(|r| proto::StaticRecord { name: r.name, r#type: r.rtype, ttl: r.ttl, data: r.data }).collect(),
         revision: 0,
         serial: 0,
-        transfer: f.transfer.map(|t| proto::Transfer { notify: t.notify, allow: t.allow }),
+        transfer: f.transfer.map(|t| proto::Transfer { notify: t.notify, allow: t.allow, tls: t.tls, cert_keys: t.cert_keys }),
         catalog: f.catalog,
         dnssec: f.dnssec.map(dnssec).transpose()?,
     };

@@ -1,5 +1,6 @@
-//! The UDP fast path: the common query answered straight from its wire
-//! bytes into a reused buffer, without hickory's parser or encoder.
+//! The fast path: the common query answered straight from its wire bytes
+//! into a reused buffer, without hickory's parser or encoder, over UDP and
+//! over every stream transport (TCP, TLS, QUIC).
 //!
 //! It takes a query only when it can answer it exactly as the full path
 //! (`Handler::respond`) would, byte for byte: opcode QUERY, one question
@@ -65,7 +66,8 @@ struct Query<'q> {
     /// The question section as sent (name, type, class).
     question: &'q [u8],
     qtype: u16,
-    /// The UDP payload size the response must fit.
+    /// The size the response must fit: the UDP payload size, or a
+    /// stream's 65,535 bytes.
     limit: usize,
     edns: bool,
     /// The OPT's DO bit, copied into the response's (RFC 3225 §3).
@@ -133,10 +135,22 @@ impl KeyHints {
 }
 
 /// Answer `query` from `state` into `out` (cleared first), or say to hand
-/// it over. `rrl` is the limiter and the client's address, when limiting.
-pub(crate) fn answer(query: &[u8], state: &State, rrl: Option<(&Rrl, IpAddr)>, scratch: &mut Scratch, out: &mut Vec<u8>) -> Fast {
+/// it over. `rrl` is the limiter and the client's address, when limiting;
+/// `stream`: the query came over TCP, TLS or QUIC, where a response may
+/// take 65,535 bytes whatever the EDNS size says (as the full path sends).
+pub(crate) fn answer(
+    query: &[u8],
+    state: &State,
+    rrl: Option<(&Rrl, IpAddr)>,
+    stream: bool,
+    scratch: &mut Scratch,
+    out: &mut Vec<u8>,
+) -> Fast {
     out.clear();
-    let Some(q) = read(query, &mut scratch.qname) else { return Fast::HandOver };
+    let Some(mut q) = read(query, &mut scratch.qname) else { return Fast::HandOver };
+    if stream {
+        q.limit = usize::from(u16::MAX);
+    }
     // Signed answers are made on the full path.
     if q.dnssec_ok && state.signs_any() {
         return Fast::HandOver;
@@ -649,7 +663,7 @@ mod tests {
                         for rd in [false, true] {
                             let q = query_with(name, rtype, edns, rd, ecs.clone());
                             all += 1;
-                            let Some(answer) = handler.answer_message_fast(&q, src) else {
+                            let Some(answer) = handler.answer_message_fast(&q, src, false) else {
                                 let do_bit = edns.is_some_and(|e| e > 1232);
                                 assert!(!takes_all && do_bit, "handed over: {name} {rtype} edns {edns:?} ecs {ecs:?}");
                                 continue;
@@ -657,6 +671,10 @@ mod tests {
                             fast += 1;
                             let full = runtime.block_on(handler.answer_message_full(&q, src, false));
                             assert_eq!(full, vec![answer], "{name} {rtype} edns {edns:?} ecs {ecs:?} rd {rd}");
+                            // Over a stream (TCP, TLS, QUIC): never truncated, as the full path.
+                            let stream = handler.answer_message_fast(&q, src, true);
+                            let full = runtime.block_on(handler.answer_message_full(&q, src, true));
+                            assert_eq!(stream.map(|a| vec![a]), Some(full), "stream: {name} {rtype} edns {edns:?} ecs {ecs:?} rd {rd}");
                         }
                     }
                 }
@@ -676,7 +694,7 @@ mod tests {
         let handler = Handler::new(Arc::new(ArcSwap::from_pointee(state())));
         let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
         let plain = query("t0.apps.example.test.", RecordType::A, Some(1232), false);
-        assert!(handler.answer_message_fast(&plain, src).is_some());
+        assert!(handler.answer_message_fast(&plain, src, false).is_some());
         let mut two = Message::query();
         two.add_query(Query::query(Name::from_ascii("t0.apps.example.test.").unwrap(), RecordType::A));
         two.add_query(Query::query(Name::from_ascii("t1.apps.example.test.").unwrap(), RecordType::A));
@@ -695,8 +713,8 @@ mod tests {
         let mut axfr = Message::query();
         axfr.add_query(Query::query(Name::from_ascii(APEX).unwrap(), RecordType::AXFR));
         let t0 = |option| query_with("t0.apps.example.test.", RecordType::A, Some(1232), false, option);
-        assert!(handler.answer_message_fast(&t0(subnet(1, 0, 0, &[])), src).is_some(), "a /0 subnet");
-        assert!(handler.answer_message_fast(&t0(subnet(2, 128, 0, &[0x20; 16])), src).is_some(), "a /128 subnet");
+        assert!(handler.answer_message_fast(&t0(subnet(1, 0, 0, &[])), src, false).is_some(), "a /0 subnet");
+        assert!(handler.answer_message_fast(&t0(subnet(2, 128, 0, &[0x20; 16])), src, false).is_some(), "a /128 subnet");
         for (what, bytes) in [
             ("two questions", two.to_vec().unwrap()),
             ("a cookie", cookie.to_vec().unwrap()),
@@ -711,7 +729,7 @@ mod tests {
             ("trailing bytes", trailing),
             ("AXFR", axfr.to_vec().unwrap()),
         ] {
-            assert_eq!(handler.answer_message_fast(&bytes, src), None, "{what}");
+            assert_eq!(handler.answer_message_fast(&bytes, src, false), None, "{what}");
         }
     }
 
@@ -736,11 +754,11 @@ mod tests {
         // Whatever it guesses, warming changes no answer.
         let handler = Handler::new(Arc::new(ArcSwap::from_pointee(state())));
         let src: SocketAddr = "192.0.2.1:5353".parse().unwrap();
-        let before = handler.answer_message_fast(&whole, src);
+        let before = handler.answer_message_fast(&whole, src, false);
         let mut hints = KeyHints::default();
         hints.guess(&whole);
         hints.guess(&pointer);
         handler.warm(&hints);
-        assert_eq!(handler.answer_message_fast(&whole, src), before);
+        assert_eq!(handler.answer_message_fast(&whole, src, false), before);
     }
 }

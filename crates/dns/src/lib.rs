@@ -13,10 +13,12 @@ mod cookie;
 mod dnssec;
 mod fast;
 mod notify;
+mod quic;
 mod rrl;
 mod stats;
 mod tap;
 mod tcp;
+mod tls;
 mod tsig;
 mod udp;
 mod update;
@@ -25,10 +27,12 @@ mod xfr;
 pub use cookie::CookieSecret;
 pub use dnssec::SIGNATURES_CACHED;
 pub use notify::NOTIFY_INTERVAL;
+pub use quic::{doq_message, DoqFrameError};
 pub use rrl::RrlSettings;
 pub use stats::DnsStats;
 pub use tap::{Tap, TapKind, TapMessage, Transport};
 pub use tcp::{accept, TcpCounters, TcpLimits};
+pub use tls::{Certs, TlsError, TlsLimits};
 pub use tsig::{TSIG_FUDGE_MAX_DEFAULT, TSIG_FUDGE_MAX_LIMIT};
 pub use update::{
     Submit, Submitted, UpdateLimit, UPDATES_BURST_DEFAULT, UPDATES_PER_MINUTE_DEFAULT, UPDATE_REFUSAL_LOG_BURST,
@@ -51,6 +55,7 @@ use hickory_proto::ProtoError;
 use hickory_server::net::xfer::Protocol;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::{MessageResponseBuilder, Queries};
+use switchboard_domain::model::{Arrival, CertKey};
 use switchboard_domain::{resolve, RType, Rcode, State};
 use tokio::net::TcpListener;
 
@@ -88,6 +93,21 @@ pub enum DnsError {
     Bind { proto: &'static str, addr: SocketAddr, source: std::io::Error },
     #[error("starting the DNS UDP workers: {0}")]
     Workers(std::io::Error),
+    #[error("DNS over {proto} is listened on, and there is no certificate ([tls] cert_file and key_file)")]
+    NoCertificate { proto: &'static str },
+    #[error(transparent)]
+    Tls(#[from] TlsError),
+}
+
+/// What became of a query on the fast path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Step {
+    /// The answer is in its buffer: send it.
+    Send,
+    /// Rate limiting withheld the answer.
+    Withheld,
+    /// The full path is to answer it.
+    HandOver,
 }
 
 /// How a node's DNS front end behaves beyond answering: its limits, rate
@@ -123,6 +143,9 @@ pub struct Options {
     pub dns_address: Option<SocketAddr>,
     /// Where NOTIFY leaves from instead (`[dns] notify_source`).
     pub notify_source: Option<std::net::IpAddr>,
+    /// The certificate DNS over TLS and QUIC serve; `None`: neither can be
+    /// listened on.
+    pub certs: Option<Arc<Certs>>,
 }
 
 /// What every copy of the handler shares.
@@ -130,6 +153,10 @@ pub struct Options {
 struct Shared {
     stats: Arc<DnsStats>,
     tcp: Arc<TcpCounters>,
+    /// The DoT and DoQ listeners' counters.
+    dot: Arc<TcpCounters>,
+    doq: Arc<TcpCounters>,
+    certs: Option<Arc<Certs>>,
     udp_loops: usize,
     full_path_only: bool,
     rrl: Option<Rrl>,
@@ -154,14 +181,18 @@ struct Shared {
 }
 
 /// Answers queries from the state published by the state machine. Each
-/// UDP loop, and TCP, has its own copy (`for_transport`), counting into
-/// its own shard.
+/// UDP loop, and each stream transport, has its own copy
+/// (`for_transport`), counting into its own shard; each DoT and DoQ
+/// connection a copy that knows its client's certificate
+/// (`for_connection`).
 #[derive(Clone)]
 pub struct Handler {
     state: Arc<ArcSwap<State>>,
     shared: Arc<Shared>,
     transport: Transport,
     shard: usize,
+    /// The pin of the certificate the client presented (DoT and DoQ).
+    client_key: Option<CertKey>,
 }
 
 impl Handler {
@@ -174,12 +205,23 @@ impl Handler {
     pub fn with(state: Arc<ArcSwap<State>>, options: Options) -> Handler {
         let udp_loops = options.udp_loops.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from)).max(1);
         let tcp = Arc::new(TcpCounters::default());
+        let (dot, doq) = (Arc::new(TcpCounters::default()), Arc::new(TcpCounters::default()));
         let signatures = Arc::new(dnssec::SignCounters::default());
-        let stats = Arc::new(DnsStats::new(udp_loops, tcp.clone(), options.tap.clone(), signatures.clone()));
+        let stats = Arc::new(DnsStats::new(
+            udp_loops,
+            tcp.clone(),
+            [dot.clone(), doq.clone()],
+            options.certs.clone(),
+            options.tap.clone(),
+            signatures.clone(),
+        ));
         let transfers = Arc::new(xfr::Slots::default());
         let shared = Shared {
             stats,
             tcp,
+            dot,
+            doq,
+            certs: options.certs,
             udp_loops,
             full_path_only: options.full_path_only,
             rrl: Rrl::new(options.rrl),
@@ -195,7 +237,7 @@ impl Handler {
             signer: dnssec::Signer::new(signatures, options.signatures_cached.unwrap_or(SIGNATURES_CACHED)),
             notify: notify::Addresses { source: options.notify_source, dns: options.dns_address },
         };
-        Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0 }
+        Handler { state, shared: Arc::new(shared), transport: Transport::Udp, shard: 0, client_key: None }
     }
 
     /// What this front end counts, for `/metrics`.
@@ -203,18 +245,72 @@ impl Handler {
         self.shared.stats.clone()
     }
 
-    /// The copy for UDP loop `i`, or for TCP.
+    /// The copy for UDP loop `i`, or for a stream transport.
     pub(crate) fn for_transport(&self, transport: Transport, i: usize) -> Handler {
         Handler { transport, shard: i, ..self.clone() }
+    }
+
+    /// The copy for one DoT or DoQ connection whose client presented a
+    /// certificate with the key `client_key` (or none).
+    pub(crate) fn for_connection(&self, transport: Transport, client_key: Option<CertKey>) -> Handler {
+        Handler { transport, shard: 0, client_key, ..self.clone() }
+    }
+
+    /// The transport this copy answers.
+    pub(crate) fn transport(&self) -> Transport {
+        self.transport
+    }
+
+    /// Answer `message` from `peer` (sent to `server`) on the fast path
+    /// into `out`, counting and tapping it as every transport does: what to
+    /// do next. Over a stream transport the answer is never truncated and
+    /// never rate limited.
+    pub(crate) fn answer_fast_counted(
+        &self,
+        message: &[u8],
+        peer: SocketAddr,
+        server: SocketAddr,
+        scratch: &mut fast::Scratch,
+        out: &mut Vec<u8>,
+    ) -> Step {
+        let done = self.answer_fast(message, peer, scratch, out);
+        let shard = self.shard();
+        if self.shared.cookies.is_some() && done != fast::Fast::HandOver {
+            shard.cookie(CookieSeen::None);
+        }
+        let (answered, step) = match done {
+            fast::Fast::Answered(a) => {
+                if let Some(tapped) = tap::Tapped::query(self.tap(), &shard.tap_seen, self.transport, peer, server, message) {
+                    tapped.response(self.transport, peer, out.clone());
+                }
+                if a.slipped {
+                    shard.rrl(RrlAction::Slipped);
+                }
+                (a, Step::Send)
+            }
+            fast::Fast::Dropped(a) => {
+                shard.rrl(RrlAction::Dropped);
+                (a, Step::Withheld)
+            }
+            fast::Fast::HandOver => {
+                shard.path(false);
+                return Step::HandOver;
+            }
+        };
+        shard.path(true);
+        shard.query(answered.qtype, answered.rcode, answered.truncated);
+        step
     }
 
     /// Answer one message as the UDP (or TCP) workers do, keeping the
     /// responses instead of sending them (every message of a transfer):
     /// for the fuzz targets and tests. Empty for what the workers drop.
+    /// Over TCP as over TLS and QUIC, which answer as TCP does.
     pub async fn answer_message(&self, message: &[u8], src: SocketAddr, tcp: bool) -> Vec<Vec<u8>> {
-        if !tcp && message.len() >= 12 && message[2] & 0x80 == 0 {
+        if message.len() >= 12 && message[2] & 0x80 == 0 {
+            let transport = if tcp { Transport::Tcp } else { Transport::Udp };
             let mut out = Vec::new();
-            match self.for_transport(Transport::Udp, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
+            match self.for_transport(transport, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
                 fast::Fast::Answered(_) => return vec![out],
                 fast::Fast::Dropped(_) => return Vec::new(),
                 fast::Fast::HandOver => {}
@@ -223,12 +319,13 @@ impl Handler {
         self.answer_message_full(message, src, tcp).await
     }
 
-    /// The fast path's answer to a UDP query, or `None` when it hands the
-    /// query over (or withholds the answer): for tests comparing the two
-    /// paths.
-    pub fn answer_message_fast(&self, message: &[u8], src: SocketAddr) -> Option<Vec<u8>> {
+    /// The fast path's answer to a query over UDP (or a stream transport,
+    /// `tcp`), or `None` when it hands the query over (or withholds the
+    /// answer): for tests comparing the two paths.
+    pub fn answer_message_fast(&self, message: &[u8], src: SocketAddr, tcp: bool) -> Option<Vec<u8>> {
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
         let mut out = Vec::new();
-        match self.for_transport(Transport::Udp, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
+        match self.for_transport(transport, 0).answer_fast(message, src, &mut fast::Scratch::default(), &mut out) {
             fast::Fast::Answered(_) => Some(out),
             fast::Fast::Dropped(_) | fast::Fast::HandOver => None,
         }
@@ -256,8 +353,9 @@ impl Handler {
         if self.shared.full_path_only {
             return fast::Fast::HandOver;
         }
-        let rrl = self.shared.rrl.as_ref().map(|r| (r, src.ip()));
-        fast::answer(message, &self.state.load(), rrl, scratch, out)
+        let stream = self.transport != Transport::Udp;
+        let rrl = self.shared.rrl.as_ref().filter(|_| !stream).map(|r| (r, src.ip()));
+        fast::answer(message, &self.state.load(), rrl, stream, scratch, out)
     }
 
     /// Before a batch of datagrams: warm the tenants `hints` guesses at.
@@ -312,14 +410,17 @@ impl ResponseHandler for Capture {
     }
 }
 
-/// The DNS sockets of a node: UDP and TCP on one port, bound before the
-/// node opens its store so a busy port stops it before anything is written.
-/// Bind them on the runtime that will serve them (their I/O belongs to it).
+/// The DNS sockets of a node: UDP and TCP on one port, and DNS over TLS
+/// and QUIC on theirs when asked, bound before the node opens its store so
+/// a busy port stops it before anything is written. Bind them on the
+/// runtime that will serve them (their I/O belongs to it).
 #[derive(Debug)]
 pub struct Listeners {
     udp: std::net::UdpSocket,
     tcp: TcpListener,
     bound: SocketAddr,
+    dot: Option<TcpListener>,
+    doq: Option<std::net::UdpSocket>,
 }
 
 impl Listeners {
@@ -328,7 +429,23 @@ impl Listeners {
         let bound = udp.local_addr().map_err(|source| DnsError::Bind { proto: "udp", addr, source })?;
         // TCP on the same port as UDP, also when the caller asked for port 0.
         let tcp = TcpListener::bind(bound).await.map_err(|source| DnsError::Bind { proto: "tcp", addr: bound, source })?;
-        Ok(Listeners { udp, tcp, bound })
+        Ok(Listeners { udp, tcp, bound, dot: None, doq: None })
+    }
+
+    /// Listen for DNS over TLS on `addr` too.
+    pub async fn bind_dot(&mut self, addr: SocketAddr) -> Result<SocketAddr, DnsError> {
+        let dot = TcpListener::bind(addr).await.map_err(|source| DnsError::Bind { proto: "tls", addr, source })?;
+        let bound = dot.local_addr().map_err(|source| DnsError::Bind { proto: "tls", addr, source })?;
+        self.dot = Some(dot);
+        Ok(bound)
+    }
+
+    /// Listen for DNS over QUIC on `addr` too.
+    pub fn bind_doq(&mut self, addr: SocketAddr) -> Result<SocketAddr, DnsError> {
+        let doq = std::net::UdpSocket::bind(addr).map_err(|source| DnsError::Bind { proto: "quic", addr, source })?;
+        let bound = doq.local_addr().map_err(|source| DnsError::Bind { proto: "quic", addr, source })?;
+        self.doq = Some(doq);
+        Ok(bound)
     }
 
     /// The address bound (the port chosen when port 0 was asked for).
@@ -337,10 +454,12 @@ impl Listeners {
     }
 }
 
-/// DNS being served; dropping it stops both transports.
+/// DNS being served; dropping it stops every transport.
 pub struct Serving {
     _udp: udp::Workers,
     tcp: tokio::task::JoinHandle<()>,
+    dot: Option<tokio::task::JoinHandle<()>>,
+    doq: Option<(quinn::Endpoint, tokio::task::JoinHandle<()>)>,
     /// What the TCP listener counted.
     pub tcp_counters: Arc<tcp::TcpCounters>,
     /// Every DNS counter.
@@ -350,19 +469,45 @@ pub struct Serving {
 impl Drop for Serving {
     fn drop(&mut self) {
         self.tcp.abort();
+        if let Some(dot) = &self.dot {
+            dot.abort();
+        }
+        if let Some((endpoint, task)) = &self.doq {
+            endpoint.close(0u32.into(), b"shutting down");
+            task.abort();
+        }
     }
 }
 
 /// Serve DNS on `listeners` with `handler`: UDP on worker threads, one
-/// per core unless told (`udp`), TCP on our own bounded listener (`tcp`).
-/// Call on the runtime that bound them: the full path runs on it.
-pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits) -> Result<Serving, DnsError> {
+/// per core unless told (`udp`), TCP on our own bounded listener (`tcp`),
+/// and DoT (`tls`) and DoQ (`quic`) when they were bound, with `tls`'s
+/// limits. Call on the runtime that bound them: the full path runs on it.
+pub fn serve(listeners: Listeners, handler: Handler, limits: TcpLimits, tls: TlsLimits) -> Result<Serving, DnsError> {
     let tcp_counters = handler.shared.tcp.clone();
     let stats = handler.stats();
+    let certs = handler.shared.certs.clone();
+    let need_certs = |proto| certs.clone().ok_or(DnsError::NoCertificate { proto });
+    // Set up before anything is spawned: an error leaves nothing running.
+    let dot = match listeners.dot {
+        Some(listener) => Some((listener, tls::server_config(&need_certs("TLS")?, tls::ALPN_DOT)?)),
+        None => None,
+    };
+    let doq = match listeners.doq {
+        Some(socket) => Some(quic::endpoint(socket, tls::server_config(&need_certs("QUIC")?, tls::ALPN_DOQ)?, tls)?),
+        None => None,
+    };
     let workers = handler.shared.udp_loops;
     let udp = udp::serve(listeners.udp, handler.clone(), workers).map_err(DnsError::Workers)?;
     let tcp = tokio::spawn(tcp::serve(listeners.tcp, handler.for_transport(Transport::Tcp, 0), limits, tcp_counters.clone()));
-    Ok(Serving { _udp: udp, tcp, tcp_counters, stats })
+    let dot = dot.map(|(listener, config)| {
+        tokio::spawn(tls::serve(listener, handler.for_transport(Transport::Dot, 0), config, tls, handler.shared.dot.clone()))
+    });
+    let doq = doq.map(|endpoint| {
+        let task = tokio::spawn(quic::serve(endpoint.clone(), handler.for_transport(Transport::Doq, 0), tls, handler.shared.doq.clone()));
+        (endpoint, task)
+    });
+    Ok(Serving { _udp: udp, tcp, dot, doq, tcp_counters, stats })
 }
 
 /// A response on the wire, at most `max_size` bytes before its TSIG record,
@@ -773,6 +918,10 @@ impl Handler {
             // from a prefix the zone's `[transfer] allow` lists; refused as
             // Knot DNS refuses a transfer it does not allow (NOTAUTH, RFC
             // 5936 §2.2.1), the reason in the log.
+            // A zone may also ask that transfers come over TLS or QUIC, and
+            // from a client certificate it pins (RFC 9103 §9.3).
+            let arrival = Arrival { encrypted: self.transport.encrypted(), client_key: self.client_key.as_ref() };
+            let transport_refusal = state.zone(&apex).and_then(|z| z.spec.transfer.transport_refusal(arrival));
             let refusal = match (state.zone(&apex), &signed_by) {
                 (None, _) => Some("not a zone served here".to_string()),
                 // Answers are signed when served; there is no signed zone
@@ -780,6 +929,7 @@ impl Handler {
                 (Some(_), _) if state.signed_zone(&apex).is_some() => {
                     Some("the zone is signed online: transfers of signed zones are not served".to_string())
                 }
+                (Some(_), _) if transport_refusal.is_some() => transport_refusal.map(str::to_string),
                 (Some(z), Some(key)) if !key.may_transfer(z) => Some(format!("TSIG key {} may not transfer it", key.name)),
                 (Some(z), None) if !switchboard_domain::tsig::unsigned_transfer_allowed(z, request.src().ip()) => {
                     Some("unsigned, and the client is not in the zone's [transfer] allow".to_string())
@@ -789,7 +939,7 @@ impl Handler {
             if let Some(why) = refusal {
                 self.shard().transfer(xfr, XfrOutcome::Refused);
                 if request.protocol() == Protocol::Tcp {
-                    tracing::info!(zone = %apex, client = %request.src(), reason = %why, "zone transfer refused");
+                    tracing::info!(zone = %apex, client = %request.src(), transport = ?self.transport, reason = %why, "zone transfer refused");
                 }
                 // A signed zone's refusal says why in an Extended DNS Error
                 // (RFC 8914: 18, Prohibited), which kdig and dig print.

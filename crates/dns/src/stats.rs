@@ -1,5 +1,6 @@
 //! What the DNS front end counts, for `/metrics`: plain atomic counters in
-//! one shard per UDP receive loop and one for TCP, so the query path takes
+//! one shard per UDP receive loop and one for each stream transport (TCP,
+//! TLS, QUIC), so the query path takes
 //! no lock and allocates nothing to count, and two cores never write the
 //! same cache line. A scrape sums the shards (`Collector`).
 
@@ -303,12 +304,17 @@ impl Shard {
     }
 }
 
-/// Every DNS counter of a node: a shard per UDP loop, then TCP's.
+/// Every DNS counter of a node: a shard per UDP loop, then TCP's, DoT's
+/// and DoQ's.
 #[derive(Debug)]
 pub struct DnsStats {
     shards: Box<[Shard]>,
     udp_loops: usize,
     tcp: Arc<TcpCounters>,
+    /// The DoT and DoQ listeners' connections and handshakes.
+    encrypted: [(&'static str, Arc<TcpCounters>); 2],
+    /// The certificate the encrypted listeners serve, when they are on.
+    certs: Option<Arc<crate::tls::Certs>>,
     tap: Option<Arc<Tap>>,
     signatures: Arc<crate::dnssec::SignCounters>,
 }
@@ -317,24 +323,37 @@ impl DnsStats {
     pub(crate) fn new(
         udp_loops: usize,
         tcp: Arc<TcpCounters>,
+        encrypted: [Arc<TcpCounters>; 2],
+        certs: Option<Arc<crate::tls::Certs>>,
         tap: Option<Arc<Tap>>,
         signatures: Arc<crate::dnssec::SignCounters>,
     ) -> DnsStats {
         let udp_loops = udp_loops.max(1);
-        DnsStats { shards: (0..=udp_loops).map(|_| Shard::default()).collect(), udp_loops, tcp, tap, signatures }
+        let [dot, doq] = encrypted;
+        DnsStats {
+            shards: (0..udp_loops + 3).map(|_| Shard::default()).collect(),
+            udp_loops,
+            tcp,
+            encrypted: [("dot", dot), ("doq", doq)],
+            certs,
+            tap,
+            signatures,
+        }
     }
 
-    /// The shard of UDP loop `i` (wrapping), or TCP's.
+    /// The shard of UDP loop `i` (wrapping), or a stream transport's.
     pub(crate) fn shard(&self, transport: Transport, i: usize) -> &Shard {
         match transport {
             Transport::Udp => &self.shards[i % self.udp_loops],
             Transport::Tcp => &self.shards[self.udp_loops],
+            Transport::Dot => &self.shards[self.udp_loops + 1],
+            Transport::Doq => &self.shards[self.udp_loops + 2],
         }
     }
 
-    fn transport_shards(&self) -> [(&'static str, &[Shard]); 2] {
-        let (udp, tcp) = self.shards.split_at(self.udp_loops);
-        [("udp", udp), ("tcp", tcp)]
+    fn transport_shards(&self) -> [(&'static str, &[Shard]); 4] {
+        let (udp, streams) = self.shards.split_at(self.udp_loops);
+        [("udp", udp), ("tcp", &streams[0..1]), ("dot", &streams[1..2]), ("doq", &streams[2..3])]
     }
 
     fn sum(shards: &[Shard], f: impl Fn(&Shard) -> &AtomicU64) -> u64 {
@@ -418,11 +437,24 @@ impl Collector for DnsStats {
         )?;
         let cookies: Vec<_> = COOKIE_RESULTS.iter().enumerate().map(|(i, r)| (vec![("result", *r)], self.all(|s| &s.cookies[i]))).collect();
         counters(e, "switchboard_dns_cookies", "Queries by what their DNS COOKIE option was (RFC 7873).", &cookies, true)?;
+        let [(_, udp), streams @ ..] = self.transport_shards();
         counters(
             e,
             "switchboard_dns_udp_path",
             "UDP queries by the path that answered them: fast (from the wire bytes) or full (parsed and encoded by hickory).",
-            &[(vec![("path", "fast")], self.all(|s| &s.paths[0])), (vec![("path", "full")], self.all(|s| &s.paths[1]))],
+            &[(vec![("path", "fast")], Self::sum(udp, |s| &s.paths[0])), (vec![("path", "full")], Self::sum(udp, |s| &s.paths[1]))],
+            true,
+        )?;
+        let mut paths = Vec::new();
+        for (transport, shards) in streams {
+            paths.push((vec![("transport", transport), ("path", "fast")], Self::sum(shards, |s| &s.paths[0])));
+            paths.push((vec![("transport", transport), ("path", "full")], Self::sum(shards, |s| &s.paths[1])));
+        }
+        counters(
+            e,
+            "switchboard_dns_stream_path",
+            "Queries over TCP, TLS (dot) and QUIC (doq) by the path that answered them, as switchboard_dns_udp_path.",
+            &paths,
             true,
         )?;
 
@@ -468,6 +500,50 @@ impl Collector for DnsStats {
             None,
             MetricType::Counter,
         )?)?;
+
+        // DoT and DoQ: their connections, and the TLS handshakes made.
+        {
+            let mut open = e.encode_descriptor(
+                "switchboard_dns_encrypted_connections_open",
+                "DNS over TLS (dot) and QUIC (doq) connections open.",
+                None,
+                MetricType::Gauge,
+            )?;
+            for (transport, c) in &self.encrypted {
+                let n = i64::try_from(c.open.load(Ordering::Relaxed)).unwrap_or(i64::MAX);
+                ConstGauge::new(n).encode(open.encode_family(&[("transport", *transport)])?)?;
+            }
+        }
+        let mut refused = Vec::new();
+        let mut handshakes = Vec::new();
+        for (transport, c) in &self.encrypted {
+            let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+            refused.push((vec![("transport", *transport), ("reason", "limit")], load(&c.refused)));
+            refused.push((vec![("transport", *transport), ("reason", "handshake_rate")], load(&c.rate_limited)));
+            handshakes.push((vec![("transport", *transport), ("outcome", "ok")], load(&c.handshakes_ok)));
+            handshakes.push((vec![("transport", *transport), ("outcome", "failed")], load(&c.handshakes_failed)));
+            handshakes.push((vec![("transport", *transport), ("outcome", "timed_out")], load(&c.handshakes_timed_out)));
+        }
+        counters(
+            e,
+            "switchboard_dns_encrypted_connections_refused",
+            "DoT and DoQ connections refused at accept: a connection limit, or the source's handshake rate, was reached.",
+            &refused,
+            true,
+        )?;
+        counters(e, "switchboard_dns_tls_handshakes", "TLS handshakes of DoT and DoQ connections, by outcome.", &handshakes, true)?;
+        if let Some(certs) = &self.certs {
+            counters(
+                e,
+                "switchboard_dns_tls_certificate_reloads",
+                "Times the TLS certificate and key were read again after they changed on disk, by outcome (a failed reload keeps the old pair).",
+                &[
+                    (vec![("outcome", "ok")], certs.reloads.load(Ordering::Relaxed)),
+                    (vec![("outcome", "failed")], certs.reload_failures.load(Ordering::Relaxed)),
+                ],
+                true,
+            )?;
+        }
 
         let mut transfers = Vec::new();
         for (q, qtype) in ["AXFR", "IXFR"].into_iter().enumerate() {

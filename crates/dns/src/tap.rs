@@ -14,6 +14,17 @@ use tokio::sync::mpsc;
 pub enum Transport {
     Udp,
     Tcp,
+    /// DNS over TLS (RFC 7858).
+    Dot,
+    /// DNS over QUIC (RFC 9250).
+    Doq,
+}
+
+impl Transport {
+    /// Whether messages over it are encrypted (a zone's `[transfer] tls`).
+    pub fn encrypted(self) -> bool {
+        matches!(self, Transport::Dot | Transport::Doq)
+    }
 }
 
 /// A query as received, or the response sent to it.
@@ -34,7 +45,8 @@ pub struct TapMessage {
     pub query_time: SystemTime,
     /// For a response: when it was sent.
     pub response_time: Option<SystemTime>,
-    /// The message on the wire (for TCP, without its length prefix).
+    /// The message on the wire (over TCP, TLS and QUIC, without its length
+    /// prefix).
     pub wire: Vec<u8>,
 }
 

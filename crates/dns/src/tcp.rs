@@ -3,7 +3,9 @@
 //! per source address (past either, a new connection is closed at once and
 //! counted), an idle timeout, and an accept loop that backs off when the
 //! process is out of file descriptors instead of spinning on EMFILE.
-//! Each message is answered by the same `Handler` as UDP.
+//! Each message is answered by the same `Handler` as UDP, on the fast path
+//! when it takes the query. The connection loop serves DNS over TLS too
+//! (`tls`), over the TLS stream instead of the TCP one.
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
@@ -15,14 +17,13 @@ use hickory_server::net::xfer::Protocol;
 use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::OwnedWriteHalf;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::tap::{Tapped, Transport};
 use crate::tsig::Signer;
-use crate::{Handler, Respond};
+use crate::{fast, Handler, Respond, Step};
 
 /// Limits of the TCP listener, from the node config.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -41,7 +42,7 @@ impl Default for TcpLimits {
     }
 }
 
-/// What the TCP listener counted, for logs and metrics.
+/// What a stream listener (TCP, DoT, DoQ) counted, for logs and metrics.
 #[derive(Debug, Default)]
 pub struct TcpCounters {
     /// Connections open now.
@@ -50,6 +51,13 @@ pub struct TcpCounters {
     pub refused: AtomicU64,
     /// Times accept failed for want of file descriptors (and waited).
     pub accept_backoffs: AtomicU64,
+    /// DoT and DoQ: connections closed at accept because their source
+    /// was past its rate of handshakes.
+    pub rate_limited: AtomicU64,
+    /// DoT and DoQ: TLS handshakes completed, failed, and given up.
+    pub handshakes_ok: AtomicU64,
+    pub handshakes_failed: AtomicU64,
+    pub handshakes_timed_out: AtomicU64,
 }
 
 /// The first and the longest wait after accept fails for want of descriptors.
@@ -82,34 +90,50 @@ type Sources = Arc<Mutex<HashMap<IpAddr, usize>>>;
 
 /// Accept and serve connections until the task is dropped.
 pub(crate) async fn serve(listener: TcpListener, handler: Handler, limits: TcpLimits, counters: Arc<TcpCounters>) {
-    let open = Arc::new(Semaphore::new(limits.connections_max));
-    let sources: Sources = Arc::default();
+    let places = Places::new(limits.connections_max, limits.connections_per_source_max, counters.clone());
     loop {
         let (stream, peer) = accept(&listener, "dns", &counters.accept_backoffs).await;
-        let Some(place) = admit(&open, &sources, peer.ip(), limits.connections_per_source_max, &counters) else {
+        let Some(place) = places.admit(peer.ip()) else {
             // Closing it now gives its descriptor back; the client retries or goes.
             counters.refused.fetch_add(1, Ordering::Relaxed);
             drop(stream);
             continue;
         };
-        tokio::spawn(connection(stream, peer, handler.clone(), limits.idle_timeout, place));
+        let _ = stream.set_nodelay(true);
+        let server = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        tokio::spawn(connection(stream, peer, server, handler.clone(), limits.idle_timeout, place));
     }
 }
 
-/// A place for one more connection from `ip`, or `None` past a limit.
-fn admit(open: &Arc<Semaphore>, sources: &Sources, ip: IpAddr, per_source_max: usize, counters: &Arc<TcpCounters>) -> Option<Place> {
-    let permit = open.clone().try_acquire_owned().ok()?;
-    let mut held = sources.lock().ok()?;
-    if held.get(&ip).is_some_and(|n| *n >= per_source_max) {
-        return None;
+/// The places of a listener: connections in all and per source address.
+#[derive(Clone)]
+pub(crate) struct Places {
+    open: Arc<Semaphore>,
+    sources: Sources,
+    per_source_max: usize,
+    counters: Arc<TcpCounters>,
+}
+
+impl Places {
+    pub(crate) fn new(connections_max: usize, per_source_max: usize, counters: Arc<TcpCounters>) -> Places {
+        Places { open: Arc::new(Semaphore::new(connections_max)), sources: Arc::default(), per_source_max, counters }
     }
-    *held.entry(ip).or_default() += 1;
-    counters.open.fetch_add(1, Ordering::Relaxed);
-    Some(Place { _permit: permit, sources: sources.clone(), ip, counters: counters.clone() })
+
+    /// A place for one more connection from `ip`, or `None` past a limit.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<Place> {
+        let permit = self.open.clone().try_acquire_owned().ok()?;
+        let mut held = self.sources.lock().ok()?;
+        if held.get(&ip).is_some_and(|n| *n >= self.per_source_max) {
+            return None;
+        }
+        *held.entry(ip).or_default() += 1;
+        self.counters.open.fetch_add(1, Ordering::Relaxed);
+        Some(Place { _permit: permit, sources: self.sources.clone(), ip, counters: self.counters.clone() })
+    }
 }
 
 /// One admitted connection; dropping it gives its places back.
-struct Place {
+pub(crate) struct Place {
     _permit: OwnedSemaphorePermit,
     sources: Sources,
     ip: IpAddr,
@@ -137,14 +161,18 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 
 /// Read length-prefixed messages (RFC 1035 §4.2.2) and answer each in turn,
 /// until the client closes, sends nothing for `idle`, or sends a frame that
-/// cannot be a DNS message.
-async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle: Duration, _place: Place) {
-    let _ = stream.set_nodelay(true);
-    let server = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
-    let (mut rd, wr) = stream.into_split();
-    let half = Arc::new(tokio::sync::Mutex::new(wr));
+/// cannot be a DNS message. `stream` is a TCP connection, or a TLS session
+/// over one (the handler's transport says which); `server` is our address.
+pub(crate) async fn connection<S>(stream: S, peer: SocketAddr, server: SocketAddr, handler: Handler, idle: Duration, _place: Place)
+where
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
+{
+    let (mut rd, wr) = tokio::io::split(stream);
+    let half: Half = Arc::new(tokio::sync::Mutex::new(Box::new(wr)));
     // Set by a response that must be the last on this connection.
     let closing = Arc::new(AtomicBool::new(false));
+    let mut scratch = fast::Scratch::default();
+    let mut out = Vec::with_capacity(512);
     loop {
         let mut len = [0u8; 2];
         if !matches!(tokio::time::timeout(idle, rd.read_exact(&mut len)).await, Ok(Ok(_))) {
@@ -155,30 +183,52 @@ async fn connection(stream: TcpStream, peer: SocketAddr, handler: Handler, idle:
             return;
         }
         let received = Instant::now();
-        // Shorter than a header: nothing to answer; a response (QR=1):
-        // never answered, so no one can reflect traffic through us.
-        if message.len() < 12 || message[2] & 0x80 != 0 {
-            handler.shard().dropped(message.len() < 12);
-            continue;
-        }
-        let header = [message[0], message[1], message[2]];
-        match Request::from_bytes(message, peer, Protocol::Tcp) {
-            Ok(request) => {
-                let tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, Transport::Tcp, peer, server, request.as_slice());
-                handler.answer(&request, Writer { half: half.clone(), peer, tapped, signer: None, closing: closing.clone() }).await;
-                if closing.load(Ordering::Relaxed) {
-                    return;
-                }
-            }
-            Err(_) => {
-                handler.shard().malformed();
-                let writer = Writer { half: half.clone(), peer, tapped: None, signer: None, closing: closing.clone() };
-                if writer.send(&format_error(header)).await.is_err() {
-                    return;
-                }
-            }
+        let writer =
+            Writer { half: half.clone(), peer, transport: handler.transport(), tapped: None, signer: None, closing: closing.clone() };
+        if !answer(&handler, message, server, writer, &mut scratch, &mut out).await {
+            return;
         }
         handler.shard().latency(received.elapsed());
+        if closing.load(Ordering::Relaxed) {
+            return;
+        }
+    }
+}
+
+/// Answer one message that came over a stream transport through `writer`:
+/// on the fast path when it takes it, else the full path. `false` when the
+/// connection is to be closed (the response could not be written).
+pub(crate) async fn answer(
+    handler: &Handler,
+    message: Vec<u8>,
+    server: SocketAddr,
+    mut writer: Writer,
+    scratch: &mut fast::Scratch,
+    out: &mut Vec<u8>,
+) -> bool {
+    let peer = writer.peer;
+    // Shorter than a header: nothing to answer; a response (QR=1):
+    // never answered, so no one can reflect traffic through us.
+    if message.len() < 12 || message[2] & 0x80 != 0 {
+        handler.shard().dropped(message.len() < 12);
+        return true;
+    }
+    match handler.answer_fast_counted(&message, peer, server, scratch, out) {
+        Step::Send => return writer.send(out).await.is_ok(),
+        Step::Withheld => return true,
+        Step::HandOver => {}
+    }
+    let header = [message[0], message[1], message[2]];
+    match Request::from_bytes(message, peer, Protocol::Tcp) {
+        Ok(request) => {
+            writer.tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, writer.transport, peer, server, request.as_slice());
+            handler.answer(&request, writer).await;
+            true
+        }
+        Err(_) => {
+            handler.shard().malformed();
+            writer.send(&format_error(header)).await.is_ok()
+        }
     }
 }
 
@@ -192,18 +242,22 @@ pub(crate) fn format_error(first: [u8; 3]) -> Vec<u8> {
     header.to_vec()
 }
 
+/// The write half of a connection (TCP, TLS, or one QUIC stream).
+pub(crate) type Half = Arc<tokio::sync::Mutex<Box<dyn AsyncWrite + Send + Unpin>>>;
+
 #[derive(Clone)]
 /// The write half of a connection, shared by the responses to its
 /// messages, for the response to one message.
-struct Writer {
-    half: Arc<tokio::sync::Mutex<OwnedWriteHalf>>,
-    peer: SocketAddr,
+pub(crate) struct Writer {
+    pub(crate) half: Half,
+    pub(crate) peer: SocketAddr,
+    pub(crate) transport: Transport,
     /// Set when the query was tapped: the response is too.
-    tapped: Option<Tapped>,
+    pub(crate) tapped: Option<Tapped>,
     /// Set when the query was signed (TSIG): every response message is too.
-    signer: Option<Signer>,
+    pub(crate) signer: Option<Signer>,
     /// Set to close the connection after this response.
-    closing: Arc<AtomicBool>,
+    pub(crate) closing: Arc<AtomicBool>,
 }
 
 /// A response the client does not read within this long is given up, and
@@ -213,12 +267,17 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl Writer {
     /// Send one message with its length prefix.
-    async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+    pub(crate) async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
         let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("a DNS message over 65535 bytes"))?;
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(bytes);
-        let write = async { self.half.lock().await.write_all(&framed).await };
+        // A TLS session holds what is written until it is flushed.
+        let write = async {
+            let mut half = self.half.lock().await;
+            half.write_all(&framed).await?;
+            half.flush().await
+        };
         tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
             .unwrap_or_else(|_| Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "the client read nothing for 30 s")))
@@ -251,7 +310,7 @@ impl ResponseHandler for Writer {
         let (bytes, info) = crate::emit(response, u16::MAX, &mut self.signer)?;
         self.send(&bytes).await.map_err(NetError::from)?;
         if let Some(tapped) = self.tapped.take() {
-            tapped.response(Transport::Tcp, self.peer, bytes);
+            tapped.response(self.transport, self.peer, bytes);
         }
         Ok(info)
     }

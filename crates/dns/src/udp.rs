@@ -37,11 +37,11 @@ use hickory_server::net::NetError;
 use hickory_server::server::{Request, ResponseHandler, ResponseInfo};
 use hickory_server::zone_handler::MessageResponse;
 
-use crate::fast::{Fast, KeyHints, Scratch};
-use crate::stats::{CookieSeen, RrlAction};
+use crate::fast::{KeyHints, Scratch};
 use crate::tap::{Tapped, Transport};
 use crate::tcp::format_error;
 use crate::tsig::Signer;
+use crate::Step;
 use crate::{Handler, Respond, UDP_PAYLOAD_MAX};
 
 /// Largest datagram read: a query is far smaller, and a longer one is not
@@ -108,16 +108,6 @@ pub(crate) fn serve(first: UdpSocket, handler: Handler, workers: usize) -> std::
         std::thread::Builder::new().name(format!("dns-udp-{i}")).spawn(move || worker.run())?;
     }
     Ok(Workers { stop })
-}
-
-/// What became of a datagram on the fast path.
-enum Step {
-    /// The answer is in its buffer: send it.
-    Send,
-    /// Rate limiting withheld the answer.
-    Withheld,
-    /// The full path is to answer it.
-    HandOver,
 }
 
 struct Worker {
@@ -195,7 +185,7 @@ impl Worker {
                     continue;
                 }
                 let (Some(out), Some(slot)) = (outs.get_mut(answers), to.get_mut(answers)) else { continue };
-                match self.answer_fast(message, peer, scratch, out) {
+                match self.handler.answer_fast_counted(message, peer, self.server, scratch, out) {
                     Step::Send => {
                         *slot = Some(SockaddrStorage::from(peer));
                         answers += 1;
@@ -245,38 +235,6 @@ impl Worker {
                 }
             }
         }
-    }
-
-    /// Answer `message` on the fast path into `out`: what to do next.
-    fn answer_fast(&self, message: &[u8], peer: SocketAddr, scratch: &mut Scratch, out: &mut Vec<u8>) -> Step {
-        let handler = &self.handler;
-        let done = handler.answer_fast(message, peer, scratch, out);
-        let shard = handler.shard();
-        if handler.shared.cookies.is_some() && done != Fast::HandOver {
-            shard.cookie(CookieSeen::None);
-        }
-        let (answered, step) = match done {
-            Fast::Answered(a) => {
-                if let Some(tapped) = Tapped::query(handler.tap(), &shard.tap_seen, Transport::Udp, peer, self.server, message) {
-                    tapped.response(Transport::Udp, peer, out.clone());
-                }
-                if a.slipped {
-                    shard.rrl(RrlAction::Slipped);
-                }
-                (a, Step::Send)
-            }
-            Fast::Dropped(a) => {
-                shard.rrl(RrlAction::Dropped);
-                (a, Step::Withheld)
-            }
-            Fast::HandOver => {
-                shard.path(false);
-                return Step::HandOver;
-            }
-        };
-        shard.path(true);
-        shard.query(answered.qtype, answered.rcode, answered.truncated);
-        step
     }
 
     /// Answer `message` on the full path.

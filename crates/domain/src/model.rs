@@ -93,17 +93,79 @@ pub struct ZoneSpec {
     pub dnssec: Option<crate::dnssec::Policy>,
 }
 
-/// Most secondaries told of a zone's new serials, and most prefixes
-/// allowed unsigned transfers.
+/// Most secondaries told of a zone's new serials, most prefixes allowed
+/// unsigned transfers, and most client certificate keys allowed.
 pub const TRANSFER_PEERS_MAX: usize = 64;
 
 /// A zone's `[transfer]` table: the secondaries sent NOTIFY (RFC 1996)
-/// when its serial advances, and the client prefixes that may transfer it
-/// without a TSIG key (none by default).
+/// when its serial advances, the client prefixes that may transfer it
+/// without a TSIG key (none by default), and what transport a transfer
+/// must come over (RFC 9103): any by default, only an encrypted one
+/// (`tls`: DNS over TLS or QUIC), or one whose client presented a
+/// certificate with one of `cert_keys` (mutual TLS; implies `tls`).
+/// Transport rules add to who may transfer, they replace nothing: a
+/// transfer still needs a TSIG key or an allowed prefix.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Transfer {
     pub notify: Vec<std::net::SocketAddr>,
     pub allow: Vec<Prefix>,
+    pub tls: bool,
+    /// A thin vector (one pointer while empty, as it nearly always is):
+    /// every command carries a zone's size.
+    pub cert_keys: ThinVec<CertKey>,
+}
+
+/// The pin of a client certificate's key: SHA-256 of its
+/// SubjectPublicKeyInfo, written in base64 as Knot DNS's `cert-key` and
+/// kdig's `+tls-pin` write it (RFC 7858 §4.2's SPKI pin).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct CertKey(pub [u8; 32]);
+
+impl CertKey {
+    /// Read a pin from its base64 text; `field` names it in the error.
+    pub fn parse(field: &str, text: &str) -> Result<CertKey, ValidationError> {
+        use base64::Engine;
+        let bytes = base64::engine::general_purpose::STANDARD.decode(text.trim()).map_err(|_| {
+            ValidationError::new(field, format!("{text:?} is not base64 (the SHA-256 of a certificate's key, as kdig +tls-pin takes)"))
+        })?;
+        let pin = <[u8; 32]>::try_from(bytes.as_slice())
+            .map_err(|_| ValidationError::new(field, format!("{text:?} is {} bytes, a SHA-256 pin is 32", bytes.len())))?;
+        Ok(CertKey(pin))
+    }
+}
+
+impl std::fmt::Display for CertKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        use base64::Engine;
+        f.write_str(&base64::engine::general_purpose::STANDARD.encode(self.0))
+    }
+}
+
+/// How a transfer request reached this node, for a zone's transport rules.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arrival<'a> {
+    /// Over DNS over TLS or QUIC.
+    pub encrypted: bool,
+    /// The pin of the client certificate presented, if one was.
+    pub client_key: Option<&'a CertKey>,
+}
+
+impl Transfer {
+    /// Why a transfer that arrived as `arrival` is refused by the zone's
+    /// transport rules, or `None` when they allow it.
+    pub fn transport_refusal(&self, arrival: Arrival<'_>) -> Option<&'static str> {
+        if (self.tls || !self.cert_keys.is_empty()) && !arrival.encrypted {
+            return Some("the zone's transfers must come over TLS or QUIC ([transfer] tls)");
+        }
+        if self.cert_keys.is_empty() {
+            return None;
+        }
+        match arrival.client_key {
+            None => Some("no client certificate, and the zone's [transfer] cert_keys asks for one"),
+            Some(key) if !self.cert_keys.contains(key) => Some("the client certificate's key is not in the zone's [transfer] cert_keys"),
+            Some(_) => None,
+        }
+    }
 }
 
 /// Why `target` cannot be a secondary to send NOTIFY to, or `None` when it
@@ -202,7 +264,7 @@ impl ZoneSpec {
             } + 16)
             .sum();
         let records: usize = self.records.iter().map(|r| r.name.len() + r.rtype.len() + r.data.len() + 16).sum();
-        let transfer = (self.transfer.notify.len() + self.transfer.allow.len()) * 64;
+        let transfer = (self.transfer.notify.len() + self.transfer.allow.len() + self.transfer.cert_keys.len()) * 64;
         names + soa + rules + records + transfer
     }
 }
@@ -389,11 +451,19 @@ impl Zone {
                 format!("{} prefixes, at most {TRANSFER_PEERS_MAX}", spec.transfer.allow.len()),
             ));
         }
+        if spec.transfer.cert_keys.len() > TRANSFER_PEERS_MAX {
+            return Err(ValidationError::new(
+                "transfer.cert_keys",
+                format!("{} certificate keys, at most {TRANSFER_PEERS_MAX}", spec.transfer.cert_keys.len()),
+            ));
+        }
         let mut transfer = spec.transfer.clone();
         transfer.notify.sort();
         transfer.notify.dedup();
         transfer.allow.sort();
         transfer.allow.dedup();
+        transfer.cert_keys.sort();
+        transfer.cert_keys.dedup();
 
         if spec.catalog && (!spec.rules.is_empty() || !spec.records.is_empty()) {
             return Err(ValidationError::new("catalog", "a catalog zone lists the zones served: it has no rules or records of its own"));

@@ -4,7 +4,7 @@
 //! the field at fault.
 
 use switchboard_domain::dnssec::{Algorithm, Policy};
-use switchboard_domain::model::{Prefix, Transfer, ZoneSpec};
+use switchboard_domain::model::{CertKey, Prefix, Transfer, ZoneSpec};
 use switchboard_domain::{name, RecordSpec, Rule, Soa, ValidationError, Zone};
 
 use crate::v1;
@@ -89,7 +89,13 @@ fn transfer_in(t: v1::Transfer) -> Result<Transfer, ValidationError> {
         .collect::<Result<Vec<_>, _>>()?;
     let allow =
         t.allow.iter().enumerate().map(|(i, p)| Prefix::parse(&format!("zone.transfer.allow[{i}]"), p)).collect::<Result<Vec<_>, _>>()?;
-    Ok(Transfer { notify, allow })
+    let cert_keys = t
+        .cert_keys
+        .iter()
+        .enumerate()
+        .map(|(i, k)| CertKey::parse(&format!("zone.transfer.cert_keys[{i}]"), k))
+        .collect::<Result<_, _>>()?;
+    Ok(Transfer { notify, allow, tls: t.tls, cert_keys })
 }
 
 /// A zone's `dnssec` table; each timing absent takes Knot DNS's default.
@@ -124,12 +130,14 @@ pub fn dnssec_out(p: &Policy) -> v1::Dnssec {
 
 /// A zone's `transfer` table as the API shows it.
 pub fn transfer_out(t: &Transfer) -> Option<v1::Transfer> {
-    if t.notify.is_empty() && t.allow.is_empty() {
+    if *t == Transfer::default() {
         return None;
     }
     Some(v1::Transfer {
         notify: t.notify.iter().map(ToString::to_string).collect(),
         allow: t.allow.iter().map(ToString::to_string).collect(),
+        tls: t.tls,
+        cert_keys: t.cert_keys.iter().map(ToString::to_string).collect(),
     })
 }
 
@@ -138,7 +146,7 @@ mod tests {
     use super::*;
 
     fn notify(targets: &[&str]) -> Result<Transfer, ValidationError> {
-        transfer_in(v1::Transfer { notify: targets.iter().map(|t| t.to_string()).collect(), allow: Vec::new() })
+        transfer_in(v1::Transfer { notify: targets.iter().map(|t| t.to_string()).collect(), ..Default::default() })
     }
 
     #[test]

@@ -60,9 +60,10 @@ pub const MEMTABLE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// instead of one data revision, and each zone's own serial-moving
 /// changes are kept as `s/` (`ZoneSerial`, image v8); 9 = a zone's static
 /// records are stored name by name (`n/`, `ZoneNode`), apart from the zone
-/// (image v9).
+/// (image v9); 10 = a zone's `[transfer]` table holds its transport rules
+/// (`tls`, `cert_keys`; image v10).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 9;
+pub const FORMAT: u32 = 10;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

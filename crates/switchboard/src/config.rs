@@ -28,6 +28,9 @@ pub struct Config {
     pub dns: Dns,
     #[serde(default)]
     pub storage: Storage,
+    /// The certificate of DNS over TLS and QUIC (`[tls]`).
+    #[serde(default)]
+    pub tls: Tls,
     /// The file this config was read from, for error messages.
     #[serde(skip)]
     pub file: Option<PathBuf>,
@@ -327,7 +330,67 @@ pub struct Listen {
     pub peer: SocketAddr,
     #[serde(default = "default_http")]
     pub http: SocketAddr,
+    /// DNS over TLS (RFC 7858) and zone transfers over it (RFC 9103): off
+    /// unless set (853 is the standard port). Needs `[tls]`.
+    #[serde(default)]
+    pub dot: Option<SocketAddr>,
+    /// DNS over QUIC (RFC 9250), UDP: off unless set (853 is the standard
+    /// port). Needs `[tls]`.
+    #[serde(default)]
+    pub doq: Option<SocketAddr>,
 }
+
+/// `[tls]`: the certificate DNS over TLS and QUIC serve, and their limits
+/// (each listener has its own). The files are read at start and checked
+/// every `TLS_RELOAD_EVERY`: a changed pair is served from the next
+/// handshake on, a broken one is logged and counted and the old pair kept.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tls {
+    /// PEM certificates, the server's first, then its chain.
+    #[serde(default)]
+    pub cert_file: Option<PathBuf>,
+    /// Its PEM private key (PKCS#8, SEC1 or PKCS#1).
+    #[serde(default)]
+    pub key_file: Option<PathBuf>,
+    /// Connections open at once, in all and from one source address; the
+    /// total is lowered at start to fit the open-files limit.
+    #[serde(default)]
+    pub connections_max: Option<usize>,
+    #[serde(default)]
+    pub connections_per_source_max: Option<usize>,
+    /// A connection that sends nothing for this long is closed.
+    #[serde(default)]
+    pub idle_timeout_ms: Option<u64>,
+    /// A handshake not done within this long is given up.
+    #[serde(default)]
+    pub handshake_timeout_ms: Option<u64>,
+    /// New handshakes one source address may start a second.
+    #[serde(default)]
+    pub handshakes_per_source_per_second: Option<u32>,
+}
+
+impl Tls {
+    pub fn limits(&self) -> switchboard_dns::TlsLimits {
+        let d = switchboard_dns::TlsLimits::default();
+        let ms = std::time::Duration::from_millis;
+        switchboard_dns::TlsLimits {
+            connections_max: self.connections_max.unwrap_or(d.connections_max),
+            connections_per_source_max: self.connections_per_source_max.unwrap_or(d.connections_per_source_max),
+            idle_timeout: self.idle_timeout_ms.map_or(d.idle_timeout, ms),
+            handshake_timeout: self.handshake_timeout_ms.map_or(d.handshake_timeout, ms),
+            handshakes_per_source_per_second: self.handshakes_per_source_per_second.unwrap_or(d.handshakes_per_source_per_second),
+        }
+    }
+
+    /// The certificate and key files, when both are set.
+    pub fn files(&self) -> Option<(&Path, &Path)> {
+        self.cert_file.as_deref().zip(self.key_file.as_deref())
+    }
+}
+
+/// How often `[tls]`'s files are checked for a new certificate.
+pub const TLS_RELOAD_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -435,7 +498,7 @@ fn default_install_snapshot_timeout_ms() -> u64 {
 
 impl Default for Listen {
     fn default() -> Self {
-        Listen { dns: default_dns(), api: default_api(), peer: default_peer(), http: default_http() }
+        Listen { dns: default_dns(), api: default_api(), peer: default_peer(), http: default_http(), dot: None, doq: None }
     }
 }
 
@@ -476,6 +539,7 @@ impl Default for Config {
             api: Api::default(),
             dns: Dns::default(),
             storage: Storage::default(),
+            tls: Tls::default(),
             file: None,
         }
     }
@@ -491,7 +555,7 @@ impl Config {
     }
 
     /// Where the config came from, for errors: the file, or the embedded default.
-    fn origin(&self) -> String {
+    pub fn origin(&self) -> String {
         self.file.as_ref().map_or_else(|| "the embedded default config".to_string(), |f| format!("config file {}", f.display()))
     }
 
@@ -592,6 +656,21 @@ impl Config {
             }
         }
         self.cookie_secret()?;
+        if self.tls.cert_file.is_some() != self.tls.key_file.is_some() {
+            bail!("tls.cert_file and tls.key_file: set both, or neither");
+        }
+        for (key, addr) in [("listen.dot", self.listen.dot), ("listen.doq", self.listen.doq)] {
+            if addr.is_some() && self.tls.files().is_none() {
+                bail!("{key}: DNS over TLS and QUIC need a certificate: set tls.cert_file and tls.key_file");
+            }
+        }
+        let tls = self.tls.limits();
+        if tls.connections_max == 0 || tls.connections_per_source_max == 0 || tls.handshakes_per_source_per_second == 0 {
+            bail!("tls.connections_max, tls.connections_per_source_max and tls.handshakes_per_source_per_second: must be at least 1");
+        }
+        if tls.idle_timeout < std::time::Duration::from_millis(100) || tls.handshake_timeout < std::time::Duration::from_millis(100) {
+            bail!("tls.idle_timeout_ms and tls.handshake_timeout_ms: must be at least 100");
+        }
         let api = self.api.connection_limits();
         if api.connections_max == 0 || api.streams_per_connection_max == 0 {
             bail!("api.connections_max and api.streams_per_connection_max: must be at least 1");
@@ -662,11 +741,15 @@ impl Config {
             bail!("cluster.max_stale_ms: must be at least 1");
         }
         let l = &self.listen;
-        let addrs = [("listen.dns", l.dns), ("listen.api", l.api), ("listen.peer", l.peer), ("listen.http", l.http)];
-        for (i, (ka, a)) in addrs.iter().enumerate() {
-            for (kb, b) in &addrs[i + 1..] {
-                // DNS uses UDP and TCP; the others TCP: any shared TCP port clashes.
-                if a == b && a.port() != 0 {
+        // (key, address, uses TCP, uses UDP): DNS uses both, DoQ UDP, the
+        // others TCP; two that share an address and a protocol clash.
+        let mut addrs = vec![("listen.dns", l.dns, true, true), ("listen.api", l.api, true, false)];
+        addrs.extend([("listen.peer", l.peer, true, false), ("listen.http", l.http, true, false)]);
+        addrs.extend(l.dot.map(|a| ("listen.dot", a, true, false)));
+        addrs.extend(l.doq.map(|a| ("listen.doq", a, false, true)));
+        for (i, (ka, a, a_tcp, a_udp)) in addrs.iter().enumerate() {
+            for (kb, b, b_tcp, b_udp) in &addrs[i + 1..] {
+                if a == b && a.port() != 0 && ((*a_tcp && *b_tcp) || (*a_udp && *b_udp)) {
                     bail!("{kb}: {b} is already used by {ka}");
                 }
             }

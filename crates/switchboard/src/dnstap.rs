@@ -453,6 +453,8 @@ fn to_dnstap(m: &TapMessage, identity: &[u8], version: &[u8]) -> dnstap::Dnstap 
     let protocol = match m.transport {
         Transport::Udp => dnstap::SocketProtocol::Udp,
         Transport::Tcp => dnstap::SocketProtocol::Tcp,
+        Transport::Dot => dnstap::SocketProtocol::Dot,
+        Transport::Doq => dnstap::SocketProtocol::Doq,
     };
     let (query_sec, query_nsec) = unix_time(m.query_time);
     let mut message = dnstap::Message {

@@ -4,6 +4,7 @@
 //! reads config files, the environment and signals; `main.rs` only chooses
 //! between this and the CLI.
 
+pub mod certs;
 pub mod config;
 pub mod dnstap;
 pub mod http;

@@ -72,23 +72,31 @@ const OPEN_FILES_RESERVED: u64 = 128;
 /// The fewest DNS TCP connections a node accepts, however low the limit.
 const DNS_TCP_CONNECTIONS_MIN: usize = 16;
 
-/// The DNS TCP limits, the total lowered to fit the open-files limit beside
-/// `others` (the API's and the peers' connection caps), so that TCP clients
-/// can never take the descriptors the rest of the node needs.
-fn fit_tcp_limits(mut limits: switchboard_dns::TcpLimits, open_files: Option<u64>, others: usize) -> switchboard_dns::TcpLimits {
-    if let Some(nofile) = open_files {
-        let kept = OPEN_FILES_RESERVED.saturating_add(others as u64);
-        let room = usize::try_from(nofile.saturating_sub(kept)).unwrap_or(usize::MAX).max(DNS_TCP_CONNECTIONS_MIN);
-        if limits.connections_max > room {
-            tracing::warn!(
-                configured = limits.connections_max,
-                nofile,
-                used = room,
-                "dns.tcp_connections_max does not fit the open-files limit: lowered"
-            );
-            limits.connections_max = room;
-        }
+/// `connections_max` (the setting `key`) lowered to fit the open-files
+/// limit beside `others` (the other listeners' connection caps), so that
+/// DNS clients can never take the descriptors the rest of the node needs.
+fn fit_connections(connections_max: usize, open_files: Option<u64>, others: usize, key: &str) -> usize {
+    let Some(nofile) = open_files else { return connections_max };
+    let kept = OPEN_FILES_RESERVED.saturating_add(others as u64);
+    let room = usize::try_from(nofile.saturating_sub(kept)).unwrap_or(usize::MAX).max(DNS_TCP_CONNECTIONS_MIN);
+    if connections_max > room {
+        tracing::warn!(configured = connections_max, nofile, used = room, "{key} does not fit the open-files limit: lowered");
+        return room;
     }
+    connections_max
+}
+
+/// The DNS TCP limits, the total lowered to fit the open-files limit beside
+/// `others` (the API's and the peers' connection caps).
+fn fit_tcp_limits(mut limits: switchboard_dns::TcpLimits, open_files: Option<u64>, others: usize) -> switchboard_dns::TcpLimits {
+    limits.connections_max = fit_connections(limits.connections_max, open_files, others, "dns.tcp_connections_max");
+    limits
+}
+
+/// The DoT and DoQ limits, the total lowered as TCP's is, beside `others`
+/// (TCP's cap among them).
+fn fit_tls_limits(mut limits: switchboard_dns::TlsLimits, open_files: Option<u64>, others: usize) -> switchboard_dns::TlsLimits {
+    limits.connections_max = fit_connections(limits.connections_max, open_files, others, "tls.connections_max");
     limits
 }
 
@@ -96,8 +104,24 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let (auth, bootstrap_token) = config.api_auth()?;
     // Every port first: a busy one stops the node before its store exists.
     let dns_addr = config.listen.dns;
-    let dns_listeners = dns_runtime.spawn(switchboard_dns::Listeners::bind(dns_addr)).await??;
+    let (dot_addr, doq_addr) = (config.listen.dot, config.listen.doq);
+    let (dns_listeners, dot_bound, doq_bound) = dns_runtime
+        .spawn(async move {
+            let mut listeners = switchboard_dns::Listeners::bind(dns_addr).await?;
+            let dot = match dot_addr {
+                Some(addr) => Some(listeners.bind_dot(addr).await?),
+                None => None,
+            };
+            let doq = doq_addr.map(|addr| listeners.bind_doq(addr)).transpose()?;
+            Ok::<_, switchboard_dns::DnsError>((listeners, dot, doq))
+        })
+        .await??;
     let dns_bound = dns_listeners.local_addr();
+    // The certificate before the store: a bad one stops the node at once.
+    let certs = match config.tls.files() {
+        Some((cert, key)) => Some(crate::certs::load(cert, key).with_context(|| config.origin())?),
+        None => None,
+    };
     let peer_listener = TcpListener::bind(config.listen.peer).await.with_context(|| format!("binding peer on {}", config.listen.peer))?;
     let api_listener = TcpListener::bind(config.listen.api).await.with_context(|| format!("binding API on {}", config.listen.api))?;
     let http_listener = http::bind(config.listen.http).await?;
@@ -145,6 +169,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         tap,
         dns_address: Some(dns_bound),
         notify_source: config.dns.notify_source,
+        certs: certs.clone(),
     };
     let handler = switchboard_dns::Handler::with(node.published(), options);
     let dns_stats = handler.stats();
@@ -157,7 +182,15 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     let _notifier = AbortOnDrop(handler.notifier(leads));
     let api_limits = config.api.connection_limits();
     let tcp_limits = fit_tcp_limits(config.dns.tcp_limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX);
-    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits) }).await??;
+    let tls_limits =
+        fit_tls_limits(config.tls.limits(), open_files, api_limits.connections_max + PEER_CONNECTIONS_MAX + tcp_limits.connections_max);
+    let dns_server = dns_runtime.spawn(async move { switchboard_dns::serve(dns_listeners, handler, tcp_limits, tls_limits) }).await??;
+    let _certs_watch = match (&certs, config.tls.files()) {
+        (Some(certs), Some((cert, key))) => {
+            Some(AbortOnDrop(tokio::spawn(crate::certs::watch(certs.clone(), cert.to_path_buf(), key.to_path_buf()))))
+        }
+        _ => None,
+    };
     health.dns_listening();
     let api_calls = crate::metrics::ApiCalls::default();
     let api_counters = Arc::<crate::listen::ListenerCounters>::default();
@@ -170,7 +203,15 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
         dnstap: dnstap_writer.as_ref().map(|w| w.counters()),
         health: Arc::downgrade(&health),
     }));
-    tracing::info!(dns = %dns_bound, api = %config.listen.api, peer = %config.listen.peer, http = %config.listen.http, "listening");
+    tracing::info!(
+        dns = %dns_bound,
+        dot = ?dot_bound,
+        doq = ?doq_bound,
+        api = %config.listen.api,
+        peer = %config.listen.peer,
+        http = %config.listen.http,
+        "listening"
+    );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {

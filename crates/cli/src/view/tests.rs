@@ -38,7 +38,7 @@ fn old_zone_json(z: &proto::Zone) -> Value {
             None => Value::Null,
         }).collect::<Vec<_>>(),
         "records": z.records.iter().map(|r| json!({"name": r.name, "type": r.r#type, "ttl": r.ttl, "data": r.data})).collect::<Vec<_>>(),
-        "transfer": z.transfer.as_ref().map(|t| json!({"notify": t.notify, "allow": t.allow})),
+        "transfer": z.transfer.as_ref().map(|t| json!({"notify": t.notify, "allow": t.allow, "tls": t.tls, "cert_keys": t.cert_keys})),
         "catalog": z.catalog,
         // Added with signed zones; null for the unsigned zone pinned here.
         "dnssec": Value::Null,
