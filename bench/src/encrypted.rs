@@ -58,7 +58,10 @@ impl ServerCertVerifier for AnyServer {
 
 #[allow(deprecated)] // ring's provider, as the server's (crates/dns/src/tls.rs says why)
 fn client_config(alpn: &[u8]) -> anyhow::Result<rustls::ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    use rustls::crypto::ring::kx_group::{SECP256R1, X25519};
+    // As a resolver's TLS stack offers (and the server prefers).
+    let provider =
+        Arc::new(rustls::crypto::CryptoProvider { kx_groups: vec![X25519, SECP256R1], ..rustls::crypto::ring::default_provider() });
     let verifier = Arc::new(AnyServer(provider.signature_verification_algorithms));
     let mut config = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&rustls::version::TLS13])?

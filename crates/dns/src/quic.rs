@@ -178,7 +178,8 @@ async fn stream(
     // A response that could not be written (the client cancelled the
     // stream) leaves the connection as it is.
     if tcp::answer(&handler, message, server, writer, &mut scratch, &mut out).await {
-        // Shutting the stream down finishes it: the client reads FIN.
+        // Shutting the stream down sends what was written and finishes the
+        // stream: the client reads FIN.
         let _ = half.lock().await.shutdown().await;
         handler.shard().latency(received.elapsed());
     }

@@ -167,8 +167,12 @@ pub(crate) async fn connection<S>(stream: S, peer: SocketAddr, server: SocketAdd
 where
     S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
-    let (mut rd, wr) = tokio::io::split(stream);
-    let half: Half = Arc::new(tokio::sync::Mutex::new(Box::new(wr)));
+    let (rd, wr) = tokio::io::split(stream);
+    // Buffered both ways, so that queries a client sends back to back are
+    // answered with one write (one TLS record, one syscall) rather than
+    // one each: what was written is flushed once no whole query waits.
+    let mut rd = tokio::io::BufReader::with_capacity(STREAM_BUFFER, rd);
+    let half: Half = Arc::new(tokio::sync::Mutex::new(Box::new(tokio::io::BufWriter::with_capacity(STREAM_BUFFER, wr))));
     // Set by a response that must be the last on this connection.
     let closing = Arc::new(AtomicBool::new(false));
     let mut scratch = fast::Scratch::default();
@@ -188,11 +192,31 @@ where
         if !answer(&handler, message, server, writer, &mut scratch, &mut out).await {
             return;
         }
+        if !whole_message(rd.buffer()) && !flush(&half).await {
+            return;
+        }
         handler.shard().latency(received.elapsed());
         if closing.load(Ordering::Relaxed) {
             return;
         }
     }
+}
+
+/// Bytes read ahead of, and written behind, a stream connection's messages.
+const STREAM_BUFFER: usize = 4 * 1024;
+
+/// Whether `buffered` starts with a whole length-prefixed message.
+fn whole_message(buffered: &[u8]) -> bool {
+    match buffered {
+        [l0, l1, rest @ ..] => rest.len() >= usize::from(u16::from_be_bytes([*l0, *l1])),
+        _ => false,
+    }
+}
+
+/// Send what was written to `half`; `false` when the connection is to go.
+async fn flush(half: &Half) -> bool {
+    let flush = async { half.lock().await.flush().await };
+    matches!(tokio::time::timeout(WRITE_TIMEOUT, flush).await, Ok(Ok(())))
 }
 
 /// Answer one message that came over a stream transport through `writer`:
@@ -214,7 +238,8 @@ pub(crate) async fn answer(
         return true;
     }
     match handler.answer_fast_counted(&message, peer, server, scratch, out) {
-        Step::Send => return writer.send(out).await.is_ok(),
+        // Sent with the caller's next flush.
+        Step::Send => return writer.write(out).await.is_ok(),
         Step::Withheld => return true,
         Step::HandOver => {}
     }
@@ -222,7 +247,9 @@ pub(crate) async fn answer(
     match Request::from_bytes(message, peer, Protocol::Tcp) {
         Ok(request) => {
             writer.tapped = Tapped::query(handler.tap(), &handler.shard().tap_seen, writer.transport, peer, server, request.as_slice());
-            handler.answer(&request, writer).await;
+            // Boxed: the full path's future is large, and every query on
+            // a QUIC stream is a task of its own, moved at each spawn.
+            Box::pin(handler.answer(&request, writer)).await;
             true
         }
         Err(_) => {
@@ -268,15 +295,27 @@ const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 impl Writer {
     /// Send one message with its length prefix.
     pub(crate) async fn send(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.put(bytes, true).await
+    }
+
+    /// Write one message with its length prefix, to be sent with the next
+    /// flush (TCP and TLS buffer what is written; a QUIC stream does not).
+    pub(crate) async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.put(bytes, false).await
+    }
+
+    async fn put(&self, bytes: &[u8], flush: bool) -> std::io::Result<()> {
         let len = u16::try_from(bytes.len()).map_err(|_| std::io::Error::other("a DNS message over 65535 bytes"))?;
         let mut framed = Vec::with_capacity(bytes.len() + 2);
         framed.extend_from_slice(&len.to_be_bytes());
         framed.extend_from_slice(bytes);
-        // A TLS session holds what is written until it is flushed.
         let write = async {
             let mut half = self.half.lock().await;
             half.write_all(&framed).await?;
-            half.flush().await
+            if flush {
+                half.flush().await?;
+            }
+            Ok(())
         };
         tokio::time::timeout(WRITE_TIMEOUT, write)
             .await
