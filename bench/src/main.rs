@@ -125,6 +125,22 @@ enum Cmd {
         #[arg(long, default_value_t = 8)]
         seconds: u64,
     },
+    /// DNS over TLS queries as `doq` asks them (rustls, queries written
+    /// back to back in windows of `in_flight`).
+    Dot {
+        #[arg(long)]
+        server: SocketAddr,
+        #[arg(long)]
+        names: std::path::PathBuf,
+        #[arg(long, default_value_t = 20)]
+        clients: usize,
+        #[arg(long, default_value_t = 100)]
+        per_connection: usize,
+        #[arg(long, default_value_t = 10)]
+        in_flight: usize,
+        #[arg(long, default_value_t = 8)]
+        seconds: u64,
+    },
     /// Open this many DNS over TLS connections, handshake each, and hold
     /// them idle (for measuring UDP beside them).
     HoldTls {
@@ -137,25 +153,49 @@ enum Cmd {
     },
 }
 
+/// How `doq` and `dot` load a server.
+struct Load {
+    server: SocketAddr,
+    clients: usize,
+    per_connection: usize,
+    in_flight: usize,
+    duration: Duration,
+}
+
+/// Run `doq` or `dot` (`transport`) with the names in `names`, and print
+/// what was done.
+async fn encrypted_queries(transport: &str, names: &std::path::Path, l: Load) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(names).with_context(|| format!("reading {}", names.display()))?;
+    let queries =
+        text.lines().filter_map(|l| l.split_whitespace().next()).map(encrypted::framed_query).collect::<anyhow::Result<Vec<_>>>()?;
+    anyhow::ensure!(!queries.is_empty(), "no names in {}", names.display());
+    let queries = Arc::new(queries);
+    let r = if transport == "dot" {
+        encrypted::dot_load(l.server, queries, l.clients, l.per_connection, l.in_flight, l.duration).await?
+    } else {
+        encrypted::doq_load(l.server, queries, l.clients, l.per_connection, l.in_flight, l.duration).await?
+    };
+    let seconds = r.elapsed.as_secs_f64();
+    println!(
+        "{transport}: {} queries in {seconds:.2} s = {:.0} qps, {} errors, {} connections",
+        r.queries,
+        r.queries as f64 / seconds,
+        r.errors,
+        r.connections
+    );
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
         Cmd::Doq { server, names, clients, per_connection, in_flight, seconds } => {
-            let text = std::fs::read_to_string(&names).with_context(|| format!("reading {}", names.display()))?;
-            let queries =
-                text.lines().filter_map(|l| l.split_whitespace().next()).map(encrypted::doq_query).collect::<anyhow::Result<Vec<_>>>()?;
-            anyhow::ensure!(!queries.is_empty(), "no names in {}", names.display());
-            let r =
-                encrypted::doq_load(server, Arc::new(queries), clients, per_connection, in_flight, Duration::from_secs(seconds)).await?;
-            println!(
-                "doq: {} queries in {:.2} s = {:.0} qps, {} errors, {} connections",
-                r.queries,
-                r.elapsed.as_secs_f64(),
-                r.queries as f64 / r.elapsed.as_secs_f64(),
-                r.errors,
-                r.connections
-            );
-            Ok(())
+            let load = Load { server, clients, per_connection, in_flight, duration: Duration::from_secs(seconds) };
+            encrypted_queries("doq", &names, load).await
+        }
+        Cmd::Dot { server, names, clients, per_connection, in_flight, seconds } => {
+            let load = Load { server, clients, per_connection, in_flight, duration: Duration::from_secs(seconds) };
+            encrypted_queries("dot", &names, load).await
         }
         Cmd::HoldTls { server, count, seconds } => {
             if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
