@@ -919,7 +919,7 @@ impl Handler {
             // Knot DNS refuses a transfer it does not allow (NOTAUTH, RFC
             // 5936 §2.2.1), the reason in the log.
             // A zone may also ask that transfers come over TLS or QUIC, and
-            // from a client certificate it pins (RFC 9103 §9.3).
+            // from a client certificate it pins (RFC 9103's mutual TLS).
             let arrival = Arrival { encrypted: self.transport.encrypted(), client_key: self.client_key.as_ref() };
             let transport_refusal = state.zone(&apex).and_then(|z| z.spec.transfer.transport_refusal(arrival));
             let refusal = match (state.zone(&apex), &signed_by) {

@@ -2,8 +2,8 @@
 //!
 //! One query per bidirectional stream, as the RFC has it: the client sends
 //! a 2-byte length, the message (its ID 0) and FIN; we answer on the same
-//! stream, length-prefixed, and finish it. A zone transfer's messages all
-//! go on its stream (RFC 9250 §4.2.2). Anything else on a stream (a frame
+//! stream, length-prefixed, and finish it; a zone transfer's messages all
+//! go on its stream. Anything else on a stream (a frame
 //! whose length is not what came, bytes after the message, a non-zero ID)
 //! is a protocol error that closes the connection with
 //! DOQ_PROTOCOL_ERROR (§4.3.3). Each query is answered by the same handler,

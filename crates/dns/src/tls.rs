@@ -1,7 +1,7 @@
 //! DNS over TLS (RFC 7858) and zone transfers over it (RFC 9103), and the
 //! TLS set-up DNS over QUIC shares (`quic`).
 //!
-//! TLS 1.3 only (RFC 9103 §9 asks it of XoT), rustls with ring. The node's
+//! TLS 1.3 only (RFC 9103 requires it of XoT), rustls with ring. The node's
 //! certificate is held in `Certs` and read at every handshake, so the
 //! binary can replace it when its files change: connections already open
 //! keep the session they made. A client may present a certificate
@@ -37,8 +37,8 @@ use crate::tap::Transport;
 use crate::tcp::{self, Places, TcpCounters};
 use crate::Handler;
 
-/// The ALPN tokens: "dot" for DNS over TLS (RFC 7858, and RFC 9103 §7.1
-/// requires it of XoT), "doq" for DNS over QUIC (RFC 9250 §4.1).
+/// The ALPN tokens: "dot" for DNS over TLS (RFC 7858; RFC 9103 requires
+/// it of XoT), "doq" for DNS over QUIC (RFC 9250).
 pub(crate) const ALPN_DOT: &[u8] = b"dot";
 pub(crate) const ALPN_DOQ: &[u8] = b"doq";
 
