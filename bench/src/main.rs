@@ -107,40 +107,10 @@ enum Cmd {
     },
     /// DNS over QUIC queries (A for each name of a file, one per line) for
     /// a while: qps and errors. dnsperf has no DoQ.
-    Doq {
-        #[arg(long)]
-        server: SocketAddr,
-        /// Names to ask for, one per line (the first word of each line).
-        #[arg(long)]
-        names: std::path::PathBuf,
-        /// Connections at a time.
-        #[arg(long, default_value_t = 20)]
-        clients: usize,
-        /// Queries per connection before it is closed and another opened.
-        #[arg(long, default_value_t = 100)]
-        per_connection: usize,
-        /// Streams in flight per connection.
-        #[arg(long, default_value_t = 10)]
-        in_flight: usize,
-        #[arg(long, default_value_t = 8)]
-        seconds: u64,
-    },
+    Doq(Load),
     /// DNS over TLS queries as `doq` asks them (rustls, queries written
     /// back to back in windows of `in_flight`).
-    Dot {
-        #[arg(long)]
-        server: SocketAddr,
-        #[arg(long)]
-        names: std::path::PathBuf,
-        #[arg(long, default_value_t = 20)]
-        clients: usize,
-        #[arg(long, default_value_t = 100)]
-        per_connection: usize,
-        #[arg(long, default_value_t = 10)]
-        in_flight: usize,
-        #[arg(long, default_value_t = 8)]
-        seconds: u64,
-    },
+    Dot(Load),
     /// Open this many DNS over TLS connections, handshake each, and hold
     /// them idle (for measuring UDP beside them).
     HoldTls {
@@ -154,26 +124,39 @@ enum Cmd {
 }
 
 /// How `doq` and `dot` load a server.
+#[derive(clap::Args)]
 struct Load {
+    #[arg(long)]
     server: SocketAddr,
+    /// Names to ask for, one per line (the first word of each line).
+    #[arg(long)]
+    names: std::path::PathBuf,
+    /// Connections at a time.
+    #[arg(long, default_value_t = 20)]
     clients: usize,
+    /// Queries per connection before it is closed and another opened.
+    #[arg(long, default_value_t = 100)]
     per_connection: usize,
+    /// Queries in flight per connection.
+    #[arg(long, default_value_t = 10)]
     in_flight: usize,
-    duration: Duration,
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
 }
 
 /// Run `doq` or `dot` (`transport`) with the names in `names`, and print
 /// what was done.
-async fn encrypted_queries(transport: &str, names: &std::path::Path, l: Load) -> anyhow::Result<()> {
+async fn encrypted_queries(transport: &str, l: Load) -> anyhow::Result<()> {
+    let names = &l.names;
     let text = std::fs::read_to_string(names).with_context(|| format!("reading {}", names.display()))?;
     let queries =
         text.lines().filter_map(|l| l.split_whitespace().next()).map(encrypted::framed_query).collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!queries.is_empty(), "no names in {}", names.display());
-    let queries = Arc::new(queries);
+    let (queries, duration) = (Arc::new(queries), Duration::from_secs(l.seconds));
     let r = if transport == "dot" {
-        encrypted::dot_load(l.server, queries, l.clients, l.per_connection, l.in_flight, l.duration).await?
+        encrypted::dot_load(l.server, queries, l.clients, l.per_connection, l.in_flight, duration).await?
     } else {
-        encrypted::doq_load(l.server, queries, l.clients, l.per_connection, l.in_flight, l.duration).await?
+        encrypted::doq_load(l.server, queries, l.clients, l.per_connection, l.in_flight, duration).await?
     };
     let seconds = r.elapsed.as_secs_f64();
     println!(
@@ -189,14 +172,8 @@ async fn encrypted_queries(transport: &str, names: &std::path::Path, l: Load) ->
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().cmd {
-        Cmd::Doq { server, names, clients, per_connection, in_flight, seconds } => {
-            let load = Load { server, clients, per_connection, in_flight, duration: Duration::from_secs(seconds) };
-            encrypted_queries("doq", &names, load).await
-        }
-        Cmd::Dot { server, names, clients, per_connection, in_flight, seconds } => {
-            let load = Load { server, clients, per_connection, in_flight, duration: Duration::from_secs(seconds) };
-            encrypted_queries("dot", &names, load).await
-        }
+        Cmd::Doq(load) => encrypted_queries("doq", load).await,
+        Cmd::Dot(load) => encrypted_queries("dot", load).await,
         Cmd::HoldTls { server, count, seconds } => {
             if let Ok((_, hard)) = rlimit::Resource::NOFILE.get() {
                 let _ = rlimit::Resource::NOFILE.set(hard, hard);

@@ -14,7 +14,7 @@
 //! by QUIC's own idle timer), plus streams open at once per connection.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -22,8 +22,8 @@ use rustls::pki_types::CertificateDer;
 use tokio::io::AsyncWriteExt;
 
 use crate::tap::Transport;
-use crate::tcp::{self, Places, TcpCounters, Writer};
-use crate::tls::{self, HandshakeGate, TlsLimits};
+use crate::tcp::{self, TcpCounters, Writer};
+use crate::tls::{self, Admission, TlsLimits};
 use crate::{fast, DnsError, Handler};
 
 /// The application error code of a protocol error (RFC 9250 §4.3).
@@ -86,44 +86,18 @@ pub(crate) fn endpoint(
 
 /// Accept and serve DoQ connections until the endpoint closes.
 pub(crate) async fn serve(endpoint: quinn::Endpoint, handler: Handler, limits: TlsLimits, counters: Arc<TcpCounters>) {
-    let places = Places::new(limits.connections_max, limits.connections_per_source_max, counters.clone());
-    let gate = HandshakeGate::new(limits.handshakes_per_source_per_second);
+    let admission = Admission::new(&limits, counters.clone());
     let server = endpoint.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
     while let Some(incoming) = endpoint.accept().await {
         let peer = incoming.remote_address();
-        // The rate first: a flood is refused as one, whatever places are left.
-        if !gate.admit(peer.ip()) {
-            counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            incoming.refuse();
-            continue;
-        }
-        let Some(place) = places.admit(peer.ip()) else {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
+        let Some(place) = admission.admit(peer.ip()) else {
             incoming.refuse();
             continue;
         };
         let (handler, counters) = (handler.clone(), counters.clone());
         tokio::spawn(async move {
-            let connecting = match incoming.accept() {
-                Ok(c) => c,
-                Err(_) => {
-                    counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            let connection = match tokio::time::timeout(limits.handshake_timeout, connecting).await {
-                Ok(Ok(c)) => c,
-                Ok(Err(e)) => {
-                    counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(client = %peer, error = %e, "DoQ handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            let connecting = async { incoming.accept()?.await };
+            let Some(connection) = tls::handshake(&counters, limits.handshake_timeout, peer, "DoQ", connecting).await else { return };
             let presented = connection.peer_identity().and_then(|id| id.downcast::<Vec<CertificateDer<'static>>>().ok());
             let handler = handler.for_connection(Transport::Doq, tls::client_key(presented.as_deref().map(Vec::as_slice)));
             while let Ok((send, recv)) = connection.accept_bi().await {

@@ -283,6 +283,65 @@ impl HandshakeGate {
     }
 }
 
+/// Who may start a handshake on one listener (DoT or DoQ): its source's
+/// rate first, so that a flood is refused as one whatever places are
+/// left, then a place among its connections.
+pub(crate) struct Admission {
+    gate: HandshakeGate,
+    places: Places,
+    counters: Arc<TcpCounters>,
+}
+
+impl Admission {
+    pub(crate) fn new(limits: &TlsLimits, counters: Arc<TcpCounters>) -> Admission {
+        Admission {
+            gate: HandshakeGate::new(limits.handshakes_per_source_per_second),
+            places: Places::new(limits.connections_max, limits.connections_per_source_max, counters.clone()),
+            counters,
+        }
+    }
+
+    /// A place for a new connection from `ip`, or `None` (counted) past
+    /// the source's rate or a connection limit.
+    pub(crate) fn admit(&self, ip: IpAddr) -> Option<tcp::Place> {
+        if !self.gate.admit(ip) {
+            self.counters.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return None;
+        }
+        let place = self.places.admit(ip);
+        if place.is_none() {
+            self.counters.refused.fetch_add(1, Ordering::Relaxed);
+        }
+        place
+    }
+}
+
+/// Wait at most `timeout` for a `handshake` with `peer` over `what` (DoT,
+/// DoQ), counting how it ended: the session, or `None`.
+pub(crate) async fn handshake<T, E: std::fmt::Display>(
+    counters: &TcpCounters,
+    timeout: Duration,
+    peer: SocketAddr,
+    what: &str,
+    handshake: impl std::future::Future<Output = Result<T, E>>,
+) -> Option<T> {
+    match tokio::time::timeout(timeout, handshake).await {
+        Ok(Ok(session)) => {
+            counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            Some(session)
+        }
+        Ok(Err(e)) => {
+            counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
+            tracing::debug!(client = %peer, error = %e, "{what} handshake failed");
+            None
+        }
+        Err(_) => {
+            counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
+            None
+        }
+    }
+}
+
 /// Accept and serve DNS over TLS until the task is dropped.
 pub(crate) async fn serve(
     listener: TcpListener,
@@ -292,36 +351,16 @@ pub(crate) async fn serve(
     counters: Arc<TcpCounters>,
 ) {
     let acceptor = tokio_rustls::TlsAcceptor::from(config);
-    let places = Places::new(limits.connections_max, limits.connections_per_source_max, counters.clone());
-    let gate = HandshakeGate::new(limits.handshakes_per_source_per_second);
+    let admission = Admission::new(&limits, counters.clone());
     loop {
         let (stream, peer) = tcp::accept(&listener, "dot", &counters.accept_backoffs).await;
-        // The rate first: a flood is refused as one, whatever places are left.
-        if !gate.admit(peer.ip()) {
-            counters.rate_limited.fetch_add(1, Ordering::Relaxed);
-            continue;
-        }
-        let Some(place) = places.admit(peer.ip()) else {
-            counters.refused.fetch_add(1, Ordering::Relaxed);
-            continue;
-        };
+        let Some(place) = admission.admit(peer.ip()) else { continue };
         let _ = stream.set_nodelay(true);
         let server = stream.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
         let (acceptor, handler, counters) = (acceptor.clone(), handler.clone(), counters.clone());
         tokio::spawn(async move {
-            let session = match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(stream)).await {
-                Ok(Ok(session)) => session,
-                Ok(Err(e)) => {
-                    counters.handshakes_failed.fetch_add(1, Ordering::Relaxed);
-                    tracing::debug!(client = %peer, error = %e, "DoT handshake failed");
-                    return;
-                }
-                Err(_) => {
-                    counters.handshakes_timed_out.fetch_add(1, Ordering::Relaxed);
-                    return;
-                }
-            };
-            counters.handshakes_ok.fetch_add(1, Ordering::Relaxed);
+            let accepted = handshake(&counters, limits.handshake_timeout, peer, "DoT", acceptor.accept(stream)).await;
+            let Some(session) = accepted else { return };
             let key = client_key(session.get_ref().1.peer_certificates());
             let handler = handler.for_connection(Transport::Dot, key);
             tcp::connection(session, peer, server, handler, limits.idle_timeout, place).await;

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
-use common::{eventually, free_port, http_get, which, Killed, Node};
+use common::{eventually, free_port, http_get, Node};
 
 const APEX: &str = "apps.example.test.";
 
@@ -299,39 +299,6 @@ fn a_zone_that_requires_tls_or_a_client_certificate_is_refused_on_every_other_po
     Ok(())
 }
 
-/// `named` as a secondary of the zone, transferring from `primary` over
-/// TLS (XoT, no certificate check: `tls` without a CA) with the TSIG key
-/// `key` (`ALG:NAME:SECRET`), listening on `port` for NOTIFY.
-fn start_bind_xot(dir: &Path, port: u16, primary: SocketAddr, key: &str) -> anyhow::Result<Killed> {
-    let named = which("named").ok_or_else(|| anyhow!("named not found: install Debian's `bind9` package (./x setup does)"))?;
-    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
-    let d = dir.display();
-    let conf = dir.join("named.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
-             \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
-             \x20 recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
-             controls {{ }};\n\
-             tls xot {{ protocols {{ TLSv1.3; }}; }};\n\
-             key \"{name}\" {{ algorithm {alg}; secret \"{secret}\"; }};\n\
-             zone \"{APEX}\" {{\n  type secondary;\n  primaries {{ {ip} port {pport} key \"{name}\" tls xot; }};\n  file \"{d}/zone.db\";\n}};\n",
-            ip = primary.ip(),
-            pport = primary.port(),
-        ),
-    )?;
-    let log = std::fs::File::create(dir.join("named.log"))?;
-    let child = Command::new(named)
-        .args(["-g", "-u", "root", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting named")?;
-    Ok(Killed(child))
-}
-
 /// The SOA serial `server` answers for the zone, if it serves it.
 fn serial(server: SocketAddr) -> Option<u32> {
     common::query(server, APEX, hickory_proto::rr::RecordType::SOA).ok().and_then(|m| {
@@ -358,7 +325,7 @@ fn bind_transfers_a_zone_over_tls_with_tsig_and_keeps_it_current_through_notify(
     let tsig = node.cli(&["tsig", "create", "bind-xot", "--algorithm", "hmac-sha256", "--zones", APEX, "--allow", "transfer"])?;
     let bind_dir = dir.path().join("bind");
     std::fs::create_dir_all(&bind_dir)?;
-    let _bind = start_bind_xot(&bind_dir, bind_port, dot, tsig.trim())?;
+    let _bind = common::start_bind_secondary(&bind_dir, bind_port, APEX, dot, tsig.trim(), common::BindTransfer::Tls)?;
     let logs =
         || format!("named log:\n{}\nnode log:\n{}", std::fs::read_to_string(bind_dir.join("named.log")).unwrap_or_default(), node.log());
     let follow = |what: &str| -> anyhow::Result<()> {

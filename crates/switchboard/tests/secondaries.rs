@@ -42,38 +42,6 @@ fn addresses(server: SocketAddr, name: &str) -> Vec<String> {
     query(server, name, RecordType::A).map(|m| common::answers(&m)).unwrap_or_default()
 }
 
-/// `named` in the foreground, its log on stderr, the zone's primary the
-/// node (with the TSIG key `key`, `ALG:NAME:SECRET`); every option that
-/// says who may NOTIFY left at its default.
-fn start_bind(dir: &Path, port: u16, primary: SocketAddr, key: &str) -> anyhow::Result<Killed> {
-    let named = which("named").ok_or_else(|| anyhow!("named not found: install Debian's `bind9` package (./x setup does)"))?;
-    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
-    let d = dir.display();
-    let conf = dir.join("named.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
-             \x20 listen-on port {port} {{ {BIND_IP}; }};\n  listen-on-v6 {{ none; }};\n\
-             \x20 recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
-             controls {{ }};\n\
-             key \"{name}\" {{ algorithm {alg}; secret \"{secret}\"; }};\n\
-             zone \"{APEX}\" {{\n  type secondary;\n  primaries port {pport} {{ {ip} key \"{name}\"; }};\n  file \"{d}/zone.db\";\n}};\n",
-            ip = primary.ip(),
-            pport = primary.port(),
-        ),
-    )?;
-    let log = std::fs::File::create(dir.join("named.log"))?;
-    let child = Command::new(named)
-        .args(["-g", "-u", "root", "-c"])
-        .arg(&conf)
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .context("starting named")?;
-    Ok(Killed(child))
-}
-
 /// `pdns_server` in the foreground with the BIND-file backend holding the
 /// zone as a secondary of the node (unsigned transfers: the zone allows
 /// loopback); `allow-notify-from` and the rest at their defaults.
@@ -131,7 +99,7 @@ fn bind_and_powerdns_secondaries_accept_notify_from_the_node_dns_address() -> an
     let pdns_dir = dir.path().join("pdns");
     std::fs::create_dir_all(&bind_dir)?;
     std::fs::create_dir_all(&pdns_dir)?;
-    let _bind = start_bind(&bind_dir, bind_port, dns, key.trim())?;
+    let _bind = common::start_bind_secondary(&bind_dir, bind_port, APEX, dns, key.trim(), common::BindTransfer::Tcp)?;
     let _pdns = start_pdns(&pdns_dir, pdns_port, dns)?;
     let logs = || {
         let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();

@@ -551,6 +551,61 @@ impl Drop for Killed {
     }
 }
 
+/// How a BIND secondary reaches its primary.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BindTransfer {
+    /// AXFR/IXFR over TCP.
+    Tcp,
+    /// Over TLS (XoT, RFC 9103), the primary's certificate not checked
+    /// (a `tls` statement without a CA).
+    Tls,
+}
+
+/// `named` in the foreground on 127.0.0.1:`port`, its log in `dir`, a
+/// secondary of `apex` whose primary is `primary`, transferring with the
+/// TSIG key `key` (`ALG:NAME:SECRET`) over `transfer`; every option that
+/// says who may NOTIFY left at its default.
+pub fn start_bind_secondary(
+    dir: &Path,
+    port: u16,
+    apex: &str,
+    primary: SocketAddr,
+    key: &str,
+    transfer: BindTransfer,
+) -> anyhow::Result<Killed> {
+    let named = which("named").ok_or_else(|| anyhow!("named not found: install Debian's `bind9` package (./x setup does)"))?;
+    let [alg, name, secret]: [&str; 3] = key.split(':').collect::<Vec<_>>().try_into().map_err(|_| anyhow!("key {key}"))?;
+    let (tls_statement, tls_clause) = match transfer {
+        BindTransfer::Tcp => ("", ""),
+        BindTransfer::Tls => ("tls xot { protocols { TLSv1.3; }; };\n", " tls xot"),
+    };
+    let d = dir.display();
+    let conf = dir.join("named.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "options {{\n  directory \"{d}\";\n  pid-file \"{d}/named.pid\";\n  session-keyfile \"{d}/session.key\";\n\
+             \x20 listen-on port {port} {{ 127.0.0.1; }};\n  listen-on-v6 {{ none; }};\n\
+             \x20 recursion no;\n  notify no;\n  dnssec-validation no;\n}};\n\
+             controls {{ }};\n\
+             {tls_statement}\
+             key \"{name}\" {{ algorithm {alg}; secret \"{secret}\"; }};\n\
+             zone \"{apex}\" {{\n  type secondary;\n  primaries {{ {ip} port {pport} key \"{name}\"{tls_clause}; }};\n  file \"{d}/zone.db\";\n}};\n",
+            ip = primary.ip(),
+            pport = primary.port(),
+        ),
+    )?;
+    let log = std::fs::File::create(dir.join("named.log"))?;
+    let child = Command::new(named)
+        .args(["-g", "-u", "root", "-c"])
+        .arg(&conf)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .context("starting named")?;
+    Ok(Killed(child))
+}
+
 /// `cmd` on the PATH, or in /usr/sbin and /sbin (where Debian puts knotd and nsd).
 pub fn which(cmd: &str) -> Option<PathBuf> {
     let path = std::env::var_os("PATH").unwrap_or_default();
