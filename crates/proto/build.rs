@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 /// The public API's files, under `proto/switchboard/v1/`.
-const V1_FILES: [&str; 10] = ["common", "zones", "clusters", "tenants", "node", "acme", "watch", "credentials", "tsig", "dnssec"];
+const V1_FILES: [&str; 11] = ["common", "zones", "clusters", "tenants", "node", "acme", "watch", "credentials", "tsig", "dnssec", "batch"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     // The manifest dir at run time: a build script binary may be reused from

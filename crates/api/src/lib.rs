@@ -4,6 +4,7 @@
 
 mod acme;
 pub mod auth;
+mod batch;
 pub mod convert;
 mod credentials;
 mod dnssec;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use switchboard_consensus::Node;
 
-use switchboard_domain::{masterfile, placement, zone_records, Access, Command, Guard, Outcome};
+use switchboard_domain::{masterfile, placement, zone_records, Access, BatchOutcome, BatchRow, Command, Guard, Outcome};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -17,7 +17,7 @@ use switchboard_consensus::{NodeId, Proposal};
 use crate::auth::{Auth, Caller};
 use crate::proto::{
     self, acme_server, clusters_server, credentials_server, dnssec_keys_server, membership_server, node_server, tenants_server,
-    tsig_keys_server, watch_server, zones_server,
+    tsig_keys_server, watch_server, writes_server, zones_server,
 };
 use crate::{status, wait};
 use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
@@ -26,8 +26,13 @@ use crate::{API_MESSAGE_BYTES_MAX, PAGE_SIZE_DEFAULT, PAGE_SIZE_MAX};
 /// a slow client.
 const EXPORT_CHUNK_BYTES: usize = 256 * 1024;
 const EXPORT_CHUNKS_IN_FLIGHT: usize = 4;
-/// Records of a bulk import being created at once, and errors reported back.
-const IMPORT_IN_FLIGHT: usize = 1024;
+/// A bulk import's batches: most rows and bytes of ids in one (a full
+/// batch fills a log entry), how many are in flight at once (enough to keep
+/// the entries in flight full, few enough to bound memory), and the errors
+/// reported back.
+const IMPORT_CHUNK_ROWS: usize = switchboard_domain::command::BATCH_ROWS_MAX;
+const IMPORT_CHUNK_BYTES: usize = 64 * 1024;
+const IMPORT_CHUNKS_IN_FLIGHT: usize = 8;
 const IMPORT_ERRORS_MAX: usize = 1000;
 /// Zones per `ListZones` page: default and most; and the most bytes of zones
 /// a page carries (half the message limit, so a page always fits).
@@ -38,6 +43,8 @@ const ZONE_PAGE_BYTES_MAX: usize = crate::API_MESSAGE_BYTES_MAX / 2;
 const PAGE_PREALLOCATE_MAX: usize = 1024;
 /// Most moves one rebalance call lists or makes (`misplaced` counts them all).
 const REBALANCE_LIST_MAX: usize = 10_000;
+/// Moves per batch of an applied rebalance.
+const REBALANCE_BATCH_ROWS: usize = switchboard_domain::command::BATCH_ROWS_MAX;
 
 /// The API over one node. Cheap to clone.
 #[derive(Debug, Clone)]
@@ -62,10 +69,11 @@ pub struct Services {
     pub credentials: credentials_server::CredentialsServer<Api>,
     pub tsig_keys: tsig_keys_server::TsigKeysServer<Api>,
     pub dnssec_keys: dnssec_keys_server::DnssecKeysServer<Api>,
+    pub writes: writes_server::WritesServer<Api>,
 }
 
 /// The full names of the Switchboard services, as reflection and health know them.
-pub const SERVICE_NAMES: [&str; 10] = [
+pub const SERVICE_NAMES: [&str; 11] = [
     zones_server::SERVICE_NAME,
     clusters_server::SERVICE_NAME,
     tenants_server::SERVICE_NAME,
@@ -76,6 +84,7 @@ pub const SERVICE_NAMES: [&str; 10] = [
     credentials_server::SERVICE_NAME,
     tsig_keys_server::SERVICE_NAME,
     dnssec_keys_server::SERVICE_NAME,
+    writes_server::SERVICE_NAME,
 ];
 
 /// How often the `grpc.health.v1` status follows this node's readiness.
@@ -160,6 +169,9 @@ impl Api {
             credentials: credentials_server::CredentialsServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             tsig_keys: tsig_keys_server::TsigKeysServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
             dnssec_keys: dnssec_keys_server::DnssecKeysServer::new(self.clone()).max_encoding_message_size(API_MESSAGE_BYTES_MAX),
+            writes: writes_server::WritesServer::new(self.clone())
+                .max_decoding_message_size(API_MESSAGE_BYTES_MAX)
+                .max_encoding_message_size(API_MESSAGE_BYTES_MAX),
         }
     }
 
@@ -200,13 +212,47 @@ impl Api {
         Ok((revision, outcome))
     }
 
-    /// One record of a bulk import: its revision, or the status its own
-    /// create would have got.
-    async fn import_one(&self, caller: &Caller, record: proto::ImportRecord) -> Result<u64, Status> {
-        let id = convert::label("id", &record.id).map_err(status::invalid)?;
-        let cluster =
-            if record.cluster.is_empty() { None } else { Some(convert::label("cluster", &record.cluster).map_err(status::invalid)?) };
-        self.write(caller, Command::CreateTenant { id, cluster }, None).await.map(|(revision, _)| revision)
+    /// Send one chunk of an import as a batch, once fewer than
+    /// `IMPORT_CHUNKS_IN_FLIGHT` are in flight (settling those done).
+    async fn import_chunk(
+        &self,
+        caller: &Caller,
+        chunk: ImportChunk,
+        pending: &mut tokio::task::JoinSet<ChunkDone>,
+        summary: &mut Summary,
+    ) -> Result<(), Status> {
+        while pending.len() >= IMPORT_CHUNKS_IN_FLIGHT {
+            if let Some(done) = pending.join_next().await {
+                summary.settle(done.map_err(|e| Status::internal(e.to_string()))?);
+            }
+        }
+        let (api, caller) = (self.clone(), caller.clone());
+        pending.spawn(async move {
+            let result = api.write_batch(&caller, chunk.rows, false, None).await;
+            (chunk.records, result)
+        });
+        Ok(())
+    }
+
+    /// Commit `rows` as one batch and wait as `options` ask: the revision
+    /// and the batch's result (a retried request id gets the first call's).
+    pub(crate) async fn write_batch(
+        &self,
+        caller: &Caller,
+        rows: Vec<BatchRow>,
+        atomic: bool,
+        options: Option<proto::WriteOptions>,
+    ) -> Result<(u64, BatchOutcome), Status> {
+        if options.as_ref().is_some_and(|o| o.expected_revision.is_some()) {
+            return Err(Status::invalid_argument(
+                "options.expected_revision: a batch has no revision of its own: set expected_revision per command",
+            ));
+        }
+        switchboard_domain::command::check_batch("commands", &rows).map_err(status::invalid)?;
+        match self.write(caller, Command::Batch { rows, atomic }, options).await? {
+            (revision, Outcome::Batch(b)) => Ok((revision, *b)),
+            (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
     }
 
     async fn tenant_write(&self, caller: &Caller, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
@@ -375,56 +421,49 @@ impl tenants_server::Tenants for Api {
         self.tenant_write(&caller, Command::CreateTenant { id, cluster }, r.options).await
     }
 
+    /// Records are checked here (a bad one is reported without stopping
+    /// the rest) and created in batches (`import_chunks`), several in
+    /// flight, so log entries fill.
     async fn import_tenants(&self, req: Request<tonic::Streaming<proto::ImportTenantsRequest>>) -> Reply<proto::ImportTenantsResponse> {
         let caller = self.caller(&req)?;
         // One check for the whole stream (every record is a create); each
-        // record is authorised again when it applies.
+        // row is authorised again when its batch applies.
         let probe = Command::CreateTenant { id: String::new(), cluster: None };
         self.auth.allow(&self.node.state(), &caller, Access::Write(&probe))?;
         let mut stream = req.into_inner();
         let mut pending = tokio::task::JoinSet::new();
-        let mut summary = proto::ImportTenantsResponse::default();
-        let settle = |done: Result<(u64, String, Result<u64, Status>), tokio::task::JoinError>,
-                      summary: &mut proto::ImportTenantsResponse| {
-            match done {
-                Ok((_, _, Ok(revision))) => {
-                    summary.created += 1;
-                    summary.revision = summary.revision.max(revision);
-                }
-                Ok((line, id, Err(s))) => {
-                    summary.rejected += 1;
-                    summary.errors.push(proto::ImportError { line, id, error: format!("{:?}: {}", s.code(), s.message()) });
-                }
-                Err(e) => {
-                    summary.rejected += 1;
-                    summary.errors.push(proto::ImportError { line: 0, id: String::new(), error: format!("Internal: {e}") });
-                }
-            }
-            // Keep the first errors by line, in bounded memory.
-            if summary.errors.len() >= 2 * IMPORT_ERRORS_MAX {
-                summary.errors.sort_by_key(|e| e.line);
-                summary.errors.truncate(IMPORT_ERRORS_MAX);
-            }
-        };
-        while let Some(chunk) = stream.message().await.map_err(status::stream)? {
-            for record in chunk.records {
-                // Enough in flight to fill log entries, few enough to bound memory.
-                while pending.len() >= IMPORT_IN_FLIGHT {
-                    if let Some(done) = pending.join_next().await {
-                        settle(done, &mut summary);
+        let mut summary = Summary::default();
+        let mut chunk = ImportChunk::default();
+        while let Some(message) = stream.message().await.map_err(status::stream)? {
+            for record in message.records {
+                let row = convert::label("id", &record.id).map_err(status::invalid).and_then(|id| {
+                    let cluster = match record.cluster.as_str() {
+                        "" => None,
+                        c => Some(convert::label("cluster", c).map_err(status::invalid)?),
+                    };
+                    Ok(BatchRow { command: Command::CreateTenant { id, cluster }, expected_revision: None })
+                });
+                let row = match row {
+                    Ok(row) => row,
+                    Err(s) => {
+                        summary.refused(record.line, record.id, &s);
+                        continue;
                     }
+                };
+                // A chunk names each tenant once: a repeated id starts the next.
+                if !chunk.fits(&row) {
+                    self.import_chunk(&caller, std::mem::take(&mut chunk), &mut pending, &mut summary).await?;
                 }
-                let api = self.clone();
-                let caller = caller.clone();
-                pending.spawn(async move { (record.line, record.id.clone(), api.import_one(&caller, record).await) });
+                chunk.push(record.line, record.id, row);
             }
+        }
+        if !chunk.rows.is_empty() {
+            self.import_chunk(&caller, chunk, &mut pending, &mut summary).await?;
         }
         while let Some(done) = pending.join_next().await {
-            settle(done, &mut summary);
+            summary.settle(done.map_err(|e| Status::internal(e.to_string()))?);
         }
-        summary.errors.sort_by_key(|e| e.line);
-        summary.errors.truncate(IMPORT_ERRORS_MAX);
-        Ok(Response::new(summary))
+        Ok(Response::new(summary.finish()))
     }
 
     async fn rebalance(&self, req: Request<proto::RebalanceRequest>) -> Reply<proto::RebalanceResponse> {
@@ -449,19 +488,24 @@ impl tenants_server::Tenants for Api {
             .map(|m| proto::Move { id: m.tenant.clone(), from: m.from.clone(), to: m.to.clone(), ..Default::default() })
             .collect();
         if !r.dry_run {
-            let mut pending = tokio::task::JoinSet::new();
-            for (i, placement::Move { tenant: id, to, revision, .. }) in plan.moves.into_iter().enumerate() {
-                let api = self.clone();
-                let caller = caller.clone();
-                // Compare-and-set: a tenant changed since the plan was made is left alone.
-                let options = proto::WriteOptions { expected_revision: Some(revision), ..Default::default() };
-                pending.spawn(async move { (i, api.write(&caller, Command::MoveTenant { id, cluster: to }, Some(options)).await) });
-            }
-            while let Some(done) = pending.join_next().await {
-                match done {
-                    Ok((i, Ok((revision, _)))) => moves[i].revision = revision,
-                    Ok((i, Err(s))) => moves[i].error = format!("{:?}: {}", s.code(), s.message()),
-                    Err(e) => return Err(Status::internal(e.to_string())),
+            // Compare-and-set per move: a tenant changed since the plan was
+            // made is left alone. Batches of REBALANCE_BATCH_ROWS, in turn.
+            let rows: Vec<BatchRow> = plan
+                .moves
+                .into_iter()
+                .map(|m| BatchRow { command: Command::MoveTenant { id: m.tenant, cluster: m.to }, expected_revision: Some(m.revision) })
+                .collect();
+            for (chunk, out) in rows.chunks(REBALANCE_BATCH_ROWS).zip(moves.chunks_mut(REBALANCE_BATCH_ROWS)) {
+                match self.write_batch(&caller, chunk.to_vec(), false, None).await {
+                    Ok((revision, batch)) => {
+                        for (i, m) in out.iter_mut().enumerate() {
+                            match status::batch_row(&batch, i as u32) {
+                                None => m.revision = revision,
+                                Some(s) => m.error = format!("{:?}: {}", s.code(), s.message()),
+                            }
+                        }
+                    }
+                    Err(s) => out.iter_mut().for_each(|m| m.error = format!("{:?}: {}", s.code(), s.message())),
                 }
             }
         }
@@ -620,5 +664,84 @@ impl membership_server::Membership for Api {
     async fn remove_member(&self, req: Request<proto::MemberIdRequest>) -> Reply<proto::MembershipResponse> {
         self.check(&req, Access::Membership)?;
         self.change(Proposal::Remove { id: member_id(req.into_inner().id)? }).await
+    }
+}
+
+/// An import batch written: the line and id of each row, and the result.
+type ChunkDone = (Vec<(u64, String)>, Result<(u64, BatchOutcome), Status>);
+
+/// The rows of one import batch, with the line and id each came from.
+#[derive(Default)]
+struct ImportChunk {
+    rows: Vec<BatchRow>,
+    records: Vec<(u64, String)>,
+    ids: std::collections::HashSet<String>,
+    bytes: usize,
+}
+
+impl ImportChunk {
+    /// Whether `row` may join: room left, and its tenant not in already.
+    fn fits(&self, row: &BatchRow) -> bool {
+        let id = row_id(row);
+        self.rows.len() < IMPORT_CHUNK_ROWS && self.bytes + id.len() <= IMPORT_CHUNK_BYTES && !self.ids.contains(id)
+    }
+
+    fn push(&mut self, line: u64, id: String, row: BatchRow) {
+        self.bytes += row_id(&row).len();
+        self.ids.insert(row_id(&row).to_string());
+        self.records.push((line, id));
+        self.rows.push(row);
+    }
+}
+
+fn row_id(row: &BatchRow) -> &str {
+    match &row.command {
+        Command::CreateTenant { id, .. } => id,
+        _ => "",
+    }
+}
+
+/// What an import reports: counts, the highest revision, and the first
+/// errors by line (in bounded memory).
+#[derive(Default)]
+struct Summary(proto::ImportTenantsResponse);
+
+impl Summary {
+    fn refused(&mut self, line: u64, id: String, s: &Status) {
+        self.0.rejected += 1;
+        self.0.errors.push(proto::ImportError { line, id, error: format!("{:?}: {}", s.code(), s.message()) });
+        if self.0.errors.len() >= 2 * IMPORT_ERRORS_MAX {
+            self.0.errors.sort_by_key(|e| e.line);
+            self.0.errors.truncate(IMPORT_ERRORS_MAX);
+        }
+    }
+
+    /// A batch's rows, each created or refused; a batch that failed whole
+    /// (unavailable, say) refuses each of its records with that status.
+    fn settle(&mut self, (records, result): ChunkDone) {
+        match result {
+            Ok((revision, batch)) => {
+                for (i, (line, id)) in records.into_iter().enumerate() {
+                    match status::batch_row(&batch, i as u32) {
+                        None => {
+                            self.0.created += 1;
+                            self.0.revision = self.0.revision.max(revision);
+                        }
+                        Some(s) => self.refused(line, id, &s),
+                    }
+                }
+            }
+            Err(s) => {
+                for (line, id) in records {
+                    self.refused(line, id, &s);
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> proto::ImportTenantsResponse {
+        self.0.errors.sort_by_key(|e| e.line);
+        self.0.errors.truncate(IMPORT_ERRORS_MAX);
+        self.0
     }
 }

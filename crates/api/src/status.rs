@@ -93,3 +93,16 @@ pub fn stream(s: Status) -> Status {
 pub fn decode_failure_layer<B>() -> tower::util::MapResponseLayer<fn(http::Response<B>) -> http::Response<B>> {
     tower::util::MapResponseLayer::new(decode_failure_is_invalid_argument::<B>)
 }
+
+/// What row `i` of `batch` got: `None` when it took effect, else the
+/// status it alone would have got (or ABORTED for an atomic batch's row
+/// that another row's refusal undid).
+pub(crate) fn batch_row(batch: &switchboard_domain::BatchOutcome, i: u32) -> Option<Status> {
+    match batch.row(i) {
+        Ok(()) => None,
+        Err(switchboard_domain::RowError::Refused(e)) => Some(command(e.clone())),
+        Err(switchboard_domain::RowError::NotApplied { refused_row }) => {
+            Some(Status::aborted(format!("not applied: the batch is atomic and commands[{refused_row}] was refused")))
+        }
+    }
+}

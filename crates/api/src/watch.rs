@@ -23,9 +23,11 @@ use crate::streams::WatchPermit;
 
 /// Changes read from storage per step, and responses queued ahead of a slow
 /// client (one slot of which is kept for the status that ends a stalled
-/// stream).
+/// stream). A response holds at least one revision whole, up to
+/// `BATCH_ROWS_MAX` changes: one queued response and the one being sent
+/// are what a stalled stream holds.
 const WATCH_BATCH: usize = 256;
-const WATCH_IN_FLIGHT: usize = 3;
+const WATCH_IN_FLIGHT: usize = 2;
 /// Most bytes of events in one response; a revision's events are never
 /// split, so one revision may pass it. With `WATCH_IN_FLIGHT`, this bounds
 /// what a reader that stops reading holds on the node.

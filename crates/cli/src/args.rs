@@ -100,6 +100,19 @@ pub enum Cmd {
         #[arg(long)]
         count: Option<u64>,
     },
+    /// Many writes in one call, from a file of JSON lines, one command per
+    /// line: {"create_tenant": {"id": "t1", "cluster": "mt1"}}, likewise
+    /// delete_tenant, pin_tenant, unpin_tenant, move_tenant ({id, cluster}),
+    /// add_alias, remove_alias ({tenant, alias}), set_challenge ({name,
+    /// value, ttl, expires_in_s}), clear_challenge ({name, value}); each may
+    /// carry "expected_revision". Rows commit together at one revision,
+    /// each with its own result; fails if any was refused.
+    Batch {
+        file: PathBuf,
+        /// All or nothing: one refused row and no row takes effect.
+        #[arg(long)]
+        atomic: bool,
+    },
     /// Move unpinned tenants to where hashing places them today (after
     /// clusters were added, re-weighted or drained). Each move is
     /// compare-and-set: a tenant changed meanwhile is left alone.

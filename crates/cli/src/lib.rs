@@ -8,6 +8,7 @@
 
 mod acme;
 mod args;
+mod batch;
 mod cluster;
 mod dnssec;
 pub mod error;
@@ -50,7 +51,11 @@ pub async fn run(cli: Cli) -> Result<()> {
     // Bulk and streaming calls run as long as their work takes.
     let bulk = matches!(
         cli.command,
-        Cmd::Tenant(TenantCmd::Import { .. }) | Cmd::Rebalance { .. } | Cmd::Zone(ZoneCmd::Export { .. }) | Cmd::Watch { .. }
+        Cmd::Tenant(TenantCmd::Import { .. })
+            | Cmd::Batch { .. }
+            | Cmd::Rebalance { .. }
+            | Cmd::Zone(ZoneCmd::Export { .. })
+            | Cmd::Watch { .. }
     );
     let ctx = Ctx {
         transport: Transport::new(&cli.server, cli.token.as_deref(), bulk)?,
@@ -85,6 +90,7 @@ async fn execute(channel: Ch, ctx: &Ctx, command: &Cmd) -> Result<Output> {
         Cmd::Dnssec(c) => dnssec::run(channel, ctx, c).await,
         Cmd::Watch { after, kind, cluster, count } => watch::run(channel, *after, kind, cluster.clone(), *count).await,
         Cmd::Rebalance { dry_run, apply: _, max } => tenant::rebalance(channel, *dry_run, max.unwrap_or(0)).await,
+        Cmd::Batch { file, atomic } => batch::run(channel, ctx, file, *atomic).await,
     }
 }
 

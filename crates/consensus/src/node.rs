@@ -124,6 +124,11 @@ pub const WRITE_RETRY_FOR: Duration = switchboard_proto::retry::RETRY_FOR;
 pub const WRITE_QUEUE_MAX: usize = 8192;
 /// Most commands in one log entry.
 pub const BATCH_COMMANDS_MAX: usize = 512;
+/// Most changes in one log entry (`Command::changes`: a batch counts its
+/// rows), so one batch of `BATCH_ROWS_MAX` fills it. Every change of an
+/// entry shares its revision, and a Watch response carries a revision
+/// whole: this bounds what a stalled watcher holds.
+pub const ENTRY_CHANGES_MAX: usize = switchboard_domain::command::BATCH_ROWS_MAX;
 /// Entries in flight at once. While they are, arriving commands gather in
 /// the queue and go out together in the next entry: openraft appends (and
 /// fsyncs) every client write as its own entry, so this group commit is
@@ -136,16 +141,18 @@ pub const SNAPSHOT_CHUNK_BYTES: u64 = 4 * 1024 * 1024;
 /// How often `wait_applied_everywhere` asks the members again.
 const POLL_APPLIED_EVERY: Duration = Duration::from_millis(10);
 
-/// Group commit: take what is queued (up to `BATCH_COMMANDS_MAX`), stamp
+/// Group commit: take what is queued (up to `BATCH_COMMANDS_MAX` commands
+/// and `ENTRY_CHANGES_MAX` changes), stamp
 /// it with this node's clock and propose it as one entry, at most
 /// `BATCHES_IN_FLIGHT` entries at a time. Entries are handed to Raft here,
 /// in queue order (so stamps never go backwards); only the wait for their
 /// commit runs apart.
 ///
-/// Two commands for the same zone, cluster or tenant never share an entry:
-/// they would commit at one revision, and a later compare-and-set on that
-/// revision could not tell their results apart; a command that says it
-/// travels alone (`Command::travels_alone`) shares none.
+/// Two commands that change the same zone, cluster or tenant (a batch
+/// changes each of its rows' entities) never share an entry: they would
+/// commit at one revision, and a later compare-and-set on that revision
+/// could not tell their results apart; a command that says it travels
+/// alone (`Command::travels_alone`) shares none.
 async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) {
     let slots = Arc::new(Semaphore::new(BATCHES_IN_FLIGHT));
     let mut carried: Option<Queued> = None;
@@ -158,14 +165,19 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) 
             },
         };
         let Ok(slot) = slots.clone().acquire_owned().await else { return };
-        let mut entities = HashSet::from([first.0.entity()]);
+        let mut entities: HashSet<_> = first.0.entities().into_iter().collect();
+        let mut changes = first.0.changes();
         let mut batch = vec![first];
         while batch.len() < BATCH_COMMANDS_MAX && !batch[0].0.travels_alone() {
             let Ok(q) = rx.try_recv() else { break };
-            if q.0.travels_alone() || !entities.insert(q.0.entity()) {
+            let theirs = q.0.entities();
+            let fits = changes + q.0.changes() <= ENTRY_CHANGES_MAX;
+            if q.0.travels_alone() || !fits || theirs.iter().any(|e| entities.contains(e)) {
                 carried = Some(q);
                 break;
             }
+            changes += q.0.changes();
+            entities.extend(theirs);
             batch.push(q);
         }
         let at_ms = jobs::now_ms();

@@ -6,6 +6,7 @@ use compact_str::CompactString;
 use serde::{Deserialize, Serialize};
 
 use crate::credential::{Actor, Credential};
+use crate::error::ValidationError;
 use crate::kind::{EntityId, Kind};
 use crate::model::{Cluster, Tenant, ZoneSpec};
 use crate::tsig::{self, TsigKey};
@@ -130,6 +131,51 @@ pub enum Command {
         apex: String,
         role: crate::dnssec::KeyRole,
     },
+    /// Many changes in one command, applied in row order at one revision,
+    /// each row with its own compare-and-set and its own result. `atomic`:
+    /// all rows or none (the first refusal undoes the rows before it).
+    /// Rows are the small writes (`Command::batchable`), each naming a
+    /// different entity (`check_batch`).
+    Batch {
+        rows: Vec<BatchRow>,
+        atomic: bool,
+    },
+}
+
+/// One change of a batch.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchRow {
+    pub command: Command,
+    /// Compare-and-set for this row's entity, as `Guard::expected_revision`.
+    pub expected_revision: Option<u64>,
+}
+
+/// Most rows in one batch (Route 53 takes 1,000 changes per call). A full
+/// batch fills one log entry (consensus `ENTRY_CHANGES_MAX`): a few hundred
+/// KiB at most in a peer message, and one revision's changes, which a
+/// Watch response carries whole. 512 rows made a bulk import a third slower.
+pub const BATCH_ROWS_MAX: usize = 1024;
+
+/// Check a batch's shape: 1 to `BATCH_ROWS_MAX` rows, each a command a
+/// batch may carry, no two for the same entity (they would commit at one
+/// revision, and a compare-and-set could not tell their results apart).
+/// Fields are named `{field}[i]`.
+pub fn check_batch(field: &str, rows: &[BatchRow]) -> Result<(), ValidationError> {
+    if rows.is_empty() || rows.len() > BATCH_ROWS_MAX {
+        return Err(ValidationError::new(field, format!("must hold 1 to {BATCH_ROWS_MAX} commands, not {}", rows.len())));
+    }
+    let mut seen = std::collections::HashMap::with_capacity(rows.len());
+    for (i, row) in rows.iter().enumerate() {
+        if !row.command.batchable() {
+            let reason = format!("{} cannot be part of a batch (tenant, alias and challenge writes can)", row.command.kind());
+            return Err(ValidationError::new(format!("{field}[{i}]"), reason));
+        }
+        if let Some(first) = seen.insert(row.command.entity(), i) {
+            let reason = format!("changes {} again (first at {field}[{first}]): one row per entity", row.command.entity());
+            return Err(ValidationError::new(format!("{field}[{i}]"), reason));
+        }
+    }
+    Ok(())
 }
 
 impl Command {
@@ -140,6 +186,43 @@ impl Command {
     /// the entry could change too, leaving one revision for two versions.
     pub fn travels_alone(&self) -> bool {
         matches!(self, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme)
+    }
+
+    /// Whether a batch may carry this command: the writes of one tenant or
+    /// one challenge, which change that entity alone (and the challenges
+    /// whose owner it changes) and are small.
+    pub fn batchable(&self) -> bool {
+        matches!(
+            self,
+            Command::CreateTenant { .. }
+                | Command::DeleteTenant { .. }
+                | Command::PinTenant { .. }
+                | Command::UnpinTenant { .. }
+                | Command::MoveTenant { .. }
+                | Command::AddAlias { .. }
+                | Command::RemoveAlias { .. }
+                | Command::SetAcme { .. }
+                | Command::ClearAcme { .. }
+        )
+    }
+
+    /// How many changes this command makes, as group commit counts them
+    /// against an entry's size: a batch's rows, else one.
+    pub fn changes(&self) -> usize {
+        match self {
+            Command::Batch { rows, .. } => rows.len(),
+            _ => 1,
+        }
+    }
+
+    /// Every entity this command changes, as group commit keeps entities
+    /// apart between the commands of one entry: a batch's rows', else
+    /// `entity()`.
+    pub fn entities(&self) -> Vec<EntityId> {
+        match self {
+            Command::Batch { rows, .. } => rows.iter().map(|r| r.command.entity()).collect(),
+            _ => vec![self.entity()],
+        }
     }
 
     /// The entity this command changes, as compare-and-set, request ids and
@@ -172,6 +255,11 @@ impl Command {
             Command::DnssecStep { apex, .. } | Command::DnssecRollover { apex, .. } => {
                 (Kind::Dnssec, crate::name::absolute("apex", apex).unwrap_or_else(|_| apex.to_ascii_lowercase()))
             }
+            // A batch is named by its first row (its request id records the
+            // row count too); its rows' own entities are `entities()`.
+            Command::Batch { rows, .. } => {
+                return rows.first().map_or_else(|| EntityId::new(Kind::Tenant, String::new()), |r| r.command.entity())
+            }
         };
         EntityId::new(kind, key)
     }
@@ -200,6 +288,7 @@ impl Command {
             Command::Update { .. } => "update",
             Command::DnssecStep { .. } => "dnssec_step",
             Command::DnssecRollover { .. } => "dnssec_rollover",
+            Command::Batch { .. } => "batch",
         }
     }
 }
@@ -226,6 +315,43 @@ pub enum Outcome {
         revision: u64,
         outcome: Box<Outcome>,
     },
+    /// What a batch did, row by row.
+    Batch(Box<BatchOutcome>),
+}
+
+/// The result of a batch: which rows were refused and why; every other row
+/// took effect at the batch's revision, unless the batch was atomic and a
+/// row was refused, when none did. Kept compact (refusals only): the dedup
+/// window holds it for a retry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BatchOutcome {
+    pub rows: u32,
+    /// Whether the rows not refused took effect (false only for an atomic
+    /// batch with a refusal).
+    pub applied: bool,
+    /// Refused rows by index, in row order. An atomic batch stops at its
+    /// first refusal, so it lists at most one.
+    pub refused: Vec<(u32, crate::CommandError)>,
+}
+
+impl BatchOutcome {
+    /// The result of row `i`: `Ok(())` when it took effect.
+    pub fn row(&self, i: u32) -> Result<(), RowError<'_>> {
+        match self.refused.binary_search_by_key(&i, |(at, _)| *at) {
+            Ok(at) => Err(RowError::Refused(&self.refused[at].1)),
+            Err(_) if !self.applied => Err(RowError::NotApplied { refused_row: self.refused.first().map_or(0, |(at, _)| *at) }),
+            Err(_) => Ok(()),
+        }
+    }
+}
+
+/// Why a row of a batch did not take effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RowError<'a> {
+    /// The row itself was refused.
+    Refused(&'a crate::CommandError),
+    /// The batch was atomic and another row was refused.
+    NotApplied { refused_row: u32 },
 }
 
 /// A request id seen within the dedup window, and what its call got.

@@ -241,6 +241,10 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
         Command::DnssecStep { .. } => Err("step DNSSEC keys: the leader does that".into()),
         _ if *scope == Scope::All => Ok(()),
+        Command::Batch { rows, .. } => rows
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, row)| operator_write(state, scope, &row.command).map_err(|what| format!("{what} (commands[{i}])"))),
         Command::DnssecRollover { apex, .. } => {
             let apex = name::absolute("apex", apex).map_err(|e| e.to_string())?;
             match state.zone(&apex) {
@@ -321,6 +325,10 @@ fn tenant_write(state: &State, own: &str, command: &Command) -> Result<(), Strin
             // Not naming the owner: a tenant may not learn other tenants' keys.
             Some(_) | None => Err(format!("change challenges of {name:?}, which is not a name of tenant {own:?}")),
         },
+        Command::Batch { rows, .. } => rows
+            .iter()
+            .enumerate()
+            .try_for_each(|(i, row)| tenant_write(state, own, &row.command).map_err(|what| format!("{what} (commands[{i}])"))),
         other => Err(other.kind().replace('_', " ")),
     }
 }

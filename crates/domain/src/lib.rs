@@ -21,7 +21,7 @@ pub mod update;
 #[cfg(test)]
 mod tests;
 
-pub use command::{Command, Envelope, Guard, Outcome, RequestRecord};
+pub use command::{BatchOutcome, BatchRow, Command, Envelope, Guard, Outcome, RequestRecord, RowError};
 pub use credential::{Access, Actor, Credential, Role, Scope};
 pub use error::{CommandError, ValidationError};
 pub use kind::{Change, Effect, EntityId, History, Kind, Value};

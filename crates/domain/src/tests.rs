@@ -1687,3 +1687,165 @@ mod catalog {
         assert_answers_match_the_transfer(&w.state, &gone);
     }
 }
+
+// --- Batches ------------------------------------------------------------------
+
+use crate::command::{BatchOutcome, BatchRow, RowError};
+
+fn row(command: Command) -> BatchRow {
+    BatchRow { command, expected_revision: None }
+}
+
+fn create(id: &str, cluster: &str) -> Command {
+    Command::CreateTenant { id: id.into(), cluster: Some(cluster.into()) }
+}
+
+fn batch_outcome(r: Result<Outcome, CommandError>) -> BatchOutcome {
+    match r {
+        Ok(Outcome::Batch(b)) => *b,
+        other => panic!("not a batch outcome: {other:?}"),
+    }
+}
+
+#[test]
+fn a_batch_applies_its_rows_at_one_revision_and_refuses_each_bad_row_alone() {
+    let mut w = World::new();
+    w.ok(create("t0", "mt1"));
+    let rows = vec![row(create("t1", "mt1")), row(create("t0", "mt2")), row(create("t2", "nope")), row(create("t3", "mt2"))];
+    let b = batch_outcome(w.run(Command::Batch { rows, atomic: false }));
+    let at = w.rev;
+    assert!(b.applied);
+    assert_eq!(b.refused.iter().map(|(i, _)| *i).collect::<Vec<_>>(), vec![1, 2]);
+    assert!(matches!(b.refused[0].1, CommandError::AlreadyExists { .. }), "{:?}", b.refused[0]);
+    assert!(matches!(b.refused[1].1, CommandError::NotFound { .. }), "{:?}", b.refused[1]);
+    assert_eq!(b.row(0), Ok(()));
+    assert!(matches!(b.row(1), Err(RowError::Refused(CommandError::AlreadyExists { .. }))));
+    for (id, cluster) in [("t1", "mt1"), ("t3", "mt2"), ("t0", "mt1")] {
+        assert_eq!(w.state.tenant(id).unwrap().cluster, cluster, "{id}");
+    }
+    assert_eq!(w.state.tenant("t1").unwrap().revision, at);
+    assert_eq!(w.state.tenant("t3").unwrap().revision, at);
+    assert!(w.state.tenant("t2").is_none());
+    // Answered at once.
+    assert_eq!(cname_target(&resolve(&w.state, &format!("ws-t3.{APEX}"), RType::Cname)).as_deref(), Some("ws-mt2.example.test."));
+}
+
+#[test]
+fn an_atomic_batch_with_a_refused_row_changes_nothing() {
+    let mut w = World::new();
+    w.ok(create("t0", "mt1"));
+    let before = w.state.clone();
+    let rows = vec![
+        row(create("t1", "mt1")),
+        row(Command::MoveTenant { id: "t0".into(), cluster: "mt2".into() }),
+        row(create("t2", "nope")),
+        row(create("t3", "mt2")),
+    ];
+    w.rev += 1;
+    let env = Envelope { at_ms: 1_000 * w.rev, command: Command::Batch { rows, atomic: true }, guard: Guard::default() };
+    let (r, effects) = w.state.apply(w.rev, &env);
+    let b = batch_outcome(r);
+    assert!(!b.applied);
+    assert_eq!(b.refused.len(), 1, "stops at the first refusal");
+    assert_eq!(b.refused[0].0, 2);
+    assert_eq!(b.row(0), Err(RowError::NotApplied { refused_row: 2 }));
+    assert_eq!(b.row(3), Err(RowError::NotApplied { refused_row: 2 }));
+    assert!(effects.is_empty(), "{effects:?}");
+    assert!(w.state.tenant("t1").is_none());
+    assert_eq!(w.state.tenant("t0").unwrap().cluster, "mt1");
+    assert_eq!(w.state.marks(), before.marks());
+    assert_eq!(w.state.tenant_count(), before.tenant_count());
+    // The same rows without the bad one commit together.
+    let rows = vec![row(create("t1", "mt1")), row(Command::MoveTenant { id: "t0".into(), cluster: "mt2".into() })];
+    let b = batch_outcome(w.run(Command::Batch { rows, atomic: true }));
+    assert!(b.applied && b.refused.is_empty());
+    assert_eq!(w.state.tenant("t0").unwrap().cluster, "mt2");
+    assert_eq!(w.state.tenant("t0").unwrap().revision, w.state.tenant("t1").unwrap().revision);
+}
+
+#[test]
+fn each_row_of_a_batch_has_its_own_compare_and_set() {
+    let mut w = World::new();
+    w.ok(create("t0", "mt1"));
+    let t0 = w.rev;
+    w.ok(create("t1", "mt1"));
+    let t1 = w.rev;
+    let guarded = |command: Command, expected: u64| BatchRow { command, expected_revision: Some(expected) };
+    let rows = vec![
+        guarded(Command::MoveTenant { id: "t0".into(), cluster: "mt2".into() }, t0),
+        // Stale: t1 is at t1, not t0.
+        guarded(Command::MoveTenant { id: "t1".into(), cluster: "mt2".into() }, t0),
+        // 0: must not exist.
+        guarded(create("t2", "mt2"), 0),
+        guarded(create("t0x", "mt2"), 5),
+    ];
+    let b = batch_outcome(w.run(Command::Batch { rows, atomic: false }));
+    assert_eq!(
+        b.refused,
+        vec![(1, CommandError::Aborted { expected: t0, current: t1 }), (3, CommandError::Aborted { expected: 5, current: 0 })]
+    );
+    assert_eq!(w.state.tenant("t0").unwrap().cluster, "mt2");
+    assert_eq!(w.state.tenant("t1").unwrap().cluster, "mt1");
+    assert!(w.state.tenant("t2").is_some() && w.state.tenant("t0x").is_none());
+    // A batch-wide expected revision means nothing: refused, naming the field.
+    w.rev += 1;
+    let env = Envelope {
+        at_ms: 1_000 * w.rev,
+        command: Command::Batch { rows: vec![row(create("t9", "mt1"))], atomic: false },
+        guard: Guard { expected_revision: Some(1), ..Guard::default() },
+    };
+    let r = w.state.apply(w.rev, &env).0;
+    assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.expected_revision"), "{r:?}");
+}
+
+#[test]
+fn a_batch_names_its_bad_rows() {
+    let mut w = World::new();
+    let refused = |w: &mut World, rows: Vec<BatchRow>| match w.run(Command::Batch { rows, atomic: false }) {
+        Err(CommandError::Invalid(v)) => v,
+        other => panic!("not refused: {other:?}"),
+    };
+    let v = refused(&mut w, vec![]);
+    assert_eq!(v.field, "commands");
+    let v = refused(&mut w, vec![row(create("t1", "mt1")), row(create("T1", "mt2"))]);
+    assert_eq!(v.field, "commands[1]", "{v}");
+    let v = refused(&mut w, vec![row(create("t1", "mt1")), row(Command::DeleteCluster { id: "mt2".into() })]);
+    assert_eq!(v.field, "commands[1]", "{v}");
+    let nested = Command::Batch { rows: vec![row(create("t2", "mt1"))], atomic: false };
+    let v = refused(&mut w, vec![row(nested)]);
+    assert_eq!(v.field, "commands[0]", "{v}");
+    let many = (0..=crate::command::BATCH_ROWS_MAX).map(|i| row(create(&format!("t{i}"), "mt1"))).collect();
+    assert_eq!(refused(&mut w, many).field, "commands");
+    assert_eq!(w.state.tenant_count(), 0);
+}
+
+#[test]
+fn a_retried_batch_applies_once() {
+    let mut w = World::new();
+    w.ok(create("t0", "mt1"));
+    let rows: Vec<BatchRow> = vec![row(create("t1", "mt1")), row(create("t0", "mt2"))];
+    let call = |at_ms: u64, rows: Vec<BatchRow>| Envelope {
+        at_ms,
+        command: Command::Batch { rows, atomic: false },
+        guard: Guard { request_id: Some("chunk-1".into()), ..Guard::default() },
+    };
+    w.rev += 1;
+    let first = w.rev;
+    let b = batch_outcome(w.state.apply(first, &call(1_000, rows.clone())).0);
+    assert_eq!(b.refused.len(), 1);
+    w.rev += 1;
+    let (r, effects) = w.state.apply(w.rev, &call(2_000, rows.clone()));
+    match r {
+        Ok(Outcome::Replayed { revision, outcome }) => {
+            assert_eq!(revision, first);
+            assert_eq!(*outcome, Outcome::Batch(Box::new(b)));
+        }
+        other => panic!("not replayed: {other:?}"),
+    }
+    assert!(effects.is_empty());
+    // The same id for a batch of other rows is refused.
+    w.rev += 1;
+    let r = w.state.apply(w.rev, &call(3_000, vec![row(create("t5", "mt1"))])).0;
+    assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
+    assert!(w.state.tenant("t5").is_none());
+}

@@ -263,6 +263,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             .add_service(services.credentials)
             .add_service(services.tsig_keys)
             .add_service(services.dnssec_keys)
+            .add_service(services.writes)
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha)

@@ -207,3 +207,90 @@ fn watch_resumes_after_a_restart_with_every_change_once_in_order() -> anyhow::Re
     }
     Ok(())
 }
+
+/// `switchboard batch FILE`: rows commit at one revision with a result
+/// each (a refused row refused alone, naming its reason), answered by DNS
+/// at once; `--atomic` with a refused row changes nothing; each row's
+/// compare-and-set is its own; a retried call with the same request id is
+/// answered with the first call's results and applies nothing again.
+#[test]
+fn a_batch_call_applies_row_by_row_or_all_or_nothing() -> anyhow::Result<()> {
+    let (dir, node) = setup()?;
+    node.cli(&["tenant", "create", "old", "--cluster", "mt1"])?;
+    let old_rev = node.json(&["tenant", "get", "old"])?["revision"].as_u64().unwrap_or(0);
+    let file = dir.path().join("batch.jsonl");
+    let write = |lines: &[&str]| std::fs::write(&file, lines.join("\n"));
+    let run = |args: &[&str]| {
+        let mut a = vec!["--server".to_string(), node.server(), "--json".into(), "batch".into(), file.display().to_string()];
+        a.extend(args.iter().map(|s| s.to_string()));
+        let out = std::process::Command::new(common::BIN).args(&a).output()?;
+        let view: serde_json::Value = if out.stdout.is_empty() { serde_json::Value::Null } else { serde_json::from_slice(&out.stdout)? };
+        Ok::<_, anyhow::Error>((out.status.success(), view, String::from_utf8_lossy(&out.stderr).to_string()))
+    };
+
+    write(&[
+        r#"{"create_tenant": {"id": "b1", "cluster": "mt2"}}"#,
+        r#"{"create_tenant": {"id": "old"}}"#,
+        r#"{"move_tenant": {"id": "old", "cluster": "mt2"}, "expected_revision": 1}"#,
+        r#"{"create_tenant": {"id": "b2", "cluster": "nope"}}"#,
+        r#"{"add_alias": {"tenant": "b1", "alias": "b1-alias"}}"#,
+    ])?;
+    let (ok, view, stderr) = run(&[])?;
+    // Two rows for "old" (line 2 and 3): refused before anything is proposed.
+    assert!(!ok);
+    assert!(stderr.contains("InvalidArgument") || stderr.contains("INVALID_ARGUMENT"), "{stderr}");
+    assert!(stderr.contains("commands[2]"), "names the row: {stderr}");
+    assert!(view.is_null(), "{view}");
+
+    write(&[
+        r#"{"create_tenant": {"id": "b1", "cluster": "mt2"}}"#,
+        r#"{"move_tenant": {"id": "old", "cluster": "mt2"}, "expected_revision": 1}"#,
+        r#"{"create_tenant": {"id": "b2", "cluster": "nope"}}"#,
+        r#"{"add_alias": {"tenant": "b1x", "alias": "b1-alias"}}"#,
+        r#"{"create_tenant": {"id": "b3"}}"#,
+    ])?;
+    let (ok, view, stderr) = run(&[])?;
+    assert!(!ok, "a refused row fails the command");
+    assert!(stderr.contains("3 of 5 commands refused"), "{stderr}");
+    let rows = view["rows"].as_array().cloned().unwrap_or_default();
+    assert_eq!(rows.len(), 5, "{view}");
+    let codes: Vec<&str> = rows.iter().map(|r| r["code"].as_str().unwrap_or("")).collect();
+    assert_eq!(codes, ["", "ABORTED", "NOT_FOUND", "NOT_FOUND", ""], "{view}");
+    let revision = rows[0]["revision"].as_u64().unwrap_or(0);
+    assert!(revision > old_rev && rows[4]["revision"].as_u64() == Some(revision), "one revision: {view}");
+    assert_eq!(rows[1]["revision"], 0);
+    assert!(rows[1]["message"].as_str().unwrap_or("").contains(&format!("at revision {old_rev}")), "{view}");
+    let a = answers(&query(node.dns(), "b1.apps.example.test.", RecordType::A)?);
+    assert!(a.len() == 1 && a[0].ends_with("198.51.100.2"), "{a:?}");
+    assert_eq!(node.json(&["tenant", "get", "old"])?["cluster"], "mt1", "the stale move was refused");
+
+    // All or nothing: the refused row undoes the others.
+    write(&[
+        r#"{"create_tenant": {"id": "c1"}}"#,
+        &format!(r#"{{"move_tenant": {{"id": "old", "cluster": "mt2"}}, "expected_revision": {old_rev}}}"#),
+        r#"{"delete_tenant": {"id": "never-was"}}"#,
+    ])?;
+    let (ok, view, _) = run(&["--atomic"])?;
+    assert!(!ok);
+    let codes: Vec<&str> =
+        view["rows"].as_array().map(|r| r.iter().map(|r| r["code"].as_str().unwrap_or("")).collect()).unwrap_or_default();
+    assert_eq!(codes, ["ABORTED", "ABORTED", "NOT_FOUND"], "{view}");
+    assert!(view["rows"][0]["message"].as_str().unwrap_or("").contains("commands[2] was refused"), "{view}");
+    assert!(node.cli(&["tenant", "get", "c1"]).is_err(), "nothing of an atomic batch with a refusal takes effect");
+    assert_eq!(node.json(&["tenant", "get", "old"])?["cluster"], "mt1");
+
+    // Without the bad row, atomically, and retried with the same request id.
+    write(&[
+        r#"{"create_tenant": {"id": "c1"}}"#,
+        &format!(r#"{{"move_tenant": {{"id": "old", "cluster": "mt2"}}, "expected_revision": {old_rev}}}"#),
+    ])?;
+    let (ok, first, stderr) = run(&["--atomic", "--request-id", "batch-retry-1"])?;
+    assert!(ok, "{stderr}");
+    let (ok, again, stderr) = run(&["--atomic", "--request-id", "batch-retry-1"])?;
+    assert!(ok, "a replay reports the first results, not ALREADY_EXISTS: {stderr}");
+    assert_eq!(first["rows"], again["rows"], "same rows, same revision");
+    let moved = node.json(&["tenant", "get", "old"])?;
+    assert_eq!(moved["cluster"], "mt2");
+    assert_eq!(moved["history"].as_array().map(Vec::len), Some(1), "moved once: {moved}");
+    Ok(())
+}

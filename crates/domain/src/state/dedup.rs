@@ -10,16 +10,31 @@ use crate::kind::{Effect, Kind};
 
 use super::State;
 
-/// Most request ids remembered, and for how long (by the leader's clock
-/// stamped in the entries): a retry later than that applies again.
+/// Most request ids remembered (a batch's counted with its refused rows,
+/// `weight`), and for how long (by the leader's clock stamped in the
+/// entries): a retry later than that applies again.
 pub const REQUEST_IDS_MAX: usize = 100_000;
 pub const REQUEST_ID_WINDOW_MS: u64 = 60 * 60 * 1000;
 /// Longest request id.
 pub const REQUEST_ID_LEN_MAX: usize = 128;
 
-/// What a request id remembers of its call: the kind and the entity.
+/// What a request id remembers of its call: the kind and the entity (a
+/// batch's first row's, with its row count).
 fn call_of(command: &Command) -> CompactString {
-    compact_str::format_compact!("{} {}", command.kind(), command.entity())
+    match command {
+        Command::Batch { rows, .. } => compact_str::format_compact!("batch[{}] {}", rows.len(), command.entity()),
+        _ => compact_str::format_compact!("{} {}", command.kind(), command.entity()),
+    }
+}
+
+/// What a record counts against `REQUEST_IDS_MAX`: one, plus the refusals
+/// a batch's result keeps, so the window's memory stays bounded whatever
+/// the batches hold.
+pub(super) fn weight(record: &RequestRecord) -> u64 {
+    match &record.result {
+        Ok(Outcome::Batch(b)) => 1 + b.refused.len() as u64,
+        _ => 1,
+    }
 }
 
 /// Check a client's request id: 1 to 128 printable ASCII characters.
@@ -62,7 +77,7 @@ impl State {
         // An id past the window that is used again replaces its old record.
         let mut effects = vec![self.put(record)];
         while let Some((at, old)) = self.request_order.get_min().map(|(at, r)| (*at, r.0.id.clone())) {
-            if self.tables.requests.len() <= REQUEST_IDS_MAX && at.saturating_add(REQUEST_ID_WINDOW_MS) >= now {
+            if self.request_weight <= REQUEST_IDS_MAX as u64 && at.saturating_add(REQUEST_ID_WINDOW_MS) >= now {
                 break;
             }
             effects.push(self.set(Kind::Request, &old, None));

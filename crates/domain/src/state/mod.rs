@@ -12,6 +12,7 @@
 //! the request-id dedup window.
 
 mod acme;
+mod batch;
 mod credentials;
 mod dedup;
 mod dnssec;
@@ -79,6 +80,8 @@ pub struct State {
     /// Request ids in the order of their stamps, for eviction.
     /// (The record itself, ordered by its id, not a copy of the id.)
     request_order: OrdSet<(u64, ByKey<RequestRecord>)>,
+    /// The request records' total `dedup::weight`, which the window bounds.
+    request_weight: u64,
     /// Challenge owner names by `name::tree_key`, so the names below a name
     /// form one range.
     acme_tree: OrdMap<String, String>,
@@ -384,7 +387,7 @@ impl State {
             }
         }
         let mut effects = Vec::new();
-        let result = self.check_expected(env).and_then(|()| self.dispatch(revision, env, &mut effects));
+        let result = self.check_expected(env).and_then(|()| self.dispatch(revision, env.at_ms, &env.command, &mut effects));
         if result.is_err() {
             debug_assert!(effects.is_empty(), "a refused command changed state");
             effects.clear();
@@ -396,29 +399,30 @@ impl State {
         (result, effects)
     }
 
-    fn dispatch(&mut self, rev: u64, env: &Envelope, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
-        match &env.command {
-            Command::PutZone { zone } => self.put_zone(rev, env.at_ms, zone, fx),
+    fn dispatch(&mut self, rev: u64, at_ms: u64, command: &Command, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
+        match command {
+            Command::PutZone { zone } => self.put_zone(rev, at_ms, zone, fx),
             Command::DeleteZone { apex } => self.delete_zone(apex, fx),
             Command::PutCluster { cluster } => self.put_cluster(rev, cluster, fx),
             Command::DeleteCluster { id } => self.delete_cluster(id, fx),
             Command::CreateTenant { id, cluster } => self.create_tenant(rev, id, cluster.as_deref(), fx),
             Command::DeleteTenant { id } => self.delete_tenant(id, fx),
-            Command::PinTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, Some(true), true, fx),
-            Command::MoveTenant { id, cluster } => self.relocate(rev, env.at_ms, id, cluster, None, false, fx),
+            Command::PinTenant { id, cluster } => self.relocate(rev, at_ms, id, cluster, Some(true), true, fx),
+            Command::MoveTenant { id, cluster } => self.relocate(rev, at_ms, id, cluster, None, false, fx),
             Command::UnpinTenant { id } => self.unpin_tenant(rev, id, fx),
             Command::AddAlias { tenant, alias } => self.add_alias(rev, tenant, alias, fx),
             Command::RemoveAlias { tenant, alias } => self.remove_alias(rev, tenant, alias, fx),
-            Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, env.at_ms, name, value, *ttl, *expires_in_s, fx),
+            Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, at_ms, name, value, *ttl, *expires_in_s, fx),
             Command::ClearAcme { name, value } => self.clear_acme(rev, name, value.as_deref(), fx),
-            Command::ExpireAcme => Ok(self.expire_acme(rev, env.at_ms, fx)),
-            Command::CreateCredential { credential } => self.create_credential(rev, env.at_ms, credential, fx),
+            Command::ExpireAcme => Ok(self.expire_acme(rev, at_ms, fx)),
+            Command::CreateCredential { credential } => self.create_credential(rev, at_ms, credential, fx),
             Command::RevokeCredential { id } => self.revoke_credential(id, fx),
-            Command::CreateTsigKey { key } => self.create_tsig_key(rev, env.at_ms, key, fx),
+            Command::CreateTsigKey { key } => self.create_tsig_key(rev, at_ms, key, fx),
             Command::DeleteTsigKey { name } => self.delete_tsig_key(name, fx),
-            Command::Update { update } => self.update(rev, env.at_ms, update, fx),
-            Command::DnssecStep { apex, step } => self.dnssec_step(rev, env.at_ms, apex, step, fx),
+            Command::Update { update } => self.update(rev, at_ms, update, fx),
+            Command::DnssecStep { apex, step } => self.dnssec_step(rev, at_ms, apex, step, fx),
             Command::DnssecRollover { apex, role } => self.dnssec_rollover(rev, apex, *role, fx),
+            Command::Batch { rows, atomic } => self.batch(rev, at_ms, rows, *atomic, fx),
         }
     }
 
@@ -495,10 +499,20 @@ impl State {
         credential::authorize(self, c, Access::Write(&env.command)).map_err(|d| CommandError::PermissionDenied(d.0))
     }
 
-    /// Compare-and-set: the command's entity must be at the expected revision.
+    /// Compare-and-set: the command's entity must be at the expected
+    /// revision. A batch has one per row instead.
     fn check_expected(&self, env: &Envelope) -> Result<(), CommandError> {
         let Some(expected) = env.guard.expected_revision else { return Ok(()) };
-        let current = self.entity_revision(&env.command);
+        if let Command::Batch { .. } = env.command {
+            let reason = "a batch has no revision of its own: set expected_revision per command";
+            return Err(crate::ValidationError::new("options.expected_revision", reason).into());
+        }
+        self.check_revision(&env.command, expected)
+    }
+
+    /// Compare-and-set of one command: its entity must be at `expected`.
+    fn check_revision(&self, command: &Command, expected: u64) -> Result<(), CommandError> {
+        let current = self.entity_revision(command);
         if current == expected {
             Ok(())
         } else {
@@ -639,8 +653,10 @@ impl State {
             Value::Request(r) => {
                 if present {
                     self.request_order.insert((r.at_ms, ByKey(r.clone())));
+                    self.request_weight += dedup::weight(r);
                 } else {
                     self.request_order.remove(&(r.at_ms, ByKey(r.clone())));
+                    self.request_weight = self.request_weight.saturating_sub(dedup::weight(r));
                 }
             }
             Value::Acme(c) => {
