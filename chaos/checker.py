@@ -20,6 +20,13 @@ writes (create, move, pin):
     code      (fail) gRPC code name, e.g. Aborted, NotFound
     current   (fail Aborted) the tenant's revision the server reported
 
+A row of a batch (`switchboard batch`) is a write of its tenant like any
+other, with `batch` (the call's id), `atomic` and `row`; a row an atomic
+batch did not apply because another row was refused has status fail and
+code NotApplied. Beside each tenant's check, `_batch_anomalies` checks each
+batch whole: the rows that took effect share one revision, and an atomic
+batch's rows took effect all or none.
+
 probe: a compare-and-set with an impossible expected revision; the server
     refuses it inside `apply`, so the ABORTED reply's `current` is a
     linearizable read of the tenant's revision.
@@ -290,6 +297,26 @@ def _local_read_anomalies(ops):
     return out
 
 
+def _batch_anomalies(history):
+    """Batches whose rows disagree: rows that took effect at different
+    revisions, or an atomic batch of which some rows took effect and others
+    did not (decided either way: unknown rows are left out)."""
+    batches = {}
+    for op in history:
+        if op.get("batch") is not None and op.get("f") in WRITES:
+            batches.setdefault(op["batch"], []).append(op)
+    out = []
+    for b, rows in sorted(batches.items()):
+        applied = [op for op in rows if op["status"] == "ok"]
+        refused = [op for op in rows if op["status"] == "fail"]
+        revs = sorted({op["rev"] for op in applied})
+        if len(revs) > 1:
+            out.append({"batch": b, "why": f"rows took effect at revisions {revs}", "ops": [op["id"] for op in rows]})
+        if rows[0].get("atomic") and applied and refused:
+            out.append({"batch": b, "why": "an atomic batch took effect in part", "ops": [op["id"] for op in rows]})
+    return out
+
+
 def check_tenant(ops, max_steps=20_000_000):
     ops = sorted(ops, key=lambda op: (op["invoke"], op["id"]))
     track = any(op["f"] == "get" and not op.get("strict") for op in ops)
@@ -322,6 +349,7 @@ def check(history, max_steps=20_000_000):
             by_tenant.setdefault(op["tenant"], []).append(op)
     tenants = {t: check_tenant(ops, max_steps) for t, ops in sorted(by_tenant.items())}
     writes = [op for op in history if op.get("f") in WRITES]
+    batches = _batch_anomalies(history)
     return {
         "tenants": tenants,
         "ops": sum(1 for op in history if op.get("f") in WRITES + ("probe", "get")),
@@ -331,7 +359,9 @@ def check(history, max_steps=20_000_000):
         "lost": sum(len(r["lost"]) for r in tenants.values()),
         "linearizable": all(r["linearizable"] for r in tenants.values()),
         "read_anomalies": sum(len(r["read_anomalies"]) for r in tenants.values()),
-        "ok": all(r["linearizable"] and not r["lost"] and not r["read_anomalies"] for r in tenants.values()),
+        "batches": len({op["batch"] for op in writes if op.get("batch") is not None}),
+        "batch_anomalies": batches,
+        "ok": not batches and all(r["linearizable"] and not r["lost"] and not r["read_anomalies"] for r in tenants.values()),
     }
 
 

@@ -548,6 +548,8 @@ class Harness:
             self.fail(f"{self.result['lost']} acknowledged write(s) lost")
         if self.result["read_anomalies"]:
             self.fail(f"{self.result['read_anomalies']} local read(s) went back in time on one node")
+        for a in self.result["batch_anomalies"]:
+            self.fail(f"batch {a['batch']}: {a['why']} (ops {a['ops']})")
         for line in checker.explain(self.history.ops, self.result):
             self.log("  " + line)
         for e in self.workload.errors:
@@ -594,7 +596,8 @@ class Harness:
             lines.append(f"rounds {len(self.rounds)}, nemeses {len({row['nemesis'] for row in self.rounds})}, "
                          f"ops {r['ops']}, writes {r['writes']}, acked {r['acked']}, unknown {r['unknown']}, "
                          f"lost {r['lost']}, linearizable {'yes' if r['linearizable'] else 'NO'}, "
-                         f"local-read anomalies {r['read_anomalies']}")
+                         f"local-read anomalies {r['read_anomalies']}, batches {r['batches']} "
+                         f"({len(r['batch_anomalies'])} inconsistent)")
         lines.append(f"DNS availability on live nodes: {ans}/{sent}"
                      f" ({100.0 * ans / sent:.2f}%)" if sent else "DNS: no queries")
         if wrong:

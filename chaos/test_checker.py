@@ -279,5 +279,46 @@ class Independence(unittest.TestCase):
         self.assertTrue(r["linearizable"], checker.explain(h.ops, r))
 
 
+
+class Batches(unittest.TestCase):
+    """A batch's rows are checked with their tenants, and as one call."""
+
+    def rows(self, atomic, results):
+        """Two tenants created at 1 and 2; then one batch moving both, its
+        rows' (status, rev, code) as given, and a final read of each."""
+        a, b = H("a"), H("b")
+        a.create(0, 0.5, rev=1)
+        b.create(0, 0.5, rev=2)
+        for h, expect, (status, rev, code) in zip((a, b), (1, 2), results):
+            op = h.move(1, 2, expect=expect, cluster="mt2", rev=rev, status=status, code=code)
+            op.update(batch=99, atomic=atomic)
+        for h, (status, rev, _code), start in zip((a, b), results, (1, 2)):
+            if status == "ok":
+                h.final(5, 6, "mt2", rev, history=[tomb("mt1", "mt2", rev)])
+            else:
+                h.final(5, 6, "mt1", start)
+        ops = a.ops + [dict(op, id=op["id"] + 100) for op in b.ops]
+        return checker.check(ops)
+
+    def test_rows_at_one_revision_pass(self):
+        r = self.rows(False, [("ok", 5, None), ("ok", 5, None)])
+        self.assertTrue(r["ok"], r)
+        self.assertEqual(r["batches"], 1)
+        r = self.rows(False, [("ok", 5, None), ("fail", None, "NotFound")])
+        self.assertTrue(r["ok"], r)
+
+    def test_rows_at_two_revisions_fail(self):
+        r = self.rows(False, [("ok", 5, None), ("ok", 6, None)])
+        self.assertFalse(r["ok"])
+        self.assertIn("revisions", r["batch_anomalies"][0]["why"])
+
+    def test_an_atomic_batch_in_part_fails(self):
+        r = self.rows(True, [("ok", 5, None), ("fail", None, "NotFound")])
+        self.assertFalse(r["ok"])
+        self.assertIn("in part", r["batch_anomalies"][0]["why"])
+        r = self.rows(True, [("fail", None, "NotApplied"), ("fail", None, "NotFound")])
+        self.assertTrue(r["ok"], r)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -1,8 +1,11 @@
 """The workload: client threads doing compare-and-set writes and reads on a
-few tenants through the CLI, ACME set/clear when the binary has them, and
-continuous DNS queries to every live node."""
+few tenants through the CLI, batches of compare-and-set moves of several
+tenants in one call (`switchboard batch`, all or nothing or row by row),
+ACME set/clear when the binary has them, and continuous DNS queries to
+every live node."""
 
 import json
+import os
 import random
 import subprocess
 import threading
@@ -106,6 +109,8 @@ class Workload:
         # quorum): half the reads use it and are checked as linearizable.
         help_ = subprocess.run([cluster.bin, "tenant", "get", "--help"], capture_output=True, text=True)
         self.consistent_reads = "--consistent" in help_.stdout
+        help_ = subprocess.run([cluster.bin, "--help"], capture_output=True, text=True)
+        self.batches = " batch " in help_.stdout
         self.errors = []
 
     # --- helpers ------------------------------------------------------------------
@@ -146,6 +151,9 @@ class Workload:
                 r = rng.random()
                 if self.acme is not None and r < 0.12:
                     self.acme.step(p, rng, seq, self.round_label())
+                    continue
+                if self.batches and r < 0.22 and len(self.tenants) > 1:
+                    self.batch(p, rng, seq)
                     continue
                 tenant = rng.choice(self.tenants)
                 r = rng.random()
@@ -214,6 +222,83 @@ class Workload:
         self.h.add(op)
         return op
 
+    def batch(self, p, rng, seq):
+        """Moves of 2-3 tenants in one `switchboard batch` call, each row
+        with its own compare-and-set, all or nothing half of the time. Each
+        row goes into the history as a write of its tenant (so the checker
+        checks it with that tenant's other operations), tagged with the
+        batch; the checker also checks the batch whole (one revision for
+        the rows that took effect; an atomic batch all or nothing)."""
+        tenants = rng.sample(self.tenants, min(len(self.tenants), rng.randint(2, 3)))
+        atomic = rng.random() < 0.5
+        rid = f"{self.c.run_id}-p{p}-{seq}"
+        batch_id = self.h.new_id()
+        rows = []
+        for t in tenants:
+            with self.known_lock:
+                known = self.known.get(t, 0)
+            expect = known if rng.random() < 0.9 else max(1, known - rng.randint(1, 5))
+            rows.append({"tenant": t, "expect": expect, "cluster": rng.choice(self.clusters)})
+        path = os.path.join(self.c.root, f"batch-p{p}.jsonl")
+        with open(path, "w") as f:
+            for r in rows:
+                f.write(json.dumps({"move_tenant": {"id": r["tenant"], "cluster": r["cluster"]},
+                                    "expected_revision": r["expect"]}) + "\n")
+        invoke = self.c.now()
+        args = ["--request-id", rid, "batch", path] + (["--atomic"] if atomic else [])
+        deadline = time.monotonic() + self.write_deadline
+        impatient = rng.random() < 0.25
+        attempts, results, outcome = [], None, None
+        while True:
+            nd = self._pick_node(rng)
+            if nd is None:
+                time.sleep(0.2)
+                if time.monotonic() > deadline:
+                    outcome = ("info", "NoLiveNode")
+                    break
+                continue
+            r = self.c.cli(nd, args, timeout=self.cli_timeout)
+            attempts.append({"node": nd.id, "code": r.code or "OK", "t": round(self.c.now(), 3),
+                             "err": r.err.strip()[-200:] if r.err else None})
+            # The call was answered (rows refused or not) when it printed its rows.
+            try:
+                results = r.json()["rows"] if (r.ok or r.out.strip()) and not r.timed_out else None
+            except (ValueError, KeyError, TypeError):
+                results = None
+            if results is not None:
+                break
+            if r.definite_failure():
+                outcome = ("fail", r.code)
+                break
+            if time.monotonic() > deadline or impatient:
+                outcome = ("info", r.code)
+                break
+            time.sleep(rng.uniform(0.1, 0.4))
+        complete = self.c.now()
+        if results is not None and len(results) != len(rows):
+            self.errors.append(f"batch {batch_id}: {len(results)} results for {len(rows)} rows")
+            results, outcome = None, ("info", "Unparsed")
+        for i, row in enumerate(rows):
+            op = {"id": self.h.new_id(), "process": p, "tenant": row["tenant"], "f": "move", "expect": row["expect"],
+                  "cluster": row["cluster"], "request_id": rid, "round": self.round_label(), "invoke": invoke,
+                  "batch": batch_id, "atomic": atomic, "row": i, "attempts": attempts}
+            if results is None:
+                status, code = outcome
+                op.update(status=status, code=code, complete=None if status == "info" else complete)
+            elif not results[i].get("code"):
+                op.update(status="ok", complete=complete, rev=results[i]["revision"])
+                self._learn(row["tenant"], op["rev"])
+            else:
+                message = results[i].get("message", "")
+                current = _current_in(message)
+                # A row an atomic batch undid for another row's refusal did nothing.
+                code = "NotApplied" if "not applied" in message else _code_of(results[i]["code"])
+                op.update(status="fail", complete=complete, code=code, current=current if code == "Aborted" else None,
+                          message=message[:200])
+                if op["current"] is not None:
+                    self._learn(row["tenant"], op["current"])
+            self.h.add(op)
+
     def read(self, p, rng, tenant):
         nd = self._pick_node(rng)
         if nd is None:
@@ -260,6 +345,18 @@ class Workload:
         else:
             op.update(status="fail", code=r.code)
         self.h.add(op)
+
+
+def _current_in(message):
+    """The revision an ABORTED row's message says its tenant is at."""
+    import re
+    m = re.search(r"it is at revision (\d+)", message)
+    return int(m.group(1)) if m else None
+
+
+def _code_of(name):
+    """A row's gRPC code name (ABORTED) as the CLI's errors spell it (Aborted)."""
+    return "".join(w.capitalize() for w in name.split("_"))
 
 
 class Acme:

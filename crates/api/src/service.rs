@@ -6,7 +6,9 @@ use std::sync::Arc;
 use std::ops::ControlFlow;
 use switchboard_consensus::Node;
 
-use switchboard_domain::{masterfile, placement, zone_records, Access, BatchOutcome, BatchRow, Command, Guard, Outcome};
+use switchboard_domain::{
+    masterfile, placement, zone_records, Access, BatchOutcome, BatchRow, Command, CommandError, Guard, Outcome, RowError, State,
+};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
@@ -223,7 +225,7 @@ impl Api {
     ) -> Result<(), Status> {
         while pending.len() >= IMPORT_CHUNKS_IN_FLIGHT {
             if let Some(done) = pending.join_next().await {
-                summary.settle(done.map_err(|e| Status::internal(e.to_string()))?);
+                summary.settle(&self.node.state(), done.map_err(|e| Status::internal(e.to_string()))?);
             }
         }
         let (api, caller) = (self.clone(), caller.clone());
@@ -461,7 +463,7 @@ impl tenants_server::Tenants for Api {
             self.import_chunk(&caller, chunk, &mut pending, &mut summary).await?;
         }
         while let Some(done) = pending.join_next().await {
-            summary.settle(done.map_err(|e| Status::internal(e.to_string()))?);
+            summary.settle(&self.node.state(), done.map_err(|e| Status::internal(e.to_string()))?);
         }
         Ok(Response::new(summary.finish()))
     }
@@ -668,13 +670,20 @@ impl membership_server::Membership for Api {
 }
 
 /// An import batch written: the line and id of each row, and the result.
-type ChunkDone = (Vec<(u64, String)>, Result<(u64, BatchOutcome), Status>);
+type ChunkDone = (Vec<Sent>, Result<(u64, BatchOutcome), Status>);
+
+/// A record sent in an import batch: where it came from and what it asked.
+struct Sent {
+    line: u64,
+    id: String,
+    cluster: Option<String>,
+}
 
 /// The rows of one import batch, with the line and id each came from.
 #[derive(Default)]
 struct ImportChunk {
     rows: Vec<BatchRow>,
-    records: Vec<(u64, String)>,
+    records: Vec<Sent>,
     ids: std::collections::HashSet<String>,
     bytes: usize,
 }
@@ -689,9 +698,22 @@ impl ImportChunk {
     fn push(&mut self, line: u64, id: String, row: BatchRow) {
         self.bytes += row_id(&row).len();
         self.ids.insert(row_id(&row).to_string());
-        self.records.push((line, id));
+        let cluster = match &row.command {
+            Command::CreateTenant { cluster, .. } => cluster.clone(),
+            _ => None,
+        };
+        self.records.push(Sent { line, id, cluster });
         self.rows.push(row);
     }
+}
+
+/// Whether the tenant a record asked to create exists as it asked.
+fn already_there(state: &State, r: &Sent) -> bool {
+    let Ok(id) = convert::label("id", &r.id) else { return false };
+    state.tenant(&id).is_some_and(|t| match &r.cluster {
+        Some(c) => t.pinned && t.cluster == *c,
+        None => !t.pinned,
+    })
 }
 
 fn row_id(row: &BatchRow) -> &str {
@@ -716,24 +738,34 @@ impl Summary {
         }
     }
 
-    /// A batch's rows, each created or refused; a batch that failed whole
-    /// (unavailable, say) refuses each of its records with that status.
-    fn settle(&mut self, (records, result): ChunkDone) {
-        match result {
-            Ok((revision, batch)) => {
-                for (i, (line, id)) in records.into_iter().enumerate() {
-                    match status::batch_row(&batch, i as u32) {
-                        None => {
-                            self.0.created += 1;
-                            self.0.revision = self.0.revision.max(revision);
-                        }
-                        Some(s) => self.refused(line, id, &s),
-                    }
-                }
-            }
+    /// A batch's rows, each created, already there, or refused; a batch
+    /// that failed whole (unavailable, say) refuses each of its records
+    /// with that status.
+    ///
+    /// A create refused because the tenant exists as the record asks (on
+    /// the cluster it names, pinned; placed by hashing when it names none)
+    /// is counted as existing, not rejected: an import run again after it
+    /// was interrupted creates the rest and succeeds.
+    fn settle(&mut self, state: &State, (records, result): ChunkDone) {
+        let (revision, batch) = match result {
+            Ok(done) => done,
             Err(s) => {
-                for (line, id) in records {
-                    self.refused(line, id, &s);
+                for r in records {
+                    self.refused(r.line, r.id, &s);
+                }
+                return;
+            }
+        };
+        for (i, r) in records.into_iter().enumerate() {
+            match batch.row(i as u32) {
+                Ok(()) => {
+                    self.0.created += 1;
+                    self.0.revision = self.0.revision.max(revision);
+                }
+                Err(RowError::Refused(CommandError::AlreadyExists { .. })) if already_there(state, &r) => self.0.existing += 1,
+                Err(_) => {
+                    let s = status::batch_row(&batch, i as u32).unwrap_or_else(|| Status::internal("row result lost"));
+                    self.refused(r.line, r.id, &s);
                 }
             }
         }

@@ -130,12 +130,14 @@ async fn import_file(mut c: TenantsClient<Ch>, file: &Path) -> Result<Output> {
     let rejected = summary.rejected + local;
     let mut rows = vec![
         ("created".to_string(), summary.created.to_string()),
+        ("existing".into(), summary.existing.to_string()),
         ("rejected".into(), rejected.to_string()),
         ("revision".into(), summary.revision.to_string()),
     ];
     rows.extend(errors.iter().take(IMPORT_ERRORS_SHOWN).map(|e| (format!("line {}", e.line), format!("{}: {}", e.id, e.error))));
     let view = ImportSummary {
         created: summary.created,
+        existing: summary.existing,
         rejected,
         revision: summary.revision,
         errors: errors.into_iter().map(|e| ImportErrorView { line: e.line, id: e.id, error: e.error }).collect(),

@@ -277,6 +277,8 @@ pub struct TenantWritten {
 #[derive(Debug, Serialize)]
 pub struct ImportSummary {
     pub created: u64,
+    /// Tenants that already existed as their record asks (an import run again).
+    pub existing: u64,
     pub rejected: u64,
     pub revision: u64,
     pub errors: Vec<ImportErrorView>,

@@ -294,3 +294,48 @@ fn a_batch_call_applies_row_by_row_or_all_or_nothing() -> anyhow::Result<()> {
     assert_eq!(moved["history"].as_array().map(Vec::len), Some(1), "moved once: {moved}");
     Ok(())
 }
+
+/// An import whose client is killed halfway leaves the batches that
+/// committed; run again, it creates the rest, counts the others as
+/// existing (not rejected) and succeeds. A record that conflicts with what
+/// exists (pinned elsewhere) is still rejected.
+#[test]
+fn an_import_killed_halfway_finishes_when_run_again() -> anyhow::Result<()> {
+    let (dir, node) = setup()?;
+    const N: u32 = 200_000;
+    let text: String = (0..N).map(|i| if i % 2 == 0 { format!("k{i},mt1\n") } else { format!("k{i}\n") }).collect();
+    let file = dir.path().join("tenants.csv");
+    std::fs::write(&file, text)?;
+    let import = || {
+        std::process::Command::new(common::BIN)
+            .args(["--server", &node.server(), "--json", "tenant", "import", file.to_str().unwrap_or_default()])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+    };
+    let mut first = import()?;
+    common::eventually(std::time::Duration::from_secs(60), "part of the import committed", || {
+        node.status().ok().and_then(|s| s["tenants"].as_u64()).is_some_and(|n| n >= 2_048)
+    })?;
+    first.kill()?;
+    first.wait()?;
+    let part = node.status()?["tenants"].as_u64().unwrap_or(0);
+    eprintln!("{part} of {N} tenants when the import was killed");
+    assert!(part < u64::from(N), "killed before the end ({part})");
+
+    // One record now conflicts: k1 pinned elsewhere than the file asks.
+    node.cli(&["tenant", "pin", "k1", "mt2"]).or_else(|_| node.cli(&["tenant", "create", "k1", "--cluster", "mt2"]))?;
+    let out = import()?.wait_with_output()?;
+    let summary: serde_json::Value = serde_json::from_slice(&out.stdout)?;
+    let (created, existing, rejected) =
+        (summary["created"].as_u64().unwrap_or(0), summary["existing"].as_u64().unwrap_or(0), summary["rejected"].as_u64().unwrap_or(0));
+    assert_eq!(rejected, 1, "only the conflicting record: {}", summary["errors"]);
+    assert!(summary["errors"][0]["error"].as_str().is_some_and(|e| e.starts_with("AlreadyExists")), "{summary}");
+    assert!(existing >= part.saturating_sub(1) && existing > 0, "{summary}");
+    assert_eq!(created + existing + rejected, u64::from(N), "{summary}");
+    assert!(!out.status.success(), "the conflicting record fails the run");
+    assert_eq!(node.status()?["tenants"], N);
+    let t = node.json(&["tenant", "get", "k199998"])?;
+    assert_eq!((t["cluster"].as_str(), t["pinned"].as_bool()), (Some("mt1"), Some(true)), "{t}");
+    Ok(())
+}

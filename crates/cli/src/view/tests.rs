@@ -304,13 +304,14 @@ fn acme_token_import_and_rebalance_json_are_pinned() {
     );
     let summary = ImportSummary {
         created: 2,
+        existing: 5,
         rejected: 1,
         revision: 30,
         errors: vec![ImportErrorView { line: 3, id: "b_3".into(), error: "InvalidArgument: id".into() }],
     };
     assert_eq!(
         as_json(&summary),
-        r#"{"created":2,"errors":[{"error":"InvalidArgument: id","id":"b_3","line":3}],"rejected":1,"revision":30}"#
+        r#"{"created":2,"errors":[{"error":"InvalidArgument: id","id":"b_3","line":3}],"existing":5,"rejected":1,"revision":30}"#
     );
     let r = proto::RebalanceResponse {
         misplaced: 3,
