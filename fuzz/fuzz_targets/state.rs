@@ -1,11 +1,10 @@
 //! The state both DNS targets answer from (`dns_request`, `doq_stream`).
 
-use ring::rand::SystemRandom;
-use ring::signature::{Ed25519KeyPair, KeyPair as _};
-use switchboard_domain::dnssec::{Algorithm as DnssecAlgorithm, KeyRole, KeyState, Policy, Secret, Step};
+use switchboard_dns::fixture::{self, record};
+use switchboard_domain::dnssec::{Algorithm as DnssecAlgorithm, Policy};
 use switchboard_domain::model::{Prefix, Transfer};
 use switchboard_domain::tsig::{Algorithm, Allow};
-use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Scope, Soa, State, TsigKey, ZoneSpec};
+use switchboard_domain::{Cluster, Command, Rule, State, ZoneSpec};
 
 pub const APEX: &str = "apps.example.test.";
 
@@ -13,20 +12,7 @@ pub const APEX: &str = "apps.example.test.";
 /// delegation, a CNAME loop, and tenants on clusters with and without
 /// addresses.
 pub fn state() -> State {
-    let record = |name: &str, rtype: &str, data: &str| RecordSpec { name: name.into(), rtype: rtype.into(), ttl: None, data: data.into() };
     let zone = ZoneSpec {
-        apex: APEX.into(),
-        environment: "prod".into(),
-        ttl: 300,
-        ns: vec![format!("ns1.{APEX}"), "ns2.example.net.".into()],
-        soa: Soa {
-            mname: format!("ns1.{APEX}"),
-            rname: "hostmaster.example.test.".into(),
-            refresh: 3600,
-            retry: 600,
-            expire: 604_800,
-            minimum: 60,
-        },
         rules: vec![
             Rule::ServiceTenant { services: vec!["ws".into(), "api".into()], target: format!("{{service}}-{{cluster}}.{APEX}"), ttl: None },
             Rule::TenantHost { ttl: Some(60) },
@@ -58,8 +44,7 @@ pub fn state() -> State {
             record("a.b.deep", "TXT", "x"),
         ],
         transfer: Transfer { allow: vec![Prefix::parse("allow", "192.0.2.0/24").unwrap()], ..Transfer::default() },
-        catalog: false,
-        dnssec: None,
+        ..fixture::zone(APEX)
     };
     let mut commands = vec![
         Command::PutZone { zone: zone.clone() },
@@ -73,15 +58,7 @@ pub fn state() -> State {
         Command::PutCluster { cluster: Cluster { hostname: Some(format!("ws-mt1.{APEX}")), ..Cluster::new("mt2") } },
     ];
     commands.push(Command::CreateTsigKey {
-        key: TsigKey {
-            name: "fuzz-key.".into(),
-            algorithm: Algorithm::HmacSha256,
-            secret: TSIG_SECRET.to_vec(),
-            scope: Scope::All,
-            allow: Allow { transfer: true, update: true },
-            created_at_ms: 0,
-            revision: 0,
-        },
+        key: fixture::tsig_key("fuzz-key.", Algorithm::HmacSha256, TSIG_SECRET, Allow { transfer: true, update: true }),
     });
     for i in 0..50 {
         commands.push(Command::CreateTenant { id: format!("t{i}"), cluster: Some(if i % 2 == 0 { "mt1" } else { "mt2" }.into()) });
@@ -98,18 +75,8 @@ pub fn state() -> State {
         ..zone.clone()
     };
     commands.push(Command::PutZone { zone: signed });
-    for role in [KeyRole::Ksk, KeyRole::Zsk] {
-        let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).expect("an Ed25519 key");
-        let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).expect("the key parses").public_key().as_ref().to_vec();
-        let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
-        commands.push(Command::DnssecStep { apex: signed_apex.into(), step });
-    }
-    let mut state = State::default();
-    for (i, command) in commands.into_iter().enumerate() {
-        let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() });
-        assert!(result.is_ok(), "fuzz state set-up: {result:?}");
-    }
-    state
+    commands.extend(fixture::signing_keys(signed_apex));
+    fixture::state_of(commands)
 }
 
 /// The secret of the fuzz state's TSIG key `fuzz-key.` (hmac-sha256): the

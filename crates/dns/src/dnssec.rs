@@ -440,33 +440,11 @@ mod tests {
 
     /// A state with one zone signed by a fresh Ed25519 KSK and ZSK.
     fn signed_state() -> State {
-        use switchboard_domain::dnssec::{KeyRole, KeyState, Policy, Secret, Step};
-        use switchboard_domain::{Command, Envelope, Soa, ZoneSpec};
+        use switchboard_domain::dnssec::Policy;
+        use switchboard_domain::{Command, ZoneSpec};
         let apex = "signed.test.";
-        let zone = ZoneSpec {
-            apex: apex.into(),
-            environment: "prod".into(),
-            ttl: 300,
-            ns: vec!["ns1.example.net.".into()],
-            soa: Soa { mname: "ns1.example.net.".into(), rname: "h.example.net.".into(), refresh: 1, retry: 1, expire: 1, minimum: 60 },
-            rules: Vec::new(),
-            records: Vec::new(),
-            transfer: Default::default(),
-            catalog: false,
-            dnssec: Some(Policy::new(Algorithm::Ed25519)),
-        };
-        let mut commands = vec![Command::PutZone { zone }];
-        for role in [KeyRole::Ksk, KeyRole::Zsk] {
-            let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-            let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
-            let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
-            commands.push(Command::DnssecStep { apex: apex.into(), step });
-        }
-        let mut state = State::default();
-        for (i, command) in commands.into_iter().enumerate() {
-            assert!(state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() }).0.is_ok());
-        }
-        state
+        let zone = ZoneSpec { dnssec: Some(Policy::new(Algorithm::Ed25519)), ..crate::fixture::zone(apex) };
+        crate::fixture::state_of(std::iter::once(Command::PutZone { zone }).chain(crate::fixture::signing_keys(apex)))
     }
 
     #[test]

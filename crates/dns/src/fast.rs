@@ -462,33 +462,18 @@ mod tests {
     use arc_swap::ArcSwap;
     use hickory_proto::op::{Edns, Message, OpCode, Query};
     use hickory_proto::rr::{Name, RecordType};
-    use ring::rand::SystemRandom;
-    use ring::signature::{Ed25519KeyPair, KeyPair as _};
-    use switchboard_domain::dnssec::{Algorithm, KeyRole, KeyState, Policy, Secret, Step};
-    use switchboard_domain::{Cluster, Command, Envelope, RecordSpec, Rule, Soa, State, ZoneSpec};
+    use switchboard_domain::dnssec::{Algorithm, Policy};
+    use switchboard_domain::{Cluster, Command, Rule, State, ZoneSpec};
 
     use super::KeyHints;
+    use crate::fixture::{self, record};
     use crate::Handler;
 
     const APEX: &str = "apps.example.test.";
 
     /// The test zone, signed (keys made here) when `signed`.
     fn state_signed(signed: bool) -> State {
-        let record =
-            |name: &str, rtype: &str, data: &str| RecordSpec { name: name.into(), rtype: rtype.into(), ttl: None, data: data.into() };
         let zone = ZoneSpec {
-            apex: APEX.into(),
-            environment: "prod".into(),
-            ttl: 300,
-            ns: vec![format!("ns1.{APEX}"), "ns2.example.net.".into()],
-            soa: Soa {
-                mname: format!("ns1.{APEX}"),
-                rname: "hostmaster.example.test.".into(),
-                refresh: 3600,
-                retry: 600,
-                expire: 604_800,
-                minimum: 60,
-            },
             rules: vec![
                 Rule::ServiceTenant {
                     services: vec!["ws".into(), "api".into()],
@@ -514,9 +499,8 @@ mod tests {
                 record("ns.sub", "A", "192.0.2.99"),
                 record("a.b.deep", "TXT", "x"),
             ],
-            transfer: Default::default(),
-            catalog: false,
             dnssec: signed.then(|| Policy::new(Algorithm::Ed25519)),
+            ..fixture::zone(APEX)
         };
         let mut commands = vec![
             Command::PutZone { zone },
@@ -534,19 +518,9 @@ mod tests {
             commands.push(Command::CreateTenant { id: format!("t{i}"), cluster: Some((*cluster).into()) });
         }
         if signed {
-            for role in [KeyRole::Ksk, KeyRole::Zsk] {
-                let pkcs8 = Ed25519KeyPair::generate_pkcs8(&SystemRandom::new()).unwrap();
-                let public_key = Ed25519KeyPair::from_pkcs8(pkcs8.as_ref()).unwrap().public_key().as_ref().to_vec();
-                let step = Step::Generate { role, state: KeyState::Active, public_key, private_key: Secret(pkcs8.as_ref().to_vec()) };
-                commands.push(Command::DnssecStep { apex: APEX.into(), step });
-            }
+            commands.extend(fixture::signing_keys(APEX));
         }
-        let mut state = State::default();
-        for (i, command) in commands.into_iter().enumerate() {
-            let (result, _) = state.apply(i as u64 + 1, &Envelope { at_ms: 0, command, guard: Default::default() });
-            assert!(result.is_ok(), "set-up: {result:?}");
-        }
-        state
+        fixture::state_of(commands)
     }
 
     fn state() -> State {

@@ -12,6 +12,8 @@ mod convert;
 mod cookie;
 mod dnssec;
 mod fast;
+#[doc(hidden)]
+pub mod fixture;
 mod notify;
 mod quic;
 mod rrl;

@@ -477,26 +477,14 @@ pub(crate) fn now() -> u64 {
 mod tests {
     use super::*;
     use switchboard_domain::tsig::Allow;
-    use switchboard_domain::{Command, Envelope, Guard, Scope};
+    use switchboard_domain::Command;
 
     fn state_with(key: &TsigKey) -> State {
-        let mut s = State::default();
-        let env = Envelope { at_ms: 0, command: Command::CreateTsigKey { key: key.clone() }, guard: Guard::default() };
-        let (r, _) = s.apply(1, &env);
-        assert!(r.is_ok(), "{r:?}");
-        s
+        crate::fixture::state_of([Command::CreateTsigKey { key: key.clone() }])
     }
 
     fn key(algorithm: Algorithm) -> TsigKey {
-        TsigKey {
-            name: "test-key.".into(),
-            algorithm,
-            secret: b"0123456789abcdef0123456789abcdef".to_vec(),
-            scope: Scope::All,
-            allow: Allow { transfer: true, update: false },
-            created_at_ms: 0,
-            revision: 0,
-        }
+        crate::fixture::tsig_key("test-key.", algorithm, b"0123456789abcdef0123456789abcdef", Allow { transfer: true, update: false })
     }
 
     /// A query for `example.` SOA with id 0x1234.

@@ -407,9 +407,10 @@ mod tests {
         use hickory_server::zone_handler::MessageResponse;
         use hmac::{Hmac, Mac};
         use switchboard_domain::tsig::{Algorithm, Allow};
-        use switchboard_domain::{Command, Envelope, Guard, RecordSpec, Scope, Soa, ZoneSpec};
+        use switchboard_domain::{Command, ZoneSpec};
 
         use super::*;
+        use crate::fixture;
         use crate::tap::Transport;
         use crate::{tsig, Options, Respond};
 
@@ -417,49 +418,14 @@ mod tests {
         const KEY: &str = "xfr-key.";
         const SECRET: [u8; 32] = [7; 32];
 
-        fn apply(state: &mut State, revision: u64, command: Command) {
-            let (r, _) = state.apply(revision, &Envelope { at_ms: 0, command, guard: Guard::default() });
-            assert!(r.is_ok(), "{r:?}");
-        }
-
         /// A zone of several transfer messages (300 TXT sets of 1 KB), and
         /// the key `KEY` allowed to transfer it.
         fn state() -> State {
             let big = (0..4).map(|i| format!("\"{i:0>250}\"")).collect::<Vec<_>>().join(" ");
-            let zone = ZoneSpec {
-                apex: APEX.into(),
-                environment: "prod".into(),
-                ttl: 300,
-                ns: vec![format!("ns1.{APEX}")],
-                soa: Soa {
-                    mname: format!("ns1.{APEX}"),
-                    rname: "hostmaster.example.test.".into(),
-                    refresh: 3600,
-                    retry: 600,
-                    expire: 604_800,
-                    minimum: 60,
-                },
-                rules: Vec::new(),
-                records: (0..300)
-                    .map(|i| RecordSpec { name: format!("t{i}"), rtype: "TXT".into(), ttl: None, data: big.clone() })
-                    .collect(),
-                transfer: Default::default(),
-                catalog: false,
-                dnssec: None,
-            };
-            let key = TsigKey {
-                name: KEY.into(),
-                algorithm: Algorithm::HmacSha256,
-                secret: SECRET.to_vec(),
-                scope: Scope::All,
-                allow: Allow { transfer: true, update: false },
-                created_at_ms: 0,
-                revision: 0,
-            };
-            let mut state = State::default();
-            apply(&mut state, 1, Command::PutZone { zone });
-            apply(&mut state, 2, Command::CreateTsigKey { key });
-            state
+            let records = (0..300).map(|i| fixture::record(&format!("t{i}"), "TXT", &big)).collect();
+            let zone = ZoneSpec { ns: vec![format!("ns1.{APEX}")], records, ..fixture::zone(APEX) };
+            let key = fixture::tsig_key(KEY, Algorithm::HmacSha256, &SECRET, Allow { transfer: true, update: false });
+            fixture::state_of([Command::PutZone { zone }, Command::CreateTsigKey { key }])
         }
 
         /// An AXFR request for `APEX` signed with `KEY`, as a secondary
@@ -552,7 +518,7 @@ mod tests {
         fn transfer(delete: bool) -> (Vec<Vec<u8>>, bool) {
             let state = state();
             let mut without = state.clone();
-            apply(&mut without, 3, Command::DeleteTsigKey { name: KEY.into() });
+            fixture::apply(&mut without, Command::DeleteTsigKey { name: KEY.into() });
             let published = Arc::new(ArcSwap::from_pointee(state));
             let handler = Handler::with(published.clone(), Options::default()).for_transport(Transport::Tcp, 0);
             let secondary = Secondary {
