@@ -1,6 +1,6 @@
 //! The Writes service: many writes in one call, as one `Command::Batch`
-//! (one log entry, one revision, one request id, a result per row). Bulk
-//! import and rebalance write through it too.
+//! (one log entry, one revision, one request id, a result per row),
+//! written by `Api::write_batch`, which bulk import and rebalance use too.
 
 use switchboard_domain::command::BatchRow;
 use switchboard_domain::{model, Command};

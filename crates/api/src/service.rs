@@ -424,7 +424,7 @@ impl tenants_server::Tenants for Api {
     }
 
     /// Records are checked here (a bad one is reported without stopping
-    /// the rest) and created in batches (`import_chunks`), several in
+    /// the rest) and created in batches (`import_chunk`), several in
     /// flight, so log entries fill.
     async fn import_tenants(&self, req: Request<tonic::Streaming<proto::ImportTenantsRequest>>) -> Reply<proto::ImportTenantsResponse> {
         let caller = self.caller(&req)?;
