@@ -390,33 +390,65 @@ impl Store {
     /// Load the applied state and the state machine's metadata. Every key
     /// must start with the prefix of the kind its value is: a key no kind
     /// of the registry declares is corruption, not data to skip.
+    ///
+    /// A thread of its own scans the table (RocksDB's reads and
+    /// decompression) and hands the raw pairs over in chunks while this
+    /// one decodes them, so the two run side by side on two cores.
     pub fn load_state(&self, sm_key: &str) -> Result<(State, Option<Vec<u8>>)> {
         let (revision, marks) = self.revisions()?;
+        let cf = self.cf(CF_STATE)?;
         let mut values = Vec::new();
-        // Read once, front to back: leave the block cache to later reads.
-        let mut once = ReadOptions::default();
-        once.fill_cache(false);
-        for item in self.db.iterator_cf_opt(self.cf(CF_STATE)?, once, IteratorMode::Start) {
-            let (k, v) = item?;
-            let Some(kind) = k.first().copied().and_then(Kind::from_prefix).filter(|_| k.get(1) == Some(&b'/')) else {
-                return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(&k))));
-            };
-            let value: Value = decode(kind.name(), &v)?;
-            // `k` is the prefix, `/` and the key (checked above).
-            if value.kind() != kind || k.get(2..) != Some(value.key().as_bytes()) {
-                return Err(StorageError::Corrupt(format!(
-                    "state key {:?} holds {} {:?}",
-                    String::from_utf8_lossy(&k),
-                    value.kind(),
-                    value.key()
-                )));
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<(Box<[u8]>, Box<[u8]>)>>>(LOAD_CHUNKS_QUEUED);
+            scope.spawn(move || {
+                // Read once, front to back: leave the block cache to later reads.
+                let mut once = ReadOptions::default();
+                once.fill_cache(false);
+                let mut chunk = Vec::with_capacity(LOAD_CHUNK);
+                for item in self.db.iterator_cf_opt(cf, once, IteratorMode::Start) {
+                    match item {
+                        Ok(pair) => chunk.push(pair),
+                        Err(e) => {
+                            let _ = tx.send(Err(e.into()));
+                            return;
+                        }
+                    }
+                    if chunk.len() == LOAD_CHUNK && tx.send(Ok(std::mem::replace(&mut chunk, Vec::with_capacity(LOAD_CHUNK)))).is_err() {
+                        return;
+                    }
+                }
+                let _ = tx.send(Ok(chunk));
+            });
+            // Returning early (corruption) drops `rx`, which stops the scan.
+            for chunk in rx {
+                for (k, v) in chunk? {
+                    values.push(decode_state_value(&k, &v)?);
+                }
             }
-            values.push(value);
-        }
+            Ok(())
+        })?;
         let state = State::restore(revision, marks, values);
         let sm_meta = self.db.get_cf(self.cf(CF_META)?, sm_key)?;
         Ok((state, sm_meta))
     }
+}
+
+/// Raw pairs per chunk the scanner of `load_state` hands over, and chunks
+/// it may run ahead.
+const LOAD_CHUNK: usize = 4096;
+const LOAD_CHUNKS_QUEUED: usize = 8;
+
+/// A stored state value, checked against its key: the key must be its
+/// kind's prefix, `/` and its own key.
+fn decode_state_value(k: &[u8], v: &[u8]) -> Result<Value> {
+    let Some(kind) = k.first().copied().and_then(Kind::from_prefix).filter(|_| k.get(1) == Some(&b'/')) else {
+        return Err(StorageError::Corrupt(format!("unknown state key {:?}", String::from_utf8_lossy(k))));
+    };
+    let value: Value = decode(kind.name(), v)?;
+    if value.kind() != kind || k.get(2..) != Some(value.key().as_bytes()) {
+        return Err(StorageError::Corrupt(format!("state key {:?} holds {} {:?}", String::from_utf8_lossy(k), value.kind(), value.key())));
+    }
+    Ok(value)
 }
 
 fn change_key(revision: u64, seq: u32) -> [u8; 12] {
