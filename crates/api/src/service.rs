@@ -438,25 +438,25 @@ impl tenants_server::Tenants for Api {
         let mut chunk = ImportChunk::default();
         while let Some(message) = stream.message().await.map_err(status::stream)? {
             for record in message.records {
-                let row = convert::label("id", &record.id).map_err(status::invalid).and_then(|id| {
+                let parsed = convert::label("id", &record.id).map_err(status::invalid).and_then(|key| {
                     let cluster = match record.cluster.as_str() {
                         "" => None,
                         c => Some(convert::label("cluster", c).map_err(status::invalid)?),
                     };
-                    Ok(BatchRow { command: Command::CreateTenant { id, cluster }, expected_revision: None })
+                    Ok(Sent { line: record.line, id: record.id.clone(), key, cluster })
                 });
-                let row = match row {
-                    Ok(row) => row,
+                let sent = match parsed {
+                    Ok(sent) => sent,
                     Err(s) => {
                         summary.refused(record.line, record.id, &s);
                         continue;
                     }
                 };
                 // A chunk names each tenant once: a repeated id starts the next.
-                if !chunk.fits(&row) {
+                if !chunk.fits(&sent.key) {
                     self.import_chunk(&caller, std::mem::take(&mut chunk), &mut pending, &mut summary).await?;
                 }
-                chunk.push(record.line, record.id, row);
+                chunk.push(sent);
             }
         }
         if !chunk.rows.is_empty() {
@@ -672,10 +672,12 @@ impl membership_server::Membership for Api {
 /// An import batch written: the line and id of each row, and the result.
 type ChunkDone = (Vec<Sent>, Result<(u64, BatchOutcome), Status>);
 
-/// A record sent in an import batch: where it came from and what it asked.
+/// A record sent in an import batch: where it came from (its line and id
+/// as written) and what it asked (the tenant, its cluster if named).
 struct Sent {
     line: u64,
     id: String,
+    key: String,
     cluster: Option<String>,
 }
 
@@ -689,38 +691,26 @@ struct ImportChunk {
 }
 
 impl ImportChunk {
-    /// Whether `row` may join: room left, and its tenant not in already.
-    fn fits(&self, row: &BatchRow) -> bool {
-        let id = row_id(row);
-        self.rows.len() < IMPORT_CHUNK_ROWS && self.bytes + id.len() <= IMPORT_CHUNK_BYTES && !self.ids.contains(id)
+    /// Whether tenant `key` may join: room left, and it is not in already.
+    fn fits(&self, key: &str) -> bool {
+        self.rows.len() < IMPORT_CHUNK_ROWS && self.bytes + key.len() <= IMPORT_CHUNK_BYTES && !self.ids.contains(key)
     }
 
-    fn push(&mut self, line: u64, id: String, row: BatchRow) {
-        self.bytes += row_id(&row).len();
-        self.ids.insert(row_id(&row).to_string());
-        let cluster = match &row.command {
-            Command::CreateTenant { cluster, .. } => cluster.clone(),
-            _ => None,
-        };
-        self.records.push(Sent { line, id, cluster });
-        self.rows.push(row);
+    fn push(&mut self, sent: Sent) {
+        self.bytes += sent.key.len();
+        self.ids.insert(sent.key.clone());
+        let command = Command::CreateTenant { id: sent.key.clone(), cluster: sent.cluster.clone() };
+        self.rows.push(BatchRow { command, expected_revision: None });
+        self.records.push(sent);
     }
 }
 
 /// Whether the tenant a record asked to create exists as it asked.
 fn already_there(state: &State, r: &Sent) -> bool {
-    let Ok(id) = convert::label("id", &r.id) else { return false };
-    state.tenant(&id).is_some_and(|t| match &r.cluster {
+    state.tenant(&r.key).is_some_and(|t| match &r.cluster {
         Some(c) => t.pinned && t.cluster == *c,
         None => !t.pinned,
     })
-}
-
-fn row_id(row: &BatchRow) -> &str {
-    match &row.command {
-        Command::CreateTenant { id, .. } => id,
-        _ => "",
-    }
 }
 
 /// What an import reports: counts, the highest revision, and the first
@@ -763,10 +753,7 @@ impl Summary {
                     self.0.revision = self.0.revision.max(revision);
                 }
                 Err(RowError::Refused(CommandError::AlreadyExists { .. })) if already_there(state, &r) => self.0.existing += 1,
-                Err(_) => {
-                    let s = status::batch_row(&batch, i as u32).unwrap_or_else(|| Status::internal("row result lost"));
-                    self.refused(r.line, r.id, &s);
-                }
+                Err(e) => self.refused(r.line, r.id, &status::row_error(e)),
             }
         }
     }

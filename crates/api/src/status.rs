@@ -95,14 +95,19 @@ pub fn decode_failure_layer<B>() -> tower::util::MapResponseLayer<fn(http::Respo
 }
 
 /// What row `i` of `batch` got: `None` when it took effect, else the
-/// status it alone would have got (or ABORTED for an atomic batch's row
-/// that another row's refusal undid).
+/// status it alone would have got (`row_error`).
 pub(crate) fn batch_row(batch: &switchboard_domain::BatchOutcome, i: u32) -> Option<Status> {
-    match batch.row(i) {
-        Ok(()) => None,
-        Err(switchboard_domain::RowError::Refused(e)) => Some(command(e.clone())),
-        Err(switchboard_domain::RowError::NotApplied { refused_row }) => {
-            Some(Status::aborted(format!("not applied: the batch is atomic and commands[{refused_row}] was refused")))
+    batch.row(i).err().map(row_error)
+}
+
+/// Why a row of a batch did not take effect, as a status: the one the row
+/// alone would have got, or ABORTED for an atomic batch's row that another
+/// row's refusal undid.
+pub(crate) fn row_error(e: switchboard_domain::RowError<'_>) -> Status {
+    match e {
+        switchboard_domain::RowError::Refused(e) => command(e.clone()),
+        switchboard_domain::RowError::NotApplied { refused_row } => {
+            Status::aborted(format!("not applied: the batch is atomic and commands[{refused_row}] was refused"))
         }
     }
 }
