@@ -82,39 +82,76 @@ pub struct DoqReport {
     pub elapsed: Duration,
 }
 
-/// Queries for `names` (A) over DoQ to `server` for `duration`: `clients`
-/// connections at a time, each asking `per_connection` queries (`in_flight`
-/// streams at once) before it closes and a new one takes its place.
-pub async fn doq_load(
-    server: SocketAddr,
-    names: Arc<Vec<Vec<u8>>>,
-    clients: usize,
-    per_connection: usize,
-    in_flight: usize,
-    duration: Duration,
-) -> anyhow::Result<DoqReport> {
+/// How a load over DoQ or DoT runs: queries for `names` to `server` for
+/// `duration`, `clients` connections at a time, each asking
+/// `per_connection` queries (`in_flight` at once) before it closes and a
+/// new one takes its place.
+#[derive(Debug, Clone)]
+pub struct Shape {
+    pub server: SocketAddr,
+    pub names: Arc<Vec<Vec<u8>>>,
+    pub clients: usize,
+    pub per_connection: usize,
+    pub in_flight: usize,
+    pub duration: Duration,
+}
+
+/// What the clients of one load count, together.
+#[derive(Debug, Default)]
+struct Counters {
+    queries: AtomicU64,
+    errors: AtomicU64,
+    connections: AtomicU64,
+}
+
+impl Counters {
+    fn count(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+/// Run `client(c, deadline, counters)` for each of `clients` clients at
+/// once, and report what they counted once all are done.
+async fn run_clients<F, Fut>(clients: usize, duration: Duration, client: F) -> anyhow::Result<DoqReport>
+where
+    F: Fn(usize, Instant, Arc<Counters>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let counters = Arc::new(Counters::default());
+    let start = Instant::now();
+    let deadline = start + duration;
+    let tasks: Vec<_> = (0..clients).map(|c| tokio::spawn(client(c, deadline, counters.clone()))).collect();
+    for t in tasks {
+        t.await?;
+    }
+    Ok(DoqReport {
+        queries: counters.queries.load(Ordering::Relaxed),
+        errors: counters.errors.load(Ordering::Relaxed),
+        connections: counters.connections.load(Ordering::Relaxed),
+        elapsed: start.elapsed(),
+    })
+}
+
+/// A load over DoQ: one query per bidirectional stream, `in_flight`
+/// streams at once.
+pub async fn doq_load(shape: &Shape) -> anyhow::Result<DoqReport> {
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(client_config(b"doq")?)?;
     let mut endpoint = quinn::Endpoint::client(SocketAddr::from(([127, 0, 0, 1], 0)))?;
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let (queries, errors, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (endpoint, names, queries, errors, connections) =
-            (endpoint.clone(), names.clone(), queries.clone(), errors.clone(), connections.clone());
-        tasks.push(tokio::spawn(async move {
+    let report = run_clients(shape.clients, shape.duration, |c, deadline, counted| {
+        let (endpoint, names, shape) = (endpoint.clone(), shape.names.clone(), shape.clone());
+        async move {
             let mut next = c * 7919;
             while Instant::now() < deadline {
-                let Ok(connecting) = endpoint.connect(server, "switchboard") else { return };
+                let Ok(connecting) = endpoint.connect(shape.server, "switchboard") else { return };
                 let Ok(connection) = connecting.await else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                    Counters::count(&counted.errors);
                     continue;
                 };
-                connections.fetch_add(1, Ordering::Relaxed);
+                Counters::count(&counted.connections);
                 let mut asked = 0;
-                while asked < per_connection && Instant::now() < deadline {
-                    let batch = in_flight.min(per_connection - asked);
+                while asked < shape.per_connection && Instant::now() < deadline {
+                    let batch = shape.in_flight.min(shape.per_connection - asked);
                     let mut streams = Vec::with_capacity(batch);
                     for _ in 0..batch {
                         let query = names[next % names.len()].clone();
@@ -130,71 +167,46 @@ pub async fn doq_load(
                         });
                     }
                     for outcome in futures::future::join_all(streams).await {
-                        match outcome {
-                            Ok(()) => queries.fetch_add(1, Ordering::Relaxed),
-                            Err(_) => errors.fetch_add(1, Ordering::Relaxed),
-                        };
+                        Counters::count(if outcome.is_ok() { &counted.queries } else { &counted.errors });
                     }
                     asked += batch;
                 }
                 connection.close(0u32.into(), b"");
             }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
-    let elapsed = start.elapsed();
-    endpoint.wait_idle().await;
-    Ok(DoqReport {
-        queries: queries.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        connections: connections.load(Ordering::Relaxed),
-        elapsed,
+        }
     })
+    .await?;
+    endpoint.wait_idle().await;
+    Ok(report)
 }
 
-/// Queries for `names` over DoT to `server` for `duration`, as `doq_load`
-/// does: `clients` connections at a time, each asking `per_connection`
-/// queries, `in_flight` written back to back and then their answers read,
-/// before it closes and a new one takes its place.
-pub async fn dot_load(
-    server: SocketAddr,
-    names: Arc<Vec<Vec<u8>>>,
-    clients: usize,
-    per_connection: usize,
-    in_flight: usize,
-    duration: Duration,
-) -> anyhow::Result<DoqReport> {
+/// A load over DoT: `in_flight` queries written back to back, then their
+/// answers read.
+pub async fn dot_load(shape: &Shape) -> anyhow::Result<DoqReport> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let connector = tokio_rustls::TlsConnector::from(Arc::new(client_config(b"dot")?));
     let name = ServerName::try_from("switchboard")?;
-    let (queries, errors, connections) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks = Vec::new();
-    for c in 0..clients {
-        let (connector, name, names) = (connector.clone(), name.clone(), names.clone());
-        let (queries, errors, connections) = (queries.clone(), errors.clone(), connections.clone());
-        tasks.push(tokio::spawn(async move {
+    run_clients(shape.clients, shape.duration, |c, deadline, counted| {
+        let (connector, name, names, shape) = (connector.clone(), name.clone(), shape.names.clone(), shape.clone());
+        async move {
             let mut next = c * 7919;
             let mut batch = Vec::new();
             let mut answer = vec![0u8; 65_535];
             while Instant::now() < deadline {
                 let session = async {
-                    let tcp = tokio::net::TcpStream::connect(server).await?;
+                    let tcp = tokio::net::TcpStream::connect(shape.server).await?;
                     tcp.set_nodelay(true)?;
                     connector.connect(name.clone(), tcp).await
                 };
                 let Ok(mut session) = session.await else {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                    Counters::count(&counted.errors);
                     continue;
                 };
-                connections.fetch_add(1, Ordering::Relaxed);
+                Counters::count(&counted.connections);
                 let mut asked = 0;
                 let exchange: anyhow::Result<()> = async {
-                    while asked < per_connection && Instant::now() < deadline {
-                        let n = in_flight.min(per_connection - asked);
+                    while asked < shape.per_connection && Instant::now() < deadline {
+                        let n = shape.in_flight.min(shape.per_connection - asked);
                         batch.clear();
                         for _ in 0..n {
                             batch.extend_from_slice(&names[next % names.len()]);
@@ -207,7 +219,7 @@ pub async fn dot_load(
                             session.read_exact(&mut len).await?;
                             let len = usize::from(u16::from_be_bytes(len));
                             session.read_exact(&mut answer[..len]).await?;
-                            queries.fetch_add(1, Ordering::Relaxed);
+                            Counters::count(&counted.queries);
                         }
                         asked += n;
                     }
@@ -216,20 +228,12 @@ pub async fn dot_load(
                 }
                 .await;
                 if exchange.is_err() {
-                    errors.fetch_add(1, Ordering::Relaxed);
+                    Counters::count(&counted.errors);
                 }
             }
-        }));
-    }
-    for t in tasks {
-        t.await?;
-    }
-    Ok(DoqReport {
-        queries: queries.load(Ordering::Relaxed),
-        errors: errors.load(Ordering::Relaxed),
-        connections: connections.load(Ordering::Relaxed),
-        elapsed: start.elapsed(),
+        }
     })
+    .await
 }
 
 /// A query for `name` A, length-prefixed, with ID 0 (as DoQ requires; over

@@ -152,12 +152,15 @@ async fn encrypted_queries(transport: &str, l: Load) -> anyhow::Result<()> {
     let queries =
         text.lines().filter_map(|l| l.split_whitespace().next()).map(encrypted::framed_query).collect::<anyhow::Result<Vec<_>>>()?;
     anyhow::ensure!(!queries.is_empty(), "no names in {}", names.display());
-    let (queries, duration) = (Arc::new(queries), Duration::from_secs(l.seconds));
-    let r = if transport == "dot" {
-        encrypted::dot_load(l.server, queries, l.clients, l.per_connection, l.in_flight, duration).await?
-    } else {
-        encrypted::doq_load(l.server, queries, l.clients, l.per_connection, l.in_flight, duration).await?
+    let shape = encrypted::Shape {
+        server: l.server,
+        names: Arc::new(queries),
+        clients: l.clients,
+        per_connection: l.per_connection,
+        in_flight: l.in_flight,
+        duration: Duration::from_secs(l.seconds),
     };
+    let r = if transport == "dot" { encrypted::dot_load(&shape).await? } else { encrypted::doq_load(&shape).await? };
     let seconds = r.elapsed.as_secs_f64();
     println!(
         "{transport}: {} queries in {seconds:.2} s = {:.0} qps, {} errors, {} connections",
