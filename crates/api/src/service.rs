@@ -621,8 +621,24 @@ impl node_server::Node for Api {
             ready: self.node.ready(self.max_stale_ms).is_ok(),
             snapshot_revision: st.log.snapshot,
             purged_revision: st.log.purged,
+            upstream: st.upstream.as_ref().map(|(_, url)| url.clone()).unwrap_or_default(),
+            upstream_id: st.upstream.as_ref().map_or(0, |(id, _)| *id),
+            tree: tree_out(st.tree.clone()),
         }))
     }
+}
+
+fn tree_out(tree: Vec<switchboard_consensus::TreeNode>) -> Vec<proto::TreeNode> {
+    tree.into_iter()
+        .map(|t| proto::TreeNode {
+            id: t.id,
+            peer: t.info.peer,
+            api: t.info.api,
+            upstream_id: t.upstream,
+            applied_revision: t.applied,
+            staleness_ms: t.staleness_ms,
+        })
+        .collect()
 }
 
 fn members_out(st: &switchboard_consensus::NodeStatus) -> Vec<proto::Member> {
@@ -647,7 +663,7 @@ fn host_port(field: &str, addr: &str) -> Result<String, Status> {
 impl membership_server::Membership for Api {
     async fn list_members(&self, req: Request<proto::MembersRequest>) -> Reply<proto::MembersResponse> {
         self.check(&req, Access::ReadStatus)?;
-        Ok(Response::new(proto::MembersResponse { members: self.members() }))
+        Ok(Response::new(proto::MembersResponse { members: self.members(), tree: tree_out(self.node.tree().await) }))
     }
 
     async fn add_learner(&self, req: Request<proto::AddLearnerRequest>) -> Reply<proto::MembershipResponse> {

@@ -342,16 +342,59 @@ pub struct MemberView {
     pub peer: String,
     pub api: String,
     pub voter: bool,
+    /// Set for an edge of the relay tree (not a Raft member): who feeds it
+    /// and how far it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub edge: Option<EdgeView>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct EdgeView {
+    pub upstream_id: u64,
+    pub applied_revision: u64,
+    pub staleness_ms: Option<u64>,
 }
 
 impl From<&v1::Member> for MemberView {
     fn from(m: &v1::Member) -> Self {
-        MemberView { id: m.id, peer: m.peer.clone(), api: m.api.clone(), voter: m.voter }
+        MemberView { id: m.id, peer: m.peer.clone(), api: m.api.clone(), voter: m.voter, edge: None }
+    }
+}
+
+impl From<&v1::TreeNode> for MemberView {
+    fn from(t: &v1::TreeNode) -> Self {
+        let edge = EdgeView { upstream_id: t.upstream_id, applied_revision: t.applied_revision, staleness_ms: t.staleness_ms };
+        MemberView { id: t.id, peer: t.peer.clone(), api: t.api.clone(), voter: false, edge: Some(edge) }
     }
 }
 
 pub fn members(ms: &[v1::Member]) -> Vec<MemberView> {
     ms.iter().map(MemberView::from).collect()
+}
+
+/// A node of the relay tree, as the node feeding it last heard.
+#[derive(Debug, Clone, Serialize)]
+pub struct TreeView {
+    pub id: u64,
+    pub peer: String,
+    pub api: String,
+    pub upstream_id: u64,
+    pub applied_revision: u64,
+    /// `null`: its branch never heard from a leader.
+    pub staleness_ms: Option<u64>,
+}
+
+impl From<&v1::TreeNode> for TreeView {
+    fn from(t: &v1::TreeNode) -> Self {
+        TreeView {
+            id: t.id,
+            peer: t.peer.clone(),
+            api: t.api.clone(),
+            upstream_id: t.upstream_id,
+            applied_revision: t.applied_revision,
+            staleness_ms: t.staleness_ms,
+        }
+    }
 }
 
 /// `member add-learner`, `promote`, `remove` (`member list` prints the bare list).
@@ -376,6 +419,11 @@ pub struct StatusView {
     pub ready: bool,
     pub snapshot_revision: u64,
     pub purged_revision: u64,
+    /// On an edge: the peer URL and id of the node it follows.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub upstream: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub upstream_id: u64,
     pub zones: u64,
     pub clusters: u64,
     pub tenants: u64,
@@ -395,6 +443,8 @@ impl From<&v1::StatusResponse> for StatusView {
             ready: s.ready,
             snapshot_revision: s.snapshot_revision,
             purged_revision: s.purged_revision,
+            upstream: s.upstream.clone(),
+            upstream_id: s.upstream_id,
             zones: s.zones,
             clusters: s.clusters,
             tenants: s.tenants,
@@ -410,6 +460,13 @@ pub struct NodeStatus {
     pub node: StatusView,
     pub members: Vec<MemberView>,
     pub member_status: Vec<MemberStatus>,
+    /// The relay tree below the node asked and below every member reached.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub tree: Vec<TreeView>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 #[derive(Debug, Serialize)]

@@ -11,6 +11,8 @@
 
 mod disk;
 mod dnssec;
+mod edge;
+mod feed;
 mod jobs;
 mod log_store;
 mod metrics;
@@ -33,13 +35,14 @@ use serde::{Deserialize, Serialize};
 use switchboard_domain::{CommandError, Envelope, Outcome, State};
 
 pub use disk::Disk;
+pub use feed::{FEED_HEARTBEAT, FEED_SILENCE_MAX};
 pub use log_store::LogStore;
 pub use metrics::NodeMetrics;
 pub use network::{PeerAuth, PeerNetwork, PeerPool, CLUSTER_SECRET_LEN_MIN};
 pub use node::{Node, RaftSettings};
 pub use peer_service::PeerService;
 pub use state_machine::StateMachine;
-pub use status::{LogPositions, Member, NodeStatus, Role};
+pub use status::{LogPositions, Member, NodeStatus, Role, TreeNode};
 pub use write::{NodeError, Proposal, Written};
 
 /// Where a node can be reached.

@@ -42,7 +42,7 @@ impl Collector for NodeMetrics {
         {
             let mut family =
                 e.encode_descriptor("switchboard_raft_role", "1 for this node's current Raft role.", None, MetricType::Gauge)?;
-            for role in [Role::Leader, Role::Follower, Role::Candidate, Role::Learner, Role::Shutdown] {
+            for role in [Role::Leader, Role::Follower, Role::Candidate, Role::Learner, Role::Edge, Role::Shutdown] {
                 let labels = [("role", role.as_str())];
                 ConstGauge::new(i64::from(st.role == role)).encode(family.encode_family(&labels)?)?;
             }

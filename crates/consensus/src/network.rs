@@ -23,6 +23,7 @@ use serde::Serialize;
 use switchboard_storage::{decode, encode};
 use tonic::transport::{Channel, Endpoint};
 
+use crate::feed::{Ask, Reach};
 use crate::peer_proto::raft_peer_client::RaftPeerClient;
 use crate::peer_proto::PeerRequest;
 use crate::write::{NodeError, Proposal, Written};
@@ -74,7 +75,7 @@ impl PeerAuth {
         m
     }
 
-    fn sign(&self, mut r: PeerRequest) -> PeerRequest {
+    pub(crate) fn sign(&self, mut r: PeerRequest) -> PeerRequest {
         if let Some(key) = &self.key {
             r.mac = ring::hmac::sign(key, &Self::message(&r)).as_ref().to_vec();
         }
@@ -151,15 +152,15 @@ impl PeerPool {
 }
 
 impl PeerPool {
-    /// Ask member `to` (at `info`) which revision it has applied.
-    pub(crate) async fn applied(&self, from: NodeId, to: NodeId, info: &NodeInfo, cluster: &str) -> Result<u64, String> {
+    /// Ask node `to` (at `info`) how far it and the tree below it are.
+    pub(crate) async fn applied(&self, from: NodeId, to: NodeId, info: &NodeInfo, cluster: &str, ask: &Ask) -> Result<Reach, String> {
         let mut client = self.client(&info.peer)?;
-        let payload = encode("applied request", &()).map_err(|e| e.to_string())?;
+        let payload = encode("applied request", ask).map_err(|e| e.to_string())?;
         let mut request =
             tonic::Request::new(self.auth.sign(PeerRequest { from, to, cluster: cluster.to_string(), payload, mac: Vec::new() }));
         request.set_timeout(APPLIED_TIMEOUT);
         let reply = client.applied(request).await.map_err(|s| format!("node {to} at {}: {}", info.peer, s.message()))?;
-        decode::<u64>("applied reply", &reply.into_inner().payload).map_err(|e| e.to_string())
+        decode::<Reach>("applied reply", &reply.into_inner().payload).map_err(|e| e.to_string())
     }
 }
 

@@ -16,6 +16,8 @@ use switchboard_storage::Store;
 use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 
 use crate::disk::{self, Disk};
+use crate::edge::{self, EdgeShared, Follow};
+use crate::feed::{Ask, Feed, Followers, Fresh, Reach};
 use crate::jobs;
 use crate::network::{PeerAuth, PeerPool};
 use crate::stats::{Stats, WriteOutcome};
@@ -75,16 +77,33 @@ impl Default for RaftSettings {
     }
 }
 
+/// What keeps a node's state current: Raft, as a voter or learner, or
+/// the change stream of an upstream, as an edge.
+enum Replication {
+    Raft {
+        raft: Raft,
+        /// Commands for the group-commit batcher.
+        queue: mpsc::Sender<Queued>,
+    },
+    Edge {
+        shared: Arc<EdgeShared>,
+        follow: tokio::task::JoinHandle<()>,
+    },
+}
+
 pub struct Node {
     id: NodeId,
+    cluster: String,
     store: Store,
     disk: Arc<Disk>,
-    raft: Raft,
+    replication: Replication,
     published: Published,
     applied: watch::Receiver<u64>,
     peers: PeerPool,
-    /// Commands for the group-commit batcher.
-    queue: mpsc::Sender<Queued>,
+    /// The entries this node applied, for the followers below it.
+    feed: Arc<Feed>,
+    /// Who follows this node's feed, and how far they are.
+    followers: Arc<Followers>,
     started: Instant,
     /// Milliseconds after `started` at which a leader last reached this node
     /// (set by the peer service on every append-entries, heartbeats included).
@@ -114,6 +133,13 @@ fn write_error(e: RaftError<NodeId, ClientWriteError<NodeId, NodeInfo>>) -> Node
         RaftError::APIError(ClientWriteError::ChangeMembershipError(e)) => NodeError::Membership(e.to_string()),
         RaftError::Fatal(e) => NodeError::Unavailable(e.to_string()),
     }
+}
+
+/// Wall-clock nanoseconds now (base64url): a tag that differs across
+/// restarts, for the request ids a node makes up.
+fn boot_tag() -> String {
+    let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(boot_nanos.to_be_bytes())
 }
 
 /// How long a write is retried while the leader is unknown or changing
@@ -243,10 +269,17 @@ async fn count_elections(mut metrics: watch::Receiver<RaftMetrics<NodeId, NodeIn
 impl Node {
     /// Open the state from `store`, publish it, and start Raft.
     pub async fn start(id: NodeId, settings: &RaftSettings, store: Store) -> Result<Node, NodeError> {
+        if store.meta(switchboard_storage::keys::KEY_EDGE)?.is_some() {
+            return Err(NodeError::Storage(format!(
+                "{} holds an edge's data; a voter or learner needs a data dir of its own",
+                store.path().display()
+            )));
+        }
         let disk = Arc::new(Disk::new(id, store.clone(), settings.free_space_min_bytes));
         let stats = Arc::new(Stats::default());
         let (sm, published, applied) = StateMachine::open(store.clone(), disk.clone())?;
-        let sm = sm.with_stats(stats.clone());
+        let feed = Arc::new(Feed::new(*applied.borrow()));
+        let sm = sm.with_stats(stats.clone()).with_feed(feed.clone());
         let config = Config {
             cluster_name: settings.cluster_name.clone(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -271,17 +304,81 @@ impl Node {
         tokio::spawn(jobs::run(jobs::AcmeExpiry, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(jobs::run(crate::dnssec::KeySteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), raft.clone()));
-        let boot_nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
-        let boot_tag = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(boot_nanos.to_be_bytes());
+        let boot_tag = boot_tag();
         Ok(Node {
             id,
+            cluster: settings.cluster_name.clone(),
             store,
             disk,
-            raft,
+            replication: Replication::Raft { raft, queue },
             published,
             applied,
             peers,
-            queue,
+            feed,
+            followers: Arc::default(),
+            started: Instant::now(),
+            leader_contact_ms: AtomicU64::new(u64::MAX),
+            auto_ids: AtomicU64::new(0),
+            boot_tag,
+            stats,
+        })
+    }
+
+    /// Open the state from `store` (an edge's data dir, or a new one),
+    /// publish it, and follow `upstreams` (peer URLs, in order of
+    /// preference) from its revision: an edge, not a Raft member. `me` is
+    /// what it tells its upstream (and the tree) of itself.
+    pub async fn start_edge(
+        id: NodeId,
+        settings: &RaftSettings,
+        store: Store,
+        me: NodeInfo,
+        upstreams: Vec<String>,
+    ) -> Result<Node, NodeError> {
+        if upstreams.is_empty() {
+            return Err(NodeError::Raft("an edge needs at least one upstream".into()));
+        }
+        edge::check_edge_dir(&store)?;
+        let disk = Arc::new(Disk::new(id, store.clone(), settings.free_space_min_bytes));
+        let stats = Arc::new(Stats::default());
+        let (state, _) = store.load_state(switchboard_storage::keys::KEY_EDGE)?;
+        let revision = state.revision();
+        let published: Published = Arc::new(arc_swap::ArcSwap::from_pointee(state.clone()));
+        let (applied_tx, applied) = watch::channel(revision);
+        let feed = Arc::new(Feed::new(revision));
+        let followers = Arc::<Followers>::default();
+        let shared = Arc::<EdgeShared>::default();
+        let peers = PeerPool::new(settings.peer_auth.clone());
+        let follow = Follow {
+            id,
+            me,
+            cluster: settings.cluster_name.clone(),
+            upstreams,
+            auth: settings.peer_auth.clone(),
+            store: store.clone(),
+            disk: disk.clone(),
+            stats: stats.clone(),
+            state,
+            published: published.clone(),
+            applied: applied_tx,
+            feed: feed.clone(),
+            followers: followers.clone(),
+            shared: shared.clone(),
+        };
+        let follow = tokio::spawn(follow.run());
+        tokio::spawn(edge::look_at_disk(disk.clone()));
+        let boot_tag = boot_tag();
+        Ok(Node {
+            id,
+            cluster: settings.cluster_name.clone(),
+            store,
+            disk,
+            replication: Replication::Edge { shared, follow },
+            published,
+            applied,
+            peers,
+            feed,
+            followers,
             started: Instant::now(),
             leader_contact_ms: AtomicU64::new(u64::MAX),
             auto_ids: AtomicU64::new(0),
@@ -299,8 +396,56 @@ impl Node {
         &self.disk
     }
 
-    pub(crate) fn raft(&self) -> &Raft {
-        &self.raft
+    /// Raft, on a voter or learner; `None` on an edge.
+    pub(crate) fn raft(&self) -> Option<&Raft> {
+        match &self.replication {
+            Replication::Raft { raft, .. } => Some(raft),
+            Replication::Edge { .. } => None,
+        }
+    }
+
+    fn edge(&self) -> Option<&EdgeShared> {
+        match &self.replication {
+            Replication::Raft { .. } => None,
+            Replication::Edge { shared, .. } => Some(shared),
+        }
+    }
+
+    /// The cluster's name, which every peer message carries.
+    pub(crate) fn cluster(&self) -> &str {
+        &self.cluster
+    }
+
+    pub(crate) fn feed(&self) -> &Feed {
+        &self.feed
+    }
+
+    pub(crate) fn followers(&self) -> &Arc<Followers> {
+        &self.followers
+    }
+
+    /// How fresh this node is, for the followers below it: a member says
+    /// when a leader last reached it (the leader: when a quorum last
+    /// acknowledged it) by its own clock; an edge passes on what its
+    /// upstream said.
+    pub(crate) fn fresh(&self) -> Fresh {
+        let revision = self.applied_revision();
+        if let Some(edge) = self.edge() {
+            return Fresh { revision, ..edge.fresh() };
+        }
+        let st = self.status();
+        let at_ms = st.staleness_ms.map(|ms| jobs::now_ms().saturating_sub(ms));
+        let leader = st.leader.and_then(|(id, info)| info.map(|i| (id, i)));
+        Fresh { at_ms, leader, members: st.members, revision }
+    }
+
+    /// Whether this node and the tree below it have applied `ask.revision`.
+    pub(crate) fn reach(&self, ask: Ask) -> Reach {
+        Reach {
+            applied: self.applied_revision(),
+            laggards: self.followers.laggards(ask.revision),
+            tree: if ask.tree { self.followers.tree(self.id) } else { Vec::new() },
+        }
     }
 
     /// The state the query path serves, shared with the DNS front end.
@@ -334,7 +479,10 @@ impl Node {
     /// acknowledged before it. `NotLeader` on any other node (the read must
     /// go to the leader; a deposed leader cannot confirm).
     pub async fn read_barrier(&self) -> Result<u64, NodeError> {
-        let read = self.raft.ensure_linearizable().await.map_err(|e| match e {
+        let Some(raft) = self.raft() else {
+            return Err(NodeError::NotLeader { leader: self.leader_elsewhere() });
+        };
+        let read = raft.ensure_linearizable().await.map_err(|e| match e {
             RaftError::APIError(openraft::error::CheckIsLeaderError::ForwardToLeader(f)) => {
                 NodeError::NotLeader { leader: f.leader_id.zip(f.leader_node) }
             }
@@ -354,8 +502,9 @@ impl Node {
         self.applied.clone()
     }
 
-    fn metrics(&self) -> RaftMetrics<NodeId, NodeInfo> {
-        self.raft.metrics().borrow().clone()
+    /// Raft's metrics; `None` on an edge.
+    fn metrics(&self) -> Option<RaftMetrics<NodeId, NodeInfo>> {
+        self.raft().map(|r| r.metrics().borrow().clone())
     }
 
     /// The revision of the state this node serves.
@@ -366,7 +515,7 @@ impl Node {
     /// Role, term, leader, log positions, staleness and membership, in this
     /// crate's own types.
     pub fn status(&self) -> NodeStatus {
-        let m = self.metrics();
+        let Some(m) = self.metrics() else { return self.edge_status() };
         let role = match m.state {
             ServerState::Leader => Role::Leader,
             ServerState::Follower => Role::Follower,
@@ -399,22 +548,50 @@ impl Node {
             staleness_ms: self.staleness_from(&m),
             members,
             lag,
+            upstream: None,
+            tree: self.followers.tree(self.id),
+        }
+    }
+
+    fn edge_status(&self) -> NodeStatus {
+        let (fresh, upstream, staleness_ms) = match self.edge() {
+            Some(e) => (e.fresh(), e.upstream(), e.staleness_ms()),
+            None => (Fresh::default(), None, None),
+        };
+        let applied = self.applied_revision();
+        NodeStatus {
+            id: self.id,
+            role: Role::Edge,
+            term: 0,
+            leader: fresh.leader.map(|(id, info)| (id, Some(info))),
+            log: LogPositions { last: applied, applied, snapshot: 0, purged: 0 },
+            staleness_ms,
+            members: fresh.members,
+            lag: Vec::new(),
+            upstream,
+            tree: self.followers.tree(self.id),
         }
     }
 
     /// The leader and its addresses, when another node than this one leads
     /// (read from the metrics in place: this runs on every proposal).
     fn leader_elsewhere(&self) -> Option<(NodeId, NodeInfo)> {
-        let m = self.raft.metrics();
+        let Some(raft) = self.raft() else {
+            return self.edge().and_then(|e| e.fresh().leader).filter(|(id, _)| *id != self.id);
+        };
+        let m = raft.metrics();
         let m = m.borrow();
         let id = m.current_leader.filter(|l| *l != self.id)?;
         m.membership_config.membership().get_node(&id).map(|info| (id, info.clone()))
     }
 
-    /// Wait until every member (this node included) has applied `revision`,
-    /// asking the others over the peer network (signed with the cluster
-    /// secret, on the connections Raft uses) every `POLL_APPLIED_EVERY`.
-    /// On timeout, the ids of the members that have not applied it.
+    /// Wait until every member (this node included) and every node of the
+    /// relay tree below any of them that has reported in has applied
+    /// `revision`, asking the members over the peer network (signed with
+    /// the cluster secret, on the connections Raft uses) every
+    /// `POLL_APPLIED_EVERY`; each answers for itself and the tree below it.
+    /// An edge asks the members its upstream told it of. On timeout, the
+    /// ids of the nodes that have not applied it.
     pub async fn wait_applied_everywhere(&self, revision: u64, timeout: Duration) -> Result<(), Vec<NodeId>> {
         let deadline = tokio::time::Instant::now() + timeout;
         let mut applied = self.applied();
@@ -422,24 +599,53 @@ impl Node {
         if !here {
             return Err(vec![self.id]);
         }
-        let cluster = self.raft.config().cluster_name.clone();
+        let ask = Ask { revision, tree: false };
         let mut pending: Vec<Member> = self.status().members.into_iter().filter(|m| m.id != self.id).collect();
         loop {
             let asks = pending.iter().map(|m| {
-                let (peers, cluster) = (self.peers.clone(), cluster.clone());
+                let (peers, cluster, ask) = (self.peers.clone(), self.cluster.clone(), ask.clone());
                 let m = m.clone();
-                async move { peers.applied(self.id, m.id, &m.info, &cluster).await.is_ok_and(|a| a >= revision) }
+                async move {
+                    match peers.applied(self.id, m.id, &m.info, &cluster, &ask).await {
+                        Ok(r) if r.applied >= revision => r.laggards,
+                        Ok(r) => [vec![m.id], r.laggards].concat(),
+                        Err(_) => vec![m.id],
+                    }
+                }
             });
-            let done = futures::future::join_all(asks).await;
-            pending = pending.into_iter().zip(done).filter(|(_, done)| !done).map(|(m, _)| m).collect();
-            if pending.is_empty() {
+            let lagging = futures::future::join_all(asks).await;
+            let below = self.followers.laggards(revision);
+            let mut laggards: Vec<NodeId> = lagging.iter().flatten().copied().chain(below).collect();
+            pending = pending.into_iter().zip(&lagging).filter(|(_, l)| !l.is_empty()).map(|(m, _)| m).collect();
+            if laggards.is_empty() {
                 return Ok(());
             }
             if tokio::time::Instant::now() + POLL_APPLIED_EVERY >= deadline {
-                return Err(pending.into_iter().map(|m| m.id).collect());
+                laggards.sort_unstable();
+                laggards.dedup();
+                return Err(laggards);
             }
             tokio::time::sleep(POLL_APPLIED_EVERY).await;
         }
+    }
+
+    /// Every node of the relay tree: the followers below this node and
+    /// below each member (asked over the peer network, as
+    /// `wait_applied_everywhere` does), each with the node that feeds it.
+    pub async fn tree(&self) -> Vec<crate::TreeNode> {
+        let ask = Ask { revision: 0, tree: true };
+        let members: Vec<Member> = self.status().members.into_iter().filter(|m| m.id != self.id).collect();
+        let asks = members.iter().map(|m| {
+            let (peers, cluster, ask) = (self.peers.clone(), self.cluster.clone(), ask.clone());
+            async move { peers.applied(self.id, m.id, &m.info, &cluster, &ask).await.map(|r| r.tree).unwrap_or_default() }
+        });
+        let mut tree = self.followers.tree(self.id);
+        for below in futures::future::join_all(asks).await {
+            tree.extend(below);
+        }
+        let mut seen = HashSet::new();
+        tree.retain(|t| t.id != self.id && seen.insert(t.id));
+        tree
     }
 
     pub(crate) fn note_leader_contact(&self) {
@@ -450,7 +656,10 @@ impl Node {
     /// a quorum last acknowledged it; for others, since the leader's last
     /// append-entries or heartbeat. `None` if never.
     pub fn staleness_ms(&self) -> Option<u64> {
-        self.staleness_from(&self.metrics())
+        match self.metrics() {
+            Some(m) => self.staleness_from(&m),
+            None => self.edge().and_then(EdgeShared::staleness_ms),
+        }
     }
 
     fn staleness_from(&self, m: &RaftMetrics<NodeId, NodeInfo>) -> Option<u64> {
@@ -473,7 +682,11 @@ impl Node {
         if self.stats.installing() {
             return Err("installing a snapshot from the leader".into());
         }
-        if self.metrics().current_leader.is_none() {
+        if let Some(edge) = self.edge() {
+            if edge.upstream().is_none() {
+                return Err("following no upstream".into());
+            }
+        } else if self.metrics().is_none_or(|m| m.current_leader.is_none()) {
             return Err("no known leader".into());
         }
         match self.staleness_ms() {
@@ -485,16 +698,17 @@ impl Node {
 
     /// Whether this node's membership includes it (as voter or learner).
     pub fn is_member(&self) -> bool {
-        self.metrics().membership_config.membership().get_node(&self.id).is_some()
+        self.metrics().is_some_and(|m| m.membership_config.membership().get_node(&self.id).is_some())
     }
 
     /// Initialise a new cluster with `voters` unless this node already has
     /// Raft state (a restart needs no action).
     pub async fn initialize_if_new(&self, voters: BTreeMap<NodeId, NodeInfo>) -> Result<bool, NodeError> {
-        if self.raft.is_initialized().await.map_err(raft_err)? {
+        let Some(raft) = self.raft() else { return Ok(false) };
+        if raft.is_initialized().await.map_err(raft_err)? {
             return Ok(false);
         }
-        match self.raft.initialize(voters).await {
+        match raft.initialize(voters).await {
             Ok(()) => Ok(true),
             // Another start of the same node got there first.
             Err(RaftError::APIError(openraft::error::InitializeError::NotAllowed(_))) => Ok(false),
@@ -574,13 +788,13 @@ impl Node {
         if let Some((id, info)) = self.leader_elsewhere() {
             tracing::debug!(leader = id, "forwarding proposal");
             self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-            return self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await;
+            return self.peers.forward(self.id, id, &info, &self.cluster, &proposal).await;
         }
         match self.propose_local(proposal.clone()).await {
             Err(NodeError::NotLeader { leader: Some((id, info)) }) if id != self.id => {
                 tracing::debug!(leader = id, "forwarding proposal");
                 self.stats.forwarded.fetch_add(1, Ordering::Relaxed);
-                self.peers.forward(self.id, id, &info, &self.raft.config().cluster_name, &proposal).await
+                self.peers.forward(self.id, id, &info, &self.cluster, &proposal).await
             }
             other => other,
         }
@@ -590,21 +804,24 @@ impl Node {
     /// `DiskFull` when its disk is. Commands go through the group-commit
     /// queue (see `batcher`).
     pub async fn propose_local(&self, proposal: Proposal) -> Result<Written, NodeError> {
+        let Replication::Raft { raft, queue } = &self.replication else {
+            return Err(NodeError::NotLeader { leader: self.leader_elsewhere() });
+        };
         self.disk.check()?;
         let response = match proposal {
             Proposal::Command(command, guard) => {
                 let (tx, rx) = oneshot::channel();
-                self.queue.send((*command, guard, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
+                queue.send((*command, guard, tx)).await.map_err(|_| NodeError::Unavailable("write queue closed".into()))?;
                 return rx.await.map_err(|_| NodeError::Unavailable("write queue dropped the command".into()))?;
             }
-            Proposal::AddLearner { id, info } => self.raft.add_learner(id, info, false).await,
-            Proposal::Promote { id } => self.raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await,
+            Proposal::AddLearner { id, info } => raft.add_learner(id, info, false).await,
+            Proposal::Promote { id } => raft.change_membership(ChangeMembers::AddVoterIds(BTreeSet::from([id])), false).await,
             Proposal::Remove { id } => {
-                let membership = self.metrics().membership_config.membership().clone();
+                let membership = raft.metrics().borrow().membership_config.membership().clone();
                 if membership.voter_ids().any(|v| v == id) {
-                    self.raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await
+                    raft.change_membership(ChangeMembers::RemoveVoters(BTreeSet::from([id])), false).await
                 } else if membership.get_node(&id).is_some() {
-                    self.raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await
+                    raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([id])), false).await
                 } else {
                     return Err(NodeError::Membership(format!("node {id} is not a member")));
                 }
@@ -614,8 +831,13 @@ impl Node {
     }
 
     pub async fn shutdown(&self) {
-        if let Err(e) = self.raft.shutdown().await {
-            tracing::warn!(error = %e, "raft shutdown");
+        match &self.replication {
+            Replication::Raft { raft, .. } => {
+                if let Err(e) = raft.shutdown().await {
+                    tracing::warn!(error = %e, "raft shutdown");
+                }
+            }
+            Replication::Edge { follow, .. } => follow.abort(),
         }
     }
 }

@@ -6,18 +6,22 @@
 //! node refuses traffic for another id or cluster, so a misrouted address
 //! (a recycled IP, a wrong config) cannot join two clusters' logs.
 
+use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Instant;
 
 use openraft::raft::{AppendEntriesRequest, InstallSnapshotRequest, VoteRequest};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use switchboard_storage::{decode, encode};
+use tokio::sync::mpsc;
 
+use crate::feed::{Down, Read, Session, Up, FEED_HEARTBEAT, FEED_MESSAGE_BYTES, FEED_QUEUE};
 use crate::network::PEER_MESSAGE_BYTES_MAX;
 use crate::peer_proto::raft_peer_server::RaftPeer;
 use crate::peer_proto::{PeerReply, PeerRequest};
 use crate::write::Proposal;
-use crate::{Node, NodeId, TypeConfig};
+use crate::{Node, NodeId, Raft, TypeConfig};
 
 /// The server side of the peer protocol.
 pub struct PeerService {
@@ -55,6 +59,163 @@ impl PeerService {
         }
         decode("peer request", &req.payload).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
     }
+
+    /// Raft itself: refused on an edge, which is no member.
+    fn raft(&self) -> Result<&Raft, tonic::Status> {
+        self.node.raft().ok_or_else(|| tonic::Status::failed_precondition(format!("node {} is an edge, not a Raft member", self.id)))
+    }
+
+    /// A message of a follow stream: signed, of this cluster, addressed to
+    /// this node or to whoever serves the URL (0).
+    fn check_feed(&self, req: &PeerRequest) -> Result<Up, tonic::Status> {
+        self.node.peer_auth().verify(req)?;
+        if req.cluster != self.cluster {
+            return Err(tonic::Status::failed_precondition(format!(
+                "this node belongs to cluster {:?}, not {:?}",
+                self.cluster, req.cluster
+            )));
+        }
+        if req.to != 0 && req.to != self.id {
+            return Err(tonic::Status::failed_precondition(format!("this is node {}, not node {}", self.id, req.to)));
+        }
+        decode("feed message", &req.payload).map_err(|e| tonic::Status::invalid_argument(e.to_string()))
+    }
+}
+
+impl PeerService {
+    fn clone_ref(&self) -> PeerService {
+        PeerService { id: self.id, cluster: self.cluster.clone(), node: self.node.clone() }
+    }
+}
+
+/// Read a follower's progress reports into its session until its stream ends.
+async fn take_reports(service: PeerService, session: Session, mut incoming: tonic::Streaming<PeerRequest>) {
+    while let Ok(Some(message)) = incoming.message().await {
+        match service.check_feed(&message) {
+            Ok(Up::Progress(progress)) => session.report(progress),
+            Ok(Up::Follow { .. }) => return,
+            Err(e) => {
+                tracing::warn!(follower = message.from, error = %e.message(), "refused a follower's report");
+                return;
+            }
+        }
+    }
+}
+
+/// Send a follower what it lacks after `sent`: entries from the tail, or
+/// the state when the tail no longer reaches back that far, then each
+/// entry as it applies, with a heartbeat every `FEED_HEARTBEAT`. Ends when
+/// the follower goes (its stream or its reports).
+async fn feed(
+    node: Arc<Node>,
+    to: NodeId,
+    mut sent: u64,
+    tx: mpsc::Sender<Result<PeerRequest, tonic::Status>>,
+    reports: tokio::task::JoinHandle<()>,
+) {
+    let reports = AbortOnDrop(reports);
+    let feed = node.feed();
+    let mut last = feed.subscribe();
+    let mut beat_at = Instant::now();
+    let send = |down: &Down| {
+        let payload = encode("feed message", down).map_err(|e| tonic::Status::internal(e.to_string()))?;
+        Ok(node.peer_auth().sign(PeerRequest { from: node.id(), to, cluster: node.cluster().to_string(), payload, mac: Vec::new() }))
+    };
+    loop {
+        if reports.0.is_finished() {
+            return;
+        }
+        if Instant::now() >= beat_at {
+            beat_at = Instant::now() + FEED_HEARTBEAT;
+            if tx.send(send(&Down::Heartbeat(node.fresh()))).await.is_err() {
+                return;
+            }
+        }
+        last.borrow_and_update();
+        match feed.read(sent + 1) {
+            Read::Entries(entries) => {
+                sent = entries.last().map_or(sent, |e| e.revision);
+                let down = Down::Entries(entries.into_iter().map(|e| (e.revision, e.data.to_vec())).collect());
+                if tx.send(send(&down)).await.is_err() {
+                    return;
+                }
+            }
+            Read::Gone => match send_state(&node, &tx, &send).await {
+                Some(revision) => sent = revision,
+                None => return,
+            },
+            Read::Wait => {
+                tokio::select! {
+                    _ = last.changed() => {}
+                    _ = tokio::time::sleep_until(beat_at.into()) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Stream the state this node serves now, in chunks of about
+/// `FEED_MESSAGE_BYTES` encoded on a blocking thread two chunks ahead (so
+/// a follower's snapshot costs this node a few MB, not a copy of the
+/// state); its revision, or `None` when the follower went.
+async fn send_state(
+    node: &Node,
+    tx: &mpsc::Sender<Result<PeerRequest, tonic::Status>>,
+    send: &impl Fn(&Down) -> Result<PeerRequest, tonic::Status>,
+) -> Option<u64> {
+    let state = node.state();
+    let (revision, marks) = (state.revision(), state.marks());
+    tracing::info!(revision, "sending a follower the state");
+    let (chunks_tx, mut chunks) = mpsc::channel::<Result<Vec<Vec<u8>>, String>>(2);
+    tokio::task::spawn_blocking(move || {
+        let mut chunk = Vec::new();
+        let mut bytes = 0;
+        for v in state.values() {
+            match encode(v.kind().name(), &v) {
+                Ok(b) => {
+                    bytes += b.len();
+                    chunk.push(b);
+                }
+                Err(e) => {
+                    let _ = chunks_tx.blocking_send(Err(e.to_string()));
+                    return;
+                }
+            }
+            if bytes >= FEED_MESSAGE_BYTES {
+                bytes = 0;
+                if chunks_tx.blocking_send(Ok(std::mem::take(&mut chunk))).is_err() {
+                    return;
+                }
+            }
+        }
+        let _ = chunks_tx.blocking_send(Ok(chunk));
+    });
+    let mut pending = chunks.recv().await?;
+    loop {
+        let next = chunks.recv().await;
+        let values = match pending {
+            Ok(values) => values,
+            Err(e) => {
+                let _ = tx.send(Err(tonic::Status::internal(format!("encoding the state: {e}")))).await;
+                return None;
+            }
+        };
+        let down = Down::Snapshot { revision, marks, values, last: next.is_none() };
+        tx.send(send(&down)).await.ok()?;
+        match next {
+            Some(n) => pending = n,
+            None => return Some(revision),
+        }
+    }
+}
+
+/// Aborts its task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<PeerReply>, tonic::Status> {
@@ -62,11 +223,30 @@ fn reply<T: Serialize>(result: &T) -> Result<tonic::Response<PeerReply>, tonic::
     Ok(tonic::Response::new(PeerReply { payload }))
 }
 
+type FeedStream = Pin<Box<dyn futures::Stream<Item = Result<PeerRequest, tonic::Status>> + Send>>;
+
 #[tonic::async_trait]
 impl RaftPeer for PeerService {
+    type FollowStream = FeedStream;
+
+    async fn follow(&self, req: tonic::Request<tonic::Streaming<PeerRequest>>) -> Result<tonic::Response<FeedStream>, tonic::Status> {
+        let mut incoming = req.into_inner();
+        let first = incoming.message().await?.ok_or_else(|| tonic::Status::invalid_argument("the stream ended before a follow request"))?;
+        let Up::Follow { after, info } = self.check_feed(&first)? else {
+            return Err(tonic::Status::invalid_argument("a follow stream begins with a follow request"));
+        };
+        let follower = first.from;
+        tracing::info!(follower, after, api = %info.api, "feeding a follower");
+        let session = self.node.followers().join(follower, info, after);
+        let (tx, rx) = mpsc::channel(FEED_QUEUE);
+        let reports = tokio::spawn(take_reports(self.clone_ref(), session, incoming));
+        tokio::spawn(feed(self.node.clone(), follower, after, tx, reports));
+        Ok(tonic::Response::new(Box::pin(tokio_stream::wrappers::ReceiverStream::new(rx))))
+    }
+
     async fn append_entries(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: AppendEntriesRequest<TypeConfig> = self.check(req)?;
-        let result = self.node.raft().append_entries(rpc).await;
+        let result = self.raft()?.append_entries(rpc).await;
         // Staleness is time since the leader last reached us: any
         // append-entries it sent that we accepted, heartbeats included.
         if matches!(&result, Ok(r) if r.is_success()) {
@@ -77,12 +257,12 @@ impl RaftPeer for PeerService {
 
     async fn vote(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: VoteRequest<NodeId> = self.check(req)?;
-        reply(&self.node.raft().vote(rpc).await)
+        reply(&self.raft()?.vote(rpc).await)
     }
 
     async fn install_snapshot(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
         let rpc: InstallSnapshotRequest<TypeConfig> = self.check(req)?;
-        let result = self.node.raft().install_snapshot(rpc).await;
+        let result = self.raft()?.install_snapshot(rpc).await;
         if result.is_ok() {
             self.node.note_leader_contact();
         }
@@ -97,7 +277,7 @@ impl RaftPeer for PeerService {
     }
 
     async fn applied(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
-        let () = self.check(req)?;
-        reply(&self.node.applied_revision())
+        let ask: crate::feed::Ask = self.check(req)?;
+        reply(&self.node.reach(ask))
     }
 }

@@ -13,6 +13,7 @@ use switchboard_storage::{decode, decode_state, encode, encode_state, Store};
 use tokio::sync::watch;
 
 use crate::disk::Disk;
+use crate::feed::{self, Feed, FeedEntry};
 use crate::stats::Stats;
 use crate::{io_err, NodeId, NodeInfo, Published, Response, TypeConfig};
 
@@ -37,6 +38,8 @@ pub struct StateMachine {
     published: Published,
     applied_tx: watch::Sender<u64>,
     stats: Arc<Stats>,
+    /// Where applied entries go for the followers below this node.
+    feed: Arc<Feed>,
 }
 
 impl std::fmt::Debug for StateMachine {
@@ -56,13 +59,19 @@ impl StateMachine {
         let meta: SmMeta = meta.map(|b| decode("state machine meta", &b)).transpose()?.unwrap_or_default();
         let published: Published = Arc::new(arc_swap::ArcSwap::from_pointee(state.clone()));
         let (applied_tx, applied_rx) = watch::channel(state.revision());
-        let sm = StateMachine { store, disk, state, meta, published: published.clone(), applied_tx, stats: Arc::default() };
+        let feed = Arc::new(Feed::new(state.revision()));
+        let sm = StateMachine { store, disk, state, meta, published: published.clone(), applied_tx, stats: Arc::default(), feed };
         Ok((sm, published, applied_rx))
     }
 
     /// Count snapshot builds and installs in `stats`.
     pub(crate) fn with_stats(self, stats: Arc<Stats>) -> StateMachine {
         StateMachine { stats, ..self }
+    }
+
+    /// Pass applied entries to `feed`.
+    pub(crate) fn with_feed(self, feed: Arc<Feed>) -> StateMachine {
+        StateMachine { feed, ..self }
     }
 
     fn publish(&self) {
@@ -88,10 +97,18 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         // What every command changed, in order: storage and the change
         // history are written from these, nothing is read back or diffed.
         let mut effects = Vec::new();
+        // What goes down the relay tree: each entry's commands, encoded once.
+        let mut passed = Vec::new();
         for entry in entries {
             let index = entry.log_id.index;
             self.meta.last_applied = Some(entry.log_id);
             let mut outcomes = Vec::new();
+            let commands = match &entry.payload {
+                EntryPayload::Normal(batch) => Some(batch),
+                _ => None,
+            };
+            let data = feed::encode_entry(commands).map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
+            passed.push(FeedEntry { revision: index, data: Arc::new(data) });
             match entry.payload {
                 EntryPayload::Blank => self.state.advance(index),
                 EntryPayload::Membership(m) => {
@@ -129,6 +146,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             .await
             .map_err(|e| io_err(ErrorSubject::StateMachine, ErrorVerb::Write, &e))?;
         self.publish();
+        for entry in passed {
+            self.feed.push(entry);
+        }
         Ok(responses)
     }
 
@@ -168,6 +188,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         self.state = state;
         self.meta = sm_meta;
         self.publish();
+        self.feed.reset(self.state.revision());
         self.stats.installed_snapshot(began);
         tracing::info!(revision = self.state.revision(), took_ms = began.elapsed().as_millis() as u64, "installed a snapshot");
         Ok(())

@@ -13,8 +13,10 @@ pub enum Role {
     Leader,
     Follower,
     Candidate,
-    /// A non-voting member (an edge node), or a node not yet in any membership.
+    /// A non-voting member, or a node not yet in any membership.
     Learner,
+    /// Not a Raft member: follows an upstream's change stream.
+    Edge,
     /// Raft has stopped on this node.
     Shutdown,
 }
@@ -26,6 +28,7 @@ impl Role {
             Role::Follower => "follower",
             Role::Candidate => "candidate",
             Role::Learner => "learner",
+            Role::Edge => "edge",
             Role::Shutdown => "shutdown",
         }
     }
@@ -56,6 +59,11 @@ pub struct NodeStatus {
     /// On the leader only: how many entries each other member's log is
     /// behind the leader's (`None` for a member not yet replicated to).
     pub lag: Vec<(NodeId, Option<u64>)>,
+    /// On an edge: the node it follows now (id, URL).
+    pub upstream: Option<(NodeId, String)>,
+    /// The relay tree below this node: who follows it, directly or
+    /// through relays, and how far each is.
+    pub tree: Vec<TreeNode>,
 }
 
 /// Where a node's log and state stand, as log indexes (0: none yet).
@@ -67,4 +75,15 @@ pub struct LogPositions {
     pub applied: u64,
     pub snapshot: u64,
     pub purged: u64,
+}
+
+/// One node of the relay tree below some node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TreeNode {
+    pub id: NodeId,
+    pub info: NodeInfo,
+    /// The node that feeds it.
+    pub upstream: NodeId,
+    pub applied: u64,
+    pub staleness_ms: Option<u64>,
 }

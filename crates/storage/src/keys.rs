@@ -19,3 +19,6 @@ pub const KEY_COMMITTED: &str = "raft/committed";
 pub const KEY_SM: &str = "sm/raft";
 /// The last snapshot, meta and body.
 pub const KEY_SNAPSHOT: &str = "raft/snapshot";
+/// Present in an edge's data dir (which holds no Raft log): the applied
+/// state's metadata there.
+pub const KEY_EDGE: &str = "edge/meta";

@@ -399,6 +399,9 @@ pub enum Role {
     Voter,
     /// Replicates and serves DNS without voting; joins through `cluster.join`.
     Learner,
+    /// Not a Raft member: follows the change stream of `cluster.upstreams`
+    /// (voters, learners or other edges) and serves DNS from it.
+    Edge,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -418,6 +421,10 @@ pub struct Cluster {
     /// For learners: API URLs of voters to join through (any reachable one forwards to the leader).
     #[serde(default)]
     pub join: Vec<String>,
+    /// For edges: peer URLs of the nodes to follow, in order of preference
+    /// (the next is followed when one is lost).
+    #[serde(default)]
+    pub upstreams: Vec<String>,
     /// A file holding the cluster secret (at least 16 bytes; surrounding
     /// whitespace ignored) that signs every peer message; nodes refuse peer
     /// messages not signed with it. `SWITCHBOARD_CLUSTER_SECRET` overrides it.
@@ -510,6 +517,7 @@ impl Default for Cluster {
             max_stale_ms: default_max_stale_ms(),
             voters: Vec::new(),
             join: Vec::new(),
+            upstreams: Vec::new(),
             secret_file: None,
         }
     }
@@ -699,6 +707,9 @@ impl Config {
                 }
             }
         }
+        if self.cluster.role != Role::Edge && !self.cluster.upstreams.is_empty() {
+            bail!("cluster.upstreams: only an edge (cluster.role = \"edge\") follows upstreams");
+        }
         match self.cluster.role {
             Role::Voter => {
                 if !self.cluster.voters.is_empty() && !ids.contains(&self.node_id) {
@@ -706,6 +717,23 @@ impl Config {
                 }
                 if !self.cluster.join.is_empty() {
                     bail!("cluster.join: only learners join; voters are listed in cluster.voters");
+                }
+            }
+            Role::Edge => {
+                if ids.contains(&self.node_id) {
+                    bail!("cluster.voters: node_id {} is an edge but listed as a voter", self.node_id);
+                }
+                if !self.cluster.join.is_empty() {
+                    bail!("cluster.join: only learners join; an edge follows cluster.upstreams");
+                }
+                if self.cluster.upstreams.is_empty() {
+                    bail!("cluster.upstreams: an edge needs at least one peer URL to follow");
+                }
+                for (i, url) in self.cluster.upstreams.iter().enumerate() {
+                    let host_port = url.strip_prefix("http://").unwrap_or_default();
+                    if host_port.is_empty() || !host_port.contains(':') || host_port.contains('/') {
+                        bail!("cluster.upstreams[{i}]: {url:?} is not a peer URL (http://host:port)");
+                    }
                 }
             }
             Role::Learner => {
@@ -870,6 +898,24 @@ mod tests {
         assert!(e.contains("cluster.voters"), "{e}");
         let e = Config::parse("[listen]\napi = \"127.0.0.1:9153\"\n").unwrap_err().to_string();
         assert!(e.contains("listen.http"), "{e}");
+    }
+
+    #[test]
+    fn an_edge_needs_peer_urls_to_follow_and_only_an_edge_has_them() -> anyhow::Result<()> {
+        let c = Config::parse("node_id = 9\n[cluster]\nrole = \"edge\"\nupstreams = [\"http://10.0.1.4:50052\"]\n")?;
+        assert_eq!(c.cluster.role, Role::Edge);
+        assert_eq!(c.cluster.upstreams, vec!["http://10.0.1.4:50052".to_string()]);
+        for (toml, key) in [
+            ("[cluster]\nrole = \"edge\"\n", "cluster.upstreams: an edge needs"),
+            ("[cluster]\nrole = \"edge\"\nupstreams = [\"10.0.1.4:50052\"]\n", "cluster.upstreams[0]"),
+            ("[cluster]\nrole = \"edge\"\nupstreams = [\"http://10.0.1.4\"]\n", "cluster.upstreams[0]"),
+            ("[cluster]\nrole = \"edge\"\nupstreams = [\"http://a:1\"]\njoin = [\"http://a:2\"]\n", "cluster.join"),
+            ("[cluster]\nupstreams = [\"http://10.0.1.4:50052\"]\n", "cluster.upstreams: only an edge"),
+        ] {
+            let e = Config::parse(&format!("node_id = 9\n{toml}")).unwrap_err().to_string();
+            assert!(e.contains(key), "{toml}: {e}");
+        }
+        Ok(())
     }
 
     #[test]

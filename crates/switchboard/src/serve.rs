@@ -133,7 +133,15 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     std::fs::create_dir_all(&config.data_dir).with_context(|| format!("creating data_dir {}", config.data_dir.display()))?;
     let store = Store::open(&config.data_dir.join("db")).with_context(|| format!("opening the store in {}", config.data_dir.display()))?;
     let peer_auth = switchboard_consensus::PeerAuth::new(config.cluster_secret()?.as_deref());
-    let node = Arc::new(Node::start(config.node_id, &config.raft_settings(peer_auth), store).await.context("starting raft")?);
+    let settings = config.raft_settings(peer_auth);
+    let me = NodeInfo { peer: config.listen.peer.to_string(), api: config.listen.api.to_string() };
+    let node = match config.cluster.role {
+        Role::Edge => Node::start_edge(config.node_id, &settings, store, me.clone(), config.cluster.upstreams.clone())
+            .await
+            .context("starting the edge")?,
+        Role::Voter | Role::Learner => Node::start(config.node_id, &settings, store).await.context("starting raft")?,
+    };
+    let node = Arc::new(node);
     tracing::info!(node_id = config.node_id, revision = node.state().revision(), "state loaded");
     health.node_started(node.clone());
 
@@ -274,7 +282,6 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
     );
 
     // First start of a new cluster: the lowest-id voter initialises it.
-    let me = NodeInfo { peer: config.listen.peer.to_string(), api: config.listen.api.to_string() };
     let me_for_join = me.clone();
     let voters: BTreeMap<u64, NodeInfo> = if config.cluster.voters.is_empty() {
         BTreeMap::from([(config.node_id, me)])
@@ -289,6 +296,7 @@ async fn serve(config: Config, dns_runtime: tokio::runtime::Handle, open_files: 
             None
         }
         Role::Learner => Some(tokio::spawn(join(node.clone(), config.node_id, me_for_join, config.cluster.join.clone(), bootstrap_token))),
+        Role::Edge => None,
     };
 
     shutdown_signal().await?;

@@ -191,6 +191,9 @@ fn status(id: u64, staleness_ms: Option<u64>) -> proto::StatusResponse {
         ready: true,
         snapshot_revision: 10,
         purged_revision: 5,
+        upstream: String::new(),
+        upstream_id: 0,
+        tree: vec![],
         members: vec![
             proto::Member { id: 1, peer: "127.0.0.1:7001".into(), api: "127.0.0.1:50051".into(), voter: true },
             proto::Member { id: 2, peer: "127.0.0.1:7002".into(), api: "127.0.0.1:50052".into(), voter: false },
@@ -252,6 +255,7 @@ fn status_json_is_pinned() {
             MemberStatus::Reached { status: (&status(1, Some(3))).into(), lag: 2 },
             MemberStatus::Unreachable { node_id: 2, error: "connection refused".into() },
         ],
+        tree: vec![],
     };
     let expected = concat!(
         r#"{"applied_revision":18,"clusters":2,"last_log_index":20,"leader_api":"127.0.0.1:50051","leader_id":1,"#,
@@ -365,6 +369,7 @@ fn views_match_the_old_encoders() {
             MemberStatus::Reached { status: (&status(2, None)).into(), lag: 4 },
             MemberStatus::Unreachable { node_id: 3, error: "refused".into() },
         ],
+        tree: vec![],
     };
     assert_eq!(serde_json::to_value(view).unwrap(), old);
 
