@@ -2,17 +2,18 @@
 //! synthesised answer, so the one the query path makes most.
 //!
 //! A 64-bit hash of the key's bytes → the tenant, in a copy-on-write radix
-//! of fixed shape (`Slots`): the hash's top byte picks one of 256 middle
-//! nodes, its next byte one of their 256 leaves, and a leaf is the entries
-//! of its hashes, sorted (about 15 a leaf at 1M keys, 150 at 10M). A lookup
-//! is two array indexes and a step or two from where the hash falls in its
-//! leaf: a cache miss for the leaf and one for the tenant, where the
+//! of fixed shape (`Slots`): the hash's top four nibbles pick one of
+//! 65,536 leaves through four levels of 16-way nodes, and a leaf is the
+//! entries of its hashes, sorted (about 15 a leaf at 1M keys, 150 at 10M).
+//! A lookup is four array indexes and a step or two from where the hash
+//! falls in its leaf: a cache miss for the lowest node, the leaf and the
+//! tenant, where the
 //! persistent B-tree before it (`imbl::OrdMap`) walked four levels of
 //! 64-key nodes. With `warm`, which lets a batch of queries wait for
 //! their misses together, the key lookups went from 17% of the UDP path's
 //! CPU at 1M tenants to 9% (`perf record`, bench/README.md). A published
-//! state still clones in O(1) (one `Arc`); a change copies the top, one
-//! middle node and one leaf at most, once per published state. An entry
+//! state still clones in O(1) (one `Arc`); a change copies four nodes of
+//! 16 pointers and one leaf at most, once per published state. An entry
 //! is the hash and the table's own `Arc<Tenant>`, 16 bytes (in the B-tree
 //! about 26).
 //!
@@ -33,29 +34,45 @@ use imbl::OrdMap;
 
 use crate::model::Tenant;
 
-/// Hash → tenant: 256 middle nodes of 256 leaves, chosen by the hash's
-/// top two bytes; each leaf sorted by hash. A middle node holds its
-/// leaves' lengths beside their pointers (`Arc<[Entry]>`), so a lookup
-/// goes from it straight to the entry it wants, and finds it by where
-/// its hash falls between the leaf's bounds (`find`): one cache miss for
-/// the leaf, one for the tenant. Untouched nodes share one empty node, so
-/// an empty index is two small allocations.
+/// Hash → tenant: a radix of four levels of 16-way nodes chosen by the
+/// hash's top four nibbles, above 65,536 leaves, each sorted by hash. The
+/// lowest nodes hold their leaves' lengths beside their pointers
+/// (`Arc<[Entry]>`), so a lookup goes from one straight to the entry it
+/// wants, and finds it by where its hash falls between the leaf's bounds
+/// (`find`): the upper levels (34 KB) stay in cache, so a lookup costs
+/// one cache miss for the lowest node, one for the leaf, one for the
+/// tenant. Narrow nodes make a change cheap after a publish: it copies
+/// four nodes of 16 pointers and the leaf (where 256-wide nodes copied,
+/// and bumped the counts of, 256 pointers per change). Untouched nodes
+/// share one empty node per level, so an empty index is a few small
+/// allocations.
 #[derive(Clone)]
 struct Slots {
-    top: Arc<Vec<Arc<Mid>>>,
+    root: Arc<Node<Arc<L1>>>,
     len: usize,
 }
 
 type Entry = (u64, Arc<Tenant>);
-type Mid = Vec<Arc<[Entry]>>;
-const FAN: usize = 256;
+type Leaf = Arc<[Entry]>;
+type L3 = Node<Leaf>;
+type L2 = Node<Arc<L3>>;
+type L1 = Node<Arc<L2>>;
+const FAN: usize = 16;
 
-fn top_of(h: u64) -> usize {
-    (h >> 56) as usize
+/// One radix node: its children by one nibble of the hash.
+#[derive(Clone)]
+struct Node<T>([T; FAN]);
+
+impl<T: Clone> Node<T> {
+    fn filled(child: T) -> Node<T> {
+        Node(std::array::from_fn(|_| child.clone()))
+    }
 }
 
-fn mid_of(h: u64) -> usize {
-    (h >> 48) as usize & (FAN - 1)
+/// The nibble of `h` that picks a child at `level` (0: the root's).
+#[inline]
+fn nibble(h: u64, level: u32) -> usize {
+    (h >> (60 - 4 * level)) as usize & (FAN - 1)
 }
 
 /// Where `h` is in `leaf` (sorted, of one 16-bit prefix), as
@@ -81,16 +98,30 @@ fn find(leaf: &[Entry], h: u64) -> Result<usize, usize> {
 
 impl Default for Slots {
     fn default() -> Slots {
-        let empty: Arc<[Entry]> = Arc::new([]);
-        let mid: Arc<Mid> = Arc::new(vec![empty; FAN]);
-        Slots { top: Arc::new(vec![mid; FAN]), len: 0 }
+        let empty: Leaf = Arc::new([]);
+        let l3 = Arc::new(Node::filled(empty));
+        let l2 = Arc::new(Node::filled(l3));
+        let l1 = Arc::new(Node::filled(l2));
+        Slots { root: Arc::new(Node::filled(l1)), len: 0 }
     }
 }
 
 impl Slots {
     #[inline]
     fn leaf(&self, h: u64) -> &[Entry] {
-        self.top.get(top_of(h)).and_then(|m| m.get(mid_of(h))).map_or(&[], |l| l)
+        let l1 = &self.root.0[nibble(h, 0)];
+        let l2 = &l1.0[nibble(h, 1)];
+        let l3 = &l2.0[nibble(h, 2)];
+        &l3.0[nibble(h, 3)]
+    }
+
+    /// The place of `h`'s leaf, its nodes copied on the way down where a
+    /// published state shares them.
+    fn leaf_mut(&mut self, h: u64) -> &mut Leaf {
+        let l1 = Arc::make_mut(&mut Arc::make_mut(&mut self.root).0[nibble(h, 0)]);
+        let l2 = Arc::make_mut(&mut l1.0[nibble(h, 1)]);
+        let l3 = Arc::make_mut(&mut l2.0[nibble(h, 2)]);
+        &mut l3.0[nibble(h, 3)]
     }
 
     fn get(&self, h: u64) -> Option<&Arc<Tenant>> {
@@ -98,11 +129,9 @@ impl Slots {
         leaf.get(find(leaf, h).ok()?).map(|e| &e.1)
     }
 
-    /// Replace `h`'s leaf by `edit` of a copy of it: the middle node (and
-    /// the top) are copied too if a published state shares them.
+    /// Replace `h`'s leaf by `edit` of a copy of it.
     fn rebuild(&mut self, h: u64, edit: impl FnOnce(&mut Vec<Entry>)) {
-        let mid = Arc::make_mut(&mut self.top).get_mut(top_of(h)).map(Arc::make_mut);
-        let Some(leaf) = mid.and_then(|m| m.get_mut(mid_of(h))) else { return };
+        let leaf = self.leaf_mut(h);
         let mut copy = Vec::with_capacity(leaf.len() + 1);
         copy.extend(leaf.iter().cloned());
         edit(&mut copy);
@@ -137,7 +166,6 @@ impl Slots {
     /// leaf allocated once, at its size.
     fn from_sorted(entries: Vec<Entry>) -> Slots {
         let mut slots = Slots { len: entries.len(), ..Slots::default() };
-        let top = Arc::make_mut(&mut slots.top);
         let mut entries = entries.into_iter().peekable();
         let mut leaf = Vec::new();
         while let Some(first) = entries.next() {
@@ -146,10 +174,7 @@ impl Slots {
             while let Some(e) = entries.next_if(|e| e.0 >> 48 == h >> 48) {
                 leaf.push(e);
             }
-            let mid = top.get_mut(top_of(h)).map(Arc::make_mut);
-            if let Some(slot) = mid.and_then(|m| m.get_mut(mid_of(h))) {
-                *slot = leaf.drain(..).collect();
-            }
+            *slots.leaf_mut(h) = leaf.drain(..).collect();
         }
         slots
     }
