@@ -239,8 +239,14 @@ async fn main() -> anyhow::Result<()> {
             let row = |label: &str, v: &[f64]| {
                 println!("{:<34} {:>8.2} {:>8.2} {:>8.2} {:>8}", label, pctf(v, 0.50), pctf(v, 0.99), pctf(v, 1.0), v.len());
             };
-            for (i, v) in per_node.iter().enumerate() {
-                row(&format!("  node {} ({})", i + 1, dns[i]), v);
+            // Node by node while the list is short; past that, every sample
+            // of every node together.
+            if per_node.len() <= PER_NODE_ROWS_MAX {
+                for (i, v) in per_node.iter().enumerate() {
+                    row(&format!("  node {} ({})", i + 1, dns[i]), v);
+                }
+            } else {
+                row(&format!("  any of the {} nodes", per_node.len()), &per_node.concat());
             }
             row("  slowest node per write", &slowest);
             row("  slowest node, under the writers", &loaded);
@@ -255,6 +261,9 @@ async fn main() -> anyhow::Result<()> {
         }
     }
 }
+
+/// Nodes shown one row each in `cluster`'s propagation table.
+const PER_NODE_ROWS_MAX: usize = 10;
 
 /// Percentile of unsorted samples (0.0..=1.0).
 fn pctf(v: &[f64], p: f64) -> f64 {

@@ -41,7 +41,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// A follower reports its progress at most this often (it reports every
 /// change of its revision or of the tree below it, gathered over this).
-const REPORT_PAUSE: Duration = Duration::from_millis(10);
+const REPORT_PAUSE: Duration = Duration::from_millis(20);
 /// The tree below a follower goes up at most this often (its revision and
 /// the lowest below it go up with every report).
 const TREE_EVERY: Duration = Duration::from_millis(250);
@@ -170,6 +170,7 @@ impl Follow {
         let mut stream =
             client.follow(tokio_stream::wrappers::ReceiverStream::new(rx)).await.map_err(|s| connect(&s.message()))?.into_inner();
         tracing::info!(upstream = %url, revision = self.state.revision(), "following");
+        self.stats.upstream_streams.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let reporter = tokio::spawn(report(tx, self.reporter()));
         let _reporter = AbortOnDrop(reporter);
         let began = Instant::now();
@@ -261,6 +262,7 @@ impl Follow {
             return Ok(());
         }
         self.stats.applying();
+        self.stats.upstream_entries.fetch_add(passed.len() as u64, std::sync::atomic::Ordering::Relaxed);
         let revisions = (self.state.revision(), self.state.marks());
         self.disk.durable("writing the applied state", || self.store.write_applied(revisions, &effects, KEY_EDGE, EDGE_MARK)).await?;
         self.publish();

@@ -28,12 +28,20 @@ use crate::{Batch, Member, NodeId, NodeInfo, TreeNode};
 
 /// Most entries a node keeps for its followers to catch up from.
 pub const FEED_TAIL_ENTRIES_MAX: usize = 100_000;
-/// Most bytes of entries a node keeps for its followers (a tail of full
-/// import batches, 50 KB each, still covers over a thousand entries).
-pub const FEED_TAIL_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Most bytes of entries a node keeps for its followers: some 100,000 single
+/// writes, or some 300 full import batches (50 KB each; a follower that
+/// falls further behind a bulk import gets the state instead). It is
+/// memory every node holds, followers or not.
+pub const FEED_TAIL_BYTES_MAX: usize = 16 * 1024 * 1024;
 /// Bytes of entries (or of a snapshot's values) sent in one message at most
 /// (a single larger entry goes alone).
 pub const FEED_MESSAGE_BYTES: usize = 1024 * 1024;
+/// An upstream sends a follower at most one message of entries per this
+/// long: an entry that applies sooner after the last message waits for
+/// more to go with it. Idle, nothing waits; under load a follower applies,
+/// writes, publishes and reports once per message (at most 100 a second),
+/// not once per entry, for at most this much more latency per tier.
+pub const FEED_GATHER: Duration = Duration::from_millis(10);
 /// How often an upstream tells its followers how fresh it is, entries or not.
 pub const FEED_HEARTBEAT: Duration = Duration::from_millis(250);
 /// A follower that hears nothing from its upstream for this long drops it

@@ -26,6 +26,36 @@ fn counter(e: &mut DescriptorEncoder, name: &str, help: &str, v: u64) -> Result<
     ConstCounter::new(v).encode(e.encode_descriptor(name, help, None, MetricType::Counter)?)
 }
 
+/// The relay tree as this node sees it: its followers, the change stream
+/// it serves them, and (on an edge) its upstream.
+fn feed(e: &mut DescriptorEncoder, node: &Node, st: &crate::NodeStatus) -> Result<(), std::fmt::Error> {
+    let stats = &node.stats;
+    let direct = st.tree.iter().filter(|t| t.upstream == st.id).count() as u64;
+    gauge(e, "switchboard_feed_followers", "Nodes following this node's change stream directly.", int(direct))?;
+    gauge(
+        e,
+        "switchboard_feed_tree_nodes",
+        "Nodes of the relay tree below this node, directly or through relays.",
+        int(st.tree.len() as u64),
+    )?;
+    let sent = [
+        ("switchboard_feed_entries_sent", "Log entries sent to followers.", &stats.feed_entries),
+        ("switchboard_feed_bytes_sent", "Bytes of entries and states sent to followers.", &stats.feed_bytes),
+        ("switchboard_feed_states_sent", "Whole states sent to followers behind the tail.", &stats.feed_states),
+        ("switchboard_edge_upstream_streams", "On an edge: streams opened to an upstream (a failover opens one).", &stats.upstream_streams),
+        ("switchboard_edge_entries_applied", "On an edge: log entries applied from upstreams.", &stats.upstream_entries),
+    ];
+    for (name, help, v) in sent {
+        counter(e, name, help, v.load(Ordering::Relaxed))?;
+    }
+    gauge(
+        e,
+        "switchboard_edge_upstream_id",
+        "On an edge: node id of the upstream it follows; 0 when none.",
+        int(st.upstream.as_ref().map_or(0, |(id, _)| *id)),
+    )
+}
+
 fn histogram(e: &mut DescriptorEncoder, name: &str, help: &str, h: &Histogram) -> Result<(), std::fmt::Error> {
     h.encode(e.encode_descriptor(name, help, None, MetricType::Histogram)?)
 }
@@ -140,6 +170,7 @@ impl Collector for NodeMetrics {
             }
         }
 
+        feed(e, node, &st)?;
         let state = node.state();
         gauge(e, "switchboard_state_revision", "Revision of the state this node serves.", int(state.revision()))?;
         gauge(e, "switchboard_zones", "Zones served.", int(state.zones().count() as u64))?;

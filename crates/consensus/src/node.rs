@@ -244,6 +244,13 @@ async fn batcher(raft: Raft, mut rx: mpsc::Receiver<Queued>, stats: Arc<Stats>) 
     }
 }
 
+/// The voters and learners of `m`'s membership.
+fn members_of(m: &RaftMetrics<NodeId, NodeInfo>) -> Vec<Member> {
+    let membership = m.membership_config.membership();
+    let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
+    membership.nodes().map(|(id, info)| Member { id: *id, info: info.clone(), voter: voters.contains(id) }).collect()
+}
+
 /// Count elections (terms this node moved to) and leader changes, from
 /// Raft's metrics, until Raft stops.
 async fn count_elections(mut metrics: watch::Receiver<RaftMetrics<NodeId, NodeInfo>>, stats: Arc<Stats>) {
@@ -433,10 +440,11 @@ impl Node {
         if let Some(edge) = self.edge() {
             return Fresh { revision, ..edge.fresh() };
         }
-        let st = self.status();
-        let at_ms = st.staleness_ms.map(|ms| jobs::now_ms().saturating_sub(ms));
-        let leader = st.leader.and_then(|(id, info)| info.map(|i| (id, i)));
-        Fresh { at_ms, leader, members: st.members, revision }
+        let Some(m) = self.metrics() else { return Fresh { revision, ..Fresh::default() } };
+        let at_ms = self.staleness_from(&m).map(|ms| jobs::now_ms().saturating_sub(ms));
+        let membership = m.membership_config.membership();
+        let leader = m.current_leader.and_then(|id| membership.get_node(&id).map(|info| (id, info.clone())));
+        Fresh { at_ms, leader, members: members_of(&m), revision }
     }
 
     /// Whether this node and the tree below it have applied `ask.revision`.
@@ -524,8 +532,7 @@ impl Node {
             ServerState::Shutdown => Role::Shutdown,
         };
         let membership = m.membership_config.membership();
-        let voters: BTreeSet<NodeId> = membership.voter_ids().collect();
-        let members = membership.nodes().map(|(id, info)| Member { id: *id, info: info.clone(), voter: voters.contains(id) }).collect();
+        let members = members_of(&m);
         let last_log_index = m.last_log_index.unwrap_or(0);
         let lag = m
             .replication

@@ -7,6 +7,7 @@
 //! (a recycled IP, a wrong config) cannot join two clusters' logs.
 
 use std::pin::Pin;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -16,7 +17,7 @@ use serde::Serialize;
 use switchboard_storage::{decode, encode};
 use tokio::sync::mpsc;
 
-use crate::feed::{Down, Read, Session, Up, FEED_HEARTBEAT, FEED_MESSAGE_BYTES, FEED_QUEUE};
+use crate::feed::{Down, Read, Session, Up, FEED_GATHER, FEED_HEARTBEAT, FEED_MESSAGE_BYTES, FEED_QUEUE};
 use crate::network::PEER_MESSAGE_BYTES_MAX;
 use crate::peer_proto::raft_peer_server::RaftPeer;
 use crate::peer_proto::{PeerReply, PeerRequest};
@@ -117,6 +118,9 @@ async fn feed(
     let feed = node.feed();
     let mut last = feed.subscribe();
     let mut beat_at = Instant::now();
+    // At most one message of entries per `FEED_GATHER`: an entry that
+    // applies sooner after the last message waits for the rest of it.
+    let mut entries_at = Instant::now();
     let send = |down: &Down| {
         let payload = encode("feed message", down).map_err(|e| tonic::Status::internal(e.to_string()))?;
         Ok(node.peer_auth().sign(PeerRequest { from: node.id(), to, cluster: node.cluster().to_string(), payload, mac: Vec::new() }))
@@ -134,7 +138,11 @@ async fn feed(
         last.borrow_and_update();
         match feed.read(sent + 1) {
             Read::Entries(entries) => {
+                entries_at = Instant::now() + FEED_GATHER;
                 sent = entries.last().map_or(sent, |e| e.revision);
+                let bytes: usize = entries.iter().map(|e| e.data.len()).sum();
+                node.stats.feed_entries.fetch_add(entries.len() as u64, Ordering::Relaxed);
+                node.stats.feed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
                 let down = Down::Entries(entries.into_iter().map(|e| (e.revision, e.data.to_vec())).collect());
                 if tx.send(send(&down)).await.is_err() {
                     return;
@@ -146,7 +154,12 @@ async fn feed(
             },
             Read::Wait => {
                 tokio::select! {
-                    _ = last.changed() => {}
+                    _ = last.changed() => {
+                        // Under load, let the entries applied meanwhile
+                        // join this one: a follower applies, writes and
+                        // reports once per message, not once per entry.
+                        tokio::time::sleep_until(entries_at.into()).await;
+                    }
                     _ = tokio::time::sleep_until(beat_at.into()) => {}
                 }
             }
@@ -200,11 +213,16 @@ async fn send_state(
                 return None;
             }
         };
+        let bytes: usize = values.iter().map(Vec::len).sum();
+        node.stats.feed_bytes.fetch_add(bytes as u64, Ordering::Relaxed);
         let down = Down::Snapshot { revision, marks, values, last: next.is_none() };
         tx.send(send(&down)).await.ok()?;
         match next {
             Some(n) => pending = n,
-            None => return Some(revision),
+            None => {
+                node.stats.feed_states.fetch_add(1, Ordering::Relaxed);
+                return Some(revision);
+            }
         }
     }
 }

@@ -30,6 +30,14 @@ pub(crate) struct Stats {
     /// Writes answered: applied, refused by the state (a command error),
     /// failed (no leader, disk full, timeouts).
     pub writes: [AtomicU64; 3],
+    /// The change stream this node served its followers: entries, bytes
+    /// (of entries and states) and whole states sent.
+    pub feed_entries: AtomicU64,
+    pub feed_bytes: AtomicU64,
+    pub feed_states: AtomicU64,
+    /// On an edge: streams opened to an upstream, and entries applied from them.
+    pub upstream_streams: AtomicU64,
+    pub upstream_entries: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -52,6 +60,11 @@ impl Default for Stats {
             batch: Histogram::new(exponential_buckets(1.0, 2.0, 12)),
             forwarded: AtomicU64::new(0),
             writes: std::array::from_fn(|_| AtomicU64::new(0)),
+            feed_entries: AtomicU64::new(0),
+            feed_bytes: AtomicU64::new(0),
+            feed_states: AtomicU64::new(0),
+            upstream_streams: AtomicU64::new(0),
+            upstream_entries: AtomicU64::new(0),
         }
     }
 }
