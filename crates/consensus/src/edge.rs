@@ -41,7 +41,7 @@ const RETRY_FIRST: Duration = Duration::from_millis(100);
 const RETRY_MAX: Duration = Duration::from_secs(5);
 /// A follower reports its progress at most this often (it reports every
 /// change of its revision or of the tree below it, gathered over this).
-const REPORT_PAUSE: Duration = Duration::from_millis(20);
+const REPORT_PAUSE: Duration = Duration::from_millis(100);
 /// The tree below a follower goes up at most this often (its revision and
 /// the lowest below it go up with every report).
 const TREE_EVERY: Duration = Duration::from_millis(250);

@@ -41,7 +41,7 @@ pub const FEED_MESSAGE_BYTES: usize = 1024 * 1024;
 /// more to go with it. Idle, nothing waits; under load a follower applies,
 /// writes, publishes and reports once per message (at most 100 a second),
 /// not once per entry, for at most this much more latency per tier.
-pub const FEED_GATHER: Duration = Duration::from_millis(10);
+pub const FEED_GATHER: Duration = Duration::from_millis(25);
 /// How often an upstream tells its followers how fresh it is, entries or not.
 pub const FEED_HEARTBEAT: Duration = Duration::from_millis(250);
 /// A follower that hears nothing from its upstream for this long drops it
