@@ -130,6 +130,10 @@ class Node:
         if self.role == "voter":
             for v in voters:
                 text += f'[[cluster.voters]]\nid = {v.id}\npeer = "{v.peer_advertised}"\napi = "{v.api}"\n'
+        elif self.role == "edge":
+            # The learners are its relays; the first voter last.
+            ups = [f"http://{r.ip}:{r.ports['peer']}" for r in self.c.learners] + [f"http://{voters[0].peer_advertised}"]
+            text += "upstreams = [" + ", ".join(f'"{u}"' for u in ups) + "]\n"
         else:
             text += "join = [" + ", ".join(f'"{v.server}"' for v in join) + "]\n"
         with open(self.config, "w") as f:
@@ -196,7 +200,7 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, root, binary, net, log, voters=3, learners=2, use_proxy=True, seed=0, t0=None):
+    def __init__(self, root, binary, net, log, voters=3, learners=2, edges=1, use_proxy=True, seed=0, t0=None):
         self.root = root
         self.bin = binary
         self.net = net
@@ -214,10 +218,12 @@ class Cluster:
         self.secret_file = os.path.join(root, "cluster.secret")
         with open(self.secret_file, "w") as f:
             f.write("chaos-secret-%032x\n" % random.Random(seed + 1).getrandbits(128))
-        n = voters + learners
-        self.nodes = {i: Node(self, i, "voter" if i <= voters else "learner") for i in range(1, n + 1)}
+        n = voters + learners + edges
+        role = lambda i: "voter" if i <= voters else "learner" if i <= voters + learners else "edge"  # noqa: E731
+        self.nodes = {i: Node(self, i, role(i)) for i in range(1, n + 1)}
         self.voters = [nd for nd in self.nodes.values() if nd.role == "voter"]
         self.learners = [nd for nd in self.nodes.values() if nd.role == "learner"]
+        self.edges = [nd for nd in self.nodes.values() if nd.role == "edge"]
         self.proxies = {}
         self.mounts = []
         self.events = []  # unexpected exits and other things the report must say

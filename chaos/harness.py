@@ -80,7 +80,7 @@ def default_bin():
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="chaos/run", description="Chaos tests of a Switchboard cluster (3 voters + 2 learners).")
+    p = argparse.ArgumentParser(prog="chaos/run", description="Chaos tests of a Switchboard cluster (3 voters, 2 learners, and an edge that follows them).")
     p.add_argument("--quick", action="store_true", help="self-test, then one round of each nemesis (CI; a few minutes)")
     p.add_argument("--rounds", type=int, default=None, help="number of nemesis rounds (default 10; --quick: one per nemesis)")
     p.add_argument("--nemesis", default="all",
@@ -167,7 +167,7 @@ class Harness:
         self.bin = os.path.join(self.root, "bin", "switchboard")
         shutil.copy2(binary, self.bin)  # it may be rebuilt under us
         self.log(f"run directory {self.root}; binary {binary} copied")
-        self.net = netenv.make_net(5, self.log, want_netns=not a.no_netns, allow_install=not a.no_install)
+        self.net = netenv.make_net(6, self.log, want_netns=not a.no_netns, allow_install=not a.no_install)
         self.caps["partition"] = self.net.can_partition
         self.caps["loss"] = self.net.can_loss
         self.log(f"network: {self.net.mode} ({', '.join(f'{i}={ip}' for i, ip in self.net.ips.items())})")

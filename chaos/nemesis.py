@@ -60,6 +60,15 @@ class Kill(Nemesis):
             return [rng.choice([v for v in voters if v != lid] or voters)]
         if self.target == "learner":
             return [rng.choice([n.id for n in self.c.learners])]
+        if self.target == "relay":
+            # The node the edge follows now: it must fail over to another
+            # and go on with no gap and no revision twice.
+            edge = self.c.edges[0]
+            s = self.c.status(edge, timeout=5)
+            up = (s or {}).get("upstream_id")
+            return [up if up in self.c.nodes else rng.choice([n.id for n in self.c.learners])]
+        if self.target == "edge":
+            return [rng.choice([n.id for n in self.c.edges])]
         return [rng.choice(sorted(self.c.nodes))]
 
     def start(self, rng):
@@ -319,7 +328,8 @@ class ClockSkew(Nemesis):
 def catalogue(h):
     """Every nemesis variant by group."""
     return {
-        "kill": [Kill(h, "leader"), Kill(h, "follower"), Kill(h, "learner"), Kill(h, "random")],
+        "kill": [Kill(h, "leader"), Kill(h, "follower"), Kill(h, "learner"), Kill(h, "relay"), Kill(h, "edge"),
+                 Kill(h, "random")],
         "pause": [Pause(h, "leader"), Pause(h, "random")],
         "partition": [Partition(h, "leader"), Partition(h, "split"), Partition(h, "oneway"), Partition(h, "bridge")],
         "proxy": [ProxyFaults(h)],
@@ -331,7 +341,7 @@ def catalogue(h):
 
 
 # One round of each, in the order the seed shuffles: what --quick runs.
-QUICK = ["kill-leader", "kill-follower", "kill-learner", "pause-leader", "partition-leader", "partition-split",
+QUICK = ["kill-leader", "kill-follower", "kill-relay", "kill-edge", "pause-leader", "partition-leader", "partition-split",
          "partition-oneway", "proxy", "loss", "restart-all", "diskfull", "clock"]
 
 
