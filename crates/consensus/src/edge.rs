@@ -129,12 +129,15 @@ impl Follow {
             if let Ok(mut u) = self.shared.upstream.lock() {
                 *u = None;
             }
+            let stale = matches!(result, Err(EdgeError::Stale(_)));
             match result {
                 Ok(()) => tracing::info!(upstream = %url, "upstream ended the stream"),
                 Err(e) => tracing::warn!(upstream = %url, error = %e, revision = self.state.revision(), "lost the upstream"),
             }
-            // A stream that ran a while: start again from the preferred one.
-            if began.elapsed() > UPSTREAM_STALE_MAX {
+            // A stream that ran a while and was lost: start again from the
+            // preferred one. One left for being cut off from the leader
+            // moves on, or a stale first upstream would be taken again.
+            if began.elapsed() > UPSTREAM_STALE_MAX && !stale {
                 next = 0;
                 pause = RETRY_FIRST;
                 continue;

@@ -4,8 +4,9 @@
 //! packets: writes sent to an edge, `--wait everywhere` across the tree,
 //! an edge answering exactly as a voter at one revision, failover when the
 //! relay dies, kill -9 and restart of an edge, catch-up by tail and by a
-//! streamed state, the tree in `status` and `member list`, readiness when
-//! the whole tree above is gone, and a stream refused without the secret.
+//! streamed state, the tree in `status` and `member list`, leaving a relay
+//! that lost the leader, a stream refused without the secret, and
+//! readiness when the whole tree above is gone.
 
 mod common;
 
@@ -175,6 +176,19 @@ fn edges_follow_a_relay_tree_fail_over_and_restart() -> anyhow::Result<()> {
     let leader_applied = applied(&t.voters[0]);
     eventually(Duration::from_secs(10), "new edge at the leader's revision", || applied(&fresh) == leader_applied)?;
     assert_eq!(answers_of(&fresh, &names)?, answers_of(&t.voters[0], &names)?);
+
+    eprintln!("--- a relay cut off from the leader keeps streaming, stale: its edge moves to the next upstream");
+    let mut cut = t.edge(12, &[p2], SECRET)?;
+    cut.spawn()?;
+    let mut behind = t.edge(24, &[cut.ports.peer, p1], SECRET)?;
+    behind.spawn()?;
+    behind.wait_status(Duration::from_secs(20), "follows the relay", |s| s["upstream_id"] == 12)?;
+    t.voters[1].kill9()?;
+    let cut_at = Instant::now();
+    behind.wait_status(Duration::from_secs(30), "follows voter 1", |s| s["upstream_id"] == 1)?;
+    eprintln!("    moved {} ms after the relay's upstream died", cut_at.elapsed().as_millis());
+    t.voters[0].cli(&["tenant", "create", "t41", "--cluster", "mt1"])?;
+    wait_answer(&behind, "ws-t41.apps.example.test.", &cname("t41", "mt1"), Duration::from_secs(10))?;
 
     eprintln!("--- an edge without the cluster secret is refused and never serves the state");
     let mut stranger = t.edge(23, &[p1], "another-secret-entirely-0123456789")?;
