@@ -66,6 +66,7 @@ pub async fn status(channel: Ch, ctx: &Ctx) -> Result<Output> {
     }
     // Lag is measured against the most advanced log any member reports.
     let head = per_member.iter().filter_map(|(_, r)| r.as_ref().ok().map(|s| s.last_log_index)).max().unwrap_or(s.last_log_index);
+    let staleness = |ms: Option<u64>| ms.map(|x| format!("{x} ms")).unwrap_or_else(|| "never".into());
     let mut rows = Vec::new();
     let mut member_status = Vec::new();
     // The tree below the node asked and below every member reached, once each.
@@ -88,7 +89,7 @@ pub async fn status(channel: Ch, ctx: &Ctx) -> Result<Output> {
                     if ms.leader_id == 0 { "-".into() } else { ms.leader_id.to_string() },
                     ms.applied_revision.to_string(),
                     lag.to_string(),
-                    ms.staleness_ms.map(|x| format!("{x} ms")).unwrap_or_else(|| "never".into()),
+                    staleness(ms.staleness_ms),
                     ms.ready.to_string(),
                     m.api.clone(),
                 ]);
@@ -114,7 +115,6 @@ pub async fn status(channel: Ch, ctx: &Ctx) -> Result<Output> {
         s.clusters,
         s.tenants
     );
-    let staleness = |ms: Option<u64>| ms.map(|x| format!("{x} ms")).unwrap_or_else(|| "never".into());
     rows.extend(tree.iter().map(|t| {
         [
             t.id.to_string(),

@@ -145,11 +145,12 @@ fn mb(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
 }
 
-/// Look at the free space every `LOOK_EVERY`. While the disk is full this
-/// node neither campaigns nor, as leader, sends heartbeats: the followers'
-/// leases run out and one of them, with a disk that can take the writes,
-/// is elected. Both come back when space does.
-pub(crate) async fn watch(disk: std::sync::Arc<Disk>, raft: Raft) {
+/// Look at the free space every `LOOK_EVERY`. While the disk is full a
+/// member (`raft`) neither campaigns nor, as leader, sends heartbeats: the
+/// followers' leases run out and one of them, with a disk that can take
+/// the writes, is elected. Both come back when space does. An edge (no
+/// `raft`) only refuses writes meanwhile.
+pub(crate) async fn watch(disk: std::sync::Arc<Disk>, raft: Option<Raft>) {
     let mut tick = tokio::time::interval(LOOK_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_full = false;
@@ -160,10 +161,14 @@ pub(crate) async fn watch(disk: std::sync::Arc<Disk>, raft: Raft) {
             continue;
         }
         was_full = full;
-        raft.runtime_config().elect(!full);
-        raft.runtime_config().heartbeat(!full);
+        if let Some(raft) = &raft {
+            raft.runtime_config().elect(!full);
+            raft.runtime_config().heartbeat(!full);
+        }
         match disk.why_full() {
-            Some(why) => tracing::warn!(node = disk.node, "disk full: {why}; refusing writes, not leading"),
+            Some(why) => {
+                tracing::warn!(node = disk.node, "disk full: {why}; refusing writes{}", if raft.is_some() { ", not leading" } else { "" })
+            }
             None => tracing::info!(node = disk.node, free = %mb(disk.free_bytes()), "disk has space again: taking writes"),
         }
     }

@@ -26,7 +26,7 @@ use crate::network::{PeerAuth, PEER_MESSAGE_BYTES_MAX};
 use crate::peer_proto::raft_peer_client::RaftPeerClient;
 use crate::peer_proto::PeerRequest;
 use crate::stats::Stats;
-use crate::{NodeId, NodeInfo, Published};
+use crate::{AbortOnDrop, NodeId, NodeInfo, Published};
 
 /// What an edge's data dir holds under `KEY_EDGE`: that it is an edge's.
 pub(crate) const EDGE_MARK: &[u8] = b"edge";
@@ -348,15 +348,6 @@ async fn report(tx: mpsc::Sender<PeerRequest>, mut r: Reporter) {
     }
 }
 
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 /// Whether `store` may be opened as an edge's: it is one already, or new.
 pub(crate) fn check_edge_dir(store: &Store) -> Result<(), StorageError> {
     if store.meta(switchboard_storage::keys::KEY_SM)?.is_some() || store.last_log()?.is_some() {
@@ -366,15 +357,4 @@ pub(crate) fn check_edge_dir(store: &Store) -> Result<(), StorageError> {
         )));
     }
     Ok(())
-}
-
-/// Keep `disk`'s view of the free space current (a member's `disk::watch`
-/// does it beside Raft).
-pub(crate) async fn look_at_disk(disk: Arc<Disk>) {
-    let mut tick = tokio::time::interval(crate::disk::LOOK_EVERY);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        disk.look();
-    }
 }

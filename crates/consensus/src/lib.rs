@@ -93,6 +93,15 @@ pub(crate) type Raft = openraft::Raft<TypeConfig>;
 /// The state the query path reads: swapped whole after each applied batch.
 pub type Published = Arc<ArcSwap<State>>;
 
+/// A background task that ends with its owner: aborted when dropped.
+pub(crate) struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
 /// Map any displayable error into openraft's storage error for `subject`.
 fn io_err(
     subject: openraft::ErrorSubject<NodeId>,

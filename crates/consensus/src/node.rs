@@ -285,8 +285,8 @@ impl Node {
         let disk = Arc::new(Disk::new(id, store.clone(), settings.free_space_min_bytes));
         let stats = Arc::new(Stats::default());
         let (sm, published, applied) = StateMachine::open(store.clone(), disk.clone())?;
-        let feed = Arc::new(Feed::new(*applied.borrow()));
-        let sm = sm.with_stats(stats.clone()).with_feed(feed.clone());
+        let sm = sm.with_stats(stats.clone());
+        let feed = sm.feed();
         let config = Config {
             cluster_name: settings.cluster_name.clone(),
             heartbeat_interval: settings.heartbeat_ms,
@@ -310,7 +310,7 @@ impl Node {
         tokio::spawn(count_elections(raft.metrics(), stats.clone()));
         tokio::spawn(jobs::run(jobs::AcmeExpiry, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(jobs::run(crate::dnssec::KeySteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
-        tokio::spawn(disk::watch(disk.clone(), raft.clone()));
+        tokio::spawn(disk::watch(disk.clone(), Some(raft.clone())));
         let boot_tag = boot_tag();
         Ok(Node {
             id,
@@ -373,7 +373,7 @@ impl Node {
             shared: shared.clone(),
         };
         let follow = tokio::spawn(follow.run());
-        tokio::spawn(edge::look_at_disk(disk.clone()));
+        tokio::spawn(disk::watch(disk.clone(), None));
         let boot_tag = boot_tag();
         Ok(Node {
             id,
@@ -607,20 +607,18 @@ impl Node {
             return Err(vec![self.id]);
         }
         let ask = Ask { revision, tree: false };
-        let mut pending: Vec<Member> = self.status().members.into_iter().filter(|m| m.id != self.id).collect();
+        let mut pending = self.other_members();
         loop {
-            let asks = pending.iter().map(|m| {
-                let (peers, cluster, ask) = (self.peers.clone(), self.cluster.clone(), ask.clone());
-                let m = m.clone();
-                async move {
-                    match peers.applied(self.id, m.id, &m.info, &cluster, &ask).await {
-                        Ok(r) if r.applied >= revision => r.laggards,
-                        Ok(r) => [vec![m.id], r.laggards].concat(),
-                        Err(_) => vec![m.id],
-                    }
-                }
-            });
-            let lagging = futures::future::join_all(asks).await;
+            let answers = self.ask_members(&pending, &ask).await;
+            let lagging: Vec<Vec<NodeId>> = pending
+                .iter()
+                .zip(answers)
+                .map(|(m, answer)| match answer {
+                    Ok(r) if r.applied >= revision => r.laggards,
+                    Ok(r) => [vec![m.id], r.laggards].concat(),
+                    Err(_) => vec![m.id],
+                })
+                .collect();
             let below = self.followers.laggards(revision);
             let mut laggards: Vec<NodeId> = lagging.iter().flatten().copied().chain(below).collect();
             pending = pending.into_iter().zip(&lagging).filter(|(_, l)| !l.is_empty()).map(|(m, _)| m).collect();
@@ -640,19 +638,24 @@ impl Node {
     /// below each member (asked over the peer network, as
     /// `wait_applied_everywhere` does), each with the node that feeds it.
     pub async fn tree(&self) -> Vec<crate::TreeNode> {
-        let ask = Ask { revision: 0, tree: true };
-        let members: Vec<Member> = self.status().members.into_iter().filter(|m| m.id != self.id).collect();
-        let asks = members.iter().map(|m| {
-            let (peers, cluster, ask) = (self.peers.clone(), self.cluster.clone(), ask.clone());
-            async move { peers.applied(self.id, m.id, &m.info, &cluster, &ask).await.map(|r| r.tree).unwrap_or_default() }
-        });
+        let answers = self.ask_members(&self.other_members(), &Ask { revision: 0, tree: true }).await;
         let mut tree = self.followers.tree(self.id);
-        for below in futures::future::join_all(asks).await {
-            tree.extend(below);
-        }
+        tree.extend(answers.into_iter().flat_map(|a| a.map(|r| r.tree).unwrap_or_default()));
         let mut seen = HashSet::new();
         tree.retain(|t| t.id != self.id && seen.insert(t.id));
         tree
+    }
+
+    /// The members but this node (on an edge: as its upstream told it).
+    fn other_members(&self) -> Vec<Member> {
+        self.status().members.into_iter().filter(|m| m.id != self.id).collect()
+    }
+
+    /// Ask `members`, all at once, over the signed peer connections, how
+    /// far they and the trees below them are; their answers in order.
+    async fn ask_members(&self, members: &[Member], ask: &Ask) -> Vec<Result<Reach, String>> {
+        let asks = members.iter().map(|m| self.peers.applied(self.id, m.id, &m.info, &self.cluster, ask));
+        futures::future::join_all(asks).await
     }
 
     pub(crate) fn note_leader_contact(&self) {

@@ -22,7 +22,7 @@ use crate::network::PEER_MESSAGE_BYTES_MAX;
 use crate::peer_proto::raft_peer_server::RaftPeer;
 use crate::peer_proto::{PeerReply, PeerRequest};
 use crate::write::Proposal;
-use crate::{Node, NodeId, Raft, TypeConfig};
+use crate::{AbortOnDrop, Node, NodeId, Raft, TypeConfig};
 
 /// The server side of the peer protocol.
 pub struct PeerService {
@@ -224,15 +224,6 @@ async fn send_state(
                 return Some(revision);
             }
         }
-    }
-}
-
-/// Aborts its task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
     }
 }
 

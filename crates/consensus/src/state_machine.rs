@@ -69,9 +69,9 @@ impl StateMachine {
         StateMachine { stats, ..self }
     }
 
-    /// Pass applied entries to `feed`.
-    pub(crate) fn with_feed(self, feed: Arc<Feed>) -> StateMachine {
-        StateMachine { feed, ..self }
+    /// Where applied entries go for the followers below this node.
+    pub(crate) fn feed(&self) -> Arc<Feed> {
+        self.feed.clone()
     }
 
     fn publish(&self) {
