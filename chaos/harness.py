@@ -127,6 +127,7 @@ class Harness:
         # A write the diskfull nemesis may make without touching what the
         # workload checks: one of the clusters put again as it is.
         self.probe_cluster = None
+        self.ingress = None
         self.keep = args.keep
         self.cleaned = False
         self.caps = {"proxy": True}
@@ -170,6 +171,9 @@ class Harness:
         self.net = netenv.make_net(6, self.log, want_netns=not a.no_netns, allow_install=not a.no_install)
         self.caps["partition"] = self.net.can_partition
         self.caps["loss"] = self.net.can_loss
+        # Health checks need an ingress address every node reaches and one
+        # node can be cut off from: the harness's own, on the bridge.
+        self.caps["health"] = self.net.mode == "netns" and self.net.can_partition
         self.log(f"network: {self.net.mode} ({', '.join(f'{i}={ip}' for i, ip in self.net.ips.items())})")
         self.selection = self.select()
         groups = {n.group for n in self.selection}
@@ -275,6 +279,13 @@ class Harness:
         for c, ip in CLUSTERS.items():
             self._admin(["cluster", "put", c, "--ipv4", ip], f"cluster-{c}")
             self.probe_cluster = self.probe_cluster or (c, "--ipv4", ip)
+        if self.caps.get("health"):
+            # A health-checked cluster (no tenants) whose ingress is a
+            # listener of the harness's: the health nemeses kill it or cut
+            # one prober off from it.
+            self.ingress = nm.Ingress(self.net.harness_ip)
+            self._admin(["cluster", "put", nm.CHECKED, "--ipv4", self.net.harness_ip, "--check", f"tcp:{self.ingress.port}",
+                         "--check-interval-ms", "500", "--check-failures", "2", "--check-successes", "2"], "cluster-checked")
         clusters = sorted(CLUSTERS)
         for i, t in enumerate(self.tenants):
             c = clusters[i % len(clusters)]

@@ -7,11 +7,13 @@ and a true clock.
 """
 
 import os
+import socket
+import threading
 import time
 import urllib.error
 import urllib.request
 
-GROUPS = ["kill", "pause", "partition", "proxy", "loss", "restart", "diskfull", "clock"]
+GROUPS = ["kill", "pause", "partition", "proxy", "loss", "restart", "diskfull", "clock", "health"]
 
 
 class Nemesis:
@@ -325,6 +327,131 @@ class ClockSkew(Nemesis):
             nd.start(skew=0)
 
 
+# The health-checked cluster the harness puts (no tenants live on it).
+CHECKED = "checked"
+
+
+class Ingress:
+    """A TCP listener on the harness's bridge address standing in for a
+    cluster's ingress: it accepts and closes connections until stopped."""
+
+    def __init__(self, ip):
+        self.ip = ip
+        self.port = None
+        self.sock = None
+        self.start()
+
+    def start(self):
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind((self.ip, self.port or 0))
+        self.port = self.sock.getsockname()[1]
+        self.sock.listen(64)
+        self.sock.settimeout(0.1)
+        sock = self.sock
+        threading.Thread(target=self._accept, args=(sock,), daemon=True).start()
+
+    def _accept(self, sock):
+        while self.sock is sock:
+            try:
+                conn, _ = sock.accept()
+                conn.close()
+            except OSError:
+                pass
+
+    def stop(self):
+        sock, self.sock = self.sock, None
+        if sock:
+            sock.close()
+
+
+def checked_cluster(h):
+    """The checked cluster as the leader shows it, or None."""
+    lid = h.cluster.leader(timeout=10)
+    if lid is None:
+        return None
+    r = h.cluster.cli(h.cluster.nodes[lid], ["cluster", "get", CHECKED], timeout=10)
+    try:
+        return r.json() if r.ok else None
+    except ValueError:
+        return None
+
+
+class ProbeCut(Nemesis):
+    """One voter's probes cut off from the checked ingress (nftables in its
+    namespace): its own verdict turns down, but no quorum agrees, so no
+    health change may commit; the cluster stays healthy at its revision."""
+    group = "health"
+    name = "probe-cut"
+    needs = ("health",)
+
+    def failed_probes(self):
+        """The cut voter's failed probes so far, from its /metrics (None if unreadable)."""
+        nd = self.c.nodes[self.voter]
+        try:
+            with urllib.request.urlopen(f"http://{nd.ip}:{nd.ports['http']}/metrics", timeout=5) as r:
+                for line in r.read().decode(errors="replace").splitlines():
+                    if line.startswith("switchboard_health_probes_failed_total ") or line.startswith("switchboard_health_probes_failed "):
+                        return float(line.split()[1])
+        except OSError:
+            return None
+        return None
+
+    def start(self, rng):
+        self.before = checked_cluster(self.h)
+        self.voter = rng.choice(_voter_ids(self.h))
+        self.failed_before = self.failed_probes()
+        ing = self.h.ingress
+        self.h.net._nft(self.voter, f"add rule inet sbchaos output ip daddr {ing.ip} tcp dport {ing.port} drop\n")
+        return f"voter {self.voter}'s probes of {ing.ip}:{ing.port} dropped"
+
+    def heal(self):
+        after = checked_cluster(self.h)
+        failed = self.failed_probes()
+        self.h.net.heal()
+        if self.failed_before is not None and failed is not None:
+            if failed <= self.failed_before:
+                self.h.fail(f"probe-cut: voter {self.voter}'s probes did not fail while cut off ({failed} failed)")
+            else:
+                self.h.log(f"  voter {self.voter} saw {failed - self.failed_before:.0f} probes fail while cut off")
+        if self.before is None or after is None:
+            self.h.log("  probe-cut: the checked cluster could not be read; nothing compared")
+            return
+        if after.get("revision") != self.before.get("revision") or after.get("health") != "healthy":
+            self.h.fail(f"probe-cut: one prober cut off changed the checked cluster: revision "
+                        f"{self.before.get('revision')} -> {after.get('revision')}, health {after.get('health')}, "
+                        f"down {after.get('down')}")
+        else:
+            self.h.log(f"  no health change committed (cluster {CHECKED} at revision {after.get('revision')}, healthy)")
+
+
+class IngressDown(Nemesis):
+    """The checked ingress dies: every prober sees it, a quorum agrees, and
+    the leader commits it down; it returns and is committed healthy. Each
+    within HEALTH_WITHIN seconds, across whatever else the cluster went through."""
+    group = "health"
+    name = "ingress-down"
+    needs = ("health",)
+    HEALTH_WITHIN = 20.0
+
+    def _await(self, health):
+        t0 = time.monotonic()
+        if wait_until(lambda: (checked_cluster(self.h) or {}).get("health") == health, self.HEALTH_WITHIN, 0.3):
+            self.h.log(f"  checked cluster committed {health} {time.monotonic() - t0:.1f} s later")
+        else:
+            self.h.fail(f"ingress-down: the checked cluster was not committed {health} within {self.HEALTH_WITHIN:.0f} s: "
+                        f"{checked_cluster(self.h)}")
+
+    def start(self, rng):
+        self.h.ingress.stop()
+        return f"ingress {self.h.ingress.ip}:{self.h.ingress.port} stopped"
+
+    def heal(self):
+        self._await("down")
+        self.h.ingress.start()
+        self._await("healthy")
+
+
 def catalogue(h):
     """Every nemesis variant by group."""
     return {
@@ -337,12 +464,13 @@ def catalogue(h):
         "restart": [Restart(h)],
         "diskfull": [DiskFull(h)],
         "clock": [ClockSkew(h)],
+        "health": [ProbeCut(h), IngressDown(h)],
     }
 
 
 # One round of each, in the order the seed shuffles: what --quick runs.
 QUICK = ["kill-leader", "kill-follower", "kill-relay", "kill-edge", "pause-leader", "partition-leader", "partition-split",
-         "partition-oneway", "proxy", "loss", "restart-all", "diskfull", "clock"]
+         "partition-oneway", "proxy", "loss", "restart-all", "diskfull", "clock", "probe-cut", "ingress-down"]
 
 
 def wait_until(pred, timeout, step=0.2):

@@ -1,6 +1,7 @@
 //! Conversions between generated API types and domain types, one family per
 //! section. Inbound conversions validate and name the field at fault.
 
+use switchboard_domain::health::{self, AllDown, Check, Probe};
 use switchboard_domain::model::WEIGHT_DEFAULT;
 use switchboard_domain::{name, Challenge, Cluster, ClusterState, Credential, Role, Rule, Scope, State, Tenant, ValidationError, Zone};
 
@@ -87,9 +88,70 @@ pub fn cluster_in(c: proto::Cluster) -> Result<Cluster, ValidationError> {
         dedicated: c.dedicated,
         weight: c.weight.unwrap_or(WEIGHT_DEFAULT),
         state,
+        check: c.check.map(check_in).transpose()?,
+        failover: (!c.failover.is_empty()).then_some(c.failover),
+        all_down: if c.fail_closed { AllDown::FailClosed } else { AllDown::FailOpen },
+        down: Vec::new(),
         revision: 0,
     }
     .validate()
+}
+
+/// A cluster as `get`, `list` and `put` show it: with its tenant count and
+/// the cluster that serves its tenants now.
+pub fn cluster_view(state: &State, c: &Cluster) -> proto::Cluster {
+    let mut out = cluster_out(c, state.tenants_on(&c.id));
+    out.serving = state.serving(c).0.id.clone();
+    out
+}
+
+fn check_in(c: proto::HealthCheck) -> Result<Check, ValidationError> {
+    let port = u16::try_from(c.port).map_err(|_| ValidationError::new("cluster.check.port", format!("{} is not a port", c.port)))?;
+    let probe = match c.protocol.as_str() {
+        "tcp" => Probe::Tcp { port },
+        "http" | "https" => Probe::Http {
+            port,
+            tls: c.protocol == "https",
+            path: if c.path.is_empty() { "/".into() } else { c.path },
+            host: (!c.host.is_empty()).then_some(c.host),
+            status: match c.status {
+                0 => None,
+                s => {
+                    Some(u16::try_from(s).map_err(|_| ValidationError::new("cluster.check.status", format!("{s} is not an HTTP status")))?)
+                }
+            },
+        },
+        other => return Err(ValidationError::new("cluster.check.protocol", format!("{other:?} is not tcp, http or https"))),
+    };
+    let or = |v: u32, default: u32| if v == 0 { default } else { v };
+    let interval_ms = or(c.interval_ms, health::INTERVAL_MS_DEFAULT);
+    Ok(Check {
+        probe,
+        interval_ms,
+        timeout_ms: or(c.timeout_ms, health::TIMEOUT_MS_DEFAULT.min(interval_ms)),
+        failures: or(c.failures, health::FAILURES_DEFAULT),
+        successes: or(c.successes, health::SUCCESSES_DEFAULT),
+    })
+}
+
+fn check_out(c: &Check) -> proto::HealthCheck {
+    let (protocol, path, host, status) = match &c.probe {
+        Probe::Tcp { .. } => ("tcp", String::new(), String::new(), 0),
+        Probe::Http { tls, path, host, status, .. } => {
+            (if *tls { "https" } else { "http" }, path.clone(), host.clone().unwrap_or_default(), status.map_or(0, u32::from))
+        }
+    };
+    proto::HealthCheck {
+        protocol: protocol.into(),
+        port: u32::from(c.probe.port()),
+        path,
+        host,
+        status,
+        interval_ms: c.interval_ms,
+        timeout_ms: c.timeout_ms,
+        failures: c.failures,
+        successes: c.successes,
+    }
 }
 
 pub fn cluster_out(c: &Cluster, tenants: u64) -> proto::Cluster {
@@ -107,6 +169,12 @@ pub fn cluster_out(c: &Cluster, tenants: u64) -> proto::Cluster {
         } as i32,
         revision: c.revision,
         tenants,
+        check: c.check.as_ref().map(check_out),
+        failover: c.failover.clone().unwrap_or_default(),
+        fail_closed: c.all_down == AllDown::FailClosed,
+        down: c.down.iter().map(ToString::to_string).collect(),
+        health: c.health().as_str().into(),
+        serving: String::new(),
     }
 }
 

@@ -13,7 +13,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
-use crate::convert::{self, cluster_out, tenant_out, zone_out};
+use crate::convert::{self, tenant_out, zone_out};
 use switchboard_consensus::{NodeId, Proposal};
 
 use crate::auth::{Auth, Caller};
@@ -384,8 +384,7 @@ impl clusters_server::Clusters for Api {
         let Outcome::Cluster(c) = outcome else {
             return Err(Status::internal(format!("unexpected outcome {outcome:?}")));
         };
-        let held = self.node.state().tenants_on(&c.id);
-        Ok(Response::new(proto::PutClusterResponse { revision, cluster: Some(cluster_out(&c, held)) }))
+        Ok(Response::new(proto::PutClusterResponse { revision, cluster: Some(convert::cluster_view(&self.node.state(), &c)) }))
     }
 
     async fn get_cluster(&self, req: Request<proto::GetClusterRequest>) -> Reply<proto::Cluster> {
@@ -393,14 +392,13 @@ impl clusters_server::Clusters for Api {
         let id = convert::label("id", &req.into_inner().id).map_err(status::invalid)?;
         let state = self.node.state();
         let c = state.cluster(&id).ok_or_else(|| Status::not_found(format!("cluster {id:?} not found")))?;
-        let held = state.tenants_on(&id);
-        Ok(Response::new(cluster_out(c, held)))
+        Ok(Response::new(convert::cluster_view(&state, c)))
     }
 
     async fn list_clusters(&self, req: Request<proto::ListClustersRequest>) -> Reply<proto::ListClustersResponse> {
         self.check(&req, Access::ReadData)?;
         let state = self.node.state();
-        let clusters = state.clusters().map(|c| cluster_out(c, state.tenants_on(&c.id))).collect();
+        let clusters = state.clusters().map(|c| convert::cluster_view(&state, c)).collect();
         Ok(Response::new(proto::ListClustersResponse { clusters }))
     }
 

@@ -321,6 +321,35 @@ pub struct ClusterPut {
     /// active, draining or down (default active).
     #[arg(long, value_enum, ignore_case = true, default_value_t = ClusterState::Active)]
     pub state: ClusterState,
+    /// Check every ingress address: tcp:PORT, http:PORT/PATH or https:PORT/PATH.
+    #[arg(long, value_name = "PROBE")]
+    pub check: Option<String>,
+    /// How often each prober checks each address (default 10000).
+    #[arg(long, requires = "check")]
+    pub check_interval_ms: Option<u32>,
+    /// A probe not done within this fails (default 2000, at most the interval).
+    #[arg(long, requires = "check")]
+    pub check_timeout_ms: Option<u32>,
+    /// Consecutive failures for a prober to call an address down (default 3).
+    #[arg(long, requires = "check")]
+    pub check_failures: Option<u32>,
+    /// Consecutive successes for a prober to call it healthy again (default 2).
+    #[arg(long, requires = "check")]
+    pub check_successes: Option<u32>,
+    /// HTTP Host header of the probe (default: the address).
+    #[arg(long, requires = "check")]
+    pub check_host: Option<String>,
+    /// HTTP status the probe expects (default: any 2xx or 3xx).
+    #[arg(long, requires = "check")]
+    pub check_status: Option<u32>,
+    /// Answer this cluster's tenants with FAILOVER's addresses while every
+    /// address of this one is down (or it is marked down).
+    #[arg(long, value_name = "CLUSTER")]
+    pub failover: Option<String>,
+    /// With every address down and no answerable failover, answer no address
+    /// (default: every address, failing open).
+    #[arg(long)]
+    pub fail_closed: bool,
 }
 
 #[derive(Debug, Clone, Subcommand)]

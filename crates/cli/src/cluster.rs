@@ -22,8 +22,10 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ClusterCmd) -> Result<Output> {
                 dedicated: p.dedicated,
                 weight: p.weight,
                 state: v1::ClusterState::from(p.state) as i32,
-                revision: 0,
-                tenants: 0,
+                check: p.check.as_deref().map(|spec| check(p, spec)).transpose()?,
+                failover: p.failover.clone().unwrap_or_default(),
+                fail_closed: p.fail_closed,
+                ..Default::default()
             };
             let r = c.put_cluster(v1::PutClusterRequest { cluster: Some(cluster), options }).await.map_err(status)?.into_inner();
             let cl = r.cluster.unwrap_or_default();
@@ -46,11 +48,43 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ClusterCmd) -> Result<Output> {
     }
 }
 
+/// The check of `cluster put`: `--check` and the `--check-*` settings (0
+/// for what is not given: the server's defaults).
+fn check(p: &crate::ClusterPut, spec: &str) -> Result<v1::HealthCheck> {
+    let probe = switchboard_domain::health::Probe::parse("--check", spec)?;
+    let (protocol, path) = match &probe {
+        switchboard_domain::health::Probe::Tcp { .. } => ("tcp", String::new()),
+        switchboard_domain::health::Probe::Http { tls, path, .. } => (if *tls { "https" } else { "http" }, path.clone()),
+    };
+    Ok(v1::HealthCheck {
+        protocol: protocol.into(),
+        port: u32::from(probe.port()),
+        path,
+        host: p.check_host.clone().unwrap_or_default(),
+        status: p.check_status.unwrap_or(0),
+        interval_ms: p.check_interval_ms.unwrap_or(0),
+        timeout_ms: p.check_timeout_ms.unwrap_or(0),
+        failures: p.check_failures.unwrap_or(0),
+        successes: p.check_successes.unwrap_or(0),
+    })
+}
+
 fn rows(cs: &[v1::Cluster], revision: Option<u64>) -> comfy_table::Table {
     let rows = cs.iter().map(|c| {
-        let mut ingress: Vec<String> = c.ipv4.iter().chain(c.ipv6.iter()).cloned().collect();
+        // A down address is marked where it is listed.
+        let mark = |a: &String| if c.down.contains(a) { format!("{a} (down)") } else { a.clone() };
+        let mut ingress: Vec<String> = c.ipv4.iter().chain(c.ipv6.iter()).map(mark).collect();
         if !c.hostname.is_empty() {
             ingress.push(c.hostname.clone());
+        }
+        let mut health = match &c.check {
+            Some(k) => format!("{} ({}:{})", c.health, k.protocol, k.port),
+            None => "unchecked".into(),
+        };
+        if !c.serving.is_empty() && c.serving != c.id {
+            health.push_str(&format!(", served by {}", c.serving));
+        } else if !c.failover.is_empty() {
+            health.push_str(&format!(", failover {}", c.failover));
         }
         [
             c.id.clone(),
@@ -59,8 +93,9 @@ fn rows(cs: &[v1::Cluster], revision: Option<u64>) -> comfy_table::Table {
             c.weight.unwrap_or_default().to_string(),
             c.tenants.to_string(),
             ingress.join(","),
+            health,
             revision.unwrap_or(c.revision).to_string(),
         ]
     });
-    table(&["ID", "STATE", "DEDICATED", "WEIGHT", "TENANTS", "INGRESS", "REVISION"], rows)
+    table(&["ID", "STATE", "DEDICATED", "WEIGHT", "TENANTS", "INGRESS", "HEALTH", "REVISION"], rows)
 }

@@ -176,6 +176,50 @@ pub struct ClusterView {
     pub state: &'static str,
     pub tenants: u64,
     pub revision: u64,
+    /// healthy, degraded or down (as committed from the probers' verdicts).
+    pub health: String,
+    pub down: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub check: Option<CheckView>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub failover: String,
+    pub fail_closed: bool,
+    /// The cluster its tenants are answered with now.
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub serving: String,
+}
+
+/// A cluster's health check.
+#[derive(Debug, Serialize)]
+pub struct CheckView {
+    pub protocol: String,
+    pub port: u32,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub path: String,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub status: Option<u32>,
+    pub interval_ms: u32,
+    pub timeout_ms: u32,
+    pub failures: u32,
+    pub successes: u32,
+}
+
+impl From<&v1::HealthCheck> for CheckView {
+    fn from(c: &v1::HealthCheck) -> Self {
+        CheckView {
+            protocol: c.protocol.clone(),
+            port: c.port,
+            path: c.path.clone(),
+            host: c.host.clone(),
+            status: (c.status != 0).then_some(c.status),
+            interval_ms: c.interval_ms,
+            timeout_ms: c.timeout_ms,
+            failures: c.failures,
+            successes: c.successes,
+        }
+    }
 }
 
 /// A cluster's state by name; an unknown number reads as active, as the
@@ -200,6 +244,12 @@ impl From<&v1::Cluster> for ClusterView {
             state: state_name(c.state),
             tenants: c.tenants,
             revision: c.revision,
+            health: c.health.clone(),
+            down: c.down.clone(),
+            check: c.check.as_ref().map(CheckView::from),
+            failover: c.failover.clone(),
+            fail_closed: c.fail_closed,
+            serving: c.serving.clone(),
         }
     }
 }
@@ -649,8 +699,8 @@ pub enum EventValue {
     Challenge(ChallengeView),
 }
 
-/// A cluster in an event: its identity and ingress only (what DNS answers
-/// with), as events have always shown it.
+/// A cluster in an event: its identity, ingress and health (what DNS
+/// answers with).
 #[derive(Debug, Serialize)]
 pub struct EventCluster {
     pub id: String,
@@ -658,6 +708,11 @@ pub struct EventCluster {
     pub ipv6: Vec<String>,
     pub hostname: String,
     pub revision: u64,
+    pub health: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub down: Vec<String>,
+    #[serde(skip_serializing_if = "String::is_empty")]
+    pub failover: String,
 }
 
 impl From<&v1::Event> for EventView {
@@ -677,6 +732,9 @@ impl From<&v1::Event> for EventView {
                     ipv6: c.ipv6.clone(),
                     hostname: c.hostname.clone(),
                     revision: c.revision,
+                    health: c.health.clone(),
+                    down: c.down.clone(),
+                    failover: c.failover.clone(),
                 }),
                 V::Tenant(t) => EventValue::Tenant(t.into()),
                 V::Challenge(c) => EventValue::Challenge(c.into()),

@@ -13,6 +13,7 @@ mod disk;
 mod dnssec;
 mod edge;
 mod feed;
+mod health;
 mod jobs;
 mod log_store;
 mod metrics;

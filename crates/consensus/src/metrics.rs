@@ -44,6 +44,14 @@ fn feed(e: &mut DescriptorEncoder, node: &Node, st: &crate::NodeStatus) -> Resul
         ("switchboard_feed_states_sent", "Whole states sent to followers behind the tail.", &stats.feed_states),
         ("switchboard_edge_upstream_streams", "On an edge: streams opened to an upstream (a failover opens one).", &stats.upstream_streams),
         ("switchboard_edge_entries_applied", "On an edge: log entries applied from upstreams.", &stats.upstream_entries),
+        ("switchboard_health_probes_passed", "Health probes of ingress addresses this node made that passed.", &stats.health_probes_ok),
+        ("switchboard_health_probes_failed", "Health probes of ingress addresses this node made that failed.", &stats.health_probes_failed),
+        ("switchboard_health_reports_sent", "Reports of this prober's verdicts delivered to the leader.", &stats.health_reports),
+        (
+            "switchboard_health_reports_failed",
+            "Reports of this prober's verdicts the leader could not be reached with.",
+            &stats.health_reports_failed,
+        ),
     ];
     for (name, help, v) in sent {
         counter(e, name, help, v.load(Ordering::Relaxed))?;

@@ -164,6 +164,26 @@ impl PeerPool {
     }
 }
 
+impl PeerPool {
+    /// Hand a prober's report (a `health::Report`) to the leader `to` (at `info`).
+    pub(crate) async fn health(
+        &self,
+        from: NodeId,
+        to: NodeId,
+        info: &NodeInfo,
+        cluster: &str,
+        report: &impl Serialize,
+    ) -> Result<(), String> {
+        let mut client = self.client(&info.peer)?;
+        let payload = encode("health report", report).map_err(|e| e.to_string())?;
+        let mut request =
+            tonic::Request::new(self.auth.sign(PeerRequest { from, to, cluster: cluster.to_string(), payload, mac: Vec::new() }));
+        request.set_timeout(APPLIED_TIMEOUT);
+        let reply = client.health(request).await.map_err(|s| format!("node {to} at {}: {}", info.peer, s.message()))?;
+        decode::<Result<(), String>>("health reply", &reply.into_inner().payload).map_err(|e| e.to_string())?
+    }
+}
+
 /// Creates peer clients for openraft.
 #[derive(Debug, Clone)]
 pub struct PeerNetwork {

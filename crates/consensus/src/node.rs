@@ -45,6 +45,8 @@ pub struct RaftSettings {
     /// Below this many free bytes on the data dir's file system, client
     /// writes are refused and the node steps back from leading (see `disk`).
     pub free_space_min_bytes: u64,
+    /// The node's region (empty when none), which its health reports carry.
+    pub region: String,
 }
 
 impl Default for RaftSettings {
@@ -73,6 +75,7 @@ impl Default for RaftSettings {
             // memtable flush (RocksDB's default write buffer is 64 MiB) and
             // the entries replicated meanwhile.
             free_space_min_bytes: 128 * 1024 * 1024,
+            region: String::new(),
         }
     }
 }
@@ -104,6 +107,8 @@ pub struct Node {
     feed: Arc<Feed>,
     /// Who follows this node's feed, and how far they are.
     followers: Arc<Followers>,
+    /// The probers' health reports, weighed while this node leads.
+    health: Arc<crate::health::Reports>,
     started: Instant,
     /// Milliseconds after `started` at which a leader last reached this node
     /// (set by the peer service on every append-entries, heartbeats included).
@@ -311,6 +316,24 @@ impl Node {
         tokio::spawn(jobs::run(jobs::AcmeExpiry, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(jobs::run(crate::dnssec::KeySteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), Some(raft.clone())));
+        let health = Arc::<crate::health::Reports>::default();
+        tokio::spawn(jobs::run(
+            crate::health::Quorum::new(health.clone(), raft.clone()),
+            raft.clone(),
+            published.clone(),
+            queue.clone(),
+            disk.clone(),
+        ));
+        let deliver = crate::health::Deliver {
+            id,
+            cluster: settings.cluster_name.clone(),
+            region: settings.region.clone(),
+            raft: raft.clone(),
+            peers: peers.clone(),
+            reports: health.clone(),
+            stats: stats.clone(),
+        };
+        tokio::spawn(crate::health::prober(deliver, published.clone()));
         let boot_tag = boot_tag();
         Ok(Node {
             id,
@@ -323,6 +346,7 @@ impl Node {
             peers,
             feed,
             followers: Arc::default(),
+            health,
             started: Instant::now(),
             leader_contact_ms: AtomicU64::new(u64::MAX),
             auto_ids: AtomicU64::new(0),
@@ -386,6 +410,7 @@ impl Node {
             peers,
             feed,
             followers,
+            health: Arc::default(),
             started: Instant::now(),
             leader_contact_ms: AtomicU64::new(u64::MAX),
             auto_ids: AtomicU64::new(0),
@@ -445,6 +470,17 @@ impl Node {
         let membership = m.membership_config.membership();
         let leader = m.current_leader.and_then(|id| membership.get_node(&id).map(|info| (id, info.clone())));
         Fresh { at_ms, leader, members: members_of(&m), revision }
+    }
+
+    /// Take a prober's report: only the leader weighs them.
+    pub(crate) fn take_health_report(&self, from: NodeId, report: crate::health::Report) -> Result<(), String> {
+        match self.metrics() {
+            Some(m) if m.current_leader == Some(self.id) => {
+                self.health.take(from, report);
+                Ok(())
+            }
+            _ => Err(format!("node {} is not the leader", self.id)),
+        }
     }
 
     /// Whether this node and the tree below it have applied `ask.revision`.

@@ -289,4 +289,10 @@ impl RaftPeer for PeerService {
         let ask: crate::feed::Ask = self.check(req)?;
         reply(&self.node.reach(ask))
     }
+
+    async fn health(&self, req: tonic::Request<PeerRequest>) -> Result<tonic::Response<PeerReply>, tonic::Status> {
+        let from = req.get_ref().from;
+        let report: crate::health::Report = self.check(req)?;
+        reply(&self.node.take_health_report(from, report))
+    }
 }

@@ -38,6 +38,12 @@ pub(crate) struct Stats {
     /// On an edge: streams opened to an upstream, and entries applied from them.
     pub upstream_streams: AtomicU64,
     pub upstream_entries: AtomicU64,
+    /// Health probes this node made, passed and failed, and the reports
+    /// of its verdicts delivered to the leader (or not).
+    pub health_probes_ok: AtomicU64,
+    pub health_probes_failed: AtomicU64,
+    pub health_reports: AtomicU64,
+    pub health_reports_failed: AtomicU64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -65,6 +71,10 @@ impl Default for Stats {
             feed_states: AtomicU64::new(0),
             upstream_streams: AtomicU64::new(0),
             upstream_entries: AtomicU64::new(0),
+            health_probes_ok: AtomicU64::new(0),
+            health_probes_failed: AtomicU64::new(0),
+            health_reports: AtomicU64::new(0),
+            health_reports_failed: AtomicU64::new(0),
         }
     }
 }

@@ -49,7 +49,13 @@ pub enum Command {
     PutCluster {
         cluster: Cluster,
     },
-    /// Refused while the cluster holds tenants.
+    /// The addresses of a checked cluster that a quorum of probers found
+    /// down (all others are healthy), committed by the leader.
+    SetHealth {
+        cluster: String,
+        down: Vec<std::net::IpAddr>,
+    },
+    /// Refused while the cluster holds tenants or is another's failover.
     DeleteCluster {
         id: String,
     },
@@ -232,7 +238,7 @@ impl Command {
             Command::PutZone { zone } => (Kind::Zone, zone.apex.to_ascii_lowercase()),
             Command::DeleteZone { apex } => (Kind::Zone, apex.to_ascii_lowercase()),
             Command::PutCluster { cluster } => (Kind::Cluster, cluster.id.to_ascii_lowercase()),
-            Command::DeleteCluster { id } => (Kind::Cluster, id.to_ascii_lowercase()),
+            Command::DeleteCluster { id } | Command::SetHealth { cluster: id, .. } => (Kind::Cluster, id.to_ascii_lowercase()),
             Command::CreateTenant { id, .. }
             | Command::DeleteTenant { id }
             | Command::PinTenant { id, .. }
@@ -271,6 +277,7 @@ impl Command {
             Command::DeleteZone { .. } => "delete_zone",
             Command::PutCluster { .. } => "put_cluster",
             Command::DeleteCluster { .. } => "delete_cluster",
+            Command::SetHealth { .. } => "set_health",
             Command::CreateTenant { .. } => "create_tenant",
             Command::DeleteTenant { .. } => "delete_tenant",
             Command::PinTenant { .. } => "pin_tenant",

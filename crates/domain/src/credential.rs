@@ -211,6 +211,9 @@ pub fn authorize(state: &State, credential: &Credential, access: Access<'_>) -> 
     match (credential.role, &credential.scope, access) {
         (Role::Admin, _, Access::Write(Command::ExpireAcme)) => deny("expire challenges: the leader does that"),
         (Role::Admin, _, Access::Write(Command::DnssecStep { .. })) => deny("step DNSSEC keys: the leader does that"),
+        (Role::Admin, _, Access::Write(Command::SetHealth { .. })) => {
+            deny("set address health: the leader does that, from its probers' verdicts")
+        }
         (Role::Admin, _, _) => Ok(()),
         (_, _, Access::ReadStatus) => Ok(()),
         (_, _, Access::Credentials) => deny("manage credentials: that needs an admin"),
@@ -240,6 +243,7 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
         Command::Update { .. } => Err("send RFC 2136 updates: they come over DNS, signed with a TSIG key".into()),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
         Command::DnssecStep { .. } => Err("step DNSSEC keys: the leader does that".into()),
+        Command::SetHealth { .. } => Err("set address health: the leader does that, from its probers' verdicts".into()),
         _ if *scope == Scope::All => Ok(()),
         Command::Batch { rows, .. } => rows
             .iter()

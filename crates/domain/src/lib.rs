@@ -7,6 +7,8 @@ pub mod command;
 pub mod credential;
 pub mod dnssec;
 pub mod error;
+pub mod health;
+pub mod ingress;
 pub mod kind;
 pub mod masterfile;
 pub mod model;

@@ -845,6 +845,17 @@ pub struct Cluster {
     pub dedicated: bool,
     pub weight: u32,
     pub state: ClusterState,
+    /// How its addresses are checked; unchecked addresses are always answered.
+    pub check: Option<crate::health::Check>,
+    /// The cluster whose addresses its tenants are answered with while
+    /// every address of this one is down.
+    pub failover: Option<String>,
+    /// What is answered when every address is down and no failover
+    /// cluster has a healthy one.
+    pub all_down: crate::health::AllDown,
+    /// The addresses a quorum of probers found down, sorted: set only by
+    /// `Command::SetHealth` (a put keeps those of its addresses that stay).
+    pub down: Vec<std::net::IpAddr>,
     /// Revision of the last change.
     pub revision: u64,
 }
@@ -860,6 +871,10 @@ impl Cluster {
             dedicated: false,
             weight: WEIGHT_DEFAULT,
             state: ClusterState::Active,
+            check: None,
+            failover: None,
+            all_down: crate::health::AllDown::FailOpen,
+            down: Vec::new(),
             revision: 0,
         }
     }
@@ -893,12 +908,68 @@ impl Cluster {
         if !(WEIGHT_MIN..=WEIGHT_MAX).contains(&self.weight) {
             return Err(ValidationError::new("cluster.weight", format!("{} is outside {WEIGHT_MIN}..={WEIGHT_MAX}", self.weight)));
         }
+        if let Some(check) = self.check.take() {
+            if self.ipv4.is_empty() && self.ipv6.is_empty() {
+                return Err(ValidationError::new("cluster.check", "a cluster without ingress addresses has nothing to check"));
+            }
+            self.check = Some(check.validate()?);
+        }
+        if let Some(f) = self.failover.take() {
+            let f = name::label("cluster.failover", &f)?;
+            if f == self.id {
+                return Err(ValidationError::new("cluster.failover", "a cluster cannot fail over to itself"));
+            }
+            self.failover = Some(f);
+        }
+        // Health is the probers' to say, not the client's.
+        self.down.clear();
         Ok(self)
     }
 
     /// Can receive tenants by hashed placement.
     pub fn placeable(&self) -> bool {
         self.state == ClusterState::Active && !self.dedicated
+    }
+}
+
+/// Its addresses and their committed health.
+impl Cluster {
+    /// Every ingress address, IPv4 first.
+    pub fn addresses(&self) -> impl Iterator<Item = std::net::IpAddr> + '_ {
+        self.ipv4.iter().map(|a| std::net::IpAddr::V4(*a)).chain(self.ipv6.iter().map(|a| std::net::IpAddr::V6(*a)))
+    }
+
+    /// Whether a quorum of probers found `a` down (as committed).
+    pub fn is_down(&self, a: std::net::IpAddr) -> bool {
+        !self.down.is_empty() && self.down.binary_search(&a).is_ok()
+    }
+
+    /// Whether its tenants may be answered with its addresses: some are
+    /// healthy and the operator has not marked it `down`.
+    pub fn answerable(&self) -> bool {
+        self.state != ClusterState::Down && self.health() != crate::health::Health::Down
+    }
+
+    pub fn health(&self) -> crate::health::Health {
+        if self.down.is_empty() {
+            crate::health::Health::Healthy
+        } else if self.down.len() >= self.ipv4.len() + self.ipv6.len() {
+            crate::health::Health::Down
+        } else {
+            crate::health::Health::Degraded
+        }
+    }
+
+    /// Whether `other` has the same addresses and host name.
+    pub fn same_ingress(&self, other: &Cluster) -> bool {
+        self.ipv4 == other.ipv4 && self.ipv6 == other.ipv6 && self.hostname == other.hostname
+    }
+
+    /// Whether `other` has the same verdicts and the same answer when all
+    /// are down: what decides which cluster serves its tenants, so the
+    /// `service-tenant` CNAMEs as well as the addresses.
+    pub fn same_health(&self, other: &Cluster) -> bool {
+        self.down == other.down && self.failover == other.failover && self.all_down == other.all_down && self.state == other.state
     }
 }
 

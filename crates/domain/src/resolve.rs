@@ -306,7 +306,10 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
                 for (j, s) in services.iter().enumerate() {
                     let Some(key) = model::service_key(label, s) else { continue };
                     if let Some(t) = state.tenant_by_key(key) {
-                        let cname = expand_target(target, s, &t.cluster, &t.id);
+                        // While every address of its cluster is down, the
+                        // cluster that answers for it instead.
+                        let cluster = state.cluster(&t.cluster).map_or(t.cluster.as_str(), |c| state.serving(c).0.id.as_str());
+                        let cname = expand_target(target, s, cluster, &t.id);
                         // Ids near the length limit can overflow a label of the
                         // template: such a name has no answer rather than a broken one.
                         if !name::is_absolute(&cname) {
@@ -397,15 +400,16 @@ fn tenant_host_ttl(zone: &Zone) -> Option<Option<u32>> {
 }
 
 /// A `tenant-host` answer for the tenant (or alias) `key`, owned by `owner`:
-/// the cluster's ingress addresses, or a CNAME to its ingress host name.
+/// the serving cluster's answered addresses (`ingress::serving`: its own
+/// healthy ones, or its failover's), or a CNAME to its ingress host name.
 /// `None` when the tenant is unknown or its cluster has no ingress.
 fn tenant_host(state: &State, zone: &Zone, ttl: Option<u32>, key: &str, owner: &str) -> Option<Vec<Record>> {
     let t = state.tenant_by_key(key)?;
-    let c = state.cluster(&t.cluster)?;
+    let (c, answered) = state.serving(state.cluster(&t.cluster)?);
     let ttl = ttl.unwrap_or(zone.spec.ttl);
     let record = |data| Record { name: owner.to_string(), ttl, data };
-    let mut rrs: Vec<Record> = c.ipv4.iter().map(|a| record(RData::A(*a))).collect();
-    rrs.extend(c.ipv6.iter().map(|a| record(RData::Aaaa(*a))));
+    let mut rrs: Vec<Record> = c.ipv4.iter().filter(|a| answered.includes(c, (**a).into())).map(|a| record(RData::A(*a))).collect();
+    rrs.extend(c.ipv6.iter().filter(|a| answered.includes(c, (**a).into())).map(|a| record(RData::Aaaa(*a))));
     if rrs.is_empty() {
         rrs.extend(c.hostname.clone().map(|h| record(RData::Cname(h))));
     }
@@ -600,12 +604,13 @@ pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::
             Kind::Zone if zone.spec.catalog || name::is_within(&c.key, zone.apex()) => return None,
             Kind::Zone => {}
             Kind::Cluster => {
-                let ingress = |v: &Option<Value>| match v {
-                    Some(Value::Cluster(c)) => Some((c.ipv4.clone(), c.ipv6.clone(), c.hostname.clone())),
-                    _ => None,
+                let (ingress, health) = match (&c.before, &c.after) {
+                    (Some(Value::Cluster(b)), Some(Value::Cluster(a))) => (b.same_ingress(a), b.same_health(a)),
+                    _ => (false, false),
                 };
-                let holds_tenants = old.tenants_on(&c.key) > 0 || new.tenants_on(&c.key) > 0;
-                if holds_tenants && ingress(&c.before) != ingress(&c.after) && tenant_host_ttl(zone).is_some() {
+                // Health decides the serving cluster, which service CNAMEs name too.
+                let changes = !health || (!ingress && tenant_host_ttl(zone).is_some());
+                if changes && (old.answers_tenants(&c.key) || new.answers_tenants(&c.key)) {
                     return None;
                 }
             }

@@ -1849,3 +1849,60 @@ fn a_retried_batch_applies_once() {
     assert!(matches!(r, Err(CommandError::Invalid(ref v)) if v.field == "options.request_id"), "{r:?}");
     assert!(w.state.tenant("t5").is_none());
 }
+
+#[test]
+fn health_verdicts_shape_answers_and_fail_over() {
+    use crate::health::{AllDown, Check, Probe};
+    use std::net::IpAddr;
+    let mut w = World::new();
+    let a1: IpAddr = "198.51.100.11".parse().unwrap();
+    let a2: IpAddr = "198.51.100.12".parse().unwrap();
+    let checked = Cluster {
+        ipv4: vec![Ipv4Addr::new(198, 51, 100, 11), Ipv4Addr::new(198, 51, 100, 12)],
+        check: Some(Check::new(Probe::Tcp { port: 443 })),
+        failover: Some("mt2".into()),
+        ..Cluster::new("mt3")
+    };
+    // Health is the leader's to set, and only on a checked cluster's own addresses.
+    assert!(w.run(Command::SetHealth { cluster: "mt1".into(), down: vec![] }).is_err());
+    w.ok(Command::PutCluster { cluster: checked.clone() });
+    w.ok(Command::CreateTenant { id: "replbot".into(), cluster: Some("mt3".into()) });
+    let e = w.run(Command::SetHealth { cluster: "mt3".into(), down: vec!["192.0.2.1".parse().unwrap()] }).unwrap_err();
+    assert!(e.to_string().starts_with("down[0]: "), "{e}");
+    let addresses = |w: &World| -> Vec<RData> {
+        resolve(&w.state, "replbot.apps.example.test.", RType::A).answers.into_iter().map(|r| r.data).collect()
+    };
+    let cname = |w: &World| cname_target(&resolve(&w.state, "ws-replbot.apps.example.test.", RType::Cname));
+    assert_eq!(addresses(&w).len(), 2);
+    let serial = w.state.serial_revision(w.state.zone(APEX).unwrap());
+
+    // One address down: left out of answers, the zone's serial moves.
+    w.ok(Command::SetHealth { cluster: "mt3".into(), down: vec![a1] });
+    assert_eq!(addresses(&w), vec![RData::A(Ipv4Addr::new(198, 51, 100, 12))]);
+    assert!(w.state.serial_revision(w.state.zone(APEX).unwrap()) > serial);
+    assert_eq!(cname(&w).as_deref(), Some("ws-mt3.example.test."));
+    // A put keeps the verdicts of the addresses that stay.
+    w.ok(Command::PutCluster { cluster: Cluster { weight: 50, ..checked.clone() } });
+    assert_eq!(w.state.cluster("mt3").unwrap().down, vec![a1]);
+
+    // Every address down: the failover cluster answers, service CNAMEs too.
+    w.ok(Command::SetHealth { cluster: "mt3".into(), down: vec![a2, a1] });
+    assert_eq!(w.state.cluster("mt3").unwrap().health(), crate::health::Health::Down);
+    assert_eq!(addresses(&w), vec![RData::A(Ipv4Addr::new(198, 51, 100, 2))]);
+    assert_eq!(cname(&w).as_deref(), Some("ws-mt2.example.test."));
+    let e = w.run(Command::DeleteCluster { id: "mt2".into() }).unwrap_err();
+    assert!(e.to_string().contains("fails over"), "{e}");
+
+    // No failover: fail open (every address), or closed (none: NXDOMAIN, as
+    // for a cluster without ingress).
+    w.ok(Command::PutCluster { cluster: Cluster { failover: None, ..checked.clone() } });
+    assert_eq!(addresses(&w).len(), 2);
+    w.ok(Command::PutCluster { cluster: Cluster { failover: None, all_down: AllDown::FailClosed, ..checked.clone() } });
+    assert_eq!(resolve(&w.state, "replbot.apps.example.test.", RType::A).rcode, Rcode::NxDomain);
+    // Back up.
+    w.ok(Command::SetHealth { cluster: "mt3".into(), down: vec![] });
+    assert_eq!(addresses(&w).len(), 2);
+    // A failover that does not exist is refused, by field.
+    let e = w.run(Command::PutCluster { cluster: Cluster { failover: Some("nope".into()), ..checked } }).unwrap_err();
+    assert!(e.to_string().starts_with("cluster.failover: "), "{e}");
+}

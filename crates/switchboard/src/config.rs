@@ -16,6 +16,10 @@ pub struct Config {
     pub node_id: u64,
     #[serde(default = "default_data_dir")]
     pub data_dir: PathBuf,
+    /// Where the node runs (a DNS label, e.g. "eu-west"): carried in its
+    /// health reports. Empty when not set.
+    #[serde(default)]
+    pub region: String,
     #[serde(default)]
     pub listen: Listen,
     #[serde(default)]
@@ -541,6 +545,7 @@ impl Default for Config {
         Config {
             node_id: default_node_id(),
             data_dir: default_data_dir(),
+            region: String::new(),
             listen: Listen::default(),
             cluster: Cluster::default(),
             raft: Raft::default(),
@@ -617,6 +622,9 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<()> {
         if self.node_id == 0 {
             bail!("node_id: must be at least 1");
+        }
+        if !self.region.is_empty() {
+            switchboard_domain::name::label("region", &self.region)?;
         }
         if self.cluster.name.is_empty() || self.cluster.name.len() > 64 {
             bail!("cluster.name: must be 1 to 64 characters");
@@ -830,6 +838,7 @@ impl Config {
             keep_entries_after_snapshot: self.raft.keep_entries_after_snapshot,
             install_snapshot_timeout_ms: self.raft.install_snapshot_timeout_ms,
             free_space_min_bytes: self.storage.free_space_min_mb.saturating_mul(1024 * 1024),
+            region: self.region.to_ascii_lowercase(),
         }
     }
 }
@@ -915,6 +924,14 @@ mod tests {
             let e = Config::parse(&format!("node_id = 9\n{toml}")).unwrap_err().to_string();
             assert!(e.contains(key), "{toml}: {e}");
         }
+        Ok(())
+    }
+
+    #[test]
+    fn a_region_is_a_dns_label() -> anyhow::Result<()> {
+        assert_eq!(Config::parse("region = \"eu-west\"\n")?.raft_settings(Default::default()).region, "eu-west");
+        let e = Config::parse("region = \"eu west\"\n").unwrap_err().to_string();
+        assert!(e.contains("region"), "{e}");
         Ok(())
     }
 

@@ -54,7 +54,9 @@ fn old_state_name(s: i32) -> &'static str {
 }
 
 fn old_cluster_json(c: &proto::Cluster) -> Value {
-    json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "dedicated": c.dedicated, "weight": c.weight, "state": old_state_name(c.state), "tenants": c.tenants, "revision": c.revision})
+    // With what health checks added (the sample has no check, failover or serving cluster).
+    json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "dedicated": c.dedicated, "weight": c.weight, "state": old_state_name(c.state), "tenants": c.tenants, "revision": c.revision,
+        "health": c.health, "down": c.down, "fail_closed": c.fail_closed})
 }
 
 fn old_tenant_json(t: &proto::Tenant) -> Value {
@@ -86,7 +88,9 @@ fn old_event_json(e: &proto::Event) -> Value {
     let kind = KINDS.iter().find(|(_, k)| *k as i32 == e.kind).map_or("unknown", |(name, _)| name);
     let value = match &e.value {
         Some(V::Zone(z)) => old_zone_json(z),
-        Some(V::Cluster(c)) => json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "revision": c.revision}),
+        Some(V::Cluster(c)) => {
+            json!({"id": c.id, "ipv4": c.ipv4, "ipv6": c.ipv6, "hostname": c.hostname, "revision": c.revision, "health": c.health})
+        }
         Some(V::Tenant(t)) => old_tenant_json(t),
         Some(V::Challenge(c)) => old_challenge_json(c),
         None => Value::Null,
@@ -140,6 +144,8 @@ fn cluster() -> proto::Cluster {
         state: proto::ClusterState::Draining as i32,
         revision: 3,
         tenants: 12,
+        health: "healthy".into(),
+        ..Default::default()
     }
 }
 
@@ -225,7 +231,7 @@ fn zone_json_is_pinned() {
 fn cluster_and_tenant_json_are_pinned() {
     assert_eq!(
         as_json(&ClusterWritten { revision: 4, cluster: (&cluster()).into() }),
-        r#"{"cluster":{"dedicated":true,"hostname":"","id":"mt1","ipv4":["198.51.100.1"],"ipv6":[],"revision":3,"state":"draining","tenants":12,"weight":null},"revision":4}"#
+        r#"{"cluster":{"dedicated":true,"down":[],"fail_closed":false,"health":"healthy","hostname":"","id":"mt1","ipv4":["198.51.100.1"],"ipv6":[],"revision":3,"state":"draining","tenants":12,"weight":null},"revision":4}"#
     );
     assert_eq!(
         as_json(&TenantWritten { revision: 9, tenant: (&tenant()).into() }),
@@ -285,7 +291,7 @@ fn watch_event_json_is_pinned() {
     };
     assert_eq!(
         as_json(&EventView::from(&e)),
-        r#"{"deleted":false,"key":"mt1","kind":"cluster","previous_cluster":"","revision":5,"value":{"hostname":"","id":"mt1","ipv4":["198.51.100.1"],"ipv6":[],"revision":3}}"#
+        r#"{"deleted":false,"key":"mt1","kind":"cluster","previous_cluster":"","revision":5,"value":{"health":"healthy","hostname":"","id":"mt1","ipv4":["198.51.100.1"],"ipv6":[],"revision":3}}"#
     );
     let gone = proto::Event { kind: 99, value: None, deleted: true, ..e };
     assert_eq!(

@@ -117,6 +117,18 @@ impl State {
         self.tables.clusters.values()
     }
 
+    /// Which cluster's addresses the tenants of `c` are answered with, and
+    /// which of them (`ingress::serving`).
+    pub fn serving<'a>(&'a self, c: &'a Cluster) -> (&'a Cluster, crate::ingress::Answered) {
+        crate::ingress::serving(c, |id| self.cluster(id).map(|c| &**c))
+    }
+
+    /// Whether a change of cluster `id`'s answers changes some tenant's:
+    /// it holds tenants, or is the failover of a cluster that does.
+    pub fn answers_tenants(&self, id: &str) -> bool {
+        self.tenants_on(id) > 0 || self.clusters().any(|c| c.failover.as_deref() == Some(id) && self.tenants_on(&c.id) > 0)
+    }
+
     /// How many tenants live on cluster `id`.
     pub fn tenants_on(&self, id: &str) -> u64 {
         self.tenants_per_cluster.get(id).copied().unwrap_or(0)
@@ -415,6 +427,7 @@ impl State {
             Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, at_ms, name, value, *ttl, *expires_in_s, fx),
             Command::ClearAcme { name, value } => self.clear_acme(rev, name, value.as_deref(), fx),
             Command::ExpireAcme => Ok(self.expire_acme(rev, at_ms, fx)),
+            Command::SetHealth { cluster, down } => self.set_health(rev, cluster, down, fx),
             Command::CreateCredential { credential } => self.create_credential(rev, at_ms, credential, fx),
             Command::RevokeCredential { id } => self.revoke_credential(id, fx),
             Command::CreateTsigKey { key } => self.create_tsig_key(rev, at_ms, key, fx),
@@ -436,10 +449,13 @@ impl State {
         for e in effects.iter() {
             match (&e.before, &e.after) {
                 (_, Some(Value::Tenant(_))) | (Some(Value::Tenant(_)), _) => self.marks.tenants = revision,
-                (Some(Value::Cluster(b)), Some(Value::Cluster(a))) => {
-                    let ingress = |c: &Cluster| (c.ipv4.clone(), c.ipv6.clone(), c.hostname.clone());
-                    if ingress(b) != ingress(a) && self.tenants_on(&a.id) > 0 {
-                        self.marks.ingress = revision;
+                (Some(Value::Cluster(b)), Some(Value::Cluster(a)))
+                    if !(b.same_ingress(a) && b.same_health(a)) && self.answers_tenants(&a.id) =>
+                {
+                    self.marks.ingress = revision;
+                    if !b.same_health(a) {
+                        // The serving cluster, which service CNAMEs name, may change.
+                        self.marks.tenants = revision;
                     }
                 }
                 // A zone that becomes a catalog, or stops being one, joins or leaves the catalogs.

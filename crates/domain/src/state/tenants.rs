@@ -13,6 +13,46 @@ use super::State;
 impl State {
     pub(super) fn put_cluster(&mut self, rev: u64, cluster: &Cluster, fx: &mut Vec<Effect>) -> Result<Outcome, CommandError> {
         let mut c = cluster.clone().validate()?;
+        if let Some(f) = &c.failover {
+            if self.cluster(f).is_none() {
+                return Err(CommandError::precondition("cluster.failover", format!("no cluster {f:?}")));
+            }
+        }
+        // Verdicts outlive a put for the addresses that stay checked.
+        if let (Some(old), Some(_)) = (self.cluster(&c.id), &c.check) {
+            c.down = old.down.iter().copied().filter(|a| c.addresses().any(|b| b == *a)).collect();
+        }
+        c.revision = rev;
+        fx.push(self.put(c.clone()));
+        Ok(Outcome::Cluster(Box::new(c)))
+    }
+
+    /// Commit what a quorum of probers found: `down` is the cluster's new
+    /// set of down addresses (the leader plans it from the revision it
+    /// sends as expected).
+    pub(super) fn set_health(
+        &mut self,
+        rev: u64,
+        id: &str,
+        down: &[std::net::IpAddr],
+        fx: &mut Vec<Effect>,
+    ) -> Result<Outcome, CommandError> {
+        let id = name::label("cluster", id)?;
+        let Some(old) = self.cluster(&id) else {
+            return Err(CommandError::not_found("cluster", &id, "cluster"));
+        };
+        if old.check.is_none() {
+            return Err(CommandError::precondition("cluster", format!("cluster {id:?} declares no health check")));
+        }
+        let mut c = Cluster::clone(old);
+        for (i, a) in down.iter().enumerate() {
+            if !c.addresses().any(|b| b == *a) {
+                return Err(CommandError::precondition(&format!("down[{i}]"), format!("{a} is not an address of cluster {id:?}")));
+            }
+        }
+        c.down = down.to_vec();
+        c.down.sort();
+        c.down.dedup();
         c.revision = rev;
         fx.push(self.put(c.clone()));
         Ok(Outcome::Cluster(Box::new(c)))
@@ -23,6 +63,9 @@ impl State {
         let held = self.tenants_on(&id);
         if held > 0 {
             return Err(CommandError::precondition("id", format!("cluster {id:?} still holds {held} tenant(s); move them first")));
+        }
+        if let Some(other) = self.clusters().find(|c| c.failover.as_deref() == Some(id.as_str())) {
+            return Err(CommandError::precondition("id", format!("cluster {:?} fails over to {id:?}; change it first", other.id)));
         }
         fx.push(self.remove_existing(Kind::Cluster, &id, "id")?);
         Ok(Outcome::Deleted)
