@@ -96,11 +96,13 @@ pub(crate) struct Quorum {
     /// What the last weighing saw (report generation, state revision,
     /// fresh probers): nothing to weigh again until it changes.
     seen: Option<(u64, u64, Vec<NodeId>)>,
+    /// Whether the probers' lack of regions was logged.
+    warned: bool,
 }
 
 impl Quorum {
     pub(crate) fn new(reports: Arc<Reports>, raft: Raft) -> Quorum {
-        Quorum { reports, raft, seen: None }
+        Quorum { reports, raft, seen: None, warned: false }
     }
 }
 
@@ -127,6 +129,14 @@ impl LeaderJob for Quorum {
             return Vec::new();
         }
         self.seen = Some(seen);
+        let regions: std::collections::BTreeSet<&str> = fresh.iter().flatten().map(|r| r.region.as_str()).collect();
+        if !self.warned && voters.len() > 1 && fresh.iter().all(Option::is_some) && regions.len() < 2 {
+            tracing::warn!(
+                ?regions,
+                "every prober is in one region (set `region` in the voters' configs): a fault of that region's network looks like every address failing"
+            );
+            self.warned = true;
+        }
         let quorum = voters.len() / 2 + 1;
         let changes = quorum_changes(state.clusters().map(|c| &**c), voters.len(), quorum, |i, c, a| fresh[i].and_then(|r| r.vote(c, a)));
         changes

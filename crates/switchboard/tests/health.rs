@@ -61,6 +61,16 @@ impl Drop for Listener {
     }
 }
 
+/// A child process killed when dropped.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 fn a(name: &str, addresses: &[&str]) -> Vec<String> {
     let mut v: Vec<String> = addresses.iter().map(|x| format!("{name} A {x}")).collect();
     v.sort();
@@ -170,6 +180,54 @@ fn unhealthy_addresses_leave_answers_and_clusters_fail_over() -> anyhow::Result<
             query(dns, host, RecordType::A).is_ok_and(|m| m.response_code == hickory_proto::op::ResponseCode::NXDomain)
         })?;
     }
+
+    eprintln!("--- an HTTPS check against OpenSSL's s_server (certificate self-signed, not verified)");
+    let (cert, key) = (root.path().join("web.pem"), root.path().join("web.key"));
+    let made = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:P-256",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=web.example.test",
+        ])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()?;
+    assert!(made.success(), "openssl req: {made}");
+    let tls_port = common::free_port();
+    let mut server = Server(
+        std::process::Command::new("openssl")
+            .args(["s_server", "-quiet", "-www", "-accept", &format!("127.0.0.6:{tls_port}")])
+            .arg("-cert")
+            .arg(&cert)
+            .arg("-key")
+            .arg(&key)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()?,
+    );
+    let check = format!("https:{tls_port}/");
+    // 127.0.0.7 has no server: it goes down while 127.0.0.6 passes.
+    #[rustfmt::skip]
+    let put = ["cluster", "put", "secure", "--ipv4", "127.0.0.6", "--ipv4", "127.0.0.7", "--check", &check,
+        "--check-interval-ms", "1000", "--check-failures", "2", "--check-status", "200"];
+    n1.cli(&put)?;
+    n1.cli(&["tenant", "create", "gamma", "--cluster", "secure"])?;
+    let host = "gamma.apps.example.test.";
+    everywhere(&nodes, host, RecordType::A, &a(host, &["127.0.0.6"]), Duration::from_secs(20))?;
+    let _ = server.0.kill();
+    let _ = server.0.wait();
 
     eprintln!("--- the probers' counters");
     let metrics = common::http_get(n1.ports.http, "/metrics")?;
