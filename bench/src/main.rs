@@ -301,7 +301,7 @@ async fn propagation(
         }
         let target = cluster(i + 1);
         let want = format!("ws-{target}.example.test");
-        client.move_tenant(proto::MoveTenantRequest { id: tenant(0), cluster: target.clone(), options: None }).await?;
+        client.move_tenant(proto::MoveTenantRequest { id: tenant(0), cluster: target.clone(), ttl_first: None, options: None }).await?;
         let acked = Instant::now();
         let mut tasks = Vec::new();
         for addr in dns {
@@ -414,7 +414,9 @@ async fn moves(
                 let round = at / tenants;
                 let cluster = clusters[(t + round + 1) % clusters.len()].clone();
                 let t0 = Instant::now();
-                client.move_tenant(proto::MoveTenantRequest { id: format!("{prefix}{t}"), cluster, options: None }).await?;
+                client
+                    .move_tenant(proto::MoveTenantRequest { id: format!("{prefix}{t}"), cluster, ttl_first: None, options: None })
+                    .await?;
                 lat.push(t0.elapsed().as_secs_f64() * 1000.0);
             }
             Ok::<_, anyhow::Error>(lat)
@@ -539,7 +541,12 @@ async fn measure(
             while !stop.load(Ordering::Relaxed) {
                 let t0 = Instant::now();
                 client
-                    .move_tenant(proto::MoveTenantRequest { id: tenant(i % tenants), cluster: cluster(i / tenants + i + 1), options: None })
+                    .move_tenant(proto::MoveTenantRequest {
+                        id: tenant(i % tenants),
+                        cluster: cluster(i / tenants + i + 1),
+                        ttl_first: None,
+                        options: None,
+                    })
                     .await?;
                 latencies.push(t0.elapsed().as_secs_f64() * 1000.0);
                 i += 1;

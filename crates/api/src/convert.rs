@@ -2,7 +2,7 @@
 //! section. Inbound conversions validate and name the field at fault.
 
 use switchboard_domain::health::{self, AllDown, Check, Probe};
-use switchboard_domain::model::WEIGHT_DEFAULT;
+use switchboard_domain::model::{StagedMove, WEIGHT_DEFAULT};
 use switchboard_domain::{name, Challenge, Cluster, ClusterState, Credential, Role, Rule, Scope, State, Tenant, ValidationError, Zone};
 
 use crate::proto;
@@ -192,7 +192,28 @@ pub fn tenant_out(t: &Tenant) -> proto::Tenant {
             .map(|h| proto::Tombstone { from: h.from.clone(), to: h.to.clone(), revision: h.revision, at_ms: h.at_ms })
             .collect(),
         revision: t.revision,
+        staged: None,
     }
+}
+
+/// A staged move as the API shows it.
+pub fn staged_out(m: &StagedMove) -> proto::StagedMove {
+    proto::StagedMove {
+        tenant: m.tenant.clone(),
+        from: m.from.clone(),
+        to: m.to.clone(),
+        ttl: m.ttl,
+        old_ttl: m.old_ttl,
+        step: m.step.as_str().into(),
+        since_ms: m.since_ms,
+        due_ms: m.due_ms(),
+        revision: m.revision,
+    }
+}
+
+/// A tenant as `get` shows it: with its staged move, while one runs.
+pub fn tenant_view(state: &State, t: &Tenant) -> proto::Tenant {
+    proto::Tenant { staged: state.staged_move(&t.id).map(|m| staged_out(m)), ..tenant_out(t) }
 }
 
 /// An identifier field that must be one DNS label.

@@ -259,7 +259,9 @@ impl Api {
 
     async fn tenant_write(&self, caller: &Caller, command: Command, options: Option<proto::WriteOptions>) -> Reply<proto::TenantResponse> {
         match self.write(caller, command, options).await? {
-            (revision, Outcome::Tenant(t)) => Ok(Response::new(proto::TenantResponse { revision, tenant: Some(tenant_out(&t)) })),
+            (revision, Outcome::Tenant(t)) => {
+                Ok(Response::new(proto::TenantResponse { revision, tenant: Some(tenant_out(&t)), staged: None }))
+            }
             (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
         }
     }
@@ -521,7 +523,7 @@ impl tenants_server::Tenants for Api {
         }
         let state = self.node.state();
         let t = state.tenant(&id).ok_or_else(|| Status::not_found(format!("tenant {id:?} not found")))?;
-        Ok(Response::new(tenant_out(t)))
+        Ok(Response::new(convert::tenant_view(&state, t)))
     }
 
     async fn list_tenants(&self, req: Request<proto::ListTenantsRequest>) -> Reply<proto::ListTenantsResponse> {
@@ -577,7 +579,24 @@ impl tenants_server::Tenants for Api {
         let r = req.into_inner();
         let id = convert::label("id", &r.id).map_err(status::invalid)?;
         let cluster = convert::label("cluster", &r.cluster).map_err(status::invalid)?;
-        self.tenant_write(&caller, Command::MoveTenant { id, cluster }, r.options).await
+        let Some(ttl) = r.ttl_first else {
+            return self.tenant_write(&caller, Command::MoveTenant { id, cluster }, r.options).await;
+        };
+        match self.write(&caller, Command::StageMove { id: id.clone(), cluster, ttl }, r.options).await? {
+            (revision, Outcome::Move(m)) => {
+                let tenant = self.node.state().tenant(&id).map(|t| tenant_out(t));
+                Ok(Response::new(proto::TenantResponse { revision, tenant, staged: Some(convert::staged_out(&m)) }))
+            }
+            (_, other) => Err(Status::internal(format!("unexpected outcome {other:?}"))),
+        }
+    }
+
+    async fn cancel_move(&self, req: Request<proto::CancelMoveRequest>) -> Reply<proto::CancelMoveResponse> {
+        let caller = self.caller(&req)?;
+        let r = req.into_inner();
+        let id = convert::label("id", &r.id).map_err(status::invalid)?;
+        let (revision, _) = self.write(&caller, Command::CancelMove { id }, r.options).await?;
+        Ok(Response::new(proto::CancelMoveResponse { revision }))
     }
 
     async fn add_alias(&self, req: Request<proto::AliasRequest>) -> Reply<proto::TenantResponse> {

@@ -78,6 +78,7 @@ impl Filter {
             switchboard_domain::Kind::Cluster => Kind::Cluster,
             switchboard_domain::Kind::Tenant => Kind::Tenant,
             switchboard_domain::Kind::Acme => Kind::Acme,
+            switchboard_domain::Kind::Move => Kind::Move,
             // Not in the history; not for watchers.
             _ => return None,
         };
@@ -94,6 +95,10 @@ impl Filter {
                 Kind::Tenant => {
                     matches!(&effect.after, Some(Value::Tenant(t)) if t.cluster == *c) || before_tenant.is_some_and(|t| t.cluster == *c)
                 }
+                // A staged move concerns the cluster it leaves and the one it goes to.
+                Kind::Move => {
+                    [&effect.before, &effect.after].into_iter().flatten().any(|v| matches!(v, Value::Move(m) if m.from == *c || m.to == *c))
+                }
                 _ => false,
             };
             if !concerns {
@@ -109,6 +114,7 @@ impl Filter {
             Value::Cluster(c) => Some(Out::Cluster(cluster_out(c, 0))),
             Value::Tenant(t) => Some(Out::Tenant(tenant_out(t))),
             Value::Acme(c) => Some(Out::Challenge(challenge_out(c))),
+            Value::Move(m) => Some(Out::Move(convert::staged_out(m))),
             _ => None,
         });
         let previous_cluster = before_tenant.map(|t| t.cluster.to_string()).unwrap_or_default();

@@ -386,10 +386,20 @@ pub enum TenantCmd {
     Unpin {
         id: String,
     },
-    /// Move the tenant, recording a tombstone.
+    /// Move the tenant, recording a tombstone. With --ttl-first S, a staged
+    /// move: every answer naming the tenant goes out with TTL S at once, the
+    /// leader moves it once the longest old TTL has passed, and the TTL
+    /// returns once another has ("tenant get" shows how far it is).
     Move {
         id: String,
         cluster: String,
+        #[arg(long, value_name = "SECONDS")]
+        ttl_first: Option<u32>,
+    },
+    /// Stop the tenant's staged move where it stands (moved or not); its
+    /// answers take their own TTL again.
+    CancelMove {
+        id: String,
     },
     /// Aliases: add ID ALIAS, remove ID ALIAS.
     #[command(subcommand)]
@@ -471,10 +481,11 @@ pub enum Kind {
     Cluster,
     Tenant,
     Acme,
+    Move,
 }
 
 impl Kind {
-    pub const ALL: [Kind; 4] = [Kind::Zone, Kind::Cluster, Kind::Tenant, Kind::Acme];
+    pub const ALL: [Kind; 5] = [Kind::Zone, Kind::Cluster, Kind::Tenant, Kind::Acme, Kind::Move];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -482,6 +493,7 @@ impl Kind {
             Kind::Cluster => "cluster",
             Kind::Tenant => "tenant",
             Kind::Acme => "acme",
+            Kind::Move => "move",
         }
     }
 
@@ -491,6 +503,7 @@ impl Kind {
             Kind::Cluster => v1::Kind::Cluster,
             Kind::Tenant => v1::Kind::Tenant,
             Kind::Acme => v1::Kind::Acme,
+            Kind::Move => v1::Kind::Move,
         }
     }
 

@@ -8,7 +8,7 @@ use switchboard_proto::v1::{self, tenants_client::TenantsClient};
 use crate::error::{CliError, Result};
 use crate::output::{fields, table, Output};
 use crate::transport::{status, Ch};
-use crate::view::{tombstone_line, ImportErrorView, ImportSummary, RebalanceView, TenantView, TenantWritten};
+use crate::view::{staged_line, tombstone_line, ImportErrorView, ImportSummary, MoveCancelled, RebalanceView, TenantView, TenantWritten};
 use crate::zone::deleted;
 use crate::{import, AliasCmd, Ctx, TenantCmd};
 
@@ -40,7 +40,17 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TenantCmd) -> Result<Output> {
         }
         TenantCmd::Pin { id, cluster } => c.pin_tenant(v1::PinTenantRequest { id: id.clone(), cluster: cluster.clone(), options }).await,
         TenantCmd::Unpin { id } => c.unpin_tenant(v1::UnpinTenantRequest { id: id.clone(), options }).await,
-        TenantCmd::Move { id, cluster } => c.move_tenant(v1::MoveTenantRequest { id: id.clone(), cluster: cluster.clone(), options }).await,
+        TenantCmd::Move { id, cluster, ttl_first } => {
+            c.move_tenant(v1::MoveTenantRequest { id: id.clone(), cluster: cluster.clone(), ttl_first: *ttl_first, options }).await
+        }
+        TenantCmd::CancelMove { id } => {
+            let r = c.cancel_move(v1::CancelMoveRequest { id: id.clone(), options }).await.map_err(status)?.into_inner();
+            return Output::table(
+                &MoveCancelled { cancelled: id.clone(), revision: r.revision },
+                None,
+                fields(vec![("cancelled".into(), format!("staged move of {id}")), ("revision".into(), r.revision.to_string())]),
+            );
+        }
         TenantCmd::Alias(AliasCmd::Add { id, alias }) => {
             c.add_alias(v1::AliasRequest { tenant: id.clone(), alias: alias.clone(), options }).await
         }
@@ -50,7 +60,11 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &TenantCmd) -> Result<Output> {
         TenantCmd::Import { file } => return import_file(c, file).await,
     };
     let r = r.map_err(status)?.into_inner();
-    detail(&r.tenant.unwrap_or_default(), Some(r.revision))
+    let mut t = r.tenant.unwrap_or_default();
+    if r.staged.is_some() {
+        t.staged = r.staged;
+    }
+    detail(&t, Some(r.revision))
 }
 
 /// One tenant; after a write (`revision` given), with the write's revision.
@@ -63,6 +77,9 @@ fn detail(t: &v1::Tenant, revision: Option<u64>) -> Result<Output> {
     ];
     for h in &t.history {
         rows.push(("moved".into(), tombstone_line(h)));
+    }
+    if let Some(m) = &t.staged {
+        rows.push(("moving".into(), staged_line(m)));
     }
     rows.push(("revision".into(), revision.unwrap_or(t.revision).to_string()));
     match revision {

@@ -271,6 +271,70 @@ pub struct TenantView {
     pub aliases: Vec<String>,
     pub revision: u64,
     pub history: Vec<TombstoneView>,
+    /// Its staged move (`tenant move --ttl-first`), while one runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub staged: Option<StagedView>,
+}
+
+/// A staged move.
+#[derive(Debug, Serialize)]
+pub struct StagedView {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    pub ttl: u32,
+    pub old_ttl: u32,
+    /// lowered (still on `from`) or moved (on `to`, TTL still lowered).
+    pub step: String,
+    pub since_ms: u64,
+    pub due_ms: u64,
+    pub revision: u64,
+}
+
+impl From<&v1::StagedMove> for StagedView {
+    fn from(m: &v1::StagedMove) -> Self {
+        StagedView {
+            tenant: m.tenant.clone(),
+            from: m.from.clone(),
+            to: m.to.clone(),
+            ttl: m.ttl,
+            old_ttl: m.old_ttl,
+            step: m.step.clone(),
+            since_ms: m.since_ms,
+            due_ms: m.due_ms,
+            revision: m.revision,
+        }
+    }
+}
+
+/// A staged move as `tenant get` prints it for people.
+pub fn staged_line(m: &v1::StagedMove) -> String {
+    match m.step.as_str() {
+        "lowered" => format!(
+            "{} -> {}: answers at TTL {} s since {}; moves at {} (once the old TTL of {} s has passed)",
+            m.from,
+            m.to,
+            m.ttl,
+            rfc3339_ms(m.since_ms),
+            rfc3339_ms(m.due_ms),
+            m.old_ttl
+        ),
+        _ => format!(
+            "{} -> {}: moved at {}; answers at TTL {} s until {}",
+            m.from,
+            m.to,
+            rfc3339_ms(m.since_ms),
+            m.ttl,
+            rfc3339_ms(m.due_ms)
+        ),
+    }
+}
+
+/// `tenant cancel-move`.
+#[derive(Debug, Serialize)]
+pub struct MoveCancelled {
+    pub cancelled: String,
+    pub revision: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -311,6 +375,7 @@ impl From<&v1::Tenant> for TenantView {
                 .iter()
                 .map(|h| TombstoneView { from: h.from.clone(), to: h.to.clone(), revision: h.revision, at_ms: h.at_ms })
                 .collect(),
+            staged: t.staged.as_ref().map(StagedView::from),
         }
     }
 }
@@ -697,6 +762,7 @@ pub enum EventValue {
     Cluster(EventCluster),
     Tenant(TenantView),
     Challenge(ChallengeView),
+    Move(StagedView),
 }
 
 /// A cluster in an event: its identity, ingress and health (what DNS
@@ -738,6 +804,7 @@ impl From<&v1::Event> for EventView {
                 }),
                 V::Tenant(t) => EventValue::Tenant(t.into()),
                 V::Challenge(c) => EventValue::Challenge(c.into()),
+                V::Move(m) => EventValue::Move(m.into()),
             }),
         }
     }

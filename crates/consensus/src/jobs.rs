@@ -3,8 +3,8 @@
 //! given the published state and the leader's clock; `run` proposes them
 //! one after another through the write queue (so the batcher stamps them
 //! with that clock, and every node applies them alike) and tells what became
-//! of each. ACME expiry and DNSSEC key steps are jobs; what checks health
-//! or stages a move will be more, with nothing to repeat.
+//! of each. ACME expiry, DNSSEC key steps, health verdicts
+//! (`health::Quorum`) and staged moves' steps are jobs.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -104,5 +104,44 @@ impl LeaderJob for AcmeExpiry {
             return Vec::new();
         }
         vec![Due { command: Command::ExpireAcme, guard: Guard::default(), about: "expired challenges".into() }]
+    }
+}
+
+/// Staged moves: each step (`AdvanceMove`) once the leader's clock passes
+/// its due time, compare-and-set on the move, so a step planned from a
+/// state that moved on is refused rather than taken twice. A move whose
+/// tenant left its cluster meanwhile (moved or pinned by an operator), or
+/// whose target cluster went away or stopped taking tenants, is cancelled
+/// rather than retried forever.
+pub(crate) struct MoveSteps;
+
+impl LeaderJob for MoveSteps {
+    fn name(&self) -> &'static str {
+        "staged moves"
+    }
+
+    fn every(&self) -> Duration {
+        Duration::from_millis(250)
+    }
+
+    fn due(&mut self, state: &State, now_ms: u64) -> Vec<Due> {
+        state
+            .staged_moves()
+            .filter_map(|m| {
+                let guard = Guard { expected_revision: Some(m.revision), ..Guard::default() };
+                let stranded = m.step == switchboard_domain::model::MoveStep::Lowered
+                    && (state.tenant(&m.tenant).is_none_or(|t| t.cluster != m.from)
+                        || state.cluster(&m.to).is_none_or(|c| c.state != switchboard_domain::ClusterState::Active || c.dedicated));
+                let command = if stranded {
+                    tracing::warn!(tenant = %m.tenant, to = %m.to, "staged move cancelled: its tenant or target cluster changed meanwhile");
+                    Command::CancelMove { id: m.tenant.clone() }
+                } else if now_ms >= m.due_ms() {
+                    Command::AdvanceMove { id: m.tenant.clone() }
+                } else {
+                    return None;
+                };
+                Some(Due { command, guard, about: m.tenant.clone() })
+            })
+            .collect()
     }
 }

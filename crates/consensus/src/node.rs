@@ -315,6 +315,7 @@ impl Node {
         tokio::spawn(count_elections(raft.metrics(), stats.clone()));
         tokio::spawn(jobs::run(jobs::AcmeExpiry, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(jobs::run(crate::dnssec::KeySteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
+        tokio::spawn(jobs::run(jobs::MoveSteps, raft.clone(), published.clone(), queue.clone(), disk.clone()));
         tokio::spawn(disk::watch(disk.clone(), Some(raft.clone())));
         let health = Arc::<crate::health::Reports>::default();
         tokio::spawn(jobs::run(

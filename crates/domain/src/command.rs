@@ -72,6 +72,24 @@ pub enum Command {
         id: String,
         cluster: String,
     },
+    /// Stage a move of the tenant to `cluster` that lowers its answers'
+    /// TTL to `ttl` first (`StagedMove`); the leader takes the next steps.
+    StageMove {
+        id: String,
+        cluster: String,
+        ttl: u32,
+    },
+    /// The next step of the tenant's staged move, once due by the
+    /// envelope's stamp: the move itself (with its tombstone), then the end
+    /// of the lowered TTL. Proposed by the leader.
+    AdvanceMove {
+        id: String,
+    },
+    /// Stop the tenant's staged move where it is (a tenant already moved
+    /// stays moved); its answers take their own TTL again.
+    CancelMove {
+        id: String,
+    },
     /// Clear the `pinned` flag; the tenant stays where it is.
     UnpinTenant {
         id: String,
@@ -189,9 +207,10 @@ impl Command {
     /// zone put may be large, and an entry must fit a peer message; an
     /// RFC 2136 update and challenge expiry change entities beside the one
     /// they name (challenges, names' records), which another command of
-    /// the entry could change too, leaving one revision for two versions.
+    /// the entry could change too, leaving one revision for two versions;
+    /// so does a staged move's step, which may move its tenant too.
     pub fn travels_alone(&self) -> bool {
-        matches!(self, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme)
+        matches!(self, Command::PutZone { .. } | Command::Update { .. } | Command::ExpireAcme | Command::AdvanceMove { .. })
     }
 
     /// Whether a batch may carry this command: the writes of one tenant or
@@ -246,6 +265,9 @@ impl Command {
             | Command::MoveTenant { id, .. }
             | Command::AddAlias { tenant: id, .. }
             | Command::RemoveAlias { tenant: id, .. } => (Kind::Tenant, id.to_ascii_lowercase()),
+            Command::StageMove { id, .. } | Command::AdvanceMove { id } | Command::CancelMove { id } => {
+                (Kind::Move, id.to_ascii_lowercase())
+            }
             Command::SetAcme { name, .. } | Command::ClearAcme { name, .. } => {
                 (Kind::Acme, crate::model::acme_owner("name", name).unwrap_or_else(|_| name.to_ascii_lowercase()))
             }
@@ -282,6 +304,9 @@ impl Command {
             Command::DeleteTenant { .. } => "delete_tenant",
             Command::PinTenant { .. } => "pin_tenant",
             Command::UnpinTenant { .. } => "unpin_tenant",
+            Command::StageMove { .. } => "stage_move",
+            Command::AdvanceMove { .. } => "advance_move",
+            Command::CancelMove { .. } => "cancel_move",
             Command::MoveTenant { .. } => "move_tenant",
             Command::AddAlias { .. } => "add_alias",
             Command::RemoveAlias { .. } => "remove_alias",
@@ -310,6 +335,8 @@ pub enum Outcome {
     // keeps an outcome, most of them a tenant's.
     Cluster(Box<Cluster>),
     Tenant(Tenant),
+    /// A staged move after the change (gone: `Deleted`).
+    Move(Box<crate::model::StagedMove>),
     /// The challenge after the change (no values left: it is gone).
     Acme(Box<crate::model::Challenge>),
     /// Expiry: how many values were removed.

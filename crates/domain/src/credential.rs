@@ -244,6 +244,7 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
         Command::ExpireAcme => Err("expire challenges: the leader does that".into()),
         Command::DnssecStep { .. } => Err("step DNSSEC keys: the leader does that".into()),
         Command::SetHealth { .. } => Err("set address health: the leader does that, from its probers' verdicts".into()),
+        Command::AdvanceMove { .. } => Err("advance a staged move: the leader does that when its step is due".into()),
         _ if *scope == Scope::All => Ok(()),
         Command::Batch { rows, .. } => rows
             .iter()
@@ -307,6 +308,8 @@ fn operator_write(state: &State, scope: &Scope, command: &Command) -> Result<(),
         | Command::PinTenant { .. }
         | Command::UnpinTenant { .. }
         | Command::MoveTenant { .. }
+        | Command::StageMove { .. }
+        | Command::CancelMove { .. }
         | Command::AddAlias { .. }
         | Command::RemoveAlias { .. } => {
             Err(format!("{}: clusters and tenants are shared by every zone, so that needs an operator scoped to all", command.kind()))

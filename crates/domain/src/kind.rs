@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use crate::command::RequestRecord;
 use crate::credential::Credential;
 use crate::dnssec::SignedZone;
-use crate::model::{Challenge, Cluster, Tenant, Zone, ZoneNode, ZoneSerial};
+use crate::model::{Challenge, Cluster, StagedMove, Tenant, Zone, ZoneNode, ZoneSerial};
 use crate::tsig::TsigKey;
 
 /// What a value of a stored kind tells about itself (implemented by the
@@ -170,6 +170,8 @@ registry! {
     Cluster(Cluster) { prefix: b'c', key: |c| &c.id, table: clusters, history: BeforeAndAfter }
     /// A tenant, by id.
     Tenant(Tenant) { prefix: b't', key: |t| t.id.as_str(), table: tenants, history: BeforeAndAfter }
+    /// A tenant move that lowers TTLs first, by tenant id, while it runs.
+    Move(StagedMove) { prefix: b'm', key: |m| &m.tenant, table: moves, history: BeforeAndAfter }
     /// A request id within the dedup window, by id.
     Request(RequestRecord) { prefix: b'r', key: |r| &r.id, table: requests, history: Omitted }
     /// An ACME challenge, by its `_acme-challenge` owner name.

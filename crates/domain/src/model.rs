@@ -973,6 +973,56 @@ impl Cluster {
     }
 }
 
+/// A tenant move that lowers its answers' TTL first, so resolvers follow
+/// within the lowered TTL: staged (`Lowered`: answers go out with `ttl`,
+/// still naming `from`), moved once the longest old TTL has passed since
+/// (`Moved`: the tenant is on `to`, answers still at `ttl`), and gone once
+/// another old TTL has passed (answers at their own TTL again). Each step
+/// is a command the leader proposes when it is due; stored by tenant id.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StagedMove {
+    pub tenant: String,
+    pub from: String,
+    pub to: String,
+    /// The TTL of every answer naming the tenant while the move is staged.
+    pub ttl: u32,
+    /// The longest TTL its answers had when the move was staged: how long a
+    /// resolver may hold an answer given before.
+    pub old_ttl: u32,
+    pub step: MoveStep,
+    /// The leader's stamp when the step began (ms since the epoch).
+    pub since_ms: u64,
+    pub revision: u64,
+}
+
+/// How far a staged move is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MoveStep {
+    /// Answers lowered, the tenant still on `from`.
+    Lowered,
+    /// The tenant on `to`, answers still lowered.
+    Moved,
+}
+
+impl MoveStep {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MoveStep::Lowered => "lowered",
+            MoveStep::Moved => "moved",
+        }
+    }
+}
+
+impl StagedMove {
+    /// When its next step is due: one old TTL after this one began.
+    pub fn due_ms(&self) -> u64 {
+        self.since_ms.saturating_add(u64::from(self.old_ttl) * 1000)
+    }
+}
+
+/// Bounds of a move's lowered TTL.
+pub const MOVE_TTL_MAX: u32 = 86_400;
+
 /// One move of a tenant, kept so the old cluster's proxies can forward
 /// traffic that still arrives there.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

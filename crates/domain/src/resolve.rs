@@ -315,7 +315,8 @@ fn owner_answer(state: &State, zone: &Zone, qname: &str, label: &str) -> Option<
                         if !name::is_absolute(&cname) {
                             continue;
                         }
-                        let record = Record { name: qname.to_string(), ttl: ttl.unwrap_or(zone.spec.ttl), data: RData::Cname(cname) };
+                        let ttl = tenant_ttl(state, &t.id, ttl.unwrap_or(zone.spec.ttl));
+                        let record = Record { name: qname.to_string(), ttl, data: RData::Cname(cname) };
                         return Some((vec![record], (i, j)));
                     }
                 }
@@ -399,6 +400,12 @@ fn tenant_host_ttl(zone: &Zone) -> Option<Option<u32>> {
     })
 }
 
+/// The TTL of an answer naming tenant `id` that a rule gives `ttl`: the
+/// lowered TTL of its staged move while one runs (never higher).
+fn tenant_ttl(state: &State, id: &str, ttl: u32) -> u32 {
+    state.staged_move(id).map_or(ttl, |m| ttl.min(m.ttl))
+}
+
 /// A `tenant-host` answer for the tenant (or alias) `key`, owned by `owner`:
 /// the serving cluster's answered addresses (`ingress::serving`: its own
 /// healthy ones, or its failover's), or a CNAME to its ingress host name.
@@ -406,7 +413,7 @@ fn tenant_host_ttl(zone: &Zone) -> Option<Option<u32>> {
 fn tenant_host(state: &State, zone: &Zone, ttl: Option<u32>, key: &str, owner: &str) -> Option<Vec<Record>> {
     let t = state.tenant_by_key(key)?;
     let (c, answered) = state.serving(state.cluster(&t.cluster)?);
-    let ttl = ttl.unwrap_or(zone.spec.ttl);
+    let ttl = tenant_ttl(state, &t.id, ttl.unwrap_or(zone.spec.ttl));
     let record = |data| Record { name: owner.to_string(), ttl, data };
     let mut rrs: Vec<Record> = c.ipv4.iter().filter(|a| answered.includes(c, (**a).into())).map(|a| record(RData::A(*a))).collect();
     rrs.extend(c.ipv6.iter().filter(|a| answered.includes(c, (**a).into())).map(|a| record(RData::Aaaa(*a))));
@@ -620,6 +627,13 @@ pub fn zone_difference(old: &State, new: &State, zone: &Zone, changes: &[crate::
                         keys.insert(t.id.clone());
                         keys.extend(t.aliases.iter().cloned());
                     }
+                }
+            }
+            // A staged move's TTL is on every answer naming its tenant.
+            Kind::Move => {
+                for t in [old.tenant(&c.key), new.tenant(&c.key)].into_iter().flatten() {
+                    keys.insert(t.id.clone());
+                    keys.extend(t.aliases.iter().cloned());
                 }
             }
             Kind::Acme => {

@@ -876,6 +876,9 @@ fn every_kind_world() -> World {
     w.rev += 1;
     let env = Envelope { at_ms: 1_000 * w.rev, command: Command::CreateTenant { id: "t3".into(), cluster: None }, guard };
     assert!(w.state.apply(w.rev, &env).0.is_ok());
+    let on = w.state.tenant("t1").map(|t| t.cluster.to_string());
+    let to = if on.as_deref() == Some("mt1") { "mt2" } else { "mt1" };
+    w.ok(Command::StageMove { id: "t1".into(), cluster: to.into(), ttl: 5 });
     w
 }
 
@@ -1905,4 +1908,59 @@ fn health_verdicts_shape_answers_and_fail_over() {
     // A failover that does not exist is refused, by field.
     let e = w.run(Command::PutCluster { cluster: Cluster { failover: Some("nope".into()), ..checked } }).unwrap_err();
     assert!(e.to_string().starts_with("cluster.failover: "), "{e}");
+}
+
+#[test]
+fn a_staged_move_lowers_ttls_then_moves_then_restores() {
+    use crate::model::MoveStep;
+    let mut w = World::new();
+    w.ok(Command::CreateTenant { id: "replbot".into(), cluster: Some("mt1".into()) });
+    w.ok(Command::AddAlias { tenant: "replbot".into(), alias: "rb".into() });
+    let ttls = |w: &World| -> Vec<(String, u32)> {
+        ["ws-replbot.apps.example.test.", "replbot.apps.example.test.", "x.rb.apps.example.test."]
+            .iter()
+            .map(|q| {
+                let a = resolve(&w.state, q, RType::A);
+                (format!("{:?}", a.answers[0].data), a.answers[0].ttl)
+            })
+            .collect()
+    };
+    let before = ttls(&w);
+    assert_eq!(before.iter().map(|(_, t)| *t).collect::<Vec<_>>(), vec![300, 60, 60]);
+    // Refused: nothing to lower, the cluster it is on, an unknown cluster, a TTL of 0.
+    for (cluster, ttl) in [("mt2", 300), ("mt1", 5), ("nope", 5), ("mt2", 0)] {
+        assert!(w.run(Command::StageMove { id: "replbot".into(), cluster: cluster.into(), ttl }).is_err(), "{cluster} {ttl}");
+    }
+    let serial = w.state.serial_revision(w.state.zone(APEX).unwrap());
+    let Outcome::Move(m) = w.ok(Command::StageMove { id: "replbot".into(), cluster: "mt2".into(), ttl: 5 }) else { panic!() };
+    assert_eq!((m.old_ttl, m.step, m.from.as_str()), (300, MoveStep::Lowered, "mt1"));
+    assert!(w.state.serial_revision(w.state.zone(APEX).unwrap()) > serial, "the serial moves with the TTL");
+    // Still the old cluster, every answer at the lowered TTL (aliases too).
+    let lowered = ttls(&w);
+    assert_eq!(lowered.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>(), before.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>());
+    assert!(lowered.iter().all(|(_, t)| *t == 5), "{lowered:?}");
+    assert!(w.run(Command::StageMove { id: "replbot".into(), cluster: "mt2".into(), ttl: 5 }).is_err(), "one at a time");
+    // Too early (stamps advance 1 s a revision here; the old TTL is 300 s).
+    assert!(w.run(Command::AdvanceMove { id: "replbot".into() }).is_err());
+    w.rev += 300;
+    let Outcome::Move(m) = w.ok(Command::AdvanceMove { id: "replbot".into() }) else { panic!() };
+    assert_eq!(m.step, MoveStep::Moved);
+    let t = w.state.tenant("replbot").unwrap();
+    assert_eq!((t.cluster.as_str(), t.history.len()), ("mt2", 1), "moved, with a tombstone");
+    let moved = ttls(&w);
+    assert_eq!(moved[0], (format!("{:?}", RData::Cname("ws-mt2.example.test.".into())), 5));
+    assert_eq!(moved[1], (format!("{:?}", RData::A(Ipv4Addr::new(198, 51, 100, 2))), 5));
+    w.rev += 300;
+    assert_eq!(w.ok(Command::AdvanceMove { id: "replbot".into() }), Outcome::Deleted);
+    assert!(w.state.staged_move("replbot").is_none());
+    assert_eq!(ttls(&w).iter().map(|(_, t)| *t).collect::<Vec<_>>(), vec![300, 60, 60], "TTLs restored");
+
+    // Cancelled while lowered: nothing moved, TTLs back; a deleted tenant takes its move along.
+    w.ok(Command::StageMove { id: "replbot".into(), cluster: "mt1".into(), ttl: 5 });
+    assert_eq!(w.ok(Command::CancelMove { id: "replbot".into() }), Outcome::Deleted);
+    assert_eq!(w.state.tenant("replbot").unwrap().cluster.as_str(), "mt2");
+    assert!(w.run(Command::CancelMove { id: "replbot".into() }).is_err());
+    w.ok(Command::StageMove { id: "replbot".into(), cluster: "mt1".into(), ttl: 5 });
+    w.ok(Command::DeleteTenant { id: "replbot".into() });
+    assert!(w.state.staged_move("replbot").is_none());
 }

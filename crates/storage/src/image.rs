@@ -8,7 +8,7 @@ use switchboard_domain::{State, Value};
 use crate::{decode, encode, Result, StorageError};
 
 /// Bump when the layout changes; decoding refuses other versions.
-const IMAGE_VERSION: u32 = 11;
+const IMAGE_VERSION: u32 = 12;
 
 #[derive(Serialize, Deserialize)]
 struct Image {

@@ -62,9 +62,10 @@ pub const MEMTABLE_BYTES_MAX: usize = 32 * 1024 * 1024;
 /// records are stored name by name (`n/`, `ZoneNode`), apart from the zone
 /// (image v9); 10 = a zone's `[transfer]` table holds its transport rules
 /// (`tls`, `cert_keys`; image v10); 11 = a cluster's health check, failover
-/// and down addresses, and the `SetHealth` command (image v11).
+/// and down addresses, and the `SetHealth` command (image v11); 12 = staged
+/// moves (`m/`, `StagedMove`) and their commands (image v12).
 /// Bump on any change to what is stored.
-pub const FORMAT: u32 = 11;
+pub const FORMAT: u32 = 12;
 
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -120,7 +120,7 @@ fn concurrent_writes_to_one_tenant_get_distinct_revisions() -> anyhow::Result<()
             tasks.spawn(async move {
                 let r = if i % 2 == 0 {
                     let to = if i % 4 == 0 { "mt2" } else { "mt1" };
-                    c.move_tenant(proto::MoveTenantRequest { id: "hot".into(), cluster: to.into(), options: None }).await
+                    c.move_tenant(proto::MoveTenantRequest { id: "hot".into(), cluster: to.into(), ttl_first: None, options: None }).await
                 } else {
                     c.create_tenant(proto::CreateTenantRequest { id: format!("cold{i}"), cluster: "mt1".into(), options: None }).await
                 };

@@ -80,8 +80,13 @@ fn old_credential_json(c: &proto::Credential) -> Value {
     })
 }
 
-const KINDS: [(&str, proto::Kind); 4] =
-    [("zone", proto::Kind::Zone), ("cluster", proto::Kind::Cluster), ("tenant", proto::Kind::Tenant), ("acme", proto::Kind::Acme)];
+const KINDS: [(&str, proto::Kind); 5] = [
+    ("zone", proto::Kind::Zone),
+    ("cluster", proto::Kind::Cluster),
+    ("tenant", proto::Kind::Tenant),
+    ("acme", proto::Kind::Acme),
+    ("move", proto::Kind::Move),
+];
 
 fn old_event_json(e: &proto::Event) -> Value {
     use proto::event::Value as V;
@@ -93,6 +98,11 @@ fn old_event_json(e: &proto::Event) -> Value {
         }
         Some(V::Tenant(t)) => old_tenant_json(t),
         Some(V::Challenge(c)) => old_challenge_json(c),
+        // Staged moves came after the old encoders: shown as they are.
+        Some(V::Move(m)) => json!({
+            "tenant": m.tenant, "from": m.from, "to": m.to, "ttl": m.ttl, "old_ttl": m.old_ttl, "step": m.step,
+            "since_ms": m.since_ms, "due_ms": m.due_ms, "revision": m.revision,
+        }),
         None => Value::Null,
     };
     json!({"revision": e.revision, "kind": kind, "key": e.key, "deleted": e.deleted, "previous_cluster": e.previous_cluster, "value": value})
@@ -157,6 +167,7 @@ fn tenant() -> proto::Tenant {
         aliases: vec!["t1-alias".into()],
         history: vec![proto::Tombstone { from: "mt1".into(), to: "mt2".into(), revision: 9, at_ms: 1_700_000_000_000 }],
         revision: 9,
+        staged: None,
     }
 }
 

@@ -17,6 +17,7 @@ mod credentials;
 mod dedup;
 mod dnssec;
 mod keys;
+mod moves;
 mod tenants;
 mod update;
 mod zones;
@@ -422,6 +423,9 @@ impl State {
             Command::PinTenant { id, cluster } => self.relocate(rev, at_ms, id, cluster, Some(true), true, fx),
             Command::MoveTenant { id, cluster } => self.relocate(rev, at_ms, id, cluster, None, false, fx),
             Command::UnpinTenant { id } => self.unpin_tenant(rev, id, fx),
+            Command::StageMove { id, cluster, ttl } => self.stage_move(rev, at_ms, id, cluster, *ttl, fx),
+            Command::AdvanceMove { id } => self.advance_move(rev, at_ms, id, fx),
+            Command::CancelMove { id } => self.cancel_move(id, fx),
             Command::AddAlias { tenant, alias } => self.add_alias(rev, tenant, alias, fx),
             Command::RemoveAlias { tenant, alias } => self.remove_alias(rev, tenant, alias, fx),
             Command::SetAcme { name, value, ttl, expires_in_s } => self.set_acme(rev, at_ms, name, value, *ttl, *expires_in_s, fx),
@@ -448,7 +452,10 @@ impl State {
         let mut gone = Vec::new();
         for e in effects.iter() {
             match (&e.before, &e.after) {
-                (_, Some(Value::Tenant(_))) | (Some(Value::Tenant(_)), _) => self.marks.tenants = revision,
+                // A staged move changes the TTL of the tenant's answers.
+                (_, Some(Value::Tenant(_) | Value::Move(_))) | (Some(Value::Tenant(_) | Value::Move(_)), _) => {
+                    self.marks.tenants = revision
+                }
                 (Some(Value::Cluster(b)), Some(Value::Cluster(a)))
                     if !(b.same_ingress(a) && b.same_health(a)) && self.answers_tenants(&a.id) =>
                 {

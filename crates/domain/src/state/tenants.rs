@@ -120,6 +120,7 @@ impl State {
         let id = name::label("id", id)?;
         let keys: Vec<String> = self.tenant(&id).map(|t| t.keys().map(str::to_string).collect()).unwrap_or_default();
         fx.push(self.remove_existing(Kind::Tenant, &id, "id")?);
+        self.drop_move(&id, fx);
         self.revoke_tenant_credentials(&id, fx);
         // Its names (id and aliases) are its no more, nor their challenges.
         let reowned = keys.iter().flat_map(|k| self.challenges_of_key(k)).collect();
@@ -255,7 +256,7 @@ impl State {
 
     /// Can a tenant be put on `id` by an operator? Dedicated clusters take
     /// tenants only by pin; draining and down clusters take none.
-    fn check_target_cluster(&self, id: &str, field: &str, pin: bool) -> Result<(), CommandError> {
+    pub(super) fn check_target_cluster(&self, id: &str, field: &str, pin: bool) -> Result<(), CommandError> {
         let Some(c) = self.cluster(id) else {
             return Err(CommandError::not_found("cluster", id, field));
         };
