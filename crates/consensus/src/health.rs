@@ -4,8 +4,8 @@
 //! interval of its cluster's check (one probe per address and check, however
 //! many clusters list it), keeps its own verdict per address with the
 //! check's consecutive-failure and -success thresholds, and reports its
-//! verdicts to the leader over the peer network: at once when one changes,
-//! and every `REPORT_EVERY` so that a new leader learns them. The leader
+//! verdicts to the leader over the peer network: within `REPORT_GAP` of a
+//! change, and every `REPORT_EVERY` so that a new leader learns them. The leader
 //! (`Quorum`, a leader job) commits `SetHealth` for a cluster only when a
 //! quorum of the voters' fresh reports disagrees with what is committed
 //! (`ingress::quorum_changes`). Answers read only the committed verdicts,
@@ -24,20 +24,27 @@ use switchboard_domain::health::{Check, Probe, Verdict};
 use switchboard_domain::ingress::quorum_changes;
 use switchboard_domain::{Command, Guard, State};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 
 use crate::jobs::{Due, LeaderJob};
 use crate::network::PeerPool;
 use crate::stats::Stats;
 use crate::{AbortOnDrop, NodeId, Published, Raft};
+use futures::stream::{FuturesUnordered, StreamExt};
 
-/// How often a prober reports all its verdicts (besides at each change).
+/// How often a prober reports all its verdicts (besides after changes).
 pub(crate) const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// How soon after a verdict changes it is reported, at most: changes that
+/// come together (thousands of addresses behind one failed link) go in
+/// one report, not one report each.
+const REPORT_GAP: Duration = Duration::from_millis(100);
 /// A report not renewed within this counts for neither side: its prober
 /// is gone or cut off from the leader.
 pub(crate) const REPORT_STALE: Duration = Duration::from_secs(5);
 /// How often the leader weighs the reports.
 const QUORUM_EVERY: Duration = Duration::from_millis(200);
+/// How often a prober starts the probes that are due: a probe starts up to
+/// this late.
+const PROBE_SLOT: Duration = Duration::from_millis(50);
 /// How often a prober looks for checks added, changed or removed.
 const RESYNC_EVERY: Duration = Duration::from_millis(500);
 
@@ -172,9 +179,12 @@ impl Target {
     }
 }
 
-/// A target's probing task and its latest streak.
+/// A target's next probe and its latest streak.
 struct Probing {
-    _task: AbortOnDrop,
+    /// When its next probe starts.
+    next: tokio::time::Instant,
+    /// A probe of it is under way (a slow one is not started twice).
+    running: bool,
     ok: u32,
     failed: u32,
     /// (cluster, failures, successes) of the clusters that use it.
@@ -222,31 +232,64 @@ impl Deliver {
 
 /// Probe every checked address for as long as the node runs, reporting
 /// to the leader while this node is a voter.
+///
+/// One task does it all: every `PROBE_SLOT` it starts the probes that are
+/// due and polls those under way, so ten thousand addresses cost twenty
+/// wake-ups a second rather than one per probe (a task and a timer per
+/// address spent most of the prober's CPU switching threads).
 pub(crate) async fn prober(deliver: Deliver, published: Published) {
-    let (tx, mut rx) = mpsc::channel::<(Target, bool)>(1024);
+    let mut running = FuturesUnordered::new();
+    let mut slot = tokio::time::interval(PROBE_SLOT);
+    slot.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut targets: HashMap<Target, Probing> = HashMap::new();
     let mut verdicts: HashMap<(String, IpAddr), Verdict> = HashMap::new();
     let mut resync = tokio::time::interval(RESYNC_EVERY);
     let mut report = tokio::time::interval(REPORT_EVERY);
+    let mut flush = tokio::time::interval(REPORT_GAP);
     let mut seen_revision = None;
     let mut voter = false;
+    // A verdict changed since the last report.
+    let mut dirty = false;
+    let mut sending: Option<tokio::task::JoinHandle<()>> = None;
+    let deliver = Arc::new(deliver);
     loop {
-        let changed = tokio::select! {
+        let send = tokio::select! {
             _ = resync.tick() => {
                 let now_voter = deliver.is_voter();
                 let state = published.load();
                 if now_voter != voter || seen_revision != Some(state.revision()) {
                     voter = now_voter;
                     seen_revision = Some(state.revision());
-                    sync(&deliver, &state, voter, &tx, &mut targets, &mut verdicts);
+                    sync(&deliver, &state, voter, &mut targets, &mut verdicts);
                 }
                 false
             }
-            Some((target, ok)) = rx.recv() => observe(&deliver, &mut targets, &mut verdicts, target, ok),
+            now = slot.tick() => {
+                for (target, p) in targets.iter_mut().filter(|(_, p)| p.next <= now && !p.running) {
+                    let interval = Duration::from_millis(u64::from(target.interval_ms));
+                    // Past a stall, start again from now rather than in a burst.
+                    p.next = (p.next + interval).max(now);
+                    p.running = true;
+                    running.push(probe(target.clone()));
+                }
+                false
+            }
+            Some((target, ok)) = running.next(), if !running.is_empty() => {
+                dirty |= observe(&deliver, &mut targets, &mut verdicts, target, ok);
+                false
+            }
+            _ = flush.tick() => dirty,
             _ = report.tick() => true,
         };
-        if changed && voter {
-            deliver.send(&report_of(&deliver.region, &targets, &verdicts)).await;
+        // One report in flight at a time, sent beside the loop so that the
+        // probes under way are polled meanwhile; one due while another is in
+        // flight goes at the next slot.
+        if send && voter && sending.as_ref().is_none_or(tokio::task::JoinHandle::is_finished) {
+            dirty = false;
+            let (deliver, report) = (deliver.clone(), report_of(&deliver.region, &targets, &verdicts));
+            sending = Some(tokio::spawn(async move { deliver.send(&report).await }));
+        } else if send && voter {
+            dirty = true;
         }
     }
 }
@@ -258,7 +301,6 @@ fn sync(
     deliver: &Deliver,
     state: &State,
     voter: bool,
-    tx: &mpsc::Sender<(Target, bool)>,
     targets: &mut HashMap<Target, Probing>,
     verdicts: &mut HashMap<(String, IpAddr), Verdict>,
 ) {
@@ -279,8 +321,13 @@ fn sync(
         match targets.get_mut(&target) {
             Some(p) => p.users = users,
             None => {
-                let task = AbortOnDrop(tokio::spawn(probe_loop(deliver.id, target.clone(), tx.clone())));
-                targets.insert(target, Probing { _task: task, ok: 0, failed: 0, users });
+                // A phase of its own within the interval, from the prober and
+                // the target: probers and addresses spread out, not in bursts.
+                let mut h = std::collections::hash_map::DefaultHasher::new();
+                (deliver.id, &target).hash(&mut h);
+                let phase = Duration::from_millis(h.finish() % u64::from(target.interval_ms));
+                let next = tokio::time::Instant::now() + phase;
+                targets.insert(target, Probing { next, running: false, ok: 0, failed: 0, users });
             }
         }
     }
@@ -297,6 +344,7 @@ fn observe(
     let counter = if ok { &deliver.stats.health_probes_ok } else { &deliver.stats.health_probes_failed };
     counter.fetch_add(1, Ordering::Relaxed);
     let Some(p) = targets.get_mut(&target) else { return false };
+    p.running = false;
     if ok {
         (p.ok, p.failed) = (p.ok.saturating_add(1), 0);
     } else {
@@ -313,7 +361,7 @@ fn observe(
         };
         if new != old {
             if let Some(v) = new {
-                tracing::info!(cluster, address = %target.address, probe = %target.probe, verdict = ?v, "prober's verdict changes");
+                tracing::debug!(cluster, address = %target.address, probe = %target.probe, verdict = ?v, "prober's verdict changes");
                 verdicts.insert(key, v);
                 changed = true;
             }
@@ -341,23 +389,11 @@ fn report_of(region: &str, targets: &HashMap<Target, Probing>, verdicts: &HashMa
     r
 }
 
-/// Probe `target` once per interval, from a phase of its own (probers and
-/// addresses spread over the interval rather than in bursts).
-async fn probe_loop(prober: NodeId, target: Target, tx: mpsc::Sender<(Target, bool)>) {
-    let interval = Duration::from_millis(u64::from(target.interval_ms));
-    let mut h = std::collections::hash_map::DefaultHasher::new();
-    (prober, &target).hash(&mut h);
-    tokio::time::sleep(Duration::from_millis(h.finish() % u64::from(target.interval_ms))).await;
-    let mut tick = tokio::time::interval(interval);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let timeout = Duration::from_millis(u64::from(target.timeout_ms));
-        let ok = matches!(tokio::time::timeout(timeout, probe_once(&target)).await, Ok(Ok(())));
-        if tx.send((target.clone(), ok)).await.is_err() {
-            return;
-        }
-    }
+/// Probe `target` once, within its timeout: the target and whether it passed.
+async fn probe(target: Target) -> (Target, bool) {
+    let timeout = Duration::from_millis(u64::from(target.timeout_ms));
+    let ok = matches!(tokio::time::timeout(timeout, probe_once(&target)).await, Ok(Ok(())));
+    (target, ok)
 }
 
 /// One probe: `Ok` when the address passes.

@@ -136,3 +136,52 @@ fn a_resolver_follows_a_staged_move_within_the_lowered_ttl() -> anyhow::Result<(
     assert!(e.contains("ttl_first"), "{e}");
     Ok(())
 }
+
+/// The leader that staged a move dies while the TTL is lowered: the new
+/// leader takes the remaining steps, at the same revisions on every node.
+#[test]
+fn a_new_leader_finishes_a_staged_move() -> anyhow::Result<()> {
+    const RAFT: &str = "[raft]\nheartbeat_ms = 50\nelection_timeout_min_ms = 300\nelection_timeout_max_ms = 600\n";
+    let root = tempfile::tempdir()?;
+    let mut nodes: Vec<Node> = (1..=3).map(|id| Node::prepare(root.path(), id)).collect::<anyhow::Result<_>>()?;
+    common::write_cluster_configs(&nodes, 3, RAFT)?;
+    for n in &mut nodes {
+        n.spawn()?;
+    }
+    let mut leader = 0;
+    for n in &mut nodes {
+        leader = n.wait_leader_known(Duration::from_secs(30))?;
+    }
+    let zone = format!(
+        "apex = \"apps.example.test.\"\nenvironment = \"prod\"\nns = [\"ns1.example.test.\"]\n[[rules]]\nkind = \"tenant-host\"\nttl = {TTL}\n"
+    );
+    let other = nodes.iter().position(|n| n.status().is_ok_and(|s| s["node_id"].as_u64() != Some(leader))).unwrap_or(0);
+    let n = &nodes[other];
+    let file = n.dir.join("zone.toml");
+    std::fs::write(&file, zone)?;
+    n.cli(&["zone", "put", file.to_str().unwrap_or_default()])?;
+    n.cli(&["cluster", "put", "mt1", "--ipv4", "198.51.100.1"])?;
+    n.cli(&["cluster", "put", "mt2", "--ipv4", "198.51.100.2"])?;
+    n.cli(&["tenant", "create", "alpha", "--cluster", "mt1"])?;
+    n.cli(&["tenant", "move", "alpha", "mt2", "--ttl-first", "1", "--wait", "everywhere"])?;
+    let name = "alpha.apps.example.test.";
+    eprintln!("--- the leader (node {leader}) killed while the TTL is lowered");
+    nodes[(leader - 1) as usize].kill9()?;
+    let alive: Vec<&Node> = nodes.iter().enumerate().filter(|(i, _)| *i as u64 != leader - 1).map(|(_, n)| n).collect();
+    for n in &alive {
+        let dns = n.dns();
+        eventually(Duration::from_secs(u64::from(TTL) * 3), "the move taken by the new leader", || {
+            a(dns, name) == Some(("198.51.100.2".into(), 1))
+        })?;
+    }
+    for n in &alive {
+        let dns = n.dns();
+        eventually(Duration::from_secs(u64::from(TTL) * 3), "the TTL restored", || a(dns, name) == Some(("198.51.100.2".into(), TTL)))?;
+    }
+    let revisions: Vec<u64> = alive
+        .iter()
+        .map(|n| n.json(&["tenant", "get", "alpha"]).map(|t| t["history"][0]["revision"].as_u64().unwrap_or(0)))
+        .collect::<anyhow::Result<_>>()?;
+    assert!(revisions.iter().all(|r| *r == revisions[0] && *r > 0), "the move's revision on each node: {revisions:?}");
+    Ok(())
+}
