@@ -135,14 +135,12 @@ fn check_in(c: proto::HealthCheck) -> Result<Check, ValidationError> {
 }
 
 fn check_out(c: &Check) -> proto::HealthCheck {
-    let (protocol, path, host, status) = match &c.probe {
-        Probe::Tcp { .. } => ("tcp", String::new(), String::new(), 0),
-        Probe::Http { tls, path, host, status, .. } => {
-            (if *tls { "https" } else { "http" }, path.clone(), host.clone().unwrap_or_default(), status.map_or(0, u32::from))
-        }
+    let (path, host, status) = match &c.probe {
+        Probe::Tcp { .. } => (String::new(), String::new(), 0),
+        Probe::Http { path, host, status, .. } => (path.clone(), host.clone().unwrap_or_default(), status.map_or(0, u32::from)),
     };
     proto::HealthCheck {
-        protocol: protocol.into(),
+        protocol: c.probe.scheme().into(),
         port: u32::from(c.probe.port()),
         path,
         host,

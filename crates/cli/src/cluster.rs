@@ -52,12 +52,12 @@ pub async fn run(channel: Ch, ctx: &Ctx, cmd: &ClusterCmd) -> Result<Output> {
 /// for what is not given: the server's defaults).
 fn check(p: &crate::ClusterPut, spec: &str) -> Result<v1::HealthCheck> {
     let probe = switchboard_domain::health::Probe::parse("--check", spec)?;
-    let (protocol, path) = match &probe {
-        switchboard_domain::health::Probe::Tcp { .. } => ("tcp", String::new()),
-        switchboard_domain::health::Probe::Http { tls, path, .. } => (if *tls { "https" } else { "http" }, path.clone()),
+    let path = match &probe {
+        switchboard_domain::health::Probe::Tcp { .. } => String::new(),
+        switchboard_domain::health::Probe::Http { path, .. } => path.clone(),
     };
     Ok(v1::HealthCheck {
-        protocol: protocol.into(),
+        protocol: probe.scheme().into(),
         port: u32::from(probe.port()),
         path,
         host: p.check_host.clone().unwrap_or_default(),

@@ -264,7 +264,8 @@ pub(crate) async fn prober(deliver: Deliver, published: Published) {
                 }
                 false
             }
-            now = slot.tick() => {
+            // Idle (no checks, or no voter) it wakes only to resync and report.
+            now = slot.tick(), if !targets.is_empty() => {
                 for (target, p) in targets.iter_mut().filter(|(_, p)| p.next <= now && !p.running) {
                     let interval = Duration::from_millis(u64::from(target.interval_ms));
                     // Past a stall, start again from now rather than in a burst.
@@ -278,7 +279,7 @@ pub(crate) async fn prober(deliver: Deliver, published: Published) {
                 dirty |= observe(&deliver, &mut targets, &mut verdicts, target, ok);
                 false
             }
-            _ = flush.tick() => dirty,
+            _ = flush.tick(), if dirty => true,
             _ = report.tick() => true,
         };
         // One report in flight at a time, sent beside the loop so that the

@@ -49,6 +49,15 @@ pub enum Probe {
 }
 
 impl Probe {
+    /// `tcp`, `http` or `https`: how the CLI, the API and `Display` name it.
+    pub fn scheme(&self) -> &'static str {
+        match self {
+            Probe::Tcp { .. } => "tcp",
+            Probe::Http { tls: false, .. } => "http",
+            Probe::Http { tls: true, .. } => "https",
+        }
+    }
+
     pub fn port(&self) -> u16 {
         match self {
             Probe::Tcp { port } | Probe::Http { port, .. } => *port,
@@ -82,7 +91,7 @@ impl std::fmt::Display for Probe {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Probe::Tcp { port } => write!(f, "tcp:{port}"),
-            Probe::Http { port, tls, path, .. } => write!(f, "{}:{port}{path}", if *tls { "https" } else { "http" }),
+            Probe::Http { port, path, .. } => write!(f, "{}:{port}{path}", self.scheme()),
         }
     }
 }
